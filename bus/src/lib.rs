@@ -1,0 +1,93 @@
+//! The bus between Samvad roles.
+//!
+//! One trait, [`Bus`], with the semantics of a Kafka cluster: named topics
+//! split into partitions, a record's key chooses its partition, order holds
+//! within a partition, consumers in a group share the partitions, delivery is
+//! at least once and a consumer commits an offset only after the work the
+//! record asked for is durable. Roles are written against the trait and run
+//! unchanged on [`EmbeddedBus`] (one process, journaled in fjall) or on Kafka.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+mod embedded;
+mod partition;
+
+pub use embedded::{Durability, EmbeddedBus};
+pub use partition::partition_for;
+
+/// A boxed future, so that the bus traits stay object safe (`Arc<dyn Bus>`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a topic looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub partitions: u32,
+    /// Whether records must survive a crash before `produce` returns.
+    /// Ephemeral topics (pushes to one edge's sessions) need not.
+    pub durable: bool,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub topic: Arc<str>,
+    pub key: Bytes,
+    pub payload: Bytes,
+}
+
+impl Outgoing {
+    pub fn new(topic: impl Into<Arc<str>>, key: impl Into<Bytes>, payload: Bytes) -> Self {
+        Outgoing { topic: topic.into(), key: key.into(), payload }
+    }
+}
+
+/// A consumed record.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    pub offset: u64,
+    pub key: Bytes,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("bus is shutting down")]
+    Closed,
+    #[error("journal: {0}")]
+    Journal(#[from] fjall::Error),
+    #[error("bus backend: {0}")]
+    Backend(String),
+}
+
+/// Producer and consumer factory, shared by every role in a process.
+pub trait Bus: Send + Sync + 'static {
+    /// Creates the topic if it does not exist yet.
+    fn ensure_topic<'a>(&'a self, name: &'a str, spec: TopicSpec) -> BoxFuture<'a, Result<(), BusError>>;
+
+    /// Produces records; resolves once every one is acknowledged by the bus
+    /// (durable, for durable topics). Records with the same topic and key
+    /// keep their order.
+    fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'_, Result<(), BusError>>;
+
+    /// Joins consumer group `group` on `topic`.
+    fn subscribe<'a>(&'a self, topic: &'a str, group: &'a str) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
+}
+
+/// One member of a consumer group.
+pub trait Consumer: Send {
+    /// Waits for records on the partitions assigned to this member and
+    /// returns at most `max` of them, in order within each partition.
+    fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>>;
+
+    /// Marks `records` (and everything before them in their partitions) as
+    /// done. Call only once their effects are durable.
+    fn commit(&mut self, records: &[Record]) -> Result<(), BusError>;
+}

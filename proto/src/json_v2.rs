@@ -1,0 +1,369 @@
+//! The seed's JSON v2 envelope, for WebSocket text mode (old clients).
+//!
+//! A text frame from a client is either a bare v2 envelope (an object with a
+//! `head`), which means "send this", or a one-key object naming a control
+//! frame: `{"hello":{"token":…}}`, `{"ack":{"seq":5}}`,
+//! `{"sync":{"after_seq":0}}`, `{"typing":{…}}`, `{"ping":{"nonce":1}}`.
+//! The server answers deliveries with bare v2 envelopes (plus `seq` and
+//! `server_ts`) and every other frame as a one-key object, e.g.
+//! `{"accepted":{"id":…,"server_ts":…}}` or
+//! `{"error":{"code":"sender_mismatch","message":…,"ref":…}}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::v1::{self, client_frame, server_frame, Action, HeadType};
+
+/// A text frame that is not valid JSON v2.
+#[derive(Debug, thiserror::Error)]
+pub enum JsonError {
+    #[error("not valid JSON: {0}")]
+    Syntax(#[from] serde_json::Error),
+    #[error("unknown frame kind")]
+    UnknownKind,
+    #[error("unknown {field} value {value:?}")]
+    UnknownValue { field: &'static str, value: String },
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct EnvelopeJson {
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub head: HeadJson,
+    #[serde(default)]
+    pub meta: MetaJson,
+    #[serde(default)]
+    pub body: BodyJson,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentJson>,
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub server_ts: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct HeadJson {
+    #[serde(rename = "type", default)]
+    pub kind: String,
+    #[serde(default)]
+    pub to: String,
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub chatid: String,
+    #[serde(rename = "contentType", default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub action: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct MetaJson {
+    #[serde(default)]
+    pub hash: String,
+    #[serde(default)]
+    pub content_hash: String,
+    #[serde(default)]
+    pub generate_ts: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct BodyJson {
+    #[serde(default)]
+    pub text: String,
+    #[serde(default)]
+    pub ts: i64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct AttachmentJson {
+    pub file_id: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub sha256: String,
+}
+
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+
+const HEAD_TYPES: [(HeadType, &str); 5] = [
+    (HeadType::Chat, "chat"),
+    (HeadType::Group, "group"),
+    (HeadType::Channel, "channel"),
+    (HeadType::Bot, "bot"),
+    (HeadType::Notification, "notification"),
+];
+
+const ACTIONS: [(Action, &str); 12] = [
+    (Action::Message, "message"),
+    (Action::Ack, "ack"),
+    (Action::Subscribe, "subscribe"),
+    (Action::Unsubscribe, "unsubscribe"),
+    (Action::Join, "join"),
+    (Action::Leave, "leave"),
+    (Action::Create, "create"),
+    (Action::AddMember, "add-member"),
+    (Action::RemoveMember, "remove-member"),
+    (Action::State, "state"),
+    (Action::Typing, "typing"),
+    (Action::Delete, "delete"),
+];
+
+fn lookup<T: Copy + PartialEq>(table: &[(T, &'static str)], name: &str, field: &'static str) -> Result<T, JsonError> {
+    table
+        .iter()
+        .find(|(_, n)| *n == name)
+        .map(|(v, _)| *v)
+        .ok_or_else(|| JsonError::UnknownValue { field, value: name.to_string() })
+}
+
+fn name_of<T: Copy + PartialEq>(table: &[(T, &'static str)], value: T) -> &'static str {
+    table.iter().find(|(v, _)| *v == value).map(|(_, n)| *n).unwrap_or("")
+}
+
+impl TryFrom<EnvelopeJson> for v1::Envelope {
+    type Error = JsonError;
+
+    fn try_from(j: EnvelopeJson) -> Result<Self, JsonError> {
+        // An absent type or action means the seed's defaults: a chat message.
+        let kind = match j.head.kind.as_str() {
+            "" => HeadType::Chat,
+            k => lookup(&HEAD_TYPES, k, "head.type")?,
+        };
+        let action = match j.head.action.as_str() {
+            "" => Action::Message,
+            a => lookup(&ACTIONS, a, "head.action")?,
+        };
+        Ok(v1::Envelope {
+            id: j.id,
+            head: Some(v1::Head {
+                r#type: kind as i32,
+                to: j.head.to,
+                from: j.head.from,
+                chatid: j.head.chatid,
+                content_type: j.head.content_type,
+                action: action as i32,
+            }),
+            meta: Some(v1::Meta {
+                hash: j.meta.hash,
+                content_hash: j.meta.content_hash,
+                generate_ts: j.meta.generate_ts,
+            }),
+            body: Some(v1::Body { text: j.body.text, ts: j.body.ts }),
+            attachments: j
+                .attachments
+                .into_iter()
+                .map(|a| v1::Attachment {
+                    file_id: a.file_id,
+                    name: a.name,
+                    content_type: a.content_type,
+                    size: a.size,
+                    sha256: a.sha256,
+                })
+                .collect(),
+            seq: j.seq,
+            server_ts: j.server_ts,
+        })
+    }
+}
+
+impl From<&v1::Envelope> for EnvelopeJson {
+    fn from(e: &v1::Envelope) -> Self {
+        let head = e.head.clone().unwrap_or_default();
+        let meta = e.meta.clone().unwrap_or_default();
+        let body = e.body.clone().unwrap_or_default();
+        let (kind, action) = (head.r#type(), head.action());
+        EnvelopeJson {
+            id: e.id.clone(),
+            head: HeadJson {
+                kind: name_of(&HEAD_TYPES, kind).to_string(),
+                to: head.to,
+                from: head.from,
+                chatid: head.chatid,
+                content_type: head.content_type,
+                action: name_of(&ACTIONS, action).to_string(),
+            },
+            meta: MetaJson {
+                hash: meta.hash,
+                content_hash: meta.content_hash,
+                generate_ts: meta.generate_ts,
+            },
+            body: BodyJson { text: body.text, ts: body.ts },
+            attachments: e
+                .attachments
+                .iter()
+                .map(|a| AttachmentJson {
+                    file_id: a.file_id.clone(),
+                    name: a.name.clone(),
+                    content_type: a.content_type.clone(),
+                    size: a.size,
+                    sha256: a.sha256.clone(),
+                })
+                .collect(),
+            seq: e.seq,
+            server_ts: e.server_ts,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct HelloJson {
+    token: String,
+    #[serde(default)]
+    device: String,
+}
+#[derive(Deserialize)]
+struct SeqJson {
+    #[serde(default)]
+    seq: u64,
+}
+#[derive(Deserialize)]
+struct SyncJson {
+    #[serde(default)]
+    after_seq: u64,
+}
+#[derive(Deserialize)]
+struct TypingJson {
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    chatid: String,
+    #[serde(default)]
+    active: bool,
+}
+#[derive(Deserialize)]
+struct PingJson {
+    #[serde(default)]
+    nonce: u64,
+}
+
+/// Parses one client text frame.
+pub fn parse_client_text(text: &str) -> Result<v1::ClientFrame, JsonError> {
+    let value: Value = serde_json::from_str(text)?;
+    let Value::Object(map) = &value else {
+        return Err(JsonError::UnknownKind);
+    };
+    if map.contains_key("head") {
+        let env: EnvelopeJson = serde_json::from_value(value)?;
+        return Ok(v1::ClientFrame::of(client_frame::Kind::Send(v1::Send {
+            envelope: Some(env.try_into()?),
+        })));
+    }
+    let mut entries = map.iter();
+    let (Some((name, inner)), None) = (entries.next(), entries.next()) else {
+        return Err(JsonError::UnknownKind);
+    };
+    let inner = inner.clone();
+    let kind = match name.as_str() {
+        "hello" => {
+            let h: HelloJson = serde_json::from_value(inner)?;
+            client_frame::Kind::Hello(v1::Hello { token: h.token, device: h.device })
+        }
+        "send" => {
+            let env: EnvelopeJson = serde_json::from_value(inner)?;
+            client_frame::Kind::Send(v1::Send { envelope: Some(env.try_into()?) })
+        }
+        "ack" => client_frame::Kind::Ack(v1::Ack { seq: serde_json::from_value::<SeqJson>(inner)?.seq }),
+        "sync" => client_frame::Kind::Sync(v1::Sync {
+            after_seq: serde_json::from_value::<SyncJson>(inner)?.after_seq,
+        }),
+        "typing" => {
+            let t: TypingJson = serde_json::from_value(inner)?;
+            client_frame::Kind::Typing(v1::Typing { to: t.to, chatid: t.chatid, active: t.active })
+        }
+        "ping" => client_frame::Kind::Ping(v1::Ping { nonce: serde_json::from_value::<PingJson>(inner)?.nonce }),
+        _ => return Err(JsonError::UnknownKind),
+    };
+    Ok(v1::ClientFrame::of(kind))
+}
+
+fn state_name(state: v1::DeliveryState) -> &'static str {
+    match state {
+        v1::DeliveryState::Unspecified => "",
+        v1::DeliveryState::Sent => "sent",
+        v1::DeliveryState::Delivered => "delivered",
+        v1::DeliveryState::Read => "read",
+    }
+}
+
+/// Renders one server frame as a text frame.
+pub fn server_text(frame: &v1::ServerFrame) -> String {
+    use server_frame::Kind;
+    let value = match &frame.kind {
+        Some(Kind::Deliver(d)) => {
+            let env = d.envelope.as_ref().map(EnvelopeJson::from).unwrap_or_default();
+            serde_json::to_value(env).unwrap_or(Value::Null)
+        }
+        Some(Kind::Welcome(w)) => json!({"welcome": {"user": w.user, "session": w.session, "max_frame": w.max_frame, "node": w.node}}),
+        Some(Kind::Accepted(a)) => json!({"accepted": {"id": a.id, "server_ts": a.server_ts}}),
+        Some(Kind::Receipt(r)) => json!({"receipt": {
+            "seq": r.seq, "message_id": r.message_id, "by": r.by,
+            "state": state_name(r.state()), "chatid": r.chatid, "ts": r.ts}}),
+        Some(Kind::SyncDone(s)) => json!({"sync_done": {"last_seq": s.last_seq}}),
+        Some(Kind::Presence(p)) => json!({"presence": {"user": p.user, "online": p.online, "typing": p.typing, "chatid": p.chatid}}),
+        Some(Kind::Signal(s)) => json!({"signal": {"room": s.room, "kind": s.kind, "from": s.from,
+            "payload": String::from_utf8_lossy(&s.payload)}}),
+        Some(Kind::Error(e)) => json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}}),
+        Some(Kind::Pong(p)) => json!({"pong": {"nonce": p.nonce}}),
+        None => json!({}),
+    };
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = r#"{"id":"m-1","head":{"type":"chat","to":"bob","from":"alice","chatid":"alice:bob","contentType":"text","action":"message"},"meta":{"hash":"h","content_hash":"ch","generate_ts":1700000000000},"body":{"text":"hi","ts":1700000000001}}"#;
+
+    #[test]
+    fn seed_envelope_round_trips() {
+        let frame = parse_client_text(SEED).unwrap();
+        let Some(client_frame::Kind::Send(send)) = frame.kind else { panic!("not a send") };
+        let env = send.envelope.unwrap();
+        assert_eq!(env.head.as_ref().unwrap().from, "alice");
+        assert_eq!(env.head.as_ref().unwrap().r#type(), HeadType::Chat);
+        assert_eq!(env.meta.as_ref().unwrap().generate_ts, 1_700_000_000_000);
+        let out = server_text(&v1::ServerFrame::of(server_frame::Kind::Deliver(v1::Deliver { envelope: Some(env) })));
+        let a: Value = serde_json::from_str(&out).unwrap();
+        let b: Value = serde_json::from_str(SEED).unwrap();
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn control_frames_parse() {
+        let f = parse_client_text(r#"{"ack":{"seq":7}}"#).unwrap();
+        assert_eq!(f.kind, Some(client_frame::Kind::Ack(v1::Ack { seq: 7 })));
+        let f = parse_client_text(r#"{"hello":{"token":"t"}}"#).unwrap();
+        assert!(matches!(f.kind, Some(client_frame::Kind::Hello(_))));
+    }
+
+    #[test]
+    fn bad_text_is_an_error_not_a_panic() {
+        assert!(matches!(parse_client_text("{"), Err(JsonError::Syntax(_))));
+        assert!(matches!(parse_client_text("[1]"), Err(JsonError::UnknownKind)));
+        assert!(matches!(parse_client_text(r#"{"launch":{}}"#), Err(JsonError::UnknownKind)));
+        assert!(matches!(
+            parse_client_text(r#"{"head":{"type":"fax"}}"#),
+            Err(JsonError::UnknownValue { field: "head.type", .. })
+        ));
+    }
+
+    #[test]
+    fn errors_render_with_stable_codes() {
+        let f = v1::ServerFrame::error(v1::ErrorCode::SenderMismatch, "no", "m-1");
+        let v: Value = serde_json::from_str(&server_text(&f)).unwrap();
+        assert_eq!(v["error"]["code"], "sender_mismatch");
+    }
+}

@@ -139,7 +139,16 @@ impl EmbeddedBus {
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("bus-journal".into())
-            .spawn(move || JournalWriter { db, log, offsets, durability, trimmed: HashMap::new() }.run(rx, weak))
+            .spawn(move || {
+                JournalWriter {
+                    db,
+                    log,
+                    offsets,
+                    durability,
+                    trimmed: HashMap::new(),
+                }
+                .run(rx, weak)
+            })
             .map_err(|e| BusError::Backend(format!("spawn journal writer: {e}")))?;
         Ok(EmbeddedBus { inner })
     }
@@ -158,23 +167,35 @@ impl EmbeddedBus {
             return Ok(());
         }
         let name: Arc<str> = name.into();
-        let mut partitions: Vec<PartitionLog> = (0..spec.partitions).map(|_| PartitionLog::default()).collect();
+        let mut partitions: Vec<PartitionLog> = (0..spec.partitions)
+            .map(|_| PartitionLog::default())
+            .collect();
         let mut groups = HashMap::new();
         if spec.durable {
             // Replay the journal of this topic.
             for kv in self.inner.log.prefix(topic_prefix(&name)) {
                 let (k, v) = kv.into_inner()?;
-                let Some((p, offset)) = parse_log_key(&k, name.len()) else { continue };
-                let Some(part) = partitions.get_mut(p as usize) else { continue };
-                let Some((key, payload)) = parse_log_value(&v) else { continue };
+                let Some((p, offset)) = parse_log_key(&k, name.len()) else {
+                    continue;
+                };
+                let Some(part) = partitions.get_mut(p as usize) else {
+                    continue;
+                };
+                let Some((key, payload)) = parse_log_value(&v) else {
+                    continue;
+                };
                 part.push(offset, key, payload);
                 part.next = offset + 1;
             }
             // Groups that ever committed on this topic keep their records.
             for kv in self.inner.offsets.prefix(topic_prefix(&name)) {
                 let (k, v) = kv.into_inner()?;
-                let Some((group, p)) = parse_offset_key(&k, name.len()) else { continue };
-                let Ok(bytes) = <[u8; 8]>::try_from(&v[..]) else { continue };
+                let Some((group, p)) = parse_offset_key(&k, name.len()) else {
+                    continue;
+                };
+                let Ok(bytes) = <[u8; 8]>::try_from(&v[..]) else {
+                    continue;
+                };
                 let state = groups.entry(group).or_insert_with(|| GroupState {
                     members: BTreeSet::new(),
                     generation: 0,
@@ -198,7 +219,14 @@ impl EmbeddedBus {
             groups: Mutex::new(
                 groups
                     .into_iter()
-                    .map(|(g, state)| (g, Arc::new(Group { state: Mutex::new(state) })))
+                    .map(|(g, state)| {
+                        (
+                            g,
+                            Arc::new(Group {
+                                state: Mutex::new(state),
+                            }),
+                        )
+                    })
                     .collect(),
             ),
             notify: Notify::new(),
@@ -236,7 +264,10 @@ impl EmbeddedBus {
         let (done, wait) = oneshot::channel();
         self.inner
             .writer
-            .send(Job::Produce { records: durable, done })
+            .send(Job::Produce {
+                records: durable,
+                done,
+            })
             .await
             .map_err(|_| BusError::Closed)?;
         wait.await.map_err(|_| BusError::Closed)?
@@ -280,7 +311,11 @@ impl EmbeddedBus {
 }
 
 impl Bus for EmbeddedBus {
-    fn ensure_topic<'a>(&'a self, name: &'a str, spec: TopicSpec) -> BoxFuture<'a, Result<(), BusError>> {
+    fn ensure_topic<'a>(
+        &'a self,
+        name: &'a str,
+        spec: TopicSpec,
+    ) -> BoxFuture<'a, Result<(), BusError>> {
         Box::pin(async move { self.create_topic(name, spec) })
     }
 
@@ -288,7 +323,11 @@ impl Bus for EmbeddedBus {
         Box::pin(self.produce_records(records))
     }
 
-    fn subscribe<'a>(&'a self, topic: &'a str, group: &'a str) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
         Box::pin(self.join(topic, group))
     }
 }
@@ -485,15 +524,35 @@ impl JournalWriter {
                             o
                         };
                         assigned.push(offset);
-                        batch.insert(&self.log, log_key(&topic.name, *p, offset), log_value(key, payload));
+                        batch.insert(
+                            &self.log,
+                            log_key(&topic.name, *p, offset),
+                            log_value(key, payload),
+                        );
                     }
                 }
-                Job::Commit { group, topic, partition, offset, trim_to } => {
-                    batch.insert(&self.offsets, offset_key(&topic.name, group, *partition), offset.to_be_bytes());
-                    let from = self.trimmed.entry((topic.name.clone(), *partition)).or_insert(0);
+                Job::Commit {
+                    group,
+                    topic,
+                    partition,
+                    offset,
+                    trim_to,
+                } => {
+                    batch.insert(
+                        &self.offsets,
+                        offset_key(&topic.name, group, *partition),
+                        offset.to_be_bytes(),
+                    );
+                    let from = self
+                        .trimmed
+                        .entry((topic.name.clone(), *partition))
+                        .or_insert(0);
                     if *from == 0 {
                         // First trim since start: begin at the oldest entry.
-                        *from = topic.partitions[*partition as usize].lock().first_offset().min(*trim_to);
+                        *from = topic.partitions[*partition as usize]
+                            .lock()
+                            .first_offset()
+                            .min(*trim_to);
                         let first_journaled = self
                             .log
                             .prefix(partition_prefix(&topic.name, *partition))
@@ -512,15 +571,22 @@ impl JournalWriter {
                 }
             }
         }
-        let batch = if has_produce { batch.durability(Some(self.durability.persist_mode())) } else { batch };
+        let batch = if has_produce {
+            batch.durability(Some(self.durability.persist_mode()))
+        } else {
+            batch
+        };
         batch.commit()?;
         // Durable: make the records visible, in offset order, and answer.
         let mut touched: Vec<Arc<Topic>> = Vec::new();
         let mut offsets = assigned.into_iter();
         for job in jobs.drain(..) {
             if let Job::Produce { records, done } = job {
-                for ((topic, p, key, payload), offset) in records.into_iter().zip(offsets.by_ref()) {
-                    topic.partitions[p as usize].lock().push(offset, key, payload);
+                for ((topic, p, key, payload), offset) in records.into_iter().zip(offsets.by_ref())
+                {
+                    topic.partitions[p as usize]
+                        .lock()
+                        .push(offset, key, payload);
                     if !touched.iter().any(|t| Arc::ptr_eq(t, &topic)) {
                         touched.push(topic);
                     }
@@ -602,12 +668,18 @@ mod tests {
         (db, bus)
     }
 
-    const SPEC: TopicSpec = TopicSpec { partitions: 4, durable: true };
+    const SPEC: TopicSpec = TopicSpec {
+        partitions: 4,
+        durable: true,
+    };
 
     async fn poll_n(c: &mut Box<dyn Consumer>, n: usize) -> Vec<Record> {
         let mut out = Vec::new();
         while out.len() < n {
-            let got = tokio::time::timeout(Duration::from_secs(5), c.poll(n - out.len())).await.unwrap().unwrap();
+            let got = tokio::time::timeout(Duration::from_secs(5), c.poll(n - out.len()))
+                .await
+                .unwrap()
+                .unwrap();
             out.extend(got);
         }
         out
@@ -624,7 +696,9 @@ mod tests {
         bus.ensure_topic("t", SPEC).await.unwrap();
         let mut c = bus.subscribe("t", "g").await.unwrap();
         for n in 0..100 {
-            bus.produce(vec![rec(&format!("k{}", n % 7), n)]).await.unwrap();
+            bus.produce(vec![rec(&format!("k{}", n % 7), n)])
+                .await
+                .unwrap();
         }
         let got = poll_n(&mut c, 100).await;
         for k in 0..7 {
@@ -644,7 +718,9 @@ mod tests {
             let (db, bus) = open(dir.path());
             bus.ensure_topic("t", SPEC).await.unwrap();
             let mut c = bus.subscribe("t", "g").await.unwrap();
-            bus.produce((0..10).map(|n| rec("a", n)).collect()).await.unwrap();
+            bus.produce((0..10).map(|n| rec("a", n)).collect())
+                .await
+                .unwrap();
             let got = poll_n(&mut c, 10).await;
             c.commit(&got[..4]).unwrap();
             // Let the writer persist the commit.
@@ -655,7 +731,10 @@ mod tests {
         bus.ensure_topic("t", SPEC).await.unwrap();
         let mut c = bus.subscribe("t", "g").await.unwrap();
         let got = poll_n(&mut c, 6).await;
-        let values: Vec<u32> = got.iter().map(|r| u32::from_be_bytes(r.payload[..].try_into().unwrap())).collect();
+        let values: Vec<u32> = got
+            .iter()
+            .map(|r| u32::from_be_bytes(r.payload[..].try_into().unwrap()))
+            .collect();
         assert_eq!(values, vec![4, 5, 6, 7, 8, 9]);
         // New records continue the offsets.
         bus.produce(vec![rec("a", 10)]).await.unwrap();
@@ -670,9 +749,17 @@ mod tests {
         bus.ensure_topic("t", SPEC).await.unwrap();
         let mut a = bus.subscribe("t", "g").await.unwrap();
         let mut b = bus.subscribe("t", "g").await.unwrap();
-        bus.produce((0..40).map(|n| rec(&format!("k{n}"), n)).collect()).await.unwrap();
-        let got_a = tokio::time::timeout(Duration::from_millis(200), a.poll(100)).await.unwrap().unwrap();
-        let got_b = tokio::time::timeout(Duration::from_millis(200), b.poll(100)).await.unwrap().unwrap();
+        bus.produce((0..40).map(|n| rec(&format!("k{n}"), n)).collect())
+            .await
+            .unwrap();
+        let got_a = tokio::time::timeout(Duration::from_millis(200), a.poll(100))
+            .await
+            .unwrap()
+            .unwrap();
+        let got_b = tokio::time::timeout(Duration::from_millis(200), b.poll(100))
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got_a.len() + got_b.len(), 40);
         let pa: BTreeSet<u32> = got_a.iter().map(|r| r.partition).collect();
         let pb: BTreeSet<u32> = got_b.iter().map(|r| r.partition).collect();
@@ -690,12 +777,32 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (_db, bus) = open(dir.path());
-            bus.ensure_topic("e", TopicSpec { partitions: 1, durable: false }).await.unwrap();
-            bus.produce(vec![Outgoing::new("e", "k", Bytes::from_static(b"x"))]).await.unwrap();
+            bus.ensure_topic(
+                "e",
+                TopicSpec {
+                    partitions: 1,
+                    durable: false,
+                },
+            )
+            .await
+            .unwrap();
+            bus.produce(vec![Outgoing::new("e", "k", Bytes::from_static(b"x"))])
+                .await
+                .unwrap();
         }
         let (_db, bus) = open(dir.path());
-        bus.ensure_topic("e", TopicSpec { partitions: 1, durable: false }).await.unwrap();
+        bus.ensure_topic(
+            "e",
+            TopicSpec {
+                partitions: 1,
+                durable: false,
+            },
+        )
+        .await
+        .unwrap();
         let mut c = bus.subscribe("e", "g").await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(100), c.poll(1)).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(100), c.poll(1))
+            .await
+            .is_err());
     }
 }

@@ -41,7 +41,11 @@ pub struct Outgoing {
 
 impl Outgoing {
     pub fn new(topic: impl Into<Arc<str>>, key: impl Into<Bytes>, payload: Bytes) -> Self {
-        Outgoing { topic: topic.into(), key: key.into(), payload }
+        Outgoing {
+            topic: topic.into(),
+            key: key.into(),
+            payload,
+        }
     }
 }
 
@@ -70,7 +74,11 @@ pub enum BusError {
 /// Producer and consumer factory, shared by every role in a process.
 pub trait Bus: Send + Sync + 'static {
     /// Creates the topic if it does not exist yet.
-    fn ensure_topic<'a>(&'a self, name: &'a str, spec: TopicSpec) -> BoxFuture<'a, Result<(), BusError>>;
+    fn ensure_topic<'a>(
+        &'a self,
+        name: &'a str,
+        spec: TopicSpec,
+    ) -> BoxFuture<'a, Result<(), BusError>>;
 
     /// Produces records; resolves once every one is acknowledged by the bus
     /// (durable, for durable topics). Records with the same topic and key
@@ -78,7 +86,11 @@ pub trait Bus: Send + Sync + 'static {
     fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'_, Result<(), BusError>>;
 
     /// Joins consumer group `group` on `topic`.
-    fn subscribe<'a>(&'a self, topic: &'a str, group: &'a str) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        group: &'a str,
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
 }
 
 /// One member of a consumer group.
@@ -90,4 +102,38 @@ pub trait Consumer: Send {
     /// Marks `records` (and everything before them in their partitions) as
     /// done. Call only once their effects are durable.
     fn commit(&mut self, records: &[Record]) -> Result<(), BusError>;
+}
+
+/// Topic names, under a configurable prefix (DESIGN.md "Roles and the bus").
+#[derive(Debug, Clone)]
+pub struct Topics {
+    prefix: String,
+}
+
+impl Topics {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Topics {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// Envelopes accepted by an edge; key = conversation id.
+    pub fn inbound(&self) -> String {
+        format!("{}inbound", self.prefix)
+    }
+
+    /// Everything about one inbox; key = the inbox owner.
+    pub fn deliver(&self) -> String {
+        format!("{}deliver", self.prefix)
+    }
+
+    /// Frames one edge must push to its sessions; key = session id.
+    pub fn edge(&self, node: &str) -> String {
+        format!("{}edge.{node}", self.prefix)
+    }
+
+    /// Notifications for users with no live session; key = user.
+    pub fn push(&self) -> String {
+        format!("{}push", self.prefix)
+    }
 }

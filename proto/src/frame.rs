@@ -63,7 +63,10 @@ impl FrameDecoder {
             let n = self.skip.min(buf.len() as u64);
             buf.advance(n as usize);
             self.skip -= n;
-            return Err(FrameError::TooLarge { len, max: self.max_frame });
+            return Err(FrameError::TooLarge {
+                len,
+                max: self.max_frame,
+            });
         }
         let total = prefix + len as usize;
         if buf.len() < total {
@@ -132,7 +135,10 @@ mod tests {
                     got.push(ClientFrame::decode(frame).unwrap());
                 }
             }
-            assert_eq!(got, (0..50).map(|n| ping(n * 1_000_003)).collect::<Vec<_>>());
+            assert_eq!(
+                got,
+                (0..50).map(|n| ping(n * 1_000_003)).collect::<Vec<_>>()
+            );
         }
     }
 
@@ -154,7 +160,13 @@ mod tests {
                     Ok(Some(f)) => frames.push(ClientFrame::decode(f).unwrap()),
                     Ok(None) => break,
                     Err(e) => {
-                        assert_eq!(e, FrameError::TooLarge { len: 5000, max: 1024 });
+                        assert_eq!(
+                            e,
+                            FrameError::TooLarge {
+                                len: 5000,
+                                max: 1024
+                            }
+                        );
                         assert!(e.is_recoverable());
                         errors += 1;
                     }

@@ -120,16 +120,27 @@ const ACTIONS: [(Action, &str); 12] = [
     (Action::Delete, "delete"),
 ];
 
-fn lookup<T: Copy + PartialEq>(table: &[(T, &'static str)], name: &str, field: &'static str) -> Result<T, JsonError> {
+fn lookup<T: Copy + PartialEq>(
+    table: &[(T, &'static str)],
+    name: &str,
+    field: &'static str,
+) -> Result<T, JsonError> {
     table
         .iter()
         .find(|(_, n)| *n == name)
         .map(|(v, _)| *v)
-        .ok_or_else(|| JsonError::UnknownValue { field, value: name.to_string() })
+        .ok_or_else(|| JsonError::UnknownValue {
+            field,
+            value: name.to_string(),
+        })
 }
 
 fn name_of<T: Copy + PartialEq>(table: &[(T, &'static str)], value: T) -> &'static str {
-    table.iter().find(|(v, _)| *v == value).map(|(_, n)| *n).unwrap_or("")
+    table
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, n)| *n)
+        .unwrap_or("")
 }
 
 impl TryFrom<EnvelopeJson> for v1::Envelope {
@@ -160,7 +171,10 @@ impl TryFrom<EnvelopeJson> for v1::Envelope {
                 content_hash: j.meta.content_hash,
                 generate_ts: j.meta.generate_ts,
             }),
-            body: Some(v1::Body { text: j.body.text, ts: j.body.ts }),
+            body: Some(v1::Body {
+                text: j.body.text,
+                ts: j.body.ts,
+            }),
             attachments: j
                 .attachments
                 .into_iter()
@@ -199,7 +213,10 @@ impl From<&v1::Envelope> for EnvelopeJson {
                 content_hash: meta.content_hash,
                 generate_ts: meta.generate_ts,
             },
-            body: BodyJson { text: body.text, ts: body.ts },
+            body: BodyJson {
+                text: body.text,
+                ts: body.ts,
+            },
             attachments: e
                 .attachments
                 .iter()
@@ -268,21 +285,34 @@ pub fn parse_client_text(text: &str) -> Result<v1::ClientFrame, JsonError> {
     let kind = match name.as_str() {
         "hello" => {
             let h: HelloJson = serde_json::from_value(inner)?;
-            client_frame::Kind::Hello(v1::Hello { token: h.token, device: h.device })
+            client_frame::Kind::Hello(v1::Hello {
+                token: h.token,
+                device: h.device,
+            })
         }
         "send" => {
             let env: EnvelopeJson = serde_json::from_value(inner)?;
-            client_frame::Kind::Send(v1::Send { envelope: Some(env.try_into()?) })
+            client_frame::Kind::Send(v1::Send {
+                envelope: Some(env.try_into()?),
+            })
         }
-        "ack" => client_frame::Kind::Ack(v1::Ack { seq: serde_json::from_value::<SeqJson>(inner)?.seq }),
+        "ack" => client_frame::Kind::Ack(v1::Ack {
+            seq: serde_json::from_value::<SeqJson>(inner)?.seq,
+        }),
         "sync" => client_frame::Kind::Sync(v1::Sync {
             after_seq: serde_json::from_value::<SyncJson>(inner)?.after_seq,
         }),
         "typing" => {
             let t: TypingJson = serde_json::from_value(inner)?;
-            client_frame::Kind::Typing(v1::Typing { to: t.to, chatid: t.chatid, active: t.active })
+            client_frame::Kind::Typing(v1::Typing {
+                to: t.to,
+                chatid: t.chatid,
+                active: t.active,
+            })
         }
-        "ping" => client_frame::Kind::Ping(v1::Ping { nonce: serde_json::from_value::<PingJson>(inner)?.nonce }),
+        "ping" => client_frame::Kind::Ping(v1::Ping {
+            nonce: serde_json::from_value::<PingJson>(inner)?.nonce,
+        }),
         _ => return Err(JsonError::UnknownKind),
     };
     Ok(v1::ClientFrame::of(kind))
@@ -302,19 +332,29 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
     use server_frame::Kind;
     let value = match &frame.kind {
         Some(Kind::Deliver(d)) => {
-            let env = d.envelope.as_ref().map(EnvelopeJson::from).unwrap_or_default();
+            let env = d
+                .envelope
+                .as_ref()
+                .map(EnvelopeJson::from)
+                .unwrap_or_default();
             serde_json::to_value(env).unwrap_or(Value::Null)
         }
-        Some(Kind::Welcome(w)) => json!({"welcome": {"user": w.user, "session": w.session, "max_frame": w.max_frame, "node": w.node}}),
+        Some(Kind::Welcome(w)) => {
+            json!({"welcome": {"user": w.user, "session": w.session, "max_frame": w.max_frame, "node": w.node}})
+        }
         Some(Kind::Accepted(a)) => json!({"accepted": {"id": a.id, "server_ts": a.server_ts}}),
         Some(Kind::Receipt(r)) => json!({"receipt": {
             "seq": r.seq, "message_id": r.message_id, "by": r.by,
             "state": state_name(r.state()), "chatid": r.chatid, "ts": r.ts}}),
-        Some(Kind::SyncDone(s)) => json!({"sync_done": {"last_seq": s.last_seq}}),
-        Some(Kind::Presence(p)) => json!({"presence": {"user": p.user, "online": p.online, "typing": p.typing, "chatid": p.chatid}}),
+        Some(Kind::SyncDone(s)) => json!({"sync_done": {"last_seq": s.last_seq, "more": s.more}}),
+        Some(Kind::Presence(p)) => {
+            json!({"presence": {"user": p.user, "online": p.online, "typing": p.typing, "chatid": p.chatid}})
+        }
         Some(Kind::Signal(s)) => json!({"signal": {"room": s.room, "kind": s.kind, "from": s.from,
             "payload": String::from_utf8_lossy(&s.payload)}}),
-        Some(Kind::Error(e)) => json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}}),
+        Some(Kind::Error(e)) => {
+            json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}})
+        }
         Some(Kind::Pong(p)) => json!({"pong": {"nonce": p.nonce}}),
         None => json!({}),
     };
@@ -330,12 +370,18 @@ mod tests {
     #[test]
     fn seed_envelope_round_trips() {
         let frame = parse_client_text(SEED).unwrap();
-        let Some(client_frame::Kind::Send(send)) = frame.kind else { panic!("not a send") };
+        let Some(client_frame::Kind::Send(send)) = frame.kind else {
+            panic!("not a send")
+        };
         let env = send.envelope.unwrap();
         assert_eq!(env.head.as_ref().unwrap().from, "alice");
         assert_eq!(env.head.as_ref().unwrap().r#type(), HeadType::Chat);
         assert_eq!(env.meta.as_ref().unwrap().generate_ts, 1_700_000_000_000);
-        let out = server_text(&v1::ServerFrame::of(server_frame::Kind::Deliver(v1::Deliver { envelope: Some(env) })));
+        let out = server_text(&v1::ServerFrame::of(server_frame::Kind::Deliver(
+            v1::Deliver {
+                envelope: Some(env),
+            },
+        )));
         let a: Value = serde_json::from_str(&out).unwrap();
         let b: Value = serde_json::from_str(SEED).unwrap();
         assert_eq!(a, b);
@@ -352,11 +398,20 @@ mod tests {
     #[test]
     fn bad_text_is_an_error_not_a_panic() {
         assert!(matches!(parse_client_text("{"), Err(JsonError::Syntax(_))));
-        assert!(matches!(parse_client_text("[1]"), Err(JsonError::UnknownKind)));
-        assert!(matches!(parse_client_text(r#"{"launch":{}}"#), Err(JsonError::UnknownKind)));
+        assert!(matches!(
+            parse_client_text("[1]"),
+            Err(JsonError::UnknownKind)
+        ));
+        assert!(matches!(
+            parse_client_text(r#"{"launch":{}}"#),
+            Err(JsonError::UnknownKind)
+        ));
         assert!(matches!(
             parse_client_text(r#"{"head":{"type":"fax"}}"#),
-            Err(JsonError::UnknownValue { field: "head.type", .. })
+            Err(JsonError::UnknownValue {
+                field: "head.type",
+                ..
+            })
         ));
     }
 

@@ -46,7 +46,11 @@ use v1::{client_frame, server_frame, ServerFrame};
 
 impl ServerFrame {
     /// An error frame with a stable code.
-    pub fn error(code: v1::ErrorCode, message: impl Into<String>, reference: impl Into<String>) -> Self {
+    pub fn error(
+        code: v1::ErrorCode,
+        message: impl Into<String>,
+        reference: impl Into<String>,
+    ) -> Self {
         ServerFrame {
             kind: Some(server_frame::Kind::Error(v1::Error {
                 code: code as i32,

@@ -1,1 +1,34 @@
+//! Samvad storage on fjall.
+//!
+//! One fjall `Database` per process, one keyspace per kind of data (never per
+//! user), big-endian composite keys so that a user's entries sort by
+//! sequence number:
+//!
+//! | keyspace | key | value |
+//! |---|---|---|
+//! | `inbox` | user `\0` seq | encoded `ServerFrame` (Deliver or Receipt), ready to send |
+//! | `inbox_meta` | user | last seq, cursor |
+//! | `dedupe` | user `\0` sender `\0` message id | seq |
+//! | `accounts` | username | account JSON |
+//!
+//! - [`inbox`]: the inbox rules (append, ack, sync) over a batch of bus records.
+//! - [`accounts`]: users and their password hashes.
+//! - [`presence`]: which sessions a user has, on which edge.
+//! - [`role`]: the store role: consume `deliver`, apply, route, commit.
 
+pub mod accounts;
+pub mod inbox;
+mod keys;
+pub mod presence;
+pub mod role;
+
+pub use fjall::PersistMode;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage: {0}")]
+    Fjall(#[from] fjall::Error),
+    #[error("corrupt {what} record")]
+    Corrupt { what: &'static str },
+}

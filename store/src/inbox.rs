@@ -1,0 +1,389 @@
+//! Inbox rules: what a batch of `deliver` records does to the inboxes.
+//!
+//! [`Inboxes::apply`] is the whole store-side delivery protocol over plain
+//! data: it takes decoded records and a presence snapshot, writes one fjall
+//! batch (one persist for the batch: group commit) and returns the effects
+//! (frames to push to sessions, receipts to send back over the bus) for the
+//! I/O loop in [`crate::role`] to carry out.
+//!
+//! - A message gets the owner's next sequence number, gap-free, unless its
+//!   `(from, id)` is already in the inbox (then nothing happens: duplicates
+//!   are never delivered twice).
+//! - An ack moves the cursor forward and yields a DELIVERED receipt per
+//!   message it covers.
+//! - A sync replays a page of entries to one session; until the last page
+//!   is sent the session gets no live pushes, so replay and live never
+//!   interleave out of order or twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use parking_lot::Mutex;
+use prost::Message;
+use samvad_proto::bus::{deliver_record, DeliverRecord};
+use samvad_proto::v1::{self, server_frame, DeliveryState, ServerFrame};
+
+use crate::keys::{dedupe_key, inbox_key, seq_of_inbox_key, user_prefix};
+use crate::presence::{PresenceMap, SessionRoute};
+use crate::StoreError;
+
+/// Entries one sync page replays.
+pub const SYNC_PAGE: usize = 256;
+
+/// A session that asked for a sync and did not finish it within this long is
+/// forgotten (it disconnected); its next sync starts afresh.
+const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The two counters of an inbox.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InboxMeta {
+    /// Sequence number of the newest entry (0: empty).
+    pub last_seq: u64,
+    /// Everything up to here was acknowledged by the owner.
+    pub cursor: u64,
+}
+
+impl InboxMeta {
+    fn encode(self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.last_seq.to_be_bytes());
+        out[8..].copy_from_slice(&self.cursor.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        Some(InboxMeta {
+            last_seq: u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?),
+            cursor: u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?),
+        })
+    }
+}
+
+/// What the I/O loop must do after a batch is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send an encoded `ServerFrame` to one session.
+    Push { route: SessionRoute, frame: Bytes },
+    /// Append a receipt to `user`'s inbox (a `deliver` record keyed by user).
+    Receipt { user: String, receipt: v1::Receipt },
+    /// `user` has no live session for entry `seq` (push notification).
+    Offline { user: String, seq: u64 },
+}
+
+pub struct Inboxes {
+    db: Database,
+    inbox: Keyspace,
+    meta: Keyspace,
+    dedupe: Keyspace,
+    persist: PersistMode,
+    metas: Mutex<HashMap<String, InboxMeta>>,
+    catching_up: Mutex<HashMap<Arc<str>, Instant>>,
+}
+
+/// State of one `apply` call: the open batch and what it changed.
+struct Pass<'a> {
+    inboxes: &'a Inboxes,
+    batch: OwnedWriteBatch,
+    metas: HashMap<String, InboxMeta>,
+    fresh: HashSet<Vec<u8>>,
+    effects: Vec<Effect>,
+}
+
+impl Inboxes {
+    pub fn open(db: &Database, persist: PersistMode) -> Result<Self, StoreError> {
+        Ok(Inboxes {
+            db: db.clone(),
+            inbox: db.keyspace("inbox", KeyspaceCreateOptions::default)?,
+            meta: db.keyspace("inbox_meta", KeyspaceCreateOptions::default)?,
+            dedupe: db.keyspace("dedupe", KeyspaceCreateOptions::default)?,
+            persist,
+            metas: Mutex::new(HashMap::new()),
+            catching_up: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The counters of `user`'s inbox.
+    pub fn meta(&self, user: &str) -> Result<InboxMeta, StoreError> {
+        if let Some(m) = self.metas.lock().get(user) {
+            return Ok(*m);
+        }
+        let m = match self.meta.get(user)? {
+            Some(v) => InboxMeta::decode(&v).ok_or(StoreError::Corrupt { what: "inbox meta" })?,
+            None => InboxMeta::default(),
+        };
+        self.metas.lock().insert(user.to_string(), m);
+        Ok(m)
+    }
+
+    /// Encoded frames of `user`'s entries after `after`, at most `limit`.
+    pub fn entries_after(
+        &self,
+        user: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let start = inbox_key(user, after.saturating_add(1));
+        let end = inbox_key(user, u64::MAX);
+        let mut out = Vec::new();
+        for kv in self.inbox.range(start..=end).take(limit) {
+            let (k, v) = kv.into_inner()?;
+            let seq = seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" })?;
+            out.push((seq, Bytes::copy_from_slice(&v)));
+        }
+        Ok(out)
+    }
+
+    /// Applies a batch of `deliver` records; durable when it returns.
+    pub fn apply(
+        &self,
+        records: &[DeliverRecord],
+        presence: &PresenceMap,
+    ) -> Result<Vec<Effect>, StoreError> {
+        let mut pass = Pass {
+            inboxes: self,
+            batch: self.db.batch(),
+            metas: HashMap::new(),
+            fresh: HashSet::new(),
+            effects: Vec::new(),
+        };
+        for rec in records {
+            let user = rec.user.as_str();
+            match &rec.kind {
+                Some(deliver_record::Kind::Message(env)) => {
+                    pass.append_message(user, env, presence)?
+                }
+                Some(deliver_record::Kind::Receipt(r)) => pass.append_receipt(user, r, presence)?,
+                Some(deliver_record::Kind::Ack(ack)) => pass.ack(user, ack.seq)?,
+                Some(deliver_record::Kind::Sync(sync)) => pass.sync(user, sync)?,
+                None => tracing::warn!(user, "deliver record without a kind; skipped"),
+            }
+        }
+        pass.flush(Some(self.persist))?;
+        Ok(pass.effects)
+    }
+
+    fn is_catching_up(&self, session: &str) -> bool {
+        let mut map = self.catching_up.lock();
+        match map.get(session) {
+            Some(since) if since.elapsed() < CATCH_UP_TIMEOUT => true,
+            Some(_) => {
+                map.remove(session);
+                false
+            }
+            None => false,
+        }
+    }
+}
+
+impl Pass<'_> {
+    fn meta(&mut self, user: &str) -> Result<InboxMeta, StoreError> {
+        if let Some(m) = self.metas.get(user) {
+            return Ok(*m);
+        }
+        let m = self.inboxes.meta(user)?;
+        self.metas.insert(user.to_string(), m);
+        Ok(m)
+    }
+
+    /// Commits what the batch holds so far (with `persist`, durably).
+    fn flush(&mut self, persist: Option<PersistMode>) -> Result<(), StoreError> {
+        let inboxes = self.inboxes;
+        let mut batch = std::mem::replace(&mut self.batch, inboxes.db.batch());
+        for (user, m) in &self.metas {
+            batch.insert(&inboxes.meta, user.as_str(), m.encode());
+        }
+        batch.durability(persist).commit()?;
+        inboxes.metas.lock().extend(self.metas.drain());
+        self.fresh.clear();
+        Ok(())
+    }
+
+    fn is_duplicate(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.fresh.contains(key) || self.inboxes.dedupe.contains_key(key)?)
+    }
+
+    /// Appends one entry under a fresh sequence number and routes it.
+    fn append(
+        &mut self,
+        user: &str,
+        dedupe: Vec<u8>,
+        frame_for: impl FnOnce(u64) -> ServerFrame,
+        presence: &PresenceMap,
+    ) -> Result<(), StoreError> {
+        if self.is_duplicate(&dedupe)? {
+            return Ok(());
+        }
+        let mut m = self.meta(user)?;
+        m.last_seq += 1;
+        let seq = m.last_seq;
+        self.metas.insert(user.to_string(), m);
+        let frame = Bytes::from(frame_for(seq).encode_to_vec());
+        self.batch
+            .insert(&self.inboxes.inbox, inbox_key(user, seq), frame.as_ref());
+        self.batch
+            .insert(&self.inboxes.dedupe, dedupe.clone(), seq.to_be_bytes());
+        self.fresh.insert(dedupe);
+        for route in presence.get(user).into_iter().flatten() {
+            if !self.inboxes.is_catching_up(&route.session) {
+                self.effects.push(Effect::Push {
+                    route: route.clone(),
+                    frame: frame.clone(),
+                });
+            }
+        }
+        if !presence.contains_key(user) {
+            self.effects.push(Effect::Offline {
+                user: user.to_string(),
+                seq,
+            });
+        }
+        Ok(())
+    }
+
+    fn append_message(
+        &mut self,
+        user: &str,
+        env: &v1::Envelope,
+        presence: &PresenceMap,
+    ) -> Result<(), StoreError> {
+        let from = env.head.as_ref().map_or("", |h| h.from.as_str());
+        let dedupe = dedupe_key(user, &[from, &env.id]);
+        self.append(
+            user,
+            dedupe,
+            |seq| {
+                let mut env = env.clone();
+                env.seq = seq;
+                ServerFrame::of(server_frame::Kind::Deliver(v1::Deliver {
+                    envelope: Some(env),
+                }))
+            },
+            presence,
+        )
+    }
+
+    fn append_receipt(
+        &mut self,
+        user: &str,
+        r: &v1::Receipt,
+        presence: &PresenceMap,
+    ) -> Result<(), StoreError> {
+        let state = r.state.to_string();
+        // `\x01` cannot start a user name, so receipts never collide with messages.
+        let dedupe = dedupe_key(user, &["\u{1}", &r.by, &r.message_id, &state]);
+        self.append(
+            user,
+            dedupe,
+            |seq| {
+                ServerFrame::of(server_frame::Kind::Receipt(v1::Receipt {
+                    seq,
+                    ..r.clone()
+                }))
+            },
+            presence,
+        )
+    }
+
+    fn ack(&mut self, user: &str, seq: u64) -> Result<(), StoreError> {
+        let mut m = self.meta(user)?;
+        let upto = seq.min(m.last_seq);
+        if upto <= m.cursor {
+            return Ok(());
+        }
+        // The acked entries may sit in this batch: make them readable.
+        self.flush(None)?;
+        let now = now_ms();
+        for kv in self
+            .inboxes
+            .inbox
+            .range(inbox_key(user, m.cursor + 1)..=inbox_key(user, upto))
+        {
+            let (_, v) = kv.into_inner()?;
+            let frame = ServerFrame::decode(&v[..]).map_err(|_| StoreError::Corrupt {
+                what: "inbox entry",
+            })?;
+            if let Some(server_frame::Kind::Deliver(v1::Deliver {
+                envelope: Some(env),
+            })) = frame.kind
+            {
+                let head = env.head.unwrap_or_default();
+                if head.from.is_empty() || head.from == user {
+                    continue;
+                }
+                self.effects.push(Effect::Receipt {
+                    user: head.from,
+                    receipt: v1::Receipt {
+                        seq: 0,
+                        message_id: env.id,
+                        by: user.to_string(),
+                        state: DeliveryState::Delivered as i32,
+                        chatid: head.chatid,
+                        ts: now,
+                    },
+                });
+            }
+        }
+        m.cursor = upto;
+        self.metas.insert(user.to_string(), m);
+        Ok(())
+    }
+
+    fn sync(&mut self, user: &str, sync: &samvad_proto::bus::SyncRecord) -> Result<(), StoreError> {
+        self.flush(None)?;
+        let m = self.meta(user)?;
+        let entries = self
+            .inboxes
+            .entries_after(user, sync.after_seq, SYNC_PAGE + 1)?;
+        let more = entries.len() > SYNC_PAGE;
+        let route = SessionRoute {
+            session: sync.session.as_str().into(),
+            edge: sync.edge.as_str().into(),
+        };
+        let mut last = sync.after_seq;
+        for (seq, frame) in entries.into_iter().take(SYNC_PAGE) {
+            last = seq;
+            self.effects.push(Effect::Push {
+                route: route.clone(),
+                frame,
+            });
+        }
+        if !more {
+            last = last.max(m.last_seq);
+        }
+        let done = ServerFrame::of(server_frame::Kind::SyncDone(v1::SyncDone {
+            last_seq: last,
+            more,
+        }));
+        self.effects.push(Effect::Push {
+            route: route.clone(),
+            frame: Bytes::from(done.encode_to_vec()),
+        });
+        let mut catching = self.inboxes.catching_up.lock();
+        if more {
+            catching.insert(route.session, Instant::now());
+        } else {
+            catching.remove(&route.session);
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// All of `user`'s entries, for tests and diagnostics.
+pub fn user_entries(inboxes: &Inboxes, user: &str) -> Result<Vec<u64>, StoreError> {
+    let mut out = Vec::new();
+    for kv in inboxes.inbox.prefix(user_prefix(user)) {
+        let k = kv.key()?;
+        out.push(seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" })?);
+    }
+    Ok(out)
+}

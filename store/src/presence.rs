@@ -1,0 +1,68 @@
+//! Presence: which live sessions a user has, and on which edge node.
+//!
+//! The store asks once per batch for every user in it, so a networked
+//! implementation (Redis) costs one round trip per batch, not per message.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use samvad_bus::BoxFuture;
+
+/// Where one live session can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRoute {
+    pub session: Arc<str>,
+    pub edge: Arc<str>,
+}
+
+pub type PresenceMap = HashMap<String, Vec<SessionRoute>>;
+
+pub trait Presence: Send + Sync + 'static {
+    /// A session of `user` is live on `route.edge`.
+    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()>;
+    /// The session ended.
+    fn unregister<'a>(&'a self, user: &'a str, session: &'a str) -> BoxFuture<'a, ()>;
+    /// The live sessions of each of `users`.
+    fn lookup<'a>(&'a self, users: &'a [&'a str]) -> BoxFuture<'a, PresenceMap>;
+}
+
+/// Presence in one process (`samvad serve`).
+#[derive(Default)]
+pub struct MemoryPresence {
+    users: RwLock<HashMap<String, Vec<SessionRoute>>>,
+}
+
+impl Presence for MemoryPresence {
+    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut users = self.users.write();
+            let sessions = users.entry(user.to_string()).or_default();
+            if !sessions.contains(&route) {
+                sessions.push(route);
+            }
+        })
+    }
+
+    fn unregister<'a>(&'a self, user: &'a str, session: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut users = self.users.write();
+            if let Some(sessions) = users.get_mut(user) {
+                sessions.retain(|r| &*r.session != session);
+                if sessions.is_empty() {
+                    users.remove(user);
+                }
+            }
+        })
+    }
+
+    fn lookup<'a>(&'a self, users: &'a [&'a str]) -> BoxFuture<'a, PresenceMap> {
+        Box::pin(async move {
+            let map = self.users.read();
+            users
+                .iter()
+                .filter_map(|u| map.get(*u).map(|s| (u.to_string(), s.clone())))
+                .collect()
+        })
+    }
+}

@@ -42,8 +42,6 @@ impl Durability {
 
 /// Most requests one journal batch takes.
 const MAX_BATCH: usize = 1024;
-/// Capacity of the journal writer's queue.
-const WRITER_QUEUE: usize = 4096;
 /// Most records an ephemeral partition keeps; older ones are dropped (their
 /// readers recover by sync, as after a disconnect).
 const EPHEMERAL_RETENTION: usize = 65_536;
@@ -58,7 +56,10 @@ struct Inner {
     log: Keyspace,
     offsets: Keyspace,
     topics: RwLock<HashMap<Arc<str>, Arc<Topic>>>,
-    writer: mpsc::Sender<Job>,
+    /// Unbounded so that `produce` can fix record order synchronously; what
+    /// bounds it is upstream: every producer awaits its produces, and a
+    /// session has at most `MAX_IN_FLIGHT` of them.
+    writer: mpsc::UnboundedSender<Job>,
     next_member: AtomicU64,
     failed: AtomicBool,
 }
@@ -127,7 +128,7 @@ impl EmbeddedBus {
     pub fn open(db: Database, durability: Durability) -> Result<Self, BusError> {
         let log = db.keyspace("bus_log", KeyspaceCreateOptions::default)?;
         let offsets = db.keyspace("bus_offsets", KeyspaceCreateOptions::default)?;
-        let (tx, rx) = mpsc::channel(WRITER_QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             log: log.clone(),
             offsets: offsets.clone(),
@@ -235,7 +236,17 @@ impl EmbeddedBus {
         Ok(())
     }
 
-    async fn produce_records(&self, records: Vec<Outgoing>) -> Result<(), BusError> {
+    /// Appends ephemeral records and queues durable ones for the journal
+    /// now (this fixes their order); the future waits for the journal.
+    fn produce_records(&self, records: Vec<Outgoing>) -> BoxFuture<'static, Result<(), BusError>> {
+        match self.enqueue(records) {
+            Ok(None) => Box::pin(async { Ok(()) }),
+            Ok(Some(wait)) => Box::pin(async move { wait.await.map_err(|_| BusError::Closed)? }),
+            Err(e) => Box::pin(async move { Err(e) }),
+        }
+    }
+
+    fn enqueue(&self, records: Vec<Outgoing>) -> Result<Option<oneshot::Receiver<Result<(), BusError>>>, BusError> {
         if self.inner.failed.load(Ordering::Relaxed) {
             return Err(BusError::Closed);
         }
@@ -259,18 +270,14 @@ impl EmbeddedBus {
             }
         }
         if durable.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let (done, wait) = oneshot::channel();
         self.inner
             .writer
-            .send(Job::Produce {
-                records: durable,
-                done,
-            })
-            .await
+            .send(Job::Produce { records: durable, done })
             .map_err(|_| BusError::Closed)?;
-        wait.await.map_err(|_| BusError::Closed)?
+        Ok(Some(wait))
     }
 
     async fn join(&self, topic: &str, group: &str) -> Result<Box<dyn Consumer>, BusError> {
@@ -319,8 +326,8 @@ impl Bus for EmbeddedBus {
         Box::pin(async move { self.create_topic(name, spec) })
     }
 
-    fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'_, Result<(), BusError>> {
-        Box::pin(self.produce_records(records))
+    fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'static, Result<(), BusError>> {
+        self.produce_records(records)
     }
 
     fn subscribe<'a>(
@@ -441,10 +448,8 @@ impl Consumer for EmbeddedConsumer {
                 .unwrap_or(offset);
             self.topic.partitions[p as usize].lock().trim_below(min);
             if self.topic.spec.durable {
-                // Persisting the offset is an optimisation (less replay after
-                // a crash), so a full queue just skips it: a later commit
-                // carries a newer offset.
-                let _ = self.bus.writer.try_send(Job::Commit {
+                // If the writer is gone the bus has failed; the next poll says so.
+                let _ = self.bus.writer.send(Job::Commit {
                     group: self.group_name.clone(),
                     topic: self.topic.clone(),
                     partition: p,
@@ -479,7 +484,7 @@ struct JournalWriter {
 }
 
 impl JournalWriter {
-    fn run(mut self, mut rx: mpsc::Receiver<Job>, bus: std::sync::Weak<Inner>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>, bus: std::sync::Weak<Inner>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         while let Some(job) = rx.blocking_recv() {
             jobs.push(job);

@@ -80,10 +80,14 @@ pub trait Bus: Send + Sync + 'static {
         spec: TopicSpec,
     ) -> BoxFuture<'a, Result<(), BusError>>;
 
-    /// Produces records; resolves once every one is acknowledged by the bus
-    /// (durable, for durable topics). Records with the same topic and key
-    /// keep their order.
-    fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'_, Result<(), BusError>>;
+    /// Produces records; the future resolves once every one is acknowledged
+    /// by the bus (durable, for durable topics).
+    ///
+    /// Order is fixed when `produce` is called, not when its future is
+    /// polled: records with the same topic and key given to calls made one
+    /// after the other keep that order, even if the futures are awaited
+    /// concurrently (a session pipelines its sends this way).
+    fn produce(&self, records: Vec<Outgoing>) -> BoxFuture<'static, Result<(), BusError>>;
 
     /// Joins consumer group `group` on `topic`.
     fn subscribe<'a>(

@@ -21,6 +21,7 @@ pub mod inbox;
 mod keys;
 pub mod presence;
 pub mod role;
+pub mod tokens;
 
 pub use fjall::PersistMode;
 

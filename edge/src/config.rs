@@ -1,0 +1,76 @@
+//! Command-line configuration of the server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Directory of the fjall database (bus journal, inboxes, accounts).
+    #[arg(long, default_value = "./data", env = "SAMVAD_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// UDP address for QUIC (WebTransport and native `samvad/1`), and TCP
+    /// address for HTTPS, REST and WebSocket: the same host and port.
+    #[arg(long, default_value = "0.0.0.0:4433", env = "SAMVAD_LISTEN")]
+    pub listen: SocketAddr,
+
+    /// Plain-HTTP listener for REST, WebSocket and the page (http://localhost
+    /// is a secure context, so browsers open it with no certificate warning).
+    /// `off` disables it.
+    #[arg(long, default_value = "127.0.0.1:8080", env = "SAMVAD_HTTP_LISTEN")]
+    pub http_listen: String,
+
+    /// PEM certificate chain; without it a self-signed one is generated.
+    #[arg(long, requires = "tls_key", env = "SAMVAD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key matching --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "SAMVAD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Largest client frame accepted, in bytes.
+    #[arg(long, default_value_t = samvad_proto::DEFAULT_MAX_FRAME)]
+    pub max_frame: usize,
+
+    /// How durable a write is before it is acknowledged.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub durability: DurabilityArg,
+
+    /// Name of this node on the bus (its `edge.<node>` topic).
+    #[arg(long, default_value = "local", env = "SAMVAD_NODE")]
+    pub node: String,
+
+    /// Prefix of every bus topic name.
+    #[arg(long, default_value = "samvad.")]
+    pub topic_prefix: String,
+
+    /// Partitions of the `inbound` and `deliver` topics.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+
+    /// Lifetime of access tokens, in seconds.
+    #[arg(long, default_value_t = 900)]
+    pub access_ttl: u64,
+
+    /// Messages a session may send per second (burst: twice that).
+    #[arg(long, default_value_t = 1000)]
+    pub rate_limit: u32,
+
+    /// Frames queued for one session before it is cut off as too slow.
+    #[arg(long, default_value_t = 1024)]
+    pub session_queue: usize,
+
+    /// Write the bound addresses as JSON to this file once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// fsync once per batch (group commit): survives power loss.
+    Sync,
+    /// Hand to the OS once per batch: survives kill -9, not power loss.
+    Buffer,
+}

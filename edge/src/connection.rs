@@ -1,0 +1,213 @@
+//! The connection loop: one task per session, whatever the transport.
+//!
+//! It selects over (a) frames the hub pushes from the bus, (b) server acks
+//! whose bus writes completed, (c) the next client frame, and carries out
+//! what [`Session`] decides. Sends are pipelined: a session keeps reading
+//! while up to [`MAX_IN_FLIGHT`] of its envelopes are being made durable,
+//! and their `Accepted` replies go out in order.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use prost::Message;
+use samvad_bus::{BoxFuture, Outgoing};
+use samvad_proto::bus::EdgeRecord;
+use samvad_proto::v1::{server_frame, Accepted, ErrorCode, ServerFrame};
+use samvad_store::presence::SessionRoute;
+use tokio::sync::{mpsc, Notify};
+
+use crate::hub::SessionHandle;
+use crate::metrics::{CodeLabel, TransportLabel};
+use crate::session::{Action, Context, Session};
+use crate::state::Edge;
+use crate::transport::Transport;
+
+/// Envelopes of one session being made durable at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// A session that has not said hello by then is closed.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Pending = FuturesOrdered<BoxFuture<'static, Option<ServerFrame>>>;
+
+fn encode(frame: &ServerFrame) -> Bytes {
+    Bytes::from(frame.encode_to_vec())
+}
+
+/// Runs one session to its end.
+pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name: &'static str) {
+    let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
+    let (tx, mut frames) = mpsc::channel(edge.session_queue);
+    let kill = Arc::new(Notify::new());
+    edge.hub.insert(id.clone(), SessionHandle { frames: tx, kill: kill.clone() });
+    let gauge = edge.metrics.sessions.get_or_create(&TransportLabel { transport: transport_name }).clone();
+    gauge.inc();
+
+    let mut session = Session::new(id.clone(), edge.session_config.clone(), Instant::now());
+    let mut pending: Pending = FuturesOrdered::new();
+    let mut actions = Vec::new();
+    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
+    tokio::pin!(hello_deadline);
+
+    let reason: &str = loop {
+        tokio::select! {
+            biased;
+            _ = kill.notified() => {
+                edge.metrics.errors.get_or_create(&CodeLabel { code: "slow_consumer".into() }).inc();
+                let frame = ServerFrame::error(ErrorCode::SlowConsumer, "session queue full; reconnect and sync", "");
+                let _ = transport.send(encode(&frame)).await;
+                break "slow consumer";
+            }
+            Some(frame) = frames.recv() => {
+                if transport.send(frame).await.is_err() {
+                    break "write failed";
+                }
+            }
+            Some(reply) = pending.next(), if !pending.is_empty() => {
+                if let Some(frame) = reply {
+                    if send_reply(&edge, &mut transport, &frame).await.is_err() {
+                        break "write failed";
+                    }
+                }
+            }
+            _ = &mut hello_deadline, if session.user().is_none() => {
+                let frame = ServerFrame::error(ErrorCode::NotAuthenticated, "no hello within 10 s", "");
+                let _ = send_reply(&edge, &mut transport, &frame).await;
+                break "hello timeout";
+            }
+            incoming = transport.recv(), if pending.len() < MAX_IN_FLIGHT => {
+                let frame = match incoming {
+                    Ok(Some(frame)) => frame,
+                    Ok(None) => break "closed by client",
+                    Err(_) => break "read failed",
+                };
+                let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                session.on_frame(frame, &cx, &mut actions);
+                match execute(&edge, &session, &mut transport, &mut pending, &mut actions).await {
+                    Ok(true) => {}
+                    Ok(false) => break "closed by server",
+                    Err(_) => break "write failed",
+                }
+            }
+        }
+    };
+
+    // Answer what is already in flight: those envelopes are being made
+    // durable, and their senders should learn it if they are still there.
+    while let Some(reply) = pending.next().await {
+        if let Some(frame) = reply {
+            if send_reply(&edge, &mut transport, &frame).await.is_err() {
+                break;
+            }
+        }
+    }
+    transport.close().await;
+    edge.hub.remove(&id);
+    if let Some(user) = session.user() {
+        edge.presence.unregister(user, &id).await;
+    }
+    gauge.dec();
+    tracing::debug!(session = %id, reason, "session ended");
+}
+
+async fn send_reply<T: Transport>(edge: &Edge, transport: &mut T, frame: &ServerFrame) -> std::io::Result<()> {
+    if let Some(server_frame::Kind::Error(e)) = &frame.kind {
+        edge.metrics.errors.get_or_create(&CodeLabel { code: e.code().short_name() }).inc();
+    }
+    transport.send(encode(frame)).await
+}
+
+/// Carries out the session's actions; `Ok(false)` when it must close.
+async fn execute<T: Transport>(
+    edge: &Arc<Edge>,
+    session: &Session,
+    transport: &mut T,
+    pending: &mut Pending,
+    actions: &mut Vec<Action>,
+) -> std::io::Result<bool> {
+    for action in actions.drain(..) {
+        match action {
+            Action::Reply(frame) => send_reply(edge, transport, &frame).await?,
+            Action::Accept(env) => {
+                let to = env.head.as_ref().map(|h| h.to.clone()).unwrap_or_default();
+                match edge.accounts.exists(&to) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        let frame = ServerFrame::error(ErrorCode::UnknownRecipient, format!("no user {to:?}"), &env.id);
+                        send_reply(edge, transport, &frame).await?;
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "account lookup failed");
+                        let frame = ServerFrame::error(ErrorCode::Unavailable, "storage unavailable; retry", &env.id);
+                        send_reply(edge, transport, &frame).await?;
+                        continue;
+                    }
+                }
+                let key = env.head.as_ref().map(|h| h.chatid.clone()).unwrap_or_default();
+                let (id, server_ts) = (env.id.clone(), env.server_ts);
+                let record = Outgoing::new(edge.topics.inbound(), key, Bytes::from(env.encode_to_vec()));
+                // Called now, so the bus keeps this session's send order.
+                let produced = edge.bus.produce(vec![record]);
+                let edge = edge.clone();
+                pending.push_back(Box::pin(async move {
+                    Some(match produced.await {
+                        Ok(()) => {
+                            edge.metrics.accepted.inc();
+                            ServerFrame::of(server_frame::Kind::Accepted(Accepted { id, server_ts }))
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "inbound produce failed");
+                            ServerFrame::error(ErrorCode::Unavailable, "bus unavailable; retry with the same id", id)
+                        }
+                    })
+                }));
+            }
+            Action::Deliver(record) => {
+                let key = record.user.clone();
+                let out = Outgoing::new(edge.topics.deliver(), key, Bytes::from(record.encode_to_vec()));
+                let produced = edge.bus.produce(vec![out]);
+                pending.push_back(Box::pin(async move {
+                    match produced.await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "deliver produce failed");
+                            Some(ServerFrame::error(ErrorCode::Unavailable, "bus unavailable; retry", ""))
+                        }
+                    }
+                }));
+            }
+            Action::GoLive => {
+                if let Some(user) = session.user() {
+                    let route = SessionRoute { session: session.id().clone(), edge: edge.session_config.node.clone() };
+                    edge.presence.register(user, route).await;
+                }
+            }
+            Action::Ephemeral { to, frame } => {
+                let edge = edge.clone();
+                pending.push_back(Box::pin(async move {
+                    let users = [to.as_str()];
+                    let routes = edge.presence.lookup(&users).await;
+                    let frame = encode(&frame);
+                    let records: Vec<Outgoing> = routes
+                        .get(&to)
+                        .into_iter()
+                        .flatten()
+                        .map(|r| {
+                            let rec = EdgeRecord { session: r.session.to_string(), frame: frame.clone() };
+                            Outgoing::new(edge.topics.edge(&r.edge), r.session.to_string(), Bytes::from(rec.encode_to_vec()))
+                        })
+                        .collect();
+                    if !records.is_empty() {
+                        // Ephemeral: a lost typing indicator is not worth an error.
+                        let _ = edge.bus.produce(records).await;
+                    }
+                    None
+                }));
+            }
+            Action::Close => return Ok(false),
+        }
+    }
+    Ok(true)
+}

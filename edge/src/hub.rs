@@ -1,0 +1,85 @@
+//! The live sessions of this edge, and the consumer of its `edge.<node>`
+//! topic that hands each pushed frame to its session.
+//!
+//! Each session has a bounded queue. A session whose queue is full is not
+//! waited for: it is told `SLOW_CONSUMER` and closed, and catches up with a
+//! sync when it reconnects. One slow client never stalls the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use prost::Message;
+use samvad_bus::BusError;
+use samvad_proto::bus::EdgeRecord;
+use tokio::sync::{mpsc, Notify};
+
+use crate::state::Edge;
+
+/// How the hub reaches one session's connection loop.
+pub struct SessionHandle {
+    pub frames: mpsc::Sender<Bytes>,
+    /// Notified when the session must be cut off (queue full).
+    pub kill: Arc<Notify>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    sessions: RwLock<HashMap<Arc<str>, SessionHandle>>,
+}
+
+impl Hub {
+    pub fn insert(&self, id: Arc<str>, handle: SessionHandle) {
+        self.sessions.write().insert(id, handle);
+    }
+
+    pub fn remove(&self, id: &str) {
+        self.sessions.write().remove(id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Queues an encoded frame for a session; false if it had to be cut off.
+    pub fn push(&self, session: &str, frame: Bytes) -> bool {
+        let sessions = self.sessions.read();
+        let Some(handle) = sessions.get(session) else { return true };
+        match handle.frames.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                handle.kill.notify_one();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => true,
+        }
+    }
+}
+
+/// Consumes `edge.<node>` until the bus closes.
+pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
+    let topic = edge.topics.edge(&edge.session_config.node);
+    let mut consumer = edge.bus.subscribe(&topic, "edge").await?;
+    loop {
+        let records = consumer.poll(1024).await?;
+        for r in &records {
+            match EdgeRecord::decode(r.payload.clone()) {
+                Ok(rec) => {
+                    if edge.hub.push(&rec.session, rec.frame) {
+                        edge.metrics.pushed.inc();
+                    } else {
+                        edge.metrics.slow_consumers.inc();
+                    }
+                }
+                Err(e) => tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset,
+                    error = %e, "undecodable edge record; skipped"),
+            }
+        }
+        consumer.commit(&records)?;
+    }
+}

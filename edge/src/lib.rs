@@ -1,0 +1,23 @@
+//! The Samvad server: edge sessions (WebTransport, native QUIC, WebSocket),
+//! REST, and the wiring that runs every role in one process.
+//!
+//! - [`session`]: the session protocol, a state machine with no I/O.
+//! - [`connection`]: the one loop that drives a session over any transport.
+//! - [`transport`]: frame I/O for WebSocket and for QUIC/WebTransport streams.
+//! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
+//! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
+//! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP.
+//! - [`auth`], [`tls`], [`metrics`], [`config`], [`serve`].
+
+pub mod auth;
+pub mod config;
+pub mod connection;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod quic;
+pub mod serve;
+pub mod session;
+pub mod state;
+pub mod tls;
+pub mod transport;

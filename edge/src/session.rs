@@ -1,0 +1,402 @@
+//! The session protocol as a state machine with no I/O.
+//!
+//! A transport feeds [`Session::on_frame`] with decoded client frames (or
+//! the reason a frame could not be decoded) and carries out the returned
+//! [`Action`]s: reply frames, envelopes to make durable, records for the
+//! user's inbox. Every rule of DESIGN.md's step 1 lives here, tested with
+//! plain data: hello first, the token's user is `from`, sizes, rates.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use samvad_proto::bus::{deliver_record, AckRecord, DeliverRecord, SyncRecord};
+use samvad_proto::v1::{
+    client_frame, server_frame, Action as EnvAction, ClientFrame, Envelope, ErrorCode, HeadType, Pong, Presence,
+    ServerFrame, Welcome,
+};
+
+use crate::auth::{TokenError, TokenKeys};
+
+/// Longest accepted envelope id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// What the transport must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Send this frame to the client.
+    Reply(ServerFrame),
+    /// Make the envelope durable on `inbound` (key: its chat id), then
+    /// reply `Accepted`; if the bus fails, reply `UNAVAILABLE`.
+    Accept(Envelope),
+    /// Produce this record to `deliver`, keyed by its user.
+    Deliver(DeliverRecord),
+    /// Register the session in presence (before the first sync goes out,
+    /// so no delivery falls between replay and live).
+    GoLive,
+    /// Ephemeral: show this frame to every live session of `to`.
+    Ephemeral { to: String, frame: ServerFrame },
+    /// Close the session (after sending the replies before this).
+    Close,
+}
+
+/// Why the transport could not produce a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameFault {
+    /// Bytes that do not decode as a client frame.
+    Malformed(String),
+    /// A frame longer than the limit (its bytes were skipped).
+    TooLarge(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub node: Arc<str>,
+    pub max_frame: usize,
+    /// Sends per second; bursts up to twice that.
+    pub rate_per_sec: u32,
+}
+
+#[derive(Debug)]
+enum Phase {
+    AwaitingHello,
+    Active { user: Arc<str> },
+}
+
+/// Token bucket: `rate` per second, holding at most `burst`.
+#[derive(Debug)]
+struct RateLimiter {
+    tokens: f64,
+    last: Instant,
+    rate: f64,
+    burst: f64,
+}
+
+impl RateLimiter {
+    fn new(rate: u32, now: Instant) -> Self {
+        let rate = f64::from(rate.max(1));
+        RateLimiter { tokens: rate * 2.0, last: now, rate, burst: rate * 2.0 }
+    }
+
+    fn try_take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+pub struct Session {
+    id: Arc<str>,
+    config: Arc<SessionConfig>,
+    phase: Phase,
+    live: bool,
+    limiter: RateLimiter,
+}
+
+/// What the state machine needs to know about the world.
+pub struct Context<'a> {
+    pub keys: &'a TokenKeys,
+    pub now: Instant,
+    pub now_ms: i64,
+}
+
+fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<String>) -> Action {
+    Action::Reply(ServerFrame::error(code, message, reference))
+}
+
+/// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
+pub fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+}
+
+impl Session {
+    pub fn new(id: Arc<str>, config: Arc<SessionConfig>, now: Instant) -> Self {
+        let limiter = RateLimiter::new(config.rate_per_sec, now);
+        Session { id, config, phase: Phase::AwaitingHello, live: false, limiter }
+    }
+
+    pub fn id(&self) -> &Arc<str> {
+        &self.id
+    }
+
+    /// The authenticated user, once hello succeeded.
+    pub fn user(&self) -> Option<&Arc<str>> {
+        match &self.phase {
+            Phase::Active { user } => Some(user),
+            Phase::AwaitingHello => None,
+        }
+    }
+
+    /// Handles one client frame (or the fault in place of one).
+    pub fn on_frame(&mut self, frame: Result<ClientFrame, FrameFault>, cx: &Context, out: &mut Vec<Action>) {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(FrameFault::Malformed(why)) => {
+                return out.push(error(ErrorCode::MalformedFrame, format!("frame does not decode: {why}"), ""));
+            }
+            Err(FrameFault::TooLarge(len)) => {
+                return out.push(error(
+                    ErrorCode::FrameTooLarge,
+                    format!("frame of {len} bytes exceeds the limit of {} bytes", self.config.max_frame),
+                    "",
+                ));
+            }
+        };
+        let Some(kind) = frame.kind else {
+            return out.push(error(ErrorCode::UnknownFrame, "unknown frame kind", ""));
+        };
+        let user = match (&self.phase, &kind) {
+            (Phase::AwaitingHello, client_frame::Kind::Hello(hello)) => return self.hello(&hello.token, cx, out),
+            (Phase::AwaitingHello, client_frame::Kind::Ping(p)) => {
+                return out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(Pong { nonce: p.nonce }))));
+            }
+            (Phase::AwaitingHello, _) => {
+                return out.push(error(ErrorCode::NotAuthenticated, "send hello with a token first", ""));
+            }
+            (Phase::Active { user }, _) => user.clone(),
+        };
+        match kind {
+            client_frame::Kind::Hello(_) => {
+                out.push(error(ErrorCode::AlreadyAuthenticated, "session is already authenticated", "hello"))
+            }
+            client_frame::Kind::Send(send) => match send.envelope {
+                Some(env) => self.send(&user, env, cx, out),
+                None => out.push(error(ErrorCode::InvalidEnvelope, "send without an envelope", "")),
+            },
+            client_frame::Kind::Ack(ack) => out.push(Action::Deliver(DeliverRecord {
+                user: user.to_string(),
+                kind: Some(deliver_record::Kind::Ack(AckRecord { seq: ack.seq })),
+            })),
+            client_frame::Kind::Sync(sync) => {
+                if !self.live {
+                    self.live = true;
+                    out.push(Action::GoLive);
+                }
+                out.push(Action::Deliver(DeliverRecord {
+                    user: user.to_string(),
+                    kind: Some(deliver_record::Kind::Sync(SyncRecord {
+                        session: self.id.to_string(),
+                        edge: self.config.node.to_string(),
+                        after_seq: sync.after_seq,
+                    })),
+                }))
+            }
+            client_frame::Kind::Typing(typing) => {
+                if !valid_username(&typing.to) {
+                    return out.push(error(ErrorCode::InvalidEnvelope, "typing needs a valid `to`", "typing"));
+                }
+                out.push(Action::Ephemeral {
+                    to: typing.to,
+                    frame: ServerFrame::of(server_frame::Kind::Presence(Presence {
+                        user: user.to_string(),
+                        online: true,
+                        typing: typing.active,
+                        chatid: typing.chatid,
+                    })),
+                })
+            }
+            client_frame::Kind::Signal(_) => out.push(error(
+                ErrorCode::UnknownFrame,
+                "media signaling is not served by this node",
+                "signal",
+            )),
+            client_frame::Kind::Ping(p) => {
+                out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(Pong { nonce: p.nonce }))))
+            }
+        }
+    }
+
+    fn hello(&mut self, token: &str, cx: &Context, out: &mut Vec<Action>) {
+        match cx.keys.verify_access(token) {
+            Ok(user) => {
+                let user: Arc<str> = user.into();
+                out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Welcome(Welcome {
+                    user: user.to_string(),
+                    session: self.id.to_string(),
+                    max_frame: self.config.max_frame as u32,
+                    node: self.config.node.to_string(),
+                }))));
+                self.phase = Phase::Active { user };
+            }
+            Err(e) => {
+                let code = match e {
+                    TokenError::Expired => ErrorCode::TokenExpired,
+                    TokenError::Invalid => ErrorCode::BadToken,
+                };
+                out.push(error(code, e.to_string(), "hello"));
+                out.push(Action::Close);
+            }
+        }
+    }
+
+    fn send(&mut self, user: &str, mut env: Envelope, cx: &Context, out: &mut Vec<Action>) {
+        let id = env.id.clone();
+        if id.is_empty() || id.len() > MAX_ID_LEN {
+            return out.push(error(ErrorCode::InvalidEnvelope, "envelope id must be 1 to 128 bytes", id));
+        }
+        let Some(head) = env.head.as_mut() else {
+            return out.push(error(ErrorCode::InvalidEnvelope, "envelope has no head", id));
+        };
+        if head.from.is_empty() {
+            head.from = user.to_string();
+        } else if head.from != user {
+            return out.push(error(
+                ErrorCode::SenderMismatch,
+                format!("head.from {:?} is not the authenticated user", head.from),
+                id,
+            ));
+        }
+        match head.r#type() {
+            HeadType::Chat | HeadType::Unspecified => head.r#type = HeadType::Chat as i32,
+            other => {
+                return out.push(error(
+                    ErrorCode::InvalidEnvelope,
+                    format!("conversation type {} is not supported yet", other.as_str_name()),
+                    id,
+                ));
+            }
+        }
+        match head.action() {
+            EnvAction::Message | EnvAction::Unspecified => head.action = EnvAction::Message as i32,
+            other => {
+                return out.push(error(
+                    ErrorCode::InvalidEnvelope,
+                    format!("action {} is not accepted in a send", other.as_str_name()),
+                    id,
+                ));
+            }
+        }
+        if !valid_username(&head.to) {
+            return out.push(error(ErrorCode::InvalidEnvelope, "head.to is not a valid user name", id));
+        }
+        if !self.limiter.try_take(cx.now) {
+            return out.push(error(ErrorCode::RateLimited, "too many messages; retry later with the same id", id));
+        }
+        head.chatid = samvad_router::chat_id(&head.from, &head.to);
+        env.seq = 0;
+        env.server_ts = cx.now_ms;
+        out.push(Action::Accept(env));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samvad_proto::v1::{Ack, Head, Hello, Send, Sync};
+
+    fn setup() -> (Session, TokenKeys) {
+        let config = Arc::new(SessionConfig { node: "n1".into(), max_frame: 1024, rate_per_sec: 2 });
+        (Session::new("s1".into(), config, Instant::now()), TokenKeys::new(b"k", 60))
+    }
+
+    fn run(s: &mut Session, keys: &TokenKeys, kind: client_frame::Kind) -> Vec<Action> {
+        let cx = Context { keys, now: Instant::now(), now_ms: 42 };
+        let mut out = Vec::new();
+        s.on_frame(Ok(ClientFrame::of(kind)), &cx, &mut out);
+        out
+    }
+
+    fn code(actions: &[Action]) -> ErrorCode {
+        match &actions[0] {
+            Action::Reply(ServerFrame { kind: Some(server_frame::Kind::Error(e)) }) => e.code(),
+            other => panic!("not an error: {other:?}"),
+        }
+    }
+
+    fn hello(s: &mut Session, keys: &TokenKeys) {
+        let token = keys.issue_access("alice");
+        let out = run(s, keys, client_frame::Kind::Hello(Hello { token, device: String::new() }));
+        assert!(matches!(&out[0], Action::Reply(ServerFrame { kind: Some(server_frame::Kind::Welcome(_)) })));
+    }
+
+    fn send(to: &str, from: &str) -> client_frame::Kind {
+        client_frame::Kind::Send(Send {
+            envelope: Some(Envelope {
+                id: "m1".into(),
+                head: Some(Head { to: to.into(), from: from.into(), ..Default::default() }),
+                ..Default::default()
+            }),
+        })
+    }
+
+    #[test]
+    fn nothing_but_hello_and_ping_before_hello() {
+        let (mut s, keys) = setup();
+        assert_eq!(code(&run(&mut s, &keys, send("bob", "alice"))), ErrorCode::NotAuthenticated);
+        assert_eq!(code(&run(&mut s, &keys, client_frame::Kind::Ack(Ack { seq: 1 }))), ErrorCode::NotAuthenticated);
+        hello(&mut s, &keys);
+        assert!(matches!(run(&mut s, &keys, send("bob", "alice"))[0], Action::Accept(_)));
+    }
+
+    #[test]
+    fn bad_token_is_refused_and_closes() {
+        let (mut s, keys) = setup();
+        let out = run(&mut s, &keys, client_frame::Kind::Hello(Hello { token: "nope".into(), device: String::new() }));
+        assert_eq!(code(&out), ErrorCode::BadToken);
+        assert_eq!(out[1], Action::Close);
+    }
+
+    #[test]
+    fn spoofed_sender_is_refused() {
+        let (mut s, keys) = setup();
+        hello(&mut s, &keys);
+        assert_eq!(code(&run(&mut s, &keys, send("bob", "mallory"))), ErrorCode::SenderMismatch);
+    }
+
+    #[test]
+    fn accepted_envelopes_are_stamped() {
+        let (mut s, keys) = setup();
+        hello(&mut s, &keys);
+        let out = run(&mut s, &keys, send("bob", ""));
+        let Action::Accept(env) = &out[0] else { panic!() };
+        let head = env.head.as_ref().unwrap();
+        assert_eq!(head.from, "alice");
+        assert_eq!(head.chatid, "alice:bob");
+        assert_eq!(env.server_ts, 42);
+    }
+
+    #[test]
+    fn faults_get_stable_codes() {
+        let (mut s, keys) = setup();
+        let cx = Context { keys: &keys, now: Instant::now(), now_ms: 0 };
+        let mut out = Vec::new();
+        s.on_frame(Err(FrameFault::TooLarge(5000)), &cx, &mut out);
+        s.on_frame(Err(FrameFault::Malformed("x".into())), &cx, &mut out);
+        s.on_frame(Ok(ClientFrame { kind: None }), &cx, &mut out);
+        let codes: Vec<ErrorCode> = out.chunks(1).map(code).collect();
+        assert_eq!(codes, [ErrorCode::FrameTooLarge, ErrorCode::MalformedFrame, ErrorCode::UnknownFrame]);
+    }
+
+    #[test]
+    fn rate_limit_applies_per_session() {
+        let (mut s, keys) = setup();
+        hello(&mut s, &keys);
+        let results: Vec<bool> =
+            (0..6).map(|_| matches!(run(&mut s, &keys, send("bob", "alice"))[0], Action::Accept(_))).collect();
+        assert_eq!(results.iter().filter(|ok| **ok).count(), 4, "burst is twice the rate: {results:?}");
+    }
+
+    #[test]
+    fn first_sync_goes_live_once() {
+        let (mut s, keys) = setup();
+        hello(&mut s, &keys);
+        let out = run(&mut s, &keys, client_frame::Kind::Sync(Sync { after_seq: 0 }));
+        assert_eq!(out[0], Action::GoLive);
+        let out = run(&mut s, &keys, client_frame::Kind::Sync(Sync { after_seq: 3 }));
+        assert!(matches!(out[0], Action::Deliver(_)));
+    }
+
+    #[test]
+    fn usernames() {
+        assert!(valid_username("alice_1.x-y"));
+        assert!(!valid_username("Al"));
+        assert!(!valid_username("a\0b"));
+        assert!(!valid_username(&"a".repeat(33)));
+    }
+}

@@ -1,0 +1,30 @@
+//! What every part of an edge shares.
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use samvad_bus::{Bus, Topics};
+use samvad_store::accounts::Accounts;
+use samvad_store::presence::Presence;
+use samvad_store::tokens::RefreshTokens;
+
+use crate::auth::TokenKeys;
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::session::SessionConfig;
+
+pub struct Edge {
+    pub bus: Arc<dyn Bus>,
+    pub topics: Topics,
+    pub presence: Arc<dyn Presence>,
+    pub keys: TokenKeys,
+    pub accounts: Accounts,
+    pub refresh: RefreshTokens,
+    pub session_config: Arc<SessionConfig>,
+    /// Frames queued per session before it is cut off.
+    pub session_queue: usize,
+    pub hub: Hub,
+    /// SHA-256 (hex) of the current certificate, served at `/cert-hash`.
+    pub cert_sha256: RwLock<String>,
+    pub metrics: Metrics,
+}

@@ -1,0 +1,30 @@
+//! Frame I/O per transport. A transport turns its bytes into client frames
+//! (or the fault in place of one) and writes encoded server frames; the
+//! session protocol itself lives in [`crate::session`] and
+//! [`crate::connection`].
+
+mod stream;
+mod ws;
+
+use std::future::Future;
+
+use bytes::Bytes;
+use samvad_proto::v1::ClientFrame;
+
+pub use stream::StreamTransport;
+pub use ws::WsTransport;
+
+use crate::session::FrameFault;
+
+/// One client's frames, in and out.
+pub trait Transport: Send {
+    /// The next frame; `Ok(None)` when the client closed cleanly. Must be
+    /// cancel safe: the connection loop selects on it.
+    fn recv(&mut self) -> impl Future<Output = std::io::Result<Option<Result<ClientFrame, FrameFault>>>> + Send;
+
+    /// Writes one encoded `ServerFrame`.
+    fn send(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Closes the transport after everything sent so far.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}

@@ -246,7 +246,10 @@ impl EmbeddedBus {
         }
     }
 
-    fn enqueue(&self, records: Vec<Outgoing>) -> Result<Option<oneshot::Receiver<Result<(), BusError>>>, BusError> {
+    fn enqueue(
+        &self,
+        records: Vec<Outgoing>,
+    ) -> Result<Option<oneshot::Receiver<Result<(), BusError>>>, BusError> {
         if self.inner.failed.load(Ordering::Relaxed) {
             return Err(BusError::Closed);
         }
@@ -275,7 +278,10 @@ impl EmbeddedBus {
         let (done, wait) = oneshot::channel();
         self.inner
             .writer
-            .send(Job::Produce { records: durable, done })
+            .send(Job::Produce {
+                records: durable,
+                done,
+            })
             .map_err(|_| BusError::Closed)?;
         Ok(Some(wait))
     }

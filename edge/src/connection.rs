@@ -40,8 +40,20 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let (tx, mut frames) = mpsc::channel(edge.session_queue);
     let kill = Arc::new(Notify::new());
-    edge.hub.insert(id.clone(), SessionHandle { frames: tx, kill: kill.clone() });
-    let gauge = edge.metrics.sessions.get_or_create(&TransportLabel { transport: transport_name }).clone();
+    edge.hub.insert(
+        id.clone(),
+        SessionHandle {
+            frames: tx,
+            kill: kill.clone(),
+        },
+    );
+    let gauge = edge
+        .metrics
+        .sessions
+        .get_or_create(&TransportLabel {
+            transport: transport_name,
+        })
+        .clone();
     gauge.inc();
 
     let mut session = Session::new(id.clone(), edge.session_config.clone(), Instant::now());
@@ -111,9 +123,18 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     tracing::debug!(session = %id, reason, "session ended");
 }
 
-async fn send_reply<T: Transport>(edge: &Edge, transport: &mut T, frame: &ServerFrame) -> std::io::Result<()> {
+async fn send_reply<T: Transport>(
+    edge: &Edge,
+    transport: &mut T,
+    frame: &ServerFrame,
+) -> std::io::Result<()> {
     if let Some(server_frame::Kind::Error(e)) = &frame.kind {
-        edge.metrics.errors.get_or_create(&CodeLabel { code: e.code().short_name() }).inc();
+        edge.metrics
+            .errors
+            .get_or_create(&CodeLabel {
+                code: e.code().short_name(),
+            })
+            .inc();
     }
     transport.send(encode(frame)).await
 }
@@ -134,20 +155,33 @@ async fn execute<T: Transport>(
                 match edge.accounts.exists(&to) {
                     Ok(true) => {}
                     Ok(false) => {
-                        let frame = ServerFrame::error(ErrorCode::UnknownRecipient, format!("no user {to:?}"), &env.id);
+                        let frame = ServerFrame::error(
+                            ErrorCode::UnknownRecipient,
+                            format!("no user {to:?}"),
+                            &env.id,
+                        );
                         send_reply(edge, transport, &frame).await?;
                         continue;
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "account lookup failed");
-                        let frame = ServerFrame::error(ErrorCode::Unavailable, "storage unavailable; retry", &env.id);
+                        let frame = ServerFrame::error(
+                            ErrorCode::Unavailable,
+                            "storage unavailable; retry",
+                            &env.id,
+                        );
                         send_reply(edge, transport, &frame).await?;
                         continue;
                     }
                 }
-                let key = env.head.as_ref().map(|h| h.chatid.clone()).unwrap_or_default();
+                let key = env
+                    .head
+                    .as_ref()
+                    .map(|h| h.chatid.clone())
+                    .unwrap_or_default();
                 let (id, server_ts) = (env.id.clone(), env.server_ts);
-                let record = Outgoing::new(edge.topics.inbound(), key, Bytes::from(env.encode_to_vec()));
+                let record =
+                    Outgoing::new(edge.topics.inbound(), key, Bytes::from(env.encode_to_vec()));
                 // Called now, so the bus keeps this session's send order.
                 let produced = edge.bus.produce(vec![record]);
                 let edge = edge.clone();
@@ -155,32 +189,50 @@ async fn execute<T: Transport>(
                     Some(match produced.await {
                         Ok(()) => {
                             edge.metrics.accepted.inc();
-                            ServerFrame::of(server_frame::Kind::Accepted(Accepted { id, server_ts }))
+                            ServerFrame::of(server_frame::Kind::Accepted(Accepted {
+                                id,
+                                server_ts,
+                            }))
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "inbound produce failed");
-                            ServerFrame::error(ErrorCode::Unavailable, "bus unavailable; retry with the same id", id)
+                            ServerFrame::error(
+                                ErrorCode::Unavailable,
+                                "bus unavailable; retry with the same id",
+                                id,
+                            )
                         }
                     })
                 }));
             }
             Action::Deliver(record) => {
                 let key = record.user.clone();
-                let out = Outgoing::new(edge.topics.deliver(), key, Bytes::from(record.encode_to_vec()));
+                let out = Outgoing::new(
+                    edge.topics.deliver(),
+                    key,
+                    Bytes::from(record.encode_to_vec()),
+                );
                 let produced = edge.bus.produce(vec![out]);
                 pending.push_back(Box::pin(async move {
                     match produced.await {
                         Ok(()) => None,
                         Err(e) => {
                             tracing::warn!(error = %e, "deliver produce failed");
-                            Some(ServerFrame::error(ErrorCode::Unavailable, "bus unavailable; retry", ""))
+                            Some(ServerFrame::error(
+                                ErrorCode::Unavailable,
+                                "bus unavailable; retry",
+                                "",
+                            ))
                         }
                     }
                 }));
             }
             Action::GoLive => {
                 if let Some(user) = session.user() {
-                    let route = SessionRoute { session: session.id().clone(), edge: edge.session_config.node.clone() };
+                    let route = SessionRoute {
+                        session: session.id().clone(),
+                        edge: edge.session_config.node.clone(),
+                    };
                     edge.presence.register(user, route).await;
                 }
             }
@@ -195,8 +247,15 @@ async fn execute<T: Transport>(
                         .into_iter()
                         .flatten()
                         .map(|r| {
-                            let rec = EdgeRecord { session: r.session.to_string(), frame: frame.clone() };
-                            Outgoing::new(edge.topics.edge(&r.edge), r.session.to_string(), Bytes::from(rec.encode_to_vec()))
+                            let rec = EdgeRecord {
+                                session: r.session.to_string(),
+                                frame: frame.clone(),
+                            };
+                            Outgoing::new(
+                                edge.topics.edge(&r.edge),
+                                r.session.to_string(),
+                                Bytes::from(rec.encode_to_vec()),
+                            )
                         })
                         .collect();
                     if !records.is_empty() {

@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use samvad_store::accounts::Account;
+use samvad_store::tokens::RefreshError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use samvad_store::accounts::Account;
-use samvad_store::tokens::RefreshError;
 
 use crate::auth::{hash_password, verify_password, TokenError};
 use crate::connection;
@@ -36,24 +36,37 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into() }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        (
+            self.status,
+            Json(json!({"error": {"code": self.code, "message": self.message}})),
+        )
+            .into_response()
     }
 }
 
 /// Parses a JSON body, answering 400 `bad_request` with the reason.
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }
 
 #[derive(Deserialize)]
@@ -77,11 +90,27 @@ struct TokenPair {
 
 pub fn router(edge: Arc<Edge>) -> Router {
     Router::new()
-        .route("/", get(|| async { ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], INDEX_HTML) }))
-        .route("/app.js", get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], APP_JS) }))
+        .route(
+            "/",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    INDEX_HTML,
+                )
+            }),
+        )
+        .route(
+            "/app.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], APP_JS) }),
+        )
         .route(
             "/proto/samvad.proto",
-            get(|| async { ([(header::CONTENT_TYPE, "text/plain")], samvad_proto::SAMVAD_PROTO) }),
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    samvad_proto::SAMVAD_PROTO,
+                )
+            }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route("/cert-hash", get(cert_hash))
@@ -100,13 +129,18 @@ async fn cert_hash(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], edge.metrics.render())
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        edge.metrics.render(),
+    )
 }
 
 /// Issues an access token and the first refresh token of a new family.
 fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    edge.refresh.issue(&id, user, family).map_err(ApiError::internal)?;
+    edge.refresh
+        .issue(&id, user, family)
+        .map_err(ApiError::internal)?;
     Ok(TokenPair {
         user: user.to_string(),
         access_token: edge.keys.issue_access(user),
@@ -129,7 +163,11 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
         ));
     }
     if !(8..=256).contains(&creds.password.len()) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "weak_password", "passwords are 8 to 256 bytes"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            "passwords are 8 to 256 bytes",
+        ));
     }
     let password = creds.password;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password))
@@ -147,7 +185,11 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     if !created {
-        return Err(ApiError::new(StatusCode::CONFLICT, "username_taken", "that user name is taken"));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "username_taken",
+            "that user name is taken",
+        ));
     }
     let pair = issue(&edge, &creds.username, &new_family())?;
     Ok((StatusCode::CREATED, Json(pair)).into_response())
@@ -161,45 +203,80 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 
 async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenPair>, ApiError> {
     let creds: Credentials = parse(&body)?;
-    let account = edge.accounts.get(&creds.username).map_err(ApiError::internal)?;
-    let hash = account.as_ref().map_or_else(|| DUMMY_HASH.clone(), |a| a.password_hash.clone());
+    let account = edge
+        .accounts
+        .get(&creds.username)
+        .map_err(ApiError::internal)?;
+    let hash = account
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |a| a.password_hash.clone());
     let password = creds.password;
     let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
         .await
         .map_err(ApiError::internal)?;
     if !ok || account.is_none() {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_credentials", "wrong user name or password"));
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "wrong user name or password",
+        ));
     }
     Ok(Json(issue(&edge, &creds.username, &new_family())?))
 }
 
 async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenPair>, ApiError> {
     let req: RefreshRequest = parse(&body)?;
-    let claims = edge.keys.verify_refresh(&req.refresh_token).map_err(|e| match e {
-        TokenError::Expired => ApiError::new(StatusCode::UNAUTHORIZED, "token_expired", "refresh token expired"),
-        TokenError::Invalid => ApiError::new(StatusCode::UNAUTHORIZED, "bad_token", "refresh token invalid"),
-    })?;
-    match edge.refresh.redeem(&claims.jti).map_err(ApiError::internal)? {
+    let claims = edge
+        .keys
+        .verify_refresh(&req.refresh_token)
+        .map_err(|e| match e {
+            TokenError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "refresh token expired",
+            ),
+            TokenError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_token",
+                "refresh token invalid",
+            ),
+        })?;
+    match edge
+        .refresh
+        .redeem(&claims.jti)
+        .map_err(ApiError::internal)?
+    {
         Ok((user, family)) => Ok(Json(issue(&edge, &user, &family)?)),
         Err(RefreshError::Reused) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "token_reused",
             "refresh token was already used; every token of this login is revoked",
         )),
-        Err(RefreshError::Revoked) => {
-            Err(ApiError::new(StatusCode::UNAUTHORIZED, "token_revoked", "refresh token revoked"))
-        }
-        Err(RefreshError::Unknown) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad_token", "unknown refresh token")),
+        Err(RefreshError::Revoked) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "refresh token revoked",
+        )),
+        Err(RefreshError::Unknown) => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "unknown refresh token",
+        )),
     }
 }
 
 async fn logout(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<StatusCode, ApiError> {
     let req: RefreshRequest = parse(&body)?;
-    let claims = edge
-        .keys
-        .verify_refresh(&req.refresh_token)
-        .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "bad_token", "refresh token invalid"))?;
-    edge.refresh.revoke_family(&claims.fam).map_err(ApiError::internal)?;
+    let claims = edge.keys.verify_refresh(&req.refresh_token).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "refresh token invalid",
+        )
+    })?;
+    edge.refresh
+        .revoke_family(&claims.fam)
+        .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -211,5 +288,7 @@ async fn websocket(State(edge): State<Arc<Edge>>, upgrade: WebSocketUpgrade) -> 
         .max_message_size((max_frame * 4).max(1 << 20))
         .read_buffer_size(4096)
         .write_buffer_size(0)
-        .on_upgrade(move |socket| connection::run(edge, WsTransport::new(socket, max_frame), "websocket"))
+        .on_upgrade(move |socket| {
+            connection::run(edge, WsTransport::new(socket, max_frame), "websocket")
+        })
 }

@@ -49,7 +49,9 @@ impl Hub {
     /// Queues an encoded frame for a session; false if it had to be cut off.
     pub fn push(&self, session: &str, frame: Bytes) -> bool {
         let sessions = self.sessions.read();
-        let Some(handle) = sessions.get(session) else { return true };
+        let Some(handle) = sessions.get(session) else {
+            return true;
+        };
         match handle.frames.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -76,8 +78,10 @@ pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
                         edge.metrics.slow_consumers.inc();
                     }
                 }
-                Err(e) => tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset,
-                    error = %e, "undecodable edge record; skipped"),
+                Err(e) => {
+                    tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset,
+                    error = %e, "undecodable edge record; skipped")
+                }
             }
         }
         consumer.commit(&records)?;

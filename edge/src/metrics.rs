@@ -34,11 +34,30 @@ impl Default for Metrics {
         let errors = Family::<CodeLabel, Counter>::default();
         let slow_consumers = Counter::default();
         registry.register("sessions", "Live client sessions", sessions.clone());
-        registry.register("messages_accepted", "Envelopes made durable and acknowledged", accepted.clone());
-        registry.register("frames_pushed", "Frames pushed from the bus to sessions", pushed.clone());
+        registry.register(
+            "messages_accepted",
+            "Envelopes made durable and acknowledged",
+            accepted.clone(),
+        );
+        registry.register(
+            "frames_pushed",
+            "Frames pushed from the bus to sessions",
+            pushed.clone(),
+        );
         registry.register("error_frames", "Error frames sent, by code", errors.clone());
-        registry.register("slow_consumers", "Sessions cut off for not reading", slow_consumers.clone());
-        Metrics { registry, sessions, accepted, pushed, errors, slow_consumers }
+        registry.register(
+            "slow_consumers",
+            "Sessions cut off for not reading",
+            slow_consumers.clone(),
+        );
+        Metrics {
+            registry,
+            sessions,
+            accepted,
+            pushed,
+            errors,
+            slow_consumers,
+        }
     }
 }
 

@@ -23,11 +23,16 @@ pub const WT_PATH: &str = "/wt";
 /// The quinn server config for `identity`.
 pub fn server_config(identity: &Identity) -> anyhow::Result<quinn::ServerConfig> {
     let tls = identity.server_config(&[ALPN_H3, ALPN_NATIVE])?;
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("QUIC TLS config")?;
+    let crypto =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("QUIC TLS config")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport
-        .max_idle_timeout(Some(Duration::from_secs(30).try_into().expect("30 s is a valid idle timeout")))
+        .max_idle_timeout(Some(
+            Duration::from_secs(30)
+                .try_into()
+                .expect("30 s is a valid idle timeout"),
+        ))
         .max_concurrent_bidi_streams(8u32.into())
         .max_concurrent_uni_streams(8u32.into());
     config.transport_config(Arc::new(transport));
@@ -35,7 +40,8 @@ pub fn server_config(identity: &Identity) -> anyhow::Result<quinn::ServerConfig>
 }
 
 pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
-    quinn::Endpoint::server(server_config(identity)?, addr).with_context(|| format!("binding UDP {addr}"))
+    quinn::Endpoint::server(server_config(identity)?, addr)
+        .with_context(|| format!("binding UDP {addr}"))
 }
 
 /// Accepts connections until the endpoint closes.
@@ -74,7 +80,12 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
             }
             let conn = request.accept().await?;
             let (send, recv) = conn.accept_bi().await?;
-            connection::run(edge, StreamTransport::new(recv, send, max_frame), "webtransport").await;
+            connection::run(
+                edge,
+                StreamTransport::new(recv, send, max_frame),
+                "webtransport",
+            )
+            .await;
             conn.close(0u32.into(), b"session ended");
         }
         other => anyhow::bail!("unexpected ALPN {other:?}"),

@@ -31,7 +31,8 @@ use crate::tls::{self, Identity};
 use crate::{http, quic};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let db = fjall::Database::builder(args.data_dir.join("db"))
         .open()
         .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
@@ -42,10 +43,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bus = EmbeddedBus::open(db.clone(), durability)?;
     let bus: Arc<dyn Bus> = Arc::new(bus);
     let topics = Topics::new(args.topic_prefix.clone());
-    let durable = TopicSpec { partitions: args.partitions, durable: true };
+    let durable = TopicSpec {
+        partitions: args.partitions,
+        durable: true,
+    };
     bus.ensure_topic(&topics.inbound(), durable).await?;
     bus.ensure_topic(&topics.deliver(), durable).await?;
-    bus.ensure_topic(&topics.edge(&args.node), TopicSpec { partitions: 1, durable: false }).await?;
+    bus.ensure_topic(
+        &topics.edge(&args.node),
+        TopicSpec {
+            partitions: 1,
+            durable: false,
+        },
+    )
+    .await?;
 
     let presence = Arc::new(MemoryPresence::default());
     let identity = match (&args.tls_cert, &args.tls_key) {
@@ -72,7 +83,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut roles = tokio::task::JoinSet::new();
     roles.spawn({
-        let role = RouterRole { bus: bus.clone(), topics: topics.clone() };
+        let role = RouterRole {
+            bus: bus.clone(),
+            topics: topics.clone(),
+        };
         async move { role.run().await.context("router role") }
     });
     roles.spawn({
@@ -92,7 +106,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Listeners.
     let endpoint = quic::bind(args.listen, &identity)?;
     let quic_addr = endpoint.local_addr()?;
-    let tcp = TcpListener::bind(args.listen).await.with_context(|| format!("binding TCP {}", args.listen))?;
+    let tcp = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding TCP {}", args.listen))?;
     let https_addr = tcp.local_addr()?;
     let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(
         identity.server_config(&[b"http/1.1"])?,
@@ -103,14 +119,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let http_addr = if args.http_listen == "off" {
         None
     } else {
-        let addr: SocketAddr = args.http_listen.parse().context("--http-listen is HOST:PORT or off")?;
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding TCP {addr}"))?;
+        let addr: SocketAddr = args
+            .http_listen
+            .parse()
+            .context("--http-listen is HOST:PORT or off")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding TCP {addr}"))?;
         let bound = listener.local_addr()?;
         tokio::spawn(async move { axum::serve(listener, app).await });
         Some(bound)
     };
     if identity.self_signed {
-        tokio::spawn(rotate_certificate(identity.expires.unwrap_or_default(), endpoint.clone(), acceptor, edge.clone()));
+        tokio::spawn(rotate_certificate(
+            identity.expires.unwrap_or_default(),
+            endpoint.clone(),
+            acceptor,
+            edge.clone(),
+        ));
     }
 
     tracing::info!(%quic_addr, %https_addr, http = ?http_addr, node = %args.node, data = %args.data_dir.display(),
@@ -156,7 +182,9 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
         let acceptor = acceptor.read().clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
             let service = TowerToHyperService::new(app);
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)
@@ -175,7 +203,10 @@ async fn rotate_certificate(
     loop {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let rotate_at = expires - tls::ROTATE_BEFORE_EXPIRY.as_secs() as i64;
-        tokio::time::sleep(Duration::from_secs(rotate_at.saturating_sub(now).max(60) as u64)).await;
+        tokio::time::sleep(Duration::from_secs(
+            rotate_at.saturating_sub(now).max(60) as u64
+        ))
+        .await;
         let next = match Identity::self_signed() {
             Ok(id) => id,
             Err(e) => {
@@ -183,7 +214,10 @@ async fn rotate_certificate(
                 continue;
             }
         };
-        match (quic::server_config(&next), next.server_config(&[b"http/1.1"])) {
+        match (
+            quic::server_config(&next),
+            next.server_config(&[b"http/1.1"]),
+        ) {
             (Ok(quic_config), Ok(tls_config)) => {
                 endpoint.set_server_config(Some(quic_config));
                 *acceptor.write() = TlsAcceptor::from(Arc::new(tls_config));

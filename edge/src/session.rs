@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use samvad_proto::bus::{deliver_record, AckRecord, DeliverRecord, SyncRecord};
 use samvad_proto::v1::{
-    client_frame, server_frame, Action as EnvAction, ClientFrame, Envelope, ErrorCode, HeadType, Pong, Presence,
-    ServerFrame, Welcome,
+    client_frame, server_frame, Action as EnvAction, ClientFrame, Envelope, ErrorCode, HeadType,
+    Pong, Presence, ServerFrame, Welcome,
 };
 
 use crate::auth::{TokenError, TokenKeys};
@@ -74,7 +74,12 @@ struct RateLimiter {
 impl RateLimiter {
     fn new(rate: u32, now: Instant) -> Self {
         let rate = f64::from(rate.max(1));
-        RateLimiter { tokens: rate * 2.0, last: now, rate, burst: rate * 2.0 }
+        RateLimiter {
+            tokens: rate * 2.0,
+            last: now,
+            rate,
+            burst: rate * 2.0,
+        }
     }
 
     fn try_take(&mut self, now: Instant) -> bool {
@@ -112,13 +117,21 @@ fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<Strin
 /// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
 pub fn valid_username(name: &str) -> bool {
     (3..=32).contains(&name.len())
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
 impl Session {
     pub fn new(id: Arc<str>, config: Arc<SessionConfig>, now: Instant) -> Self {
         let limiter = RateLimiter::new(config.rate_per_sec, now);
-        Session { id, config, phase: Phase::AwaitingHello, live: false, limiter }
+        Session {
+            id,
+            config,
+            phase: Phase::AwaitingHello,
+            live: false,
+            limiter,
+        }
     }
 
     pub fn id(&self) -> &Arc<str> {
@@ -134,16 +147,28 @@ impl Session {
     }
 
     /// Handles one client frame (or the fault in place of one).
-    pub fn on_frame(&mut self, frame: Result<ClientFrame, FrameFault>, cx: &Context, out: &mut Vec<Action>) {
+    pub fn on_frame(
+        &mut self,
+        frame: Result<ClientFrame, FrameFault>,
+        cx: &Context,
+        out: &mut Vec<Action>,
+    ) {
         let frame = match frame {
             Ok(frame) => frame,
             Err(FrameFault::Malformed(why)) => {
-                return out.push(error(ErrorCode::MalformedFrame, format!("frame does not decode: {why}"), ""));
+                return out.push(error(
+                    ErrorCode::MalformedFrame,
+                    format!("frame does not decode: {why}"),
+                    "",
+                ));
             }
             Err(FrameFault::TooLarge(len)) => {
                 return out.push(error(
                     ErrorCode::FrameTooLarge,
-                    format!("frame of {len} bytes exceeds the limit of {} bytes", self.config.max_frame),
+                    format!(
+                        "frame of {len} bytes exceeds the limit of {} bytes",
+                        self.config.max_frame
+                    ),
                     "",
                 ));
             }
@@ -152,22 +177,36 @@ impl Session {
             return out.push(error(ErrorCode::UnknownFrame, "unknown frame kind", ""));
         };
         let user = match (&self.phase, &kind) {
-            (Phase::AwaitingHello, client_frame::Kind::Hello(hello)) => return self.hello(&hello.token, cx, out),
+            (Phase::AwaitingHello, client_frame::Kind::Hello(hello)) => {
+                return self.hello(&hello.token, cx, out)
+            }
             (Phase::AwaitingHello, client_frame::Kind::Ping(p)) => {
-                return out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(Pong { nonce: p.nonce }))));
+                return out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(
+                    Pong { nonce: p.nonce },
+                ))));
             }
             (Phase::AwaitingHello, _) => {
-                return out.push(error(ErrorCode::NotAuthenticated, "send hello with a token first", ""));
+                return out.push(error(
+                    ErrorCode::NotAuthenticated,
+                    "send hello with a token first",
+                    "",
+                ));
             }
             (Phase::Active { user }, _) => user.clone(),
         };
         match kind {
-            client_frame::Kind::Hello(_) => {
-                out.push(error(ErrorCode::AlreadyAuthenticated, "session is already authenticated", "hello"))
-            }
+            client_frame::Kind::Hello(_) => out.push(error(
+                ErrorCode::AlreadyAuthenticated,
+                "session is already authenticated",
+                "hello",
+            )),
             client_frame::Kind::Send(send) => match send.envelope {
                 Some(env) => self.send(&user, env, cx, out),
-                None => out.push(error(ErrorCode::InvalidEnvelope, "send without an envelope", "")),
+                None => out.push(error(
+                    ErrorCode::InvalidEnvelope,
+                    "send without an envelope",
+                    "",
+                )),
             },
             client_frame::Kind::Ack(ack) => out.push(Action::Deliver(DeliverRecord {
                 user: user.to_string(),
@@ -189,7 +228,11 @@ impl Session {
             }
             client_frame::Kind::Typing(typing) => {
                 if !valid_username(&typing.to) {
-                    return out.push(error(ErrorCode::InvalidEnvelope, "typing needs a valid `to`", "typing"));
+                    return out.push(error(
+                        ErrorCode::InvalidEnvelope,
+                        "typing needs a valid `to`",
+                        "typing",
+                    ));
                 }
                 out.push(Action::Ephemeral {
                     to: typing.to,
@@ -206,9 +249,9 @@ impl Session {
                 "media signaling is not served by this node",
                 "signal",
             )),
-            client_frame::Kind::Ping(p) => {
-                out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(Pong { nonce: p.nonce }))))
-            }
+            client_frame::Kind::Ping(p) => out.push(Action::Reply(ServerFrame::of(
+                server_frame::Kind::Pong(Pong { nonce: p.nonce }),
+            ))),
         }
     }
 
@@ -216,12 +259,14 @@ impl Session {
         match cx.keys.verify_access(token) {
             Ok(user) => {
                 let user: Arc<str> = user.into();
-                out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Welcome(Welcome {
-                    user: user.to_string(),
-                    session: self.id.to_string(),
-                    max_frame: self.config.max_frame as u32,
-                    node: self.config.node.to_string(),
-                }))));
+                out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Welcome(
+                    Welcome {
+                        user: user.to_string(),
+                        session: self.id.to_string(),
+                        max_frame: self.config.max_frame as u32,
+                        node: self.config.node.to_string(),
+                    },
+                ))));
                 self.phase = Phase::Active { user };
             }
             Err(e) => {
@@ -238,10 +283,18 @@ impl Session {
     fn send(&mut self, user: &str, mut env: Envelope, cx: &Context, out: &mut Vec<Action>) {
         let id = env.id.clone();
         if id.is_empty() || id.len() > MAX_ID_LEN {
-            return out.push(error(ErrorCode::InvalidEnvelope, "envelope id must be 1 to 128 bytes", id));
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "envelope id must be 1 to 128 bytes",
+                id,
+            ));
         }
         let Some(head) = env.head.as_mut() else {
-            return out.push(error(ErrorCode::InvalidEnvelope, "envelope has no head", id));
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "envelope has no head",
+                id,
+            ));
         };
         if head.from.is_empty() {
             head.from = user.to_string();
@@ -257,7 +310,10 @@ impl Session {
             other => {
                 return out.push(error(
                     ErrorCode::InvalidEnvelope,
-                    format!("conversation type {} is not supported yet", other.as_str_name()),
+                    format!(
+                        "conversation type {} is not supported yet",
+                        other.as_str_name()
+                    ),
                     id,
                 ));
             }
@@ -273,10 +329,18 @@ impl Session {
             }
         }
         if !valid_username(&head.to) {
-            return out.push(error(ErrorCode::InvalidEnvelope, "head.to is not a valid user name", id));
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "head.to is not a valid user name",
+                id,
+            ));
         }
         if !self.limiter.try_take(cx.now) {
-            return out.push(error(ErrorCode::RateLimited, "too many messages; retry later with the same id", id));
+            return out.push(error(
+                ErrorCode::RateLimited,
+                "too many messages; retry later with the same id",
+                id,
+            ));
         }
         head.chatid = samvad_router::chat_id(&head.from, &head.to);
         env.seq = 0;
@@ -291,12 +355,23 @@ mod tests {
     use samvad_proto::v1::{Ack, Head, Hello, Send, Sync};
 
     fn setup() -> (Session, TokenKeys) {
-        let config = Arc::new(SessionConfig { node: "n1".into(), max_frame: 1024, rate_per_sec: 2 });
-        (Session::new("s1".into(), config, Instant::now()), TokenKeys::new(b"k", 60))
+        let config = Arc::new(SessionConfig {
+            node: "n1".into(),
+            max_frame: 1024,
+            rate_per_sec: 2,
+        });
+        (
+            Session::new("s1".into(), config, Instant::now()),
+            TokenKeys::new(b"k", 60),
+        )
     }
 
     fn run(s: &mut Session, keys: &TokenKeys, kind: client_frame::Kind) -> Vec<Action> {
-        let cx = Context { keys, now: Instant::now(), now_ms: 42 };
+        let cx = Context {
+            keys,
+            now: Instant::now(),
+            now_ms: 42,
+        };
         let mut out = Vec::new();
         s.on_frame(Ok(ClientFrame::of(kind)), &cx, &mut out);
         out
@@ -304,22 +379,40 @@ mod tests {
 
     fn code(actions: &[Action]) -> ErrorCode {
         match &actions[0] {
-            Action::Reply(ServerFrame { kind: Some(server_frame::Kind::Error(e)) }) => e.code(),
+            Action::Reply(ServerFrame {
+                kind: Some(server_frame::Kind::Error(e)),
+            }) => e.code(),
             other => panic!("not an error: {other:?}"),
         }
     }
 
     fn hello(s: &mut Session, keys: &TokenKeys) {
         let token = keys.issue_access("alice");
-        let out = run(s, keys, client_frame::Kind::Hello(Hello { token, device: String::new() }));
-        assert!(matches!(&out[0], Action::Reply(ServerFrame { kind: Some(server_frame::Kind::Welcome(_)) })));
+        let out = run(
+            s,
+            keys,
+            client_frame::Kind::Hello(Hello {
+                token,
+                device: String::new(),
+            }),
+        );
+        assert!(matches!(
+            &out[0],
+            Action::Reply(ServerFrame {
+                kind: Some(server_frame::Kind::Welcome(_))
+            })
+        ));
     }
 
     fn send(to: &str, from: &str) -> client_frame::Kind {
         client_frame::Kind::Send(Send {
             envelope: Some(Envelope {
                 id: "m1".into(),
-                head: Some(Head { to: to.into(), from: from.into(), ..Default::default() }),
+                head: Some(Head {
+                    to: to.into(),
+                    from: from.into(),
+                    ..Default::default()
+                }),
                 ..Default::default()
             }),
         })
@@ -328,16 +421,32 @@ mod tests {
     #[test]
     fn nothing_but_hello_and_ping_before_hello() {
         let (mut s, keys) = setup();
-        assert_eq!(code(&run(&mut s, &keys, send("bob", "alice"))), ErrorCode::NotAuthenticated);
-        assert_eq!(code(&run(&mut s, &keys, client_frame::Kind::Ack(Ack { seq: 1 }))), ErrorCode::NotAuthenticated);
+        assert_eq!(
+            code(&run(&mut s, &keys, send("bob", "alice"))),
+            ErrorCode::NotAuthenticated
+        );
+        assert_eq!(
+            code(&run(&mut s, &keys, client_frame::Kind::Ack(Ack { seq: 1 }))),
+            ErrorCode::NotAuthenticated
+        );
         hello(&mut s, &keys);
-        assert!(matches!(run(&mut s, &keys, send("bob", "alice"))[0], Action::Accept(_)));
+        assert!(matches!(
+            run(&mut s, &keys, send("bob", "alice"))[0],
+            Action::Accept(_)
+        ));
     }
 
     #[test]
     fn bad_token_is_refused_and_closes() {
         let (mut s, keys) = setup();
-        let out = run(&mut s, &keys, client_frame::Kind::Hello(Hello { token: "nope".into(), device: String::new() }));
+        let out = run(
+            &mut s,
+            &keys,
+            client_frame::Kind::Hello(Hello {
+                token: "nope".into(),
+                device: String::new(),
+            }),
+        );
         assert_eq!(code(&out), ErrorCode::BadToken);
         assert_eq!(out[1], Action::Close);
     }
@@ -346,7 +455,10 @@ mod tests {
     fn spoofed_sender_is_refused() {
         let (mut s, keys) = setup();
         hello(&mut s, &keys);
-        assert_eq!(code(&run(&mut s, &keys, send("bob", "mallory"))), ErrorCode::SenderMismatch);
+        assert_eq!(
+            code(&run(&mut s, &keys, send("bob", "mallory"))),
+            ErrorCode::SenderMismatch
+        );
     }
 
     #[test]
@@ -354,7 +466,9 @@ mod tests {
         let (mut s, keys) = setup();
         hello(&mut s, &keys);
         let out = run(&mut s, &keys, send("bob", ""));
-        let Action::Accept(env) = &out[0] else { panic!() };
+        let Action::Accept(env) = &out[0] else {
+            panic!()
+        };
         let head = env.head.as_ref().unwrap();
         assert_eq!(head.from, "alice");
         assert_eq!(head.chatid, "alice:bob");
@@ -364,31 +478,60 @@ mod tests {
     #[test]
     fn faults_get_stable_codes() {
         let (mut s, keys) = setup();
-        let cx = Context { keys: &keys, now: Instant::now(), now_ms: 0 };
+        let cx = Context {
+            keys: &keys,
+            now: Instant::now(),
+            now_ms: 0,
+        };
         let mut out = Vec::new();
         s.on_frame(Err(FrameFault::TooLarge(5000)), &cx, &mut out);
         s.on_frame(Err(FrameFault::Malformed("x".into())), &cx, &mut out);
         s.on_frame(Ok(ClientFrame { kind: None }), &cx, &mut out);
         let codes: Vec<ErrorCode> = out.chunks(1).map(code).collect();
-        assert_eq!(codes, [ErrorCode::FrameTooLarge, ErrorCode::MalformedFrame, ErrorCode::UnknownFrame]);
+        assert_eq!(
+            codes,
+            [
+                ErrorCode::FrameTooLarge,
+                ErrorCode::MalformedFrame,
+                ErrorCode::UnknownFrame
+            ]
+        );
     }
 
     #[test]
     fn rate_limit_applies_per_session() {
         let (mut s, keys) = setup();
         hello(&mut s, &keys);
-        let results: Vec<bool> =
-            (0..6).map(|_| matches!(run(&mut s, &keys, send("bob", "alice"))[0], Action::Accept(_))).collect();
-        assert_eq!(results.iter().filter(|ok| **ok).count(), 4, "burst is twice the rate: {results:?}");
+        let results: Vec<bool> = (0..6)
+            .map(|_| {
+                matches!(
+                    run(&mut s, &keys, send("bob", "alice"))[0],
+                    Action::Accept(_)
+                )
+            })
+            .collect();
+        assert_eq!(
+            results.iter().filter(|ok| **ok).count(),
+            4,
+            "burst is twice the rate: {results:?}"
+        );
     }
 
     #[test]
     fn first_sync_goes_live_once() {
         let (mut s, keys) = setup();
         hello(&mut s, &keys);
-        let out = run(&mut s, &keys, client_frame::Kind::Sync(Sync { after_seq: 0 }));
+        let out = run(
+            &mut s,
+            &keys,
+            client_frame::Kind::Sync(Sync { after_seq: 0 }),
+        );
         assert_eq!(out[0], Action::GoLive);
-        let out = run(&mut s, &keys, client_frame::Kind::Sync(Sync { after_seq: 3 }));
+        let out = run(
+            &mut s,
+            &keys,
+            client_frame::Kind::Sync(Sync { after_seq: 3 }),
+        );
         assert!(matches!(out[0], Action::Deliver(_)));
     }
 

@@ -36,20 +36,32 @@ impl Identity {
             .collect::<Result<Vec<_>, _>>()
             .with_context(|| format!("parsing {}", cert.display()))?;
         anyhow::ensure!(!chain.is_empty(), "{} holds no certificate", cert.display());
-        let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading key {}", key.display()))?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .with_context(|| format!("reading key {}", key.display()))?;
         let sha256 = Sha256::digest(&chain[0]).into();
-        Ok(Identity { chain, key, sha256, expires: None, self_signed: false })
+        Ok(Identity {
+            chain,
+            key,
+            sha256,
+            expires: None,
+            self_signed: false,
+        })
     }
 
     /// Generates a self-signed certificate for localhost and loopback.
     pub fn self_signed() -> anyhow::Result<Self> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])?;
+        let mut params = rcgen::CertificateParams::new(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+            "::1".to_string(),
+        ])?;
         let now = time::OffsetDateTime::now_utc();
         params.not_before = now - time::Duration::hours(1);
         params.not_after = now + time::Duration::try_from(SELF_SIGNED_VALIDITY)?;
-        params.distinguished_name.push(rcgen::DnType::CommonName, "samvad self-signed");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "samvad self-signed");
         let cert = params.self_signed(&key)?;
         let der = cert.der().clone();
         let sha256 = Sha256::digest(&der).into();

@@ -1,1 +1,9 @@
+//! `samvad-load`: the native Samvad client library, and the load harness
+//! built on it.
+//!
+//! [`client::Client`] speaks all three transports (WebTransport, native
+//! QUIC `samvad/1`, WebSocket) with the same frames; the end-to-end tests of
+//! the server use it, so what they prove is what a native client gets.
 
+pub mod client;
+pub mod rest;

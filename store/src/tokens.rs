@@ -49,8 +49,15 @@ impl RefreshTokens {
 
     /// Records a new token `id` of `family` for `user`.
     pub fn issue(&self, id: &str, user: &str, family: &str) -> Result<(), StoreError> {
-        let rec = TokenRecord { user: user.into(), family: family.into(), used: false };
-        self.tokens.insert(id, serde_json::to_vec(&rec).map_err(|_| StoreError::Corrupt { what: "token" })?)?;
+        let rec = TokenRecord {
+            user: user.into(),
+            family: family.into(),
+            used: false,
+        };
+        self.tokens.insert(
+            id,
+            serde_json::to_vec(&rec).map_err(|_| StoreError::Corrupt { what: "token" })?,
+        )?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(())
     }
@@ -58,8 +65,11 @@ impl RefreshTokens {
     /// Consumes token `id`: returns its user and family, or why not.
     pub fn redeem(&self, id: &str) -> Result<Result<(String, String), RefreshError>, StoreError> {
         let _guard = self.lock.lock();
-        let Some(v) = self.tokens.get(id)? else { return Ok(Err(RefreshError::Unknown)) };
-        let mut rec: TokenRecord = serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt { what: "token" })?;
+        let Some(v) = self.tokens.get(id)? else {
+            return Ok(Err(RefreshError::Unknown));
+        };
+        let mut rec: TokenRecord =
+            serde_json::from_slice(&v).map_err(|_| StoreError::Corrupt { what: "token" })?;
         if self.revoked.contains_key(&rec.family)? {
             return Ok(Err(RefreshError::Revoked));
         }
@@ -69,7 +79,10 @@ impl RefreshTokens {
             return Ok(Err(RefreshError::Reused));
         }
         rec.used = true;
-        self.tokens.insert(id, serde_json::to_vec(&rec).map_err(|_| StoreError::Corrupt { what: "token" })?)?;
+        self.tokens.insert(
+            id,
+            serde_json::to_vec(&rec).map_err(|_| StoreError::Corrupt { what: "token" })?,
+        )?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(Ok((rec.user, rec.family)))
     }

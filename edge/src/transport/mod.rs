@@ -20,7 +20,9 @@ use crate::session::FrameFault;
 pub trait Transport: Send {
     /// The next frame; `Ok(None)` when the client closed cleanly. Must be
     /// cancel safe: the connection loop selects on it.
-    fn recv(&mut self) -> impl Future<Output = std::io::Result<Option<Result<ClientFrame, FrameFault>>>> + Send;
+    fn recv(
+        &mut self,
+    ) -> impl Future<Output = std::io::Result<Option<Result<ClientFrame, FrameFault>>>> + Send;
 
     /// Writes one encoded `ServerFrame`.
     fn send(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;

@@ -25,7 +25,13 @@ pub struct StreamTransport<R, W> {
 
 impl<R, W> StreamTransport<R, W> {
     pub fn new(recv: R, send: W, max_frame: usize) -> Self {
-        StreamTransport { recv, send, buf: BytesMut::new(), decoder: FrameDecoder::new(max_frame), broken: false }
+        StreamTransport {
+            recv,
+            send,
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(max_frame),
+            broken: false,
+        }
     }
 }
 
@@ -36,17 +42,27 @@ where
 {
     async fn recv(&mut self) -> std::io::Result<Option<Result<ClientFrame, FrameFault>>> {
         if self.broken {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "stream out of sync"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "stream out of sync",
+            ));
         }
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
-                    return Ok(Some(ClientFrame::decode(frame).map_err(|e| FrameFault::Malformed(e.to_string()))));
+                    return Ok(Some(
+                        ClientFrame::decode(frame)
+                            .map_err(|e| FrameFault::Malformed(e.to_string())),
+                    ));
                 }
-                Err(FrameError::TooLarge { len, .. }) => return Ok(Some(Err(FrameFault::TooLarge(len)))),
+                Err(FrameError::TooLarge { len, .. }) => {
+                    return Ok(Some(Err(FrameFault::TooLarge(len))))
+                }
                 Err(FrameError::BadLength) => {
                     self.broken = true;
-                    return Ok(Some(Err(FrameFault::Malformed("invalid length prefix; closing".into()))));
+                    return Ok(Some(Err(FrameFault::Malformed(
+                        "invalid length prefix; closing".into(),
+                    ))));
                 }
                 Ok(None) => {
                     if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {

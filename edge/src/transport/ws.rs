@@ -21,7 +21,11 @@ pub struct WsTransport {
 
 impl WsTransport {
     pub fn new(ws: WebSocket, max_frame: usize) -> Self {
-        WsTransport { ws, max_frame, text: None }
+        WsTransport {
+            ws,
+            max_frame,
+            text: None,
+        }
     }
 }
 
@@ -39,7 +43,10 @@ impl Transport for WsTransport {
                     if bytes.len() > self.max_frame {
                         return Ok(Some(Err(FrameFault::TooLarge(bytes.len() as u64))));
                     }
-                    return Ok(Some(ClientFrame::decode(bytes).map_err(|e| FrameFault::Malformed(e.to_string()))));
+                    return Ok(Some(
+                        ClientFrame::decode(bytes)
+                            .map_err(|e| FrameFault::Malformed(e.to_string())),
+                    ));
                 }
                 WsMessage::Text(text) => {
                     self.text.get_or_insert(true);

@@ -1,0 +1,187 @@
+//! Starts the real `samvad` binary on free loopback ports for a test.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use samvad_load::client::{chat, Client, ServerAddr, TransportKind};
+use samvad_load::rest;
+use samvad_proto::v1::{client_frame, server_frame, ServerFrame};
+
+pub const T: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub dir: PathBuf,
+    pub addr: ServerAddr,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Self::start_in(tmp.path(), extra);
+        s._tmp = Some(tmp);
+        s
+    }
+
+    /// Starts a server on `dir` (a restart when `dir` holds a database).
+    pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        let ready = dir.join("ready.json");
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(env!("CARGO_BIN_EXE_samvad"))
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(dir)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--durability",
+                "buffer",
+            ])
+            .arg("--ready-file")
+            .arg(&ready)
+            .args(extra)
+            .env("SAMVAD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn samvad");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let info: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break serde_json::from_str(&text).unwrap();
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let hash = hex::decode(info["cert_sha256"].as_str().unwrap()).unwrap();
+        let addr = ServerAddr {
+            quic: info["quic"].as_str().unwrap().parse().unwrap(),
+            http: format!("http://{}", info["http"].as_str().unwrap()),
+            cert_sha256: hash.try_into().unwrap(),
+        };
+        TestServer {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            addr,
+            _tmp: None,
+        }
+    }
+
+    /// kill -9: no chance to flush or shut down.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Restarts on the same data directory.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let dir = self.dir.clone();
+        let mut fresh = Self::start_in(&dir, &[]);
+        self.child = fresh.child.take();
+        self.addr = fresh.addr.clone();
+    }
+
+    pub async fn user(&self, name: &str) -> rest::Tokens {
+        rest::register(&self.addr.http, name, "password-123")
+            .await
+            .unwrap()
+    }
+
+    pub async fn connect(&self, kind: TransportKind, tokens: &rest::Tokens) -> Client {
+        Client::connect(kind, &self.addr, &tokens.access_token)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub fn kind_of(frame: &ServerFrame) -> &'static str {
+    match &frame.kind {
+        Some(server_frame::Kind::Welcome(_)) => "welcome",
+        Some(server_frame::Kind::Accepted(_)) => "accepted",
+        Some(server_frame::Kind::Deliver(_)) => "deliver",
+        Some(server_frame::Kind::Receipt(_)) => "receipt",
+        Some(server_frame::Kind::SyncDone(_)) => "sync_done",
+        Some(server_frame::Kind::Presence(_)) => "presence",
+        Some(server_frame::Kind::Signal(_)) => "signal",
+        Some(server_frame::Kind::Error(_)) => "error",
+        Some(server_frame::Kind::Pong(_)) => "pong",
+        None => "none",
+    }
+}
+
+/// The error code of an error frame, or a panic.
+pub fn error_code(frame: &ServerFrame) -> String {
+    match &frame.kind {
+        Some(server_frame::Kind::Error(e)) => e.code().short_name(),
+        _ => panic!("expected an error frame, got {frame:?}"),
+    }
+}
+
+pub async fn send_chat(c: &mut Client, id: &str, from: &str, to: &str, text: &str) {
+    c.send(client_frame::Kind::Send(samvad_proto::v1::Send {
+        envelope: Some(chat(id, from, to, text)),
+    }))
+    .await
+    .unwrap();
+}
+
+/// Waits for the next frame of kind `kind`, skipping others.
+pub async fn next_of(c: &mut Client, kind: &str) -> ServerFrame {
+    loop {
+        let f = c.recv_timeout(T).await.unwrap();
+        if kind_of(&f) == kind {
+            return f;
+        }
+    }
+}
+
+/// Syncs after `after` through every page; returns (seq, id, text) of the
+/// delivered messages and the number of receipts.
+pub async fn sync_all(c: &mut Client, mut after: u64) -> (Vec<(u64, String, String)>, u64) {
+    let mut messages = Vec::new();
+    let mut receipts = 0;
+    loop {
+        c.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
+            after_seq: after,
+        }))
+        .await
+        .unwrap();
+        loop {
+            let f = c.recv_timeout(T).await.unwrap();
+            match f.kind {
+                Some(server_frame::Kind::Deliver(d)) => {
+                    let env = d.envelope.unwrap();
+                    messages.push((env.seq, env.id, env.body.unwrap_or_default().text));
+                }
+                Some(server_frame::Kind::Receipt(_)) => receipts += 1,
+                Some(server_frame::Kind::SyncDone(done)) => {
+                    after = done.last_seq;
+                    if done.more {
+                        break;
+                    }
+                    return (messages, receipts);
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Guaranteed 1:1 delivery through the real binary, over every transport.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use samvad_load::client::TransportKind;
+use samvad_proto::v1::{client_frame, server_frame, Ack, DeliveryState};
+
+/// Live delivery, server ack, ack → cursor → DELIVERED receipt.
+async fn one_to_one(kind: TransportKind) {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut bob = server.connect(kind, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    assert!(messages.is_empty());
+    let mut alice = server.connect(kind, &a).await;
+    sync_all(&mut alice, 0).await;
+
+    send_chat(&mut alice, "m-1", "alice", "bob", "hello bob").await;
+    let accepted = next_of(&mut alice, "accepted").await;
+    let Some(server_frame::Kind::Accepted(acc)) = accepted.kind else {
+        unreachable!()
+    };
+    assert_eq!(acc.id, "m-1");
+    assert!(acc.server_ts > 0);
+
+    let Some(server_frame::Kind::Deliver(d)) = next_of(&mut bob, "deliver").await.kind else {
+        unreachable!()
+    };
+    let env = d.envelope.unwrap();
+    assert_eq!((env.seq, env.id.as_str()), (1, "m-1"));
+    let head = env.head.unwrap();
+    assert_eq!(
+        (head.from.as_str(), head.to.as_str(), head.chatid.as_str()),
+        ("alice", "bob", "alice:bob")
+    );
+    assert_eq!(env.body.unwrap().text, "hello bob");
+    assert_eq!(env.server_ts, acc.server_ts);
+
+    bob.send(client_frame::Kind::Ack(Ack { seq: 1 }))
+        .await
+        .unwrap();
+    let Some(server_frame::Kind::Receipt(r)) = next_of(&mut alice, "receipt").await.kind else {
+        unreachable!()
+    };
+    assert_eq!((r.message_id.as_str(), r.by.as_str()), ("m-1", "bob"));
+    assert_eq!(r.state(), DeliveryState::Delivered);
+    assert_eq!(r.seq, 1, "the receipt is entry 1 of alice's inbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_over_webtransport() {
+    one_to_one(TransportKind::Wt).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_over_quic() {
+    one_to_one(TransportKind::Quic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_to_one_over_websocket() {
+    one_to_one(TransportKind::Ws).await;
+}
+
+/// Sender and recipient on different transports share one inbox model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn across_transports_and_to_every_session() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut bob_wt = server.connect(TransportKind::Wt, &b).await;
+    let mut bob_ws = server.connect(TransportKind::Ws, &b).await;
+    sync_all(&mut bob_wt, 0).await;
+    sync_all(&mut bob_ws, 0).await;
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    send_chat(&mut alice, "x", "alice", "bob", "to both").await;
+    for bob in [&mut bob_wt, &mut bob_ws] {
+        let Some(server_frame::Kind::Deliver(d)) = next_of(bob, "deliver").await.kind else {
+            unreachable!()
+        };
+        assert_eq!(d.envelope.unwrap().seq, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_then_sync_in_pages() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    // More than one sync page (256).
+    let n = 300;
+    for i in 0..n {
+        send_chat(
+            &mut alice,
+            &format!("m{i}"),
+            "alice",
+            "bob",
+            &format!("text {i}"),
+        )
+        .await;
+    }
+    for _ in 0..n {
+        next_of(&mut alice, "accepted").await;
+    }
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=n as u64).collect::<Vec<_>>(),
+        "gap-free, in order, once each: {messages:?}"
+    );
+    assert!(messages
+        .iter()
+        .enumerate()
+        .all(|(i, m)| m.1 == format!("m{i}") && m.2 == format!("text {i}")));
+    // A sync after what the client has returns nothing.
+    let (again, _) = sync_all(&mut bob, n as u64).await;
+    assert!(again.is_empty());
+    // Then live delivery continues after the replay.
+    send_chat(&mut alice, "late", "alice", "bob", "live").await;
+    let Some(server_frame::Kind::Deliver(d)) = next_of(&mut bob, "deliver").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(d.envelope.unwrap().seq, n as u64 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_send_is_acknowledged_never_delivered_twice() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Wt, &a).await;
+    for _ in 0..3 {
+        send_chat(&mut alice, "same-id", "alice", "bob", "once").await;
+        let Some(server_frame::Kind::Accepted(acc)) = next_of(&mut alice, "accepted").await.kind
+        else {
+            unreachable!()
+        };
+        assert_eq!(acc.id, "same-id");
+    }
+    send_chat(&mut alice, "other-id", "alice", "bob", "twice").await;
+    next_of(&mut alice, "accepted").await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids, ["same-id", "other-id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_move_the_cursor_and_yield_receipts_once() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    sync_all(&mut alice, 0).await;
+    for i in 1..=3 {
+        send_chat(&mut alice, &format!("m{i}"), "alice", "bob", "x").await;
+        next_of(&mut alice, "accepted").await;
+    }
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    assert_eq!(messages.len(), 3);
+    // Ack 2, then 2 again, then 1: only m1 and m2 get receipts, once each.
+    for seq in [2, 2, 1] {
+        bob.send(client_frame::Kind::Ack(Ack { seq }))
+            .await
+            .unwrap();
+    }
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let Some(server_frame::Kind::Receipt(r)) = next_of(&mut alice, "receipt").await.kind else {
+            unreachable!()
+        };
+        got.push(r.message_id);
+    }
+    got.sort();
+    assert_eq!(got, ["m1", "m2"]);
+    // Acking past the end is clamped to the last entry.
+    bob.send(client_frame::Kind::Ack(Ack { seq: 99 }))
+        .await
+        .unwrap();
+    let Some(server_frame::Kind::Receipt(r)) = next_of(&mut alice, "receipt").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(r.message_id, "m3");
+    // Alice's inbox holds exactly the three receipts, even after reconnects.
+    let mut alice2 = server.connect(TransportKind::Wt, &a).await;
+    let (_, receipts) = sync_all(&mut alice2, 0).await;
+    assert_eq!(receipts, 3);
+}
+
+/// kill -9 in the middle of a stream of pipelined sends: after a restart,
+/// every acknowledged message is in the inbox exactly once, gap-free; the
+/// sender's retry of unacknowledged ones adds no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
+    let mut server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    let n = 400;
+    for i in 0..n {
+        send_chat(&mut alice, &format!("k{i}"), "alice", "bob", "payload").await;
+    }
+    let mut acked = Vec::new();
+    // Kill once part of the stream is acknowledged.
+    while acked.len() < 50 {
+        if let Some(server_frame::Kind::Accepted(acc)) = alice.recv_timeout(T).await.unwrap().kind {
+            acked.push(acc.id);
+        }
+    }
+    server.kill9();
+    // Whatever acks were already on their way count too.
+    while let Ok(Ok(Some(f))) =
+        tokio::time::timeout(std::time::Duration::from_secs(2), alice.recv()).await
+    {
+        if let Some(server_frame::Kind::Accepted(acc)) = f.kind {
+            acked.push(acc.id);
+        }
+    }
+    assert!(acked.len() < n, "the kill should interrupt the stream");
+    server.restart();
+
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for m in &messages {
+        *count.entry(m.1.as_str()).or_default() += 1;
+    }
+    for id in &acked {
+        assert_eq!(
+            count.get(id.as_str()),
+            Some(&1),
+            "acknowledged {id} must arrive exactly once"
+        );
+    }
+    assert!(count.values().all(|c| *c == 1), "no duplicates");
+    let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=messages.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    // Order within the conversation is the send order.
+    let order: Vec<usize> = messages.iter().map(|m| m.1[1..].parse().unwrap()).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "per-conversation order kept: {order:?}"
+    );
+
+    // The client retries everything it has no ack for, plus a few acked.
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    let mut retried = 0;
+    for i in 0..n {
+        let id = format!("k{i}");
+        if !acked.contains(&id) || i < 10 {
+            send_chat(&mut alice, &id, "alice", "bob", "payload").await;
+            retried += 1;
+        }
+    }
+    for _ in 0..retried {
+        next_of(&mut alice, "accepted").await;
+    }
+    drop(messages);
+    bob.close().await;
+    let mut bob = server.connect(TransportKind::Wt, &b).await;
+    let (everything, _) = sync_all(&mut bob, 0).await;
+    let mut all: Vec<String> = everything.into_iter().map(|m| m.1).collect();
+    assert_eq!(all.len(), n, "every message once after the retry");
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), n);
+}

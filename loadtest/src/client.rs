@@ -1,0 +1,283 @@
+//! A Samvad session from the client side, over any transport.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use prost::Message;
+use samvad_proto::frame::FrameDecoder;
+use samvad_proto::v1::{client_frame, server_frame, ClientFrame, Envelope, Head, ServerFrame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use wtransport::tls::client::ServerHashVerification;
+use wtransport::tls::Sha256Digest;
+
+/// Which transport a client uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TransportKind {
+    /// WebTransport over HTTP/3 (what browsers use).
+    Wt,
+    /// Native QUIC, ALPN `samvad/1`.
+    Quic,
+    /// WebSocket, binary protobuf frames.
+    Ws,
+}
+
+/// Where a server listens, and the certificate it presents.
+#[derive(Debug, Clone)]
+pub struct ServerAddr {
+    /// UDP address of QUIC and WebTransport.
+    pub quic: SocketAddr,
+    /// `http://host:port` of the plain-HTTP listener (REST and WebSocket).
+    pub http: String,
+    /// SHA-256 of the server certificate, pinned by QUIC clients.
+    pub cert_sha256: [u8; 32],
+}
+
+type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
+type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+enum Conn {
+    Stream {
+        recv: BoxRead,
+        send: BoxWrite,
+        buf: BytesMut,
+        decoder: FrameDecoder,
+        /// Keeps the QUIC connection (and its endpoint) open.
+        _hold: Box<dyn std::any::Any + Send>,
+    },
+    Ws(Box<WsStream>),
+}
+
+/// One client session.
+pub struct Client {
+    conn: Conn,
+    pub kind: TransportKind,
+}
+
+fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
+    let verifier = ServerHashVerification::new([Sha256Digest::new(cert_sha256)]);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3 is supported")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    config
+}
+
+impl Client {
+    /// Opens a transport without saying hello.
+    pub async fn open(kind: TransportKind, server: &ServerAddr) -> anyhow::Result<Client> {
+        let conn = match kind {
+            TransportKind::Quic => {
+                let tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
+                let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+                let bind: SocketAddr = if server.quic.is_ipv6() {
+                    "[::]:0"
+                } else {
+                    "0.0.0.0:0"
+                }
+                .parse()?;
+                let mut endpoint = quinn::Endpoint::client(bind)?;
+                endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+                let conn = endpoint
+                    .connect(server.quic, "localhost")?
+                    .await
+                    .context("QUIC connect")?;
+                let (send, recv) = conn.open_bi().await?;
+                Conn::Stream {
+                    recv: Box::new(recv),
+                    send: Box::new(send),
+                    buf: BytesMut::new(),
+                    decoder: FrameDecoder::new(16 << 20),
+                    _hold: Box::new((conn, endpoint)),
+                }
+            }
+            TransportKind::Wt => {
+                let config = wtransport::ClientConfig::builder()
+                    .with_bind_default()
+                    .with_server_certificate_hashes([Sha256Digest::new(server.cert_sha256)])
+                    .build();
+                let endpoint = wtransport::Endpoint::client(config)?;
+                let url = format!("https://localhost:{}/wt", server.quic.port());
+                let options = wtransport::endpoint::ConnectOptions::builder(url).build();
+                let conn = endpoint
+                    .connect(options)
+                    .await
+                    .context("WebTransport connect")?;
+                let (send, recv) = conn.open_bi().await?.await?;
+                Conn::Stream {
+                    recv: Box::new(recv),
+                    send: Box::new(send),
+                    buf: BytesMut::new(),
+                    decoder: FrameDecoder::new(16 << 20),
+                    _hold: Box::new((conn, endpoint)),
+                }
+            }
+            TransportKind::Ws => {
+                let url = format!("{}/ws", server.http.replacen("http", "ws", 1));
+                let (ws, _) = tokio_tungstenite::connect_async(url)
+                    .await
+                    .context("WebSocket connect")?;
+                Conn::Ws(Box::new(ws))
+            }
+        };
+        Ok(Client { conn, kind })
+    }
+
+    /// Opens a transport and authenticates; returns the Welcome.
+    pub async fn connect(
+        kind: TransportKind,
+        server: &ServerAddr,
+        token: &str,
+    ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
+        let mut client = Self::open(kind, server).await?;
+        client
+            .send(client_frame::Kind::Hello(samvad_proto::v1::Hello {
+                token: token.into(),
+                device: "samvad-load".into(),
+            }))
+            .await?;
+        match client.recv_timeout(Duration::from_secs(10)).await?.kind {
+            Some(server_frame::Kind::Welcome(w)) => Ok((client, w)),
+            Some(server_frame::Kind::Error(e)) => {
+                bail!("hello refused: {} {}", e.code().short_name(), e.message)
+            }
+            other => bail!("unexpected reply to hello: {other:?}"),
+        }
+    }
+
+    pub async fn send(&mut self, kind: client_frame::Kind) -> anyhow::Result<()> {
+        self.send_bytes(ClientFrame::of(kind).encode_to_vec().into())
+            .await
+    }
+
+    /// Sends raw bytes as one frame (length-prefixed on streams, one binary
+    /// message on WebSocket): for malformed-input tests.
+    pub async fn send_bytes(&mut self, frame: Bytes) -> anyhow::Result<()> {
+        match &mut self.conn {
+            Conn::Stream { send, .. } => {
+                let mut prefix = BytesMut::new();
+                prost::encoding::encode_varint(frame.len() as u64, &mut prefix);
+                send.write_all(&prefix).await?;
+                send.write_all(&frame).await?;
+            }
+            Conn::Ws(ws) => ws.send(WsMessage::Binary(frame)).await?,
+        }
+        Ok(())
+    }
+
+    /// Writes bytes to the stream as they are, with no length prefix.
+    pub async fn send_unframed(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        match &mut self.conn {
+            Conn::Stream { send, .. } => send.write_all(bytes).await?,
+            Conn::Ws(_) => bail!("WebSocket has no unframed bytes"),
+        }
+        Ok(())
+    }
+
+    /// Sends a text message (WebSocket JSON mode).
+    pub async fn send_text(&mut self, text: &str) -> anyhow::Result<()> {
+        match &mut self.conn {
+            Conn::Ws(ws) => ws.send(WsMessage::Text(text.into())).await?,
+            Conn::Stream { .. } => bail!("text frames exist only on WebSocket"),
+        }
+        Ok(())
+    }
+
+    /// The next text message (WebSocket JSON mode).
+    pub async fn recv_text(&mut self, timeout: Duration) -> anyhow::Result<serde_json::Value> {
+        let Conn::Ws(ws) = &mut self.conn else {
+            bail!("text frames exist only on WebSocket")
+        };
+        loop {
+            match tokio::time::timeout(timeout, ws.next())
+                .await
+                .context("timed out")?
+            {
+                Some(Ok(WsMessage::Text(t))) => return Ok(serde_json::from_str(t.as_str())?),
+                Some(Ok(WsMessage::Close(_))) | None => bail!("connection closed"),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The next server frame; `None` when the server closed the session.
+    pub async fn recv(&mut self) -> anyhow::Result<Option<ServerFrame>> {
+        match &mut self.conn {
+            Conn::Stream {
+                recv, buf, decoder, ..
+            } => loop {
+                if let Some(frame) = decoder.decode(buf)? {
+                    return Ok(Some(ServerFrame::decode(frame)?));
+                }
+                buf.reserve(4096);
+                match recv.read_buf(buf).await {
+                    Ok(0) => return Ok(None),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                }
+            },
+            Conn::Ws(ws) => loop {
+                match ws.next().await {
+                    Some(Ok(WsMessage::Binary(b))) => return Ok(Some(ServerFrame::decode(b)?)),
+                    Some(Ok(WsMessage::Close(_))) | None => return Ok(None),
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => return Err(e.into()),
+                }
+            },
+        }
+    }
+
+    /// The next frame, failing if none comes within `timeout` or the
+    /// session closed.
+    pub async fn recv_timeout(&mut self, timeout: Duration) -> anyhow::Result<ServerFrame> {
+        match tokio::time::timeout(timeout, self.recv())
+            .await
+            .context("timed out waiting for a frame")??
+        {
+            Some(frame) => Ok(frame),
+            None => bail!("session closed by the server"),
+        }
+    }
+
+    /// Closes the session.
+    pub async fn close(mut self) {
+        match &mut self.conn {
+            Conn::Stream { send, .. } => {
+                let _ = send.shutdown().await;
+            }
+            Conn::Ws(ws) => {
+                let _ = ws.send(WsMessage::Close(None)).await;
+            }
+        }
+    }
+}
+
+/// A chat envelope from `from` to `to`.
+pub fn chat(id: &str, from: &str, to: &str, text: &str) -> Envelope {
+    Envelope {
+        id: id.into(),
+        head: Some(Head {
+            to: to.into(),
+            from: from.into(),
+            content_type: "text".into(),
+            ..Default::default()
+        }),
+        body: Some(samvad_proto::v1::Body {
+            text: text.into(),
+            ts: 0,
+        }),
+        ..Default::default()
+    }
+}

@@ -25,6 +25,7 @@ use crate::transport::WsTransport;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
+const PROTO_JS: &str = include_str!("../../web/dist/proto.js");
 
 /// A REST error: an HTTP status and a stable code.
 #[derive(Debug)]
@@ -112,6 +113,10 @@ pub fn router(edge: Arc<Edge>) -> Router {
                 )
             }),
         )
+        .route(
+            "/proto.js",
+            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], PROTO_JS) }),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/cert-hash", get(cert_hash))
         .route("/metrics", get(metrics))
@@ -125,7 +130,9 @@ pub fn router(edge: Arc<Edge>) -> Router {
 }
 
 async fn cert_hash(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
-    Json(json!({"algorithm": "sha-256", "sha256": *edge.cert_sha256.read()}))
+    Json(
+        json!({"algorithm": "sha-256", "sha256": *edge.cert_sha256.read(), "quic_port": edge.quic_port}),
+    )
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {

@@ -63,6 +63,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
         _ => Identity::self_signed()?,
     };
+    let endpoint = quic::bind(args.listen, &identity)?;
+    let quic_addr = endpoint.local_addr()?;
     let edge = Arc::new(Edge {
         bus: bus.clone(),
         topics: topics.clone(),
@@ -79,6 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         hub: Hub::default(),
         cert_sha256: RwLock::new(identity.sha256_hex()),
         metrics: Metrics::default(),
+        quic_port: quic_addr.port(),
     });
 
     let mut roles = tokio::task::JoinSet::new();
@@ -104,8 +107,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
 
     // Listeners.
-    let endpoint = quic::bind(args.listen, &identity)?;
-    let quic_addr = endpoint.local_addr()?;
     let tcp = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding TCP {}", args.listen))?;

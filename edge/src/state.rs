@@ -27,4 +27,6 @@ pub struct Edge {
     /// SHA-256 (hex) of the current certificate, served at `/cert-hash`.
     pub cert_sha256: RwLock<String>,
     pub metrics: Metrics,
+    /// UDP port of QUIC and WebTransport, for the web page.
+    pub quic_port: u16,
 }

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on a fresh machine: installs what the tests need
+# (Chromium, the web client's npm packages), builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+# npm: on PATH, or the copy that ships with the machine's Node.js.
+if command -v npm >/dev/null 2>&1; then NPM=(npm); else NPM=(node /usr/lib/node_modules/npm/bin/npm-cli.js); fi
+
+(cd web && "${NPM[@]}" ci --no-audit --no-fund && "${NPM[@]}" run build)
+git diff --exit-code web/dist || { echo "web/dist is stale: commit the output of 'npm run build' in web/"; exit 1; }
+
+cargo build --workspace
+cargo nextest run --workspace --no-fail-fast
+(cd web && SAMVAD_BIN="$PWD/../target/debug/samvad" node --test tests/)

@@ -1,0 +1,149 @@
+// The Samvad web page: log in, connect over WebTransport (falling back to
+// WebSocket), send and show messages. `?transport=ws` forces WebSocket.
+import * as proto from "./proto.js";
+
+interface Link {
+  name: "webtransport" | "websocket";
+  send(frame: Uint8Array): Promise<void>;
+}
+
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const status = (s: string) => ($("status").textContent = s);
+
+function log(text: string, cls = "") {
+  const li = document.createElement("li");
+  li.textContent = text;
+  if (cls) li.className = cls;
+  $("log").appendChild(li);
+}
+
+let link: Link | null = null;
+let me = "";
+let lastSeq = 0;
+
+async function auth(path: string) {
+  const username = $<HTMLInputElement>("username").value.trim();
+  const password = $<HTMLInputElement>("password").value;
+  const resp = await fetch(path, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ username, password }),
+  });
+  const body = await resp.json();
+  if (!resp.ok) {
+    log(`${path}: ${body.error?.code ?? resp.status}`, "error");
+    return;
+  }
+  me = body.user;
+  await connect(body.access_token);
+}
+
+function onFrame(bytes: Uint8Array) {
+  const f = proto.decodeServerFrame(bytes);
+  switch (f.kind) {
+    case "welcome":
+      status(`connected as ${f.user} via ${link?.name}`);
+      void link?.send(proto.sync(lastSeq));
+      break;
+    case "deliver":
+      if (f.seq <= lastSeq) return;
+      lastSeq = f.seq;
+      log(`${f.from}: ${f.text}`, "msg");
+      void link?.send(proto.ack(f.seq));
+      break;
+    case "receipt":
+      if (f.seq > lastSeq) lastSeq = f.seq;
+      log(`delivered to ${f.by}: ${f.messageId}`, "receipt");
+      void link?.send(proto.ack(f.seq));
+      break;
+    case "accepted":
+      log(`accepted ${f.id}`, "mine accepted");
+      break;
+    case "sync_done":
+      if (f.more) void link?.send(proto.sync(f.lastSeq));
+      else $("status").dataset.synced = "true";
+      break;
+    case "error":
+      log(`error ${f.code}: ${f.message}`, "error");
+      break;
+  }
+}
+
+async function connectWebTransport(token: string): Promise<Link> {
+  const info = await (await fetch("/cert-hash")).json();
+  const hash = Uint8Array.from(info.sha256.match(/../g).map((h: string) => parseInt(h, 16)));
+  // The server's UDP socket is IPv4 by default; "localhost" may resolve to ::1 first.
+  const host = location.hostname === "localhost" ? "127.0.0.1" : location.hostname;
+  const wt = new WebTransport(`https://${host}:${info.quic_port}/wt`, {
+    serverCertificateHashes: [{ algorithm: "sha-256", value: hash }],
+  });
+  await wt.ready;
+  const stream = await wt.createBidirectionalStream();
+  const writer = stream.writable.getWriter();
+  const reader = stream.readable.getReader();
+  const l: Link = { name: "webtransport", send: (f) => writer.write(proto.delimit(f)) };
+  (async () => {
+    let buf = new Uint8Array(0);
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      const joined = new Uint8Array(buf.length + value.length);
+      joined.set(buf);
+      joined.set(value, buf.length);
+      buf = joined;
+      for (;;) {
+        let len: number, pos: number;
+        try {
+          [len, pos] = proto.readVarint(buf, 0);
+        } catch {
+          break;
+        }
+        if (buf.length < pos + len) break;
+        onFrame(buf.subarray(pos, pos + len));
+        buf = buf.slice(pos + len);
+      }
+    }
+    status("disconnected");
+  })();
+  await l.send(proto.hello(token));
+  return l;
+}
+
+function connectWebSocket(token: string): Promise<Link> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/ws`);
+    ws.binaryType = "arraybuffer";
+    const l: Link = { name: "websocket", send: async (f) => ws.send(f) };
+    ws.onopen = () => {
+      ws.send(proto.hello(token));
+      resolve(l);
+    };
+    ws.onerror = () => reject(new Error("WebSocket failed"));
+    ws.onclose = () => status("disconnected");
+    ws.onmessage = (ev) => onFrame(new Uint8Array(ev.data as ArrayBuffer));
+  });
+}
+
+async function connect(token: string) {
+  const forced = new URLSearchParams(location.search).get("transport");
+  if (forced !== "ws" && "WebTransport" in window) {
+    try {
+      link = await connectWebTransport(token);
+      return;
+    } catch (e) {
+      log(`WebTransport unavailable (${e}); using WebSocket`, "error");
+    }
+  }
+  link = await connectWebSocket(token);
+}
+
+$("register").onclick = () => void auth("/v1/register");
+$("login").onclick = () => void auth("/v1/login");
+$("send").onclick = () => {
+  const to = $<HTMLInputElement>("to").value.trim();
+  const text = $<HTMLInputElement>("text").value;
+  if (!link || !to || !text) return;
+  const id = `${me}-${Date.now()}-${Math.random().toString(36).slice(2, 8)}`;
+  log(`me → ${to}: ${text}`, "mine");
+  void link.send(proto.send(id, to, text));
+};

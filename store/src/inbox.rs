@@ -17,7 +17,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
@@ -32,10 +31,6 @@ use crate::StoreError;
 
 /// Entries one sync page replays.
 pub const SYNC_PAGE: usize = 256;
-
-/// A session that asked for a sync and did not finish it within this long is
-/// forgotten (it disconnected); its next sync starts afresh.
-const CATCH_UP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// The two counters of an inbox.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -80,7 +75,11 @@ pub struct Inboxes {
     dedupe: Keyspace,
     persist: PersistMode,
     metas: Mutex<HashMap<String, InboxMeta>>,
-    catching_up: Mutex<HashMap<Arc<str>, Instant>>,
+    /// Per user, the sessions whose sync has replayed everything: only they
+    /// get live pushes. A session that registered but whose sync is not done
+    /// yet would otherwise see live entries before (and again within) its
+    /// replay.
+    synced: Mutex<HashMap<String, HashSet<Arc<str>>>>,
 }
 
 /// State of one `apply` call: the open batch and what it changed.
@@ -101,7 +100,7 @@ impl Inboxes {
             dedupe: db.keyspace("dedupe", KeyspaceCreateOptions::default)?,
             persist,
             metas: Mutex::new(HashMap::new()),
-            catching_up: Mutex::new(HashMap::new()),
+            synced: Mutex::new(HashMap::new()),
         })
     }
 
@@ -165,16 +164,18 @@ impl Inboxes {
         Ok(pass.effects)
     }
 
-    fn is_catching_up(&self, session: &str) -> bool {
-        let mut map = self.catching_up.lock();
-        match map.get(session) {
-            Some(since) if since.elapsed() < CATCH_UP_TIMEOUT => true,
-            Some(_) => {
-                map.remove(session);
-                false
-            }
-            None => false,
-        }
+    /// The sessions of `routes` that are synced. Forgets sessions that are
+    /// no longer live, so the set only ever holds live sessions.
+    fn live_routes<'r>(&self, user: &str, routes: &'r [SessionRoute]) -> Vec<&'r SessionRoute> {
+        let mut synced = self.synced.lock();
+        let Some(sessions) = synced.get_mut(user) else {
+            return Vec::new();
+        };
+        sessions.retain(|s| routes.iter().any(|r| r.session == *s));
+        routes
+            .iter()
+            .filter(|r| sessions.contains(&r.session))
+            .collect()
     }
 }
 
@@ -226,13 +227,12 @@ impl Pass<'_> {
         self.batch
             .insert(&self.inboxes.dedupe, dedupe.clone(), seq.to_be_bytes());
         self.fresh.insert(dedupe);
-        for route in presence.get(user).into_iter().flatten() {
-            if !self.inboxes.is_catching_up(&route.session) {
-                self.effects.push(Effect::Push {
-                    route: route.clone(),
-                    frame: frame.clone(),
-                });
-            }
+        let routes = presence.get(user).map_or(&[][..], Vec::as_slice);
+        for route in self.inboxes.live_routes(user, routes) {
+            self.effects.push(Effect::Push {
+                route: route.clone(),
+                frame: frame.clone(),
+            });
         }
         if !presence.contains_key(user) {
             self.effects.push(Effect::Offline {
@@ -361,11 +361,12 @@ impl Pass<'_> {
             route: route.clone(),
             frame: Bytes::from(done.encode_to_vec()),
         });
-        let mut catching = self.inboxes.catching_up.lock();
+        let mut synced = self.inboxes.synced.lock();
+        let sessions = synced.entry(user.to_string()).or_default();
         if more {
-            catching.insert(route.session, Instant::now());
+            sessions.remove(&route.session);
         } else {
-            catching.remove(&route.session);
+            sessions.insert(route.session);
         }
         Ok(())
     }

@@ -17,9 +17,6 @@ use crate::transport::StreamTransport;
 
 /// ALPN of HTTP/3, which WebTransport runs on.
 pub const ALPN_H3: &[u8] = b"h3";
-/// How long a connection stays open after its session ended, so that the
-/// client reads the final frames before the connection closes.
-const LINGER: Duration = Duration::from_secs(2);
 /// Path browsers open the WebTransport session on.
 pub const WT_PATH: &str = "/wt";
 
@@ -73,9 +70,8 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
             let conn = connecting.await?;
             let (send, recv) = conn.accept_bi().await?;
             connection::run(edge, StreamTransport::new(recv, send, max_frame), "quic").await;
-            // The stream is finished; give the client a moment to read the
-            // last frames (often the reason for the end) before closing.
-            let _ = tokio::time::timeout(LINGER, conn.closed()).await;
+            // The transport waited for the client to acknowledge the last
+            // frames, so closing now loses nothing.
             conn.close(0u32.into(), b"session ended");
         }
         Some(ALPN_H3) => {

@@ -83,19 +83,17 @@ async fn a_broken_length_prefix_is_answered_then_closed() {
     for kind in [TransportKind::Quic, TransportKind::Wt] {
         let mut c = server.connect(kind, &a).await;
         c.send_unframed(&[0xff; 11]).await.unwrap();
-        // The session ends: with a MALFORMED_FRAME frame when the client
-        // reads it before the QUIC connection closes (see the closing note
-        // of issue 2: the close can overtake the frame).
-        if let Ok(f) = c.recv_timeout(T).await {
-            assert_eq!(error_code(&f), "malformed_frame");
-            assert!(
-                tokio::time::timeout(T, c.recv())
-                    .await
-                    .unwrap()
-                    .map_or(true, |f| f.is_none()),
-                "closed"
-            );
-        }
+        // The session ends with a MALFORMED_FRAME error, then the stream
+        // closes: the error is never lost to the close.
+        let f = c.recv_timeout(T).await.expect("error frame before close");
+        assert_eq!(error_code(&f), "malformed_frame", "{kind:?}");
+        assert!(
+            tokio::time::timeout(T, c.recv())
+                .await
+                .unwrap()
+                .map_or(true, |f| f.is_none()),
+            "closed"
+        );
     }
 }
 
@@ -117,15 +115,8 @@ async fn nothing_before_hello_and_bad_tokens_are_refused() {
         }))
         .await
         .unwrap();
-        match c.recv_timeout(T).await {
-            Ok(f) => assert_eq!(error_code(&f), "bad_token", "{kind:?}"),
-            // QUIC: the close can overtake the error frame.
-            Err(_) => assert_ne!(
-                kind,
-                TransportKind::Ws,
-                "WebSocket must deliver the error frame"
-            ),
-        }
+        let f = c.recv_timeout(T).await.expect("error frame before close");
+        assert_eq!(error_code(&f), "bad_token", "{kind:?}");
         assert!(
             tokio::time::timeout(T, c.recv())
                 .await

@@ -5,10 +5,17 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 use samvad_proto::frame::{FrameDecoder, FrameError};
 use samvad_proto::v1::ClientFrame;
+use std::future::Future;
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::Transport;
 use crate::session::FrameFault;
+
+/// How long closing waits for the client to acknowledge the last frames
+/// (often the error that ends the session) before the connection goes.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Read buffer growth step. The buffer starts empty: idle sessions hold no
 /// read buffer at all.
@@ -35,10 +42,31 @@ impl<R, W> StreamTransport<R, W> {
     }
 }
 
+/// A QUIC send stream that can be finished and report when the peer has
+/// acknowledged everything on it. Closing the connection before that
+/// discards data in flight, so the session's last frame would be lost.
+pub trait FinishAcked: Send {
+    fn finish_acked(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+impl FinishAcked for quinn::SendStream {
+    async fn finish_acked(&mut self) {
+        if self.finish().is_ok() {
+            let _ = self.stopped().await;
+        }
+    }
+}
+
+impl FinishAcked for wtransport::SendStream {
+    async fn finish_acked(&mut self) {
+        let _ = self.finish().await;
+    }
+}
+
 impl<R, W> Transport for StreamTransport<R, W>
 where
     R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + Unpin + Send,
+    W: AsyncWrite + FinishAcked + Unpin + Send,
 {
     async fn recv(&mut self) -> std::io::Result<Option<Result<ClientFrame, FrameFault>>> {
         if self.broken {
@@ -84,6 +112,7 @@ where
     }
 
     async fn close(&mut self) {
-        let _ = self.send.shutdown().await;
+        let _ = self.send.flush().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, self.send.finish_acked()).await;
     }
 }

@@ -1,6 +1,7 @@
 //! A Samvad session from the client side, over any transport.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,8 +40,11 @@ pub struct ServerAddr {
 
 type BoxRead = Box<dyn AsyncRead + Unpin + Send>;
 type BoxWrite = Box<dyn AsyncWrite + Unpin + Send>;
-type WsStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// How often an idle QUIC connection pings so that it outlives the server's
+/// 30 s idle timeout.
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
 enum Conn {
     Stream {
@@ -52,6 +56,22 @@ enum Conn {
         _hold: Box<dyn std::any::Any + Send>,
     },
     Ws(Box<WsStream>),
+}
+
+impl Conn {
+    fn stream(
+        send: impl AsyncWrite + Unpin + Send + 'static,
+        recv: impl AsyncRead + Unpin + Send + 'static,
+        hold: impl std::any::Any + Send,
+    ) -> Conn {
+        Conn::Stream {
+            recv: Box::new(recv),
+            send: Box::new(send),
+            buf: BytesMut::new(),
+            decoder: FrameDecoder::new(16 << 20),
+            _hold: Box::new(hold),
+        }
+    }
 }
 
 /// One client session.
@@ -73,73 +93,142 @@ fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
     config
 }
 
-impl Client {
-    /// Opens a transport without saying hello.
-    pub async fn open(kind: TransportKind, server: &ServerAddr) -> anyhow::Result<Client> {
-        let conn = match kind {
+fn unspecified_like(addr: SocketAddr) -> SocketAddr {
+    if addr.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    }
+}
+
+/// Opens sessions of one transport to one server, sharing UDP endpoints
+/// between them: thousands of QUIC sessions need a handful of sockets and
+/// driver tasks, not one each. WebSocket sessions rotate over source
+/// addresses so that more of them fit than one address has ports.
+pub struct Connector {
+    kind: TransportKind,
+    server: ServerAddr,
+    quic: Vec<quinn::Endpoint>,
+    wt: Vec<Arc<wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>>>,
+    ws_sources: Vec<std::net::IpAddr>,
+    next: AtomicUsize,
+}
+
+impl Connector {
+    /// A connector with `endpoints` UDP sockets (QUIC, WebTransport) and
+    /// `ws_sources` local addresses (WebSocket; empty: the system's choice).
+    pub fn new(
+        kind: TransportKind,
+        server: &ServerAddr,
+        endpoints: usize,
+        ws_sources: Vec<std::net::IpAddr>,
+    ) -> anyhow::Result<Connector> {
+        let endpoints = endpoints.max(1);
+        let mut quic = Vec::new();
+        let mut wt = Vec::new();
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(KEEP_ALIVE));
+        let transport = Arc::new(transport);
+        match kind {
             TransportKind::Quic => {
                 let tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
                 let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-                let bind: SocketAddr = if server.quic.is_ipv6() {
-                    "[::]:0"
-                } else {
-                    "0.0.0.0:0"
-                }
-                .parse()?;
-                let mut endpoint = quinn::Endpoint::client(bind)?;
-                endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-                let conn = endpoint
-                    .connect(server.quic, "localhost")?
-                    .await
-                    .context("QUIC connect")?;
-                let (send, recv) = conn.open_bi().await?;
-                Conn::Stream {
-                    recv: Box::new(recv),
-                    send: Box::new(send),
-                    buf: BytesMut::new(),
-                    decoder: FrameDecoder::new(16 << 20),
-                    _hold: Box::new((conn, endpoint)),
+                let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+                config.transport_config(transport);
+                for _ in 0..endpoints {
+                    let mut endpoint = quinn::Endpoint::client(unspecified_like(server.quic))?;
+                    endpoint.set_default_client_config(config.clone());
+                    quic.push(endpoint);
                 }
             }
             TransportKind::Wt => {
-                let config = wtransport::ClientConfig::builder()
-                    .with_bind_default()
-                    .with_server_certificate_hashes([Sha256Digest::new(server.cert_sha256)])
-                    .build();
-                let endpoint = wtransport::Endpoint::client(config)?;
-                let url = format!("https://localhost:{}/wt", server.quic.port());
+                for _ in 0..endpoints {
+                    let config = wtransport::ClientConfig::builder()
+                        .with_bind_address(unspecified_like(server.quic))
+                        .with_server_certificate_hashes([Sha256Digest::new(server.cert_sha256)])
+                        .keep_alive_interval(Some(KEEP_ALIVE))
+                        .build();
+                    wt.push(Arc::new(wtransport::Endpoint::client(config)?));
+                }
+            }
+            TransportKind::Ws => {}
+        }
+        Ok(Connector {
+            kind,
+            server: server.clone(),
+            quic,
+            wt,
+            ws_sources,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Opens a transport without saying hello.
+    pub async fn open(&self) -> anyhow::Result<Client> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let conn = match self.kind {
+            TransportKind::Quic => {
+                let endpoint = &self.quic[n % self.quic.len()];
+                let conn = endpoint
+                    .connect(self.server.quic, "localhost")?
+                    .await
+                    .context("QUIC connect")?;
+                let (send, recv) = conn.open_bi().await?;
+                Conn::stream(send, recv, (conn, endpoint.clone()))
+            }
+            TransportKind::Wt => {
+                let endpoint = &self.wt[n % self.wt.len()];
+                // The certificate is pinned by hash, so the URL names the
+                // address itself: no resolver, no localhost v4/v6 guess.
+                let url = format!("https://{}/wt", self.server.quic);
                 let options = wtransport::endpoint::ConnectOptions::builder(url).build();
                 let conn = endpoint
                     .connect(options)
                     .await
                     .context("WebTransport connect")?;
                 let (send, recv) = conn.open_bi().await?.await?;
-                Conn::Stream {
-                    recv: Box::new(recv),
-                    send: Box::new(send),
-                    buf: BytesMut::new(),
-                    decoder: FrameDecoder::new(16 << 20),
-                    _hold: Box::new((conn, endpoint)),
-                }
+                Conn::stream(send, recv, (conn, endpoint.clone()))
             }
             TransportKind::Ws => {
-                let url = format!("{}/ws", server.http.replacen("http", "ws", 1));
-                let (ws, _) = tokio_tungstenite::connect_async(url)
+                let url = format!("{}/ws", self.server.http.replacen("http", "ws", 1));
+                let host_port = self
+                    .server
+                    .http
+                    .trim_start_matches("http://")
+                    .trim_end_matches('/');
+                let target = tokio::net::lookup_host(host_port)
+                    .await?
+                    .next()
+                    .context("no address for the server")?;
+                let socket = if target.is_ipv6() {
+                    tokio::net::TcpSocket::new_v6()?
+                } else {
+                    tokio::net::TcpSocket::new_v4()?
+                };
+                if !self.ws_sources.is_empty() {
+                    let source = self.ws_sources[n % self.ws_sources.len()];
+                    socket.bind((source, 0).into())?;
+                }
+                let tcp = socket.connect(target).await.context("TCP connect")?;
+                tcp.set_nodelay(true)?;
+                let (ws, _) = tokio_tungstenite::client_async(url, tcp)
                     .await
-                    .context("WebSocket connect")?;
+                    .context("WebSocket handshake")?;
                 Conn::Ws(Box::new(ws))
             }
         };
-        Ok(Client { conn, kind })
+        Ok(Client {
+            conn,
+            kind: self.kind,
+        })
     }
 
     /// Opens a transport and authenticates; returns the Welcome.
     pub async fn connect(
-        kind: TransportKind,
-        server: &ServerAddr,
+        &self,
         token: &str,
     ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
-        let mut client = Self::open(kind, server).await?;
+        let mut client = self.open().await?;
         client
             .send(client_frame::Kind::Hello(samvad_proto::v1::Hello {
                 token: token.into(),
@@ -153,6 +242,25 @@ impl Client {
             }
             other => bail!("unexpected reply to hello: {other:?}"),
         }
+    }
+}
+
+impl Client {
+    /// Opens a transport without saying hello, on an endpoint of its own.
+    pub async fn open(kind: TransportKind, server: &ServerAddr) -> anyhow::Result<Client> {
+        Connector::new(kind, server, 1, Vec::new())?.open().await
+    }
+
+    /// Opens a transport on an endpoint of its own and authenticates;
+    /// returns the Welcome.
+    pub async fn connect(
+        kind: TransportKind,
+        server: &ServerAddr,
+        token: &str,
+    ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
+        Connector::new(kind, server, 1, Vec::new())?
+            .connect(token)
+            .await
     }
 
     pub async fn send(&mut self, kind: client_frame::Kind) -> anyhow::Result<()> {

@@ -23,6 +23,7 @@ pub struct Metrics {
     pub pushed: Counter,
     pub errors: Family<CodeLabel, Counter>,
     pub slow_consumers: Counter,
+    resident_memory: Gauge,
 }
 
 impl Default for Metrics {
@@ -50,8 +51,15 @@ impl Default for Metrics {
             "Sessions cut off for not reading",
             slow_consumers.clone(),
         );
+        let resident_memory = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident set size of this process (VmRSS), read at scrape time",
+            resident_memory.clone(),
+        );
         Metrics {
             registry,
+            resident_memory,
             sessions,
             accepted,
             pushed,
@@ -63,8 +71,19 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn render(&self) -> String {
+        if let Some(rss) = resident_memory_bytes() {
+            self.resident_memory.set(rss as i64);
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// VmRSS of this process from `/proc/self/status` (Linux only).
+fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

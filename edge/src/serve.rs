@@ -128,6 +128,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding TCP {addr}"))?;
         let bound = listener.local_addr()?;
+        // Frames are small and latency matters: no Nagle.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Some(bound)
     };
@@ -180,6 +184,7 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
                 continue;
             }
         };
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.read().clone();
         let app = app.clone();
         tokio::spawn(async move {

@@ -4,6 +4,11 @@
 //! [`client::Client`] speaks all three transports (WebTransport, native
 //! QUIC `samvad/1`, WebSocket) with the same frames; the end-to-end tests of
 //! the server use it, so what they prove is what a native client gets.
+//! [`scenario`] holds the load scenarios, [`report`] the math of their
+//! reports, [`target`] what the harness knows of the server under test.
 
 pub mod client;
+pub mod report;
 pub mod rest;
+pub mod scenario;
+pub mod target;

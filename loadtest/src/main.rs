@@ -1,4 +1,147 @@
-//! `samvad-load`: the load harness (scenarios grow in loadtest/).
-fn main() {
-    println!("samvad-load: see `cargo run -p samvad-load -- --help`");
+//! `samvad-load`: drives a Samvad server on this machine with many sessions
+//! and reports what it measured (stdout summary, `--out` JSON).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use samvad_load::client::TransportKind;
+use samvad_load::scenario::{chat, connect};
+use samvad_load::target;
+
+#[derive(Parser)]
+#[command(name = "samvad-load", version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Plain-HTTP URL of the server (its QUIC port and certificate are
+    /// discovered from /cert-hash). Loopback only.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Transport of every session.
+    #[arg(long, global = true, value_enum, default_value = "ws")]
+    transport: TransportKind,
+    /// Write the report as JSON here.
+    #[arg(long, global = true)]
+    out: Option<PathBuf>,
+    /// User name prefix (3–20 chars of [a-z0-9_.-]); default: random, so
+    /// that every run starts with empty inboxes.
+    #[arg(long, global = true)]
+    prefix: Option<String>,
+    /// UDP sockets shared by the QUIC / WebTransport sessions.
+    #[arg(long, global = true, default_value_t = 4)]
+    endpoints: usize,
+    /// Loopback source addresses (127.0.0.1, .2, …) for WebSocket sessions,
+    /// for more sessions than one address has ephemeral ports.
+    #[arg(long, global = true, default_value_t = 1)]
+    ws_sources: usize,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Open N sessions at a rate, hold them idle; report connect times and
+    /// the server's memory per session.
+    Connect {
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        sessions: usize,
+        /// Sessions opened per second.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Users the sessions are spread over (registering costs argon2).
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+        /// Seconds to hold the sessions idle before measuring memory.
+        #[arg(long, default_value_t = 3)]
+        hold: u64,
+    },
+    /// Pairs of users exchanging 1:1 messages at a total rate.
+    Chat {
+        #[arg(long, default_value_t = 50)]
+        pairs: usize,
+        /// Messages per second, all senders together.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// Seconds of sending.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Seconds to wait for the last acknowledgements and deliveries.
+        #[arg(long, default_value_t = 10)]
+        drain: u64,
+        /// Bytes of text per message.
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SAMVAD_LOAD_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let c = &cli.common;
+    let server = target::discover(&c.server).await?;
+    let prefix = c
+        .prefix
+        .clone()
+        .unwrap_or_else(|| format!("l{:06x}", rand::random::<u32>() & 0xff_ffff));
+    let (summary, json) = match cli.scenario {
+        Scenario::Connect {
+            sessions,
+            rate,
+            users,
+            hold,
+        } => {
+            let plan = connect::ConnectPlan {
+                transport: c.transport,
+                sessions,
+                rate,
+                users: users.min(sessions),
+                hold: Duration::from_secs(hold),
+                prefix,
+                endpoints: c.endpoints,
+                ws_sources: c.ws_sources,
+            };
+            let report = connect::run(&server, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::Chat {
+            pairs,
+            rate,
+            duration,
+            drain,
+            payload,
+        } => {
+            let plan = chat::ChatPlan {
+                transport: c.transport,
+                pairs,
+                rate,
+                duration: Duration::from_secs(duration),
+                drain: Duration::from_secs(drain),
+                payload,
+                prefix,
+                endpoints: c.endpoints,
+                ws_sources: c.ws_sources,
+            };
+            let report = chat::run(&server, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+    };
+    println!("{summary}");
+    if let Some(path) = &c.out {
+        std::fs::write(path, serde_json::to_string_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }

@@ -20,8 +20,14 @@ pub enum RestError {
     Http(#[from] reqwest::Error),
 }
 
+/// One HTTP client (and connection pool) for every call.
+fn http_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new)
+}
+
 async fn post(base: &str, path: &str, body: serde_json::Value) -> Result<Tokens, RestError> {
-    let resp = reqwest::Client::new()
+    let resp = http_client()
         .post(format!("{base}{path}"))
         .json(&body)
         .send()

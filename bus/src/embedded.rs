@@ -520,14 +520,14 @@ impl JournalWriter {
 
     fn write(&mut self, jobs: &mut Vec<Job>) -> Result<(), fjall::Error> {
         let mut batch = self.db.batch();
-        let mut has_produce = false;
+        let mut must_sync = false;
         // Offsets given to the produced records, in job order.
         let mut assigned = Vec::new();
         for job in jobs.iter() {
             match job {
                 Job::Produce { records, .. } => {
-                    has_produce = true;
                     for (topic, p, key, payload) in records {
+                        must_sync |= topic.spec.synced;
                         let offset = {
                             let mut part = topic.partitions[*p as usize].lock();
                             let o = part.next;
@@ -582,7 +582,7 @@ impl JournalWriter {
                 }
             }
         }
-        let batch = if has_produce {
+        let batch = if must_sync {
             batch.durability(Some(self.durability.persist_mode()))
         } else {
             batch
@@ -679,10 +679,7 @@ mod tests {
         (db, bus)
     }
 
-    const SPEC: TopicSpec = TopicSpec {
-        partitions: 4,
-        durable: true,
-    };
+    const SPEC: TopicSpec = TopicSpec::synced(4);
 
     async fn poll_n(c: &mut Box<dyn Consumer>, n: usize) -> Vec<Record> {
         let mut out = Vec::new();
@@ -788,29 +785,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (_db, bus) = open(dir.path());
-            bus.ensure_topic(
-                "e",
-                TopicSpec {
-                    partitions: 1,
-                    durable: false,
-                },
-            )
-            .await
-            .unwrap();
+            bus.ensure_topic("e", TopicSpec::ephemeral(1))
+                .await
+                .unwrap();
             bus.produce(vec![Outgoing::new("e", "k", Bytes::from_static(b"x"))])
                 .await
                 .unwrap();
         }
         let (_db, bus) = open(dir.path());
-        bus.ensure_topic(
-            "e",
-            TopicSpec {
-                partitions: 1,
-                durable: false,
-            },
-        )
-        .await
-        .unwrap();
+        bus.ensure_topic("e", TopicSpec::ephemeral(1))
+            .await
+            .unwrap();
         let mut c = bus.subscribe("e", "g").await.unwrap();
         assert!(tokio::time::timeout(Duration::from_millis(100), c.poll(1))
             .await

@@ -29,6 +29,43 @@ pub struct TopicSpec {
     /// Whether records must survive a crash before `produce` returns.
     /// Ephemeral topics (pushes to one edge's sessions) need not.
     pub durable: bool,
+    /// Whether `produce` waits for stable storage (fsync), not just for
+    /// the record to be written. Needed where the return of `produce` is
+    /// promised to someone outside (the server ack of a client's send on
+    /// `inbound`). Internal topics need not: the embedded bus writes every
+    /// record into one journal in order, so the next synced write (the
+    /// store's inbox commit, which comes after) makes them durable too; and
+    /// until then nothing derived from them has left the process.
+    pub synced: bool,
+}
+
+impl TopicSpec {
+    /// Journaled; `produce` returns once written (see [`TopicSpec::synced`]).
+    pub const fn durable(partitions: u32) -> Self {
+        TopicSpec {
+            partitions,
+            durable: true,
+            synced: false,
+        }
+    }
+
+    /// Journaled, and `produce` returns only once on stable storage.
+    pub const fn synced(partitions: u32) -> Self {
+        TopicSpec {
+            partitions,
+            durable: true,
+            synced: true,
+        }
+    }
+
+    /// Memory only, bounded retention: lost on a crash.
+    pub const fn ephemeral(partitions: u32) -> Self {
+        TopicSpec {
+            partitions,
+            durable: false,
+            synced: false,
+        }
+    }
 }
 
 /// A record to produce.

@@ -43,20 +43,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bus = EmbeddedBus::open(db.clone(), durability)?;
     let bus: Arc<dyn Bus> = Arc::new(bus);
     let topics = Topics::new(args.topic_prefix.clone());
-    let durable = TopicSpec {
-        partitions: args.partitions,
-        durable: true,
-    };
-    bus.ensure_topic(&topics.inbound(), durable).await?;
-    bus.ensure_topic(&topics.deliver(), durable).await?;
-    bus.ensure_topic(
-        &topics.edge(&args.node),
-        TopicSpec {
-            partitions: 1,
-            durable: false,
-        },
-    )
-    .await?;
+    // A send is acknowledged once on `inbound`: that produce is synced.
+    bus.ensure_topic(&topics.inbound(), TopicSpec::synced(args.partitions))
+        .await?;
+    bus.ensure_topic(&topics.deliver(), TopicSpec::durable(args.partitions))
+        .await?;
+    bus.ensure_topic(&topics.edge(&args.node), TopicSpec::ephemeral(1))
+        .await?;
 
     let presence = Arc::new(MemoryPresence::default());
     let identity = match (&args.tls_cert, &args.tls_key) {
@@ -129,9 +122,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding TCP {addr}"))?;
         let bound = listener.local_addr()?;
         // Frames are small and latency matters: no Nagle.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Some(bound)
     };

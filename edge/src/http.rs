@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{hash_password, verify_password, TokenError};
+use crate::auth::{hash_password, hash_password_gated, verify_password_gated, TokenError};
 use crate::connection;
 use crate::session::valid_username;
 use crate::state::Edge;
@@ -177,9 +177,8 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
         ));
     }
     let password = creds.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password))
+    let hash = hash_password_gated(password)
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     let account = Account {
         username: creds.username.clone(),
@@ -218,7 +217,7 @@ async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenP
         .as_ref()
         .map_or_else(|| DUMMY_HASH.clone(), |a| a.password_hash.clone());
     let password = creds.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&password, &hash))
+    let ok = verify_password_gated(password, hash)
         .await
         .map_err(ApiError::internal)?;
     if !ok || account.is_none() {

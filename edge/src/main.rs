@@ -4,6 +4,22 @@ use clap::{Parser, Subcommand};
 
 use samvad::config::ServeArgs;
 
+/// Tunes glibc malloc for a server with many small, long-lived sessions
+/// and a few large short-lived buffers (an argon2 hash takes 19 MiB):
+/// allocations from 1 MiB up are mapped and unmapped on their own, so they
+/// return to the system when freed instead of staying in an arena (glibc's
+/// adaptive threshold would otherwise keep every hash's 19 MiB), and at
+/// most two arenas per core exist. Measured against mimalloc, glibc packs
+/// idle sessions tighter (bench/RESULTS.md).
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; called once before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_ARENA_MAX, 4);
+    }
+}
+
 #[derive(Parser)]
 #[command(
     name = "samvad",
@@ -22,6 +38,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    tune_malloc();
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

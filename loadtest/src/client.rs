@@ -45,6 +45,10 @@ type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 /// How often an idle QUIC connection pings so that it outlives the server's
 /// 30 s idle timeout.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// How long opening a transport may take (handshakes included).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long closing waits for the server to take the last bytes.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 enum Conn {
     Stream {
@@ -163,8 +167,15 @@ impl Connector {
         })
     }
 
-    /// Opens a transport without saying hello.
+    /// Opens a transport without saying hello; gives up after
+    /// [`CONNECT_TIMEOUT`].
     pub async fn open(&self) -> anyhow::Result<Client> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.open_unbounded())
+            .await
+            .context("connect timed out")?
+    }
+
+    async fn open_unbounded(&self) -> anyhow::Result<Client> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let conn = match self.kind {
             TransportKind::Quic => {
@@ -359,16 +370,19 @@ impl Client {
         }
     }
 
-    /// Closes the session.
+    /// Closes the session (waiting at most [`CLOSE_TIMEOUT`]).
     pub async fn close(mut self) {
-        match &mut self.conn {
-            Conn::Stream { send, .. } => {
-                let _ = send.shutdown().await;
+        let close = async {
+            match &mut self.conn {
+                Conn::Stream { send, .. } => {
+                    let _ = send.shutdown().await;
+                }
+                Conn::Ws(ws) => {
+                    let _ = ws.send(WsMessage::Close(None)).await;
+                }
             }
-            Conn::Ws(ws) => {
-                let _ = ws.send(WsMessage::Close(None)).await;
-            }
-        }
+        };
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
     }
 }
 

@@ -1,0 +1,112 @@
+//! The load harness against the real server: short runs of each scenario
+//! whose accounting must add up (every send answered, nothing lost, nothing
+//! duplicated, counts consistent).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use samvad_load::client::TransportKind;
+use samvad_load::scenario::{chat, connect};
+use samvad_load::target;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_runs_account_for_every_message() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    assert_eq!(addr.cert_sha256, server.addr.cert_sha256);
+    for (i, transport) in [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt]
+        .into_iter()
+        .enumerate()
+    {
+        let plan = chat::ChatPlan {
+            transport,
+            pairs: 4,
+            rate: 200,
+            duration: Duration::from_secs(2),
+            drain: Duration::from_secs(10),
+            payload: 100,
+            prefix: format!("h{i}"),
+            endpoints: 2,
+            ws_sources: 2,
+        };
+        let report = chat::run(&addr, &plan).await.unwrap();
+        let t = report.tally;
+        assert_eq!(
+            report.session_failures, 0,
+            "{transport:?}: {:?}",
+            report.first_error
+        );
+        assert!(t.sent >= 300, "{transport:?}: sent {}", t.sent);
+        assert_eq!(t.accepted, t.sent, "{transport:?}: every send acknowledged");
+        assert_eq!(t.refused, 0);
+        assert_eq!(
+            t.delivered, t.accepted,
+            "{transport:?}: every message delivered"
+        );
+        assert!(t.is_clean(), "{transport:?}: {t:?}");
+        assert_eq!(report.delivery.count, t.delivered);
+        assert_eq!(report.ack.count, t.accepted);
+        assert_eq!(report.stale_deliveries, 0);
+        let timeline_total: u64 = report.delivery_timeline.iter().map(|s| s.count).sum();
+        assert_eq!(timeline_total, t.delivered);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_with_the_same_users_ignores_old_messages() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    let plan = chat::ChatPlan {
+        transport: TransportKind::Quic,
+        pairs: 2,
+        rate: 100,
+        duration: Duration::from_secs(1),
+        drain: Duration::from_secs(10),
+        payload: 16,
+        prefix: "again".into(),
+        endpoints: 1,
+        ws_sources: 1,
+    };
+    let first = chat::run(&addr, &plan).await.unwrap();
+    assert!(first.tally.is_clean());
+    // Users exist now (login instead of register); their inboxes were
+    // acknowledged, so nothing stale comes back and the tally is fresh.
+    let second = chat::run(&addr, &plan).await.unwrap();
+    assert!(second.tally.is_clean(), "{:?}", second.tally);
+    assert_eq!(second.tally.delivered, second.tally.sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_holds_sessions_and_reads_server_memory() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    for transport in [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt] {
+        let plan = connect::ConnectPlan {
+            transport,
+            sessions: 40,
+            rate: 200,
+            users: 4,
+            hold: Duration::from_millis(200),
+            prefix: format!("c{}", format!("{transport:?}").to_lowercase()),
+            endpoints: 2,
+            ws_sources: 1,
+        };
+        let report = connect::run(&addr, &plan).await.unwrap();
+        assert_eq!(
+            report.connected, 40,
+            "{transport:?}: {:?}",
+            report.first_error
+        );
+        assert_eq!(report.failed, 0);
+        assert_eq!(report.connect.count, 40);
+        assert!(report.server_rss_held > 1 << 20, "RSS read from /metrics");
+    }
+}
+
+#[tokio::test]
+async fn only_loopback_servers_are_targets() {
+    let err = target::discover("http://192.0.2.1:8080").await.unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err:#}");
+}

@@ -1,0 +1,490 @@
+//! `chat`: users in pairs send 1:1 messages to each other at a total rate
+//! for a duration; every message is accounted for (acknowledged, delivered,
+//! lost, duplicated) and timed (send → server ack, send → delivery).
+//!
+//! Sending is open loop: message `n` of a session is due at a fixed time,
+//! whatever the answers to earlier ones. Latencies are measured from the
+//! moment the frame is written; how late writes were against their due
+//! time is reported too (`send_lag`), so a server that stalls its clients
+//! (coordinated omission) shows there instead of hiding. Due-time latency
+//! alone would charge tokio's 1 ms timer granularity to the server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use samvad_proto::v1::{client_frame, server_frame, Ack, Send, Sync};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::client::{chat, Client, Connector, ServerAddr, TransportKind};
+use crate::report::{self, Latency, Tally, Timeline};
+use crate::scenario::progress;
+use crate::target;
+
+#[derive(Debug, Clone)]
+pub struct ChatPlan {
+    pub transport: TransportKind,
+    /// Pairs of users; each user has one session and sends to its partner.
+    pub pairs: usize,
+    /// Messages per second over all senders.
+    pub rate: u32,
+    /// How long messages are sent.
+    pub duration: Duration,
+    /// How long to wait after the last send for acknowledgements and
+    /// deliveries before counting what is missing as lost.
+    pub drain: Duration,
+    /// Bytes of text per message (at least the timestamp).
+    pub payload: usize,
+    pub prefix: String,
+    pub endpoints: usize,
+    pub ws_sources: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatReport {
+    pub transport: String,
+    pub pairs: usize,
+    pub target_rate: u32,
+    pub seconds: f64,
+    /// Acknowledged messages per second over the sending phase.
+    pub accepted_per_second: f64,
+    pub tally: Tally,
+    /// Sessions that failed to connect or ended early.
+    pub session_failures: u64,
+    pub first_error: Option<String>,
+    /// Deliveries of messages from earlier runs (replayed by sync).
+    pub stale_deliveries: u64,
+    /// Write → server acknowledgement.
+    pub ack: Latency,
+    /// Write → delivery to the recipient.
+    pub delivery: Latency,
+    /// Due time → write: how far the clients fell behind their schedule.
+    pub send_lag: Latency,
+    pub delivery_timeline: Vec<Timeline>,
+}
+
+impl ChatReport {
+    pub fn summary(&self) -> String {
+        let t = &self.tally;
+        format!(
+            "chat over {}: {} pairs, target {} msg/s for {:.1} s → {:.0} msg/s acknowledged\n\
+             sent {} · acknowledged {} · refused {} · delivered {} · lost {} · duplicated {} · \
+             delivered unacknowledged {}{}\n\
+             send → ack:      {}\n\
+             send → delivery: {}\n\
+             send lag:        {}",
+            self.transport,
+            self.pairs,
+            self.target_rate,
+            self.seconds,
+            self.accepted_per_second,
+            t.sent,
+            t.accepted,
+            t.refused,
+            t.delivered,
+            t.lost,
+            t.duplicates,
+            t.delivered_unacknowledged,
+            if self.session_failures > 0 {
+                format!(
+                    "\n{} sessions failed; first: {}",
+                    self.session_failures,
+                    self.first_error.as_deref().unwrap_or("?")
+                )
+            } else {
+                String::new()
+            },
+            self.ack.line(),
+            self.delivery.line(),
+            self.send_lag.line(),
+        )
+    }
+}
+
+/// Where the run is; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connecting,
+    Sending,
+    Draining,
+    Stop,
+}
+
+/// Counters the controller and the progress bar read while sessions run.
+#[derive(Default)]
+struct Live {
+    ready: AtomicU64,
+    failed: AtomicU64,
+    sent: AtomicU64,
+    answered: AtomicU64,
+    accepted: AtomicU64,
+    delivered: AtomicU64,
+}
+
+/// What one session saw.
+struct Outcome {
+    me: usize,
+    sent: u64,
+    refused: u64,
+    /// `accepted[n]`: my message `n` was acknowledged.
+    accepted: Vec<bool>,
+    /// `deliveries[n]`: how often my partner's message `n` reached me.
+    deliveries: Vec<u32>,
+    stale: u64,
+    ack: Histogram<u64>,
+    delivery: Histogram<u64>,
+    send_lag: Histogram<u64>,
+    /// (second of the run, µs) per delivery.
+    samples: Vec<(u32, u32)>,
+    error: Option<String>,
+}
+
+/// Message ids are `<run>.<sender>.<n>`.
+fn parse_id(id: &str) -> Option<(u32, usize, usize)> {
+    let mut parts = id.split('.');
+    let run = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let sender = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    Some((run, sender, n))
+}
+
+fn partner(i: usize) -> usize {
+    i ^ 1
+}
+
+pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatReport> {
+    let sessions = plan.pairs.max(1) * 2;
+    let names: Arc<Vec<String>> = Arc::new(
+        (0..sessions)
+            .map(|i| format!("{}u{i}", plan.prefix))
+            .collect(),
+    );
+    let tokens = target::provision(&server.http, &names, 8).await?;
+    let connector = Arc::new(Connector::new(
+        plan.transport,
+        server,
+        plan.endpoints,
+        target::loopback_sources(plan.ws_sources),
+    )?);
+    let run_id: u32 = rand::random();
+    let live = Arc::new(Live::default());
+    let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
+    // Every session sends one message per `interval`, staggered.
+    let interval = Duration::from_secs_f64(sessions as f64 / plan.rate.max(1) as f64);
+    let epoch = Instant::now();
+    let mut tasks = Vec::with_capacity(sessions);
+    for (me, token) in tokens.into_iter().enumerate() {
+        let stagger = interval.mul_f64(me as f64 / sessions as f64);
+        let session = Session {
+            me,
+            run_id,
+            names: names.clone(),
+            payload: plan.payload,
+            interval,
+            stagger,
+            epoch,
+            live: live.clone(),
+            phase: phase_rx.clone(),
+        };
+        let connector = connector.clone();
+        tasks.push(tokio::spawn(async move {
+            match connector.connect(&token).await {
+                Ok((client, _)) => session.run(client).await,
+                Err(e) => session.failed(format!("connect: {e:#}")),
+            }
+        }));
+    }
+    target::wait_until(Duration::from_secs(120), || {
+        live.ready.load(Ordering::Relaxed) + live.failed.load(Ordering::Relaxed) >= sessions as u64
+    })
+    .await;
+
+    let expected = (plan.duration.as_secs_f64() * plan.rate as f64) as u64;
+    let bar = progress::bar(expected, "messages delivered");
+    let started = Instant::now();
+    let _ = phase_tx.send(Phase::Sending);
+    while started.elapsed() < plan.duration {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        bar.set_position(live.delivered.load(Ordering::Relaxed));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = phase_tx.send(Phase::Draining);
+    target::wait_until(plan.drain, || {
+        bar.set_position(live.delivered.load(Ordering::Relaxed));
+        let sent = live.sent.load(Ordering::Relaxed);
+        live.answered.load(Ordering::Relaxed) >= sent
+            && live.delivered.load(Ordering::Relaxed) >= live.accepted.load(Ordering::Relaxed)
+    })
+    .await;
+    let _ = phase_tx.send(Phase::Stop);
+    bar.finish_and_clear();
+
+    // Timeline seconds count from the start of sending.
+    let offset = started.duration_since(epoch).as_secs() as u32;
+    let mut outcomes = Vec::with_capacity(sessions);
+    for task in tasks {
+        outcomes.push(task.await?);
+    }
+    outcomes.sort_by_key(|o| o.me);
+    let mut tally = Tally::default();
+    let (mut ack, mut delivery) = (report::new_histogram(), report::new_histogram());
+    let mut send_lag = report::new_histogram();
+    let mut samples = Vec::new();
+    let mut session_failures = 0;
+    let mut first_error = None;
+    let mut stale = 0;
+    for o in &outcomes {
+        let received_by_partner = &outcomes[partner(o.me)].deliveries;
+        tally.add_sender(o.sent, o.refused, &o.accepted, received_by_partner);
+        ack.add(&o.ack)?;
+        delivery.add(&o.delivery)?;
+        send_lag.add(&o.send_lag)?;
+        samples.extend(
+            o.samples
+                .iter()
+                .map(|&(second, us)| (second.saturating_sub(offset), us)),
+        );
+        stale += o.stale;
+        if let Some(e) = &o.error {
+            session_failures += 1;
+            first_error.get_or_insert_with(|| e.clone());
+        }
+    }
+    Ok(ChatReport {
+        transport: format!("{:?}", plan.transport).to_lowercase(),
+        pairs: plan.pairs,
+        target_rate: plan.rate,
+        seconds,
+        accepted_per_second: tally.accepted as f64 / seconds,
+        tally,
+        session_failures,
+        first_error,
+        stale_deliveries: stale,
+        ack: Latency::of(&ack),
+        delivery: Latency::of(&delivery),
+        send_lag: Latency::of(&send_lag),
+        delivery_timeline: report::timeline(&samples),
+    })
+}
+
+/// One user's session in the run.
+struct Session {
+    me: usize,
+    run_id: u32,
+    names: Arc<Vec<String>>,
+    payload: usize,
+    interval: Duration,
+    stagger: Duration,
+    epoch: Instant,
+    live: Arc<Live>,
+    phase: watch::Receiver<Phase>,
+}
+
+/// Acknowledge the inbox after this many new entries, or on the timer.
+const ACK_EVERY: u64 = 32;
+const ACK_TIMER: Duration = Duration::from_millis(10);
+
+impl Session {
+    fn outcome(&self) -> Outcome {
+        Outcome {
+            me: self.me,
+            sent: 0,
+            refused: 0,
+            accepted: Vec::new(),
+            deliveries: Vec::new(),
+            stale: 0,
+            ack: report::new_histogram(),
+            delivery: report::new_histogram(),
+            send_lag: report::new_histogram(),
+            samples: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn failed(&self, error: String) -> Outcome {
+        self.live.failed.fetch_add(1, Ordering::Relaxed);
+        Outcome {
+            error: Some(error),
+            ..self.outcome()
+        }
+    }
+
+    async fn run(mut self, mut client: Client) -> Outcome {
+        let mut out = self.outcome();
+        if let Err(e) = self.catch_up(&mut client, &mut out).await {
+            return self.failed(format!("sync: {e:#}"));
+        }
+        self.live.ready.fetch_add(1, Ordering::Relaxed);
+        if self
+            .phase
+            .wait_for(|p| *p != Phase::Connecting)
+            .await
+            .is_err()
+        {
+            return out;
+        }
+        if let Err(e) = self.exchange(&mut client, &mut out).await {
+            out.error = Some(format!("{e:#}"));
+        }
+        client.close().await;
+        out
+    }
+
+    /// Replays (and acknowledges) whatever the inbox holds, so that live
+    /// pushes start.
+    async fn catch_up(&mut self, client: &mut Client, out: &mut Outcome) -> anyhow::Result<()> {
+        let mut after = 0;
+        loop {
+            client
+                .send(client_frame::Kind::Sync(Sync { after_seq: after }))
+                .await?;
+            loop {
+                let frame = client.recv_timeout(Duration::from_secs(30)).await?;
+                match frame.kind {
+                    Some(server_frame::Kind::SyncDone(done)) => {
+                        after = done.last_seq;
+                        if after > 0 {
+                            client
+                                .send(client_frame::Kind::Ack(Ack { seq: after }))
+                                .await?;
+                        }
+                        if !done.more {
+                            return Ok(());
+                        }
+                        break;
+                    }
+                    Some(server_frame::Kind::Deliver(_)) => out.stale += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// The sending and receiving phase, until told to stop.
+    async fn exchange(&mut self, client: &mut Client, out: &mut Outcome) -> anyhow::Result<()> {
+        let start = tokio::time::Instant::now() + self.stagger;
+        let mut next_due = start;
+        let mut sending = true;
+        // Write time of each of my messages, µs since the epoch.
+        let mut sent_at: Vec<u64> = Vec::new();
+        let (mut max_seq, mut acked_seq) = (0u64, 0u64);
+        let mut ack_timer = tokio::time::interval(ACK_TIMER);
+        let to = self.names[partner(self.me)].clone();
+        let from = self.names[self.me].clone();
+        let padding = "x".repeat(self.payload.saturating_sub(12));
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(next_due), if sending => {
+                    if *self.phase.borrow() != Phase::Sending {
+                        sending = false;
+                        continue;
+                    }
+                    let n = sent_at.len();
+                    let due_us = next_due.duration_since(self.epoch.into()).as_micros() as u64;
+                    let write_us = self.epoch.elapsed().as_micros() as u64;
+                    report::record(&mut out.send_lag, write_us.saturating_sub(due_us));
+                    let id = format!("{:08x}.{}.{}", self.run_id, self.me, n);
+                    let text = format!("{write_us} {padding}");
+                    client
+                        .send(client_frame::Kind::Send(Send {
+                            envelope: Some(chat(&id, &from, &to, &text)),
+                        }))
+                        .await?;
+                    sent_at.push(write_us);
+                    out.sent += 1;
+                    self.live.sent.fetch_add(1, Ordering::Relaxed);
+                    next_due += self.interval;
+                }
+                changed = self.phase.changed() => {
+                    if changed.is_err() || *self.phase.borrow() == Phase::Stop {
+                        break;
+                    }
+                }
+                _ = ack_timer.tick() => {
+                    if max_seq > acked_seq {
+                        client.send(client_frame::Kind::Ack(Ack { seq: max_seq })).await?;
+                        acked_seq = max_seq;
+                    }
+                }
+                frame = client.recv() => {
+                    let Some(frame) = frame? else {
+                        anyhow::bail!("the server closed the session");
+                    };
+                    let now_us = self.epoch.elapsed().as_micros() as u64;
+                    match frame.kind {
+                        Some(server_frame::Kind::Accepted(a)) => {
+                            self.live.answered.fetch_add(1, Ordering::Relaxed);
+                            let Some((_, _, n)) = parse_id(&a.id) else { continue };
+                            if n >= out.accepted.len() {
+                                out.accepted.resize(n + 1, false);
+                            }
+                            if !out.accepted[n] {
+                                out.accepted[n] = true;
+                                self.live.accepted.fetch_add(1, Ordering::Relaxed);
+                                report::record(&mut out.ack, now_us.saturating_sub(sent_at[n]));
+                            }
+                        }
+                        Some(server_frame::Kind::Error(_)) => {
+                            // Error frames answer sends here (refused).
+                            self.live.answered.fetch_add(1, Ordering::Relaxed);
+                            out.refused += 1;
+                        }
+                        Some(server_frame::Kind::Deliver(d)) => {
+                            let Some(env) = d.envelope else { continue };
+                            max_seq = max_seq.max(env.seq);
+                            match parse_id(&env.id) {
+                                Some((run, sender, n))
+                                    if run == self.run_id && sender == partner(self.me) =>
+                                {
+                                    if n >= out.deliveries.len() {
+                                        out.deliveries.resize(n + 1, 0);
+                                    }
+                                    out.deliveries[n] += 1;
+                                    if out.deliveries[n] == 1 {
+                                        self.live.delivered.fetch_add(1, Ordering::Relaxed);
+                                        let sent_us: u64 = env
+                                            .body
+                                            .as_ref()
+                                            .and_then(|b| b.text.split(' ').next())
+                                            .and_then(|t| t.parse().ok())
+                                            .unwrap_or(now_us);
+                                        let latency = now_us.saturating_sub(sent_us);
+                                        report::record(&mut out.delivery, latency);
+                                        out.samples.push((
+                                            (now_us / 1_000_000) as u32,
+                                            latency.min(u32::MAX as u64) as u32,
+                                        ));
+                                    }
+                                }
+                                _ => out.stale += 1,
+                            }
+                        }
+                        Some(server_frame::Kind::Receipt(r)) => max_seq = max_seq.max(r.seq),
+                        _ => {}
+                    }
+                    if max_seq >= acked_seq + ACK_EVERY {
+                        client.send(client_frame::Kind::Ack(Ack { seq: max_seq })).await?;
+                        acked_seq = max_seq;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        let id = format!("{:08x}.{}.{}", 0xdead_beef_u32, 7, 42);
+        assert_eq!(parse_id(&id), Some((0xdead_beef, 7, 42)));
+        assert_eq!(parse_id("not.an.id"), None);
+        assert_eq!(partner(4), 5);
+        assert_eq!(partner(5), 4);
+    }
+}

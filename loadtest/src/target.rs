@@ -1,0 +1,112 @@
+//! The server under test: where it listens (discovered from its
+//! `/cert-hash`), its users, and its memory (from its `/metrics`).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use futures_util::stream::{self, StreamExt};
+use serde::Deserialize;
+
+use crate::client::ServerAddr;
+use crate::rest::{self, RestError};
+
+/// Password of every user the harness provisions.
+pub const LOAD_PASSWORD: &str = "samvad-load-password";
+
+#[derive(Deserialize)]
+struct CertHash {
+    sha256: String,
+    quic_port: u16,
+}
+
+/// Finds the QUIC port and certificate hash of the server whose plain-HTTP
+/// listener is `http` (`http://127.0.0.1:8080`). Only loopback targets are
+/// accepted: the harness is not a tool to flood other machines.
+pub async fn discover(http: &str) -> anyhow::Result<ServerAddr> {
+    let http = http.trim_end_matches('/').to_string();
+    let host_port = http
+        .strip_prefix("http://")
+        .context("the server URL must start with http://")?;
+    let addr: SocketAddr = tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("resolving {host_port}"))?
+        .next()
+        .context("the server name resolves to nothing")?;
+    if !addr.ip().is_loopback() {
+        bail!(
+            "{} is not a loopback address: samvad-load only targets this machine",
+            addr.ip()
+        );
+    }
+    let info: CertHash = reqwest::get(format!("{http}/cert-hash"))
+        .await
+        .context("GET /cert-hash")?
+        .error_for_status()?
+        .json()
+        .await?;
+    let mut cert_sha256 = [0u8; 32];
+    hex::decode_to_slice(&info.sha256, &mut cert_sha256).context("certificate hash")?;
+    Ok(ServerAddr {
+        quic: SocketAddr::new(addr.ip(), info.quic_port),
+        http,
+        cert_sha256,
+    })
+}
+
+/// Resident memory of the server in bytes, from its Prometheus metrics.
+pub async fn server_rss(http: &str) -> anyhow::Result<u64> {
+    let text = reqwest::get(format!("{http}/metrics"))
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("samvad_process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .context("the server's /metrics has no samvad_process_resident_memory_bytes")
+}
+
+/// Registers `names` (or logs them in when they exist), `parallel` at a
+/// time; returns their access tokens in the same order.
+pub async fn provision(
+    http: &str,
+    names: &[String],
+    parallel: usize,
+) -> anyhow::Result<Vec<String>> {
+    let results: Vec<anyhow::Result<String>> = stream::iter(names.iter())
+        .map(|name| async move {
+            match rest::register(http, name, LOAD_PASSWORD).await {
+                Ok(t) => Ok(t.access_token),
+                Err(RestError::Refused { status: 409, .. }) => {
+                    Ok(rest::login(http, name, LOAD_PASSWORD).await?.access_token)
+                }
+                Err(e) => Err(anyhow::Error::from(e).context(format!("registering {name}"))),
+            }
+        })
+        .buffered(parallel.max(1))
+        .collect()
+        .await;
+    results.into_iter().collect()
+}
+
+/// `count` source addresses 127.0.0.1, 127.0.0.2, … for WebSocket
+/// clients: each address has its own range of ephemeral ports.
+pub fn loopback_sources(count: usize) -> Vec<IpAddr> {
+    (0..count.min(250))
+        .map(|i| IpAddr::from([127, 0, 0, 1 + i as u8]))
+        .collect()
+}
+
+/// Waits until `f` is true or `limit` passes; true if it became true.
+pub async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}

@@ -5,7 +5,8 @@
 //! within a partition, consumers in a group share the partitions, delivery is
 //! at least once and a consumer commits an offset only after the work the
 //! record asked for is durable. Roles are written against the trait and run
-//! unchanged on [`EmbeddedBus`] (one process, journaled in fjall) or on Kafka.
+//! unchanged on [`EmbeddedBus`] (one process, journaled in fjall) or on
+//! [`KafkaBus`] (rdkafka).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -14,9 +15,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 mod embedded;
+mod kafka;
 mod partition;
 
 pub use embedded::{Durability, EmbeddedBus};
+pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
 
 /// A boxed future, so that the bus traits stay object safe (`Arc<dyn Bus>`).

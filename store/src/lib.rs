@@ -20,6 +20,7 @@ pub mod accounts;
 pub mod inbox;
 mod keys;
 pub mod presence;
+pub mod redis_presence;
 pub mod role;
 pub mod tokens;
 

@@ -1,0 +1,194 @@
+//! Presence in Redis, for the cluster: every edge writes its sessions, every
+//! store reads them.
+//!
+//! Layout: one sorted set per user, `<prefix>presence:<user>`, member
+//! `<session>@<edge>`, score = the time (ms) the entry expires. Redis 7.0
+//! has no per-field TTLs, so expiry is by score: readers ignore members
+//! whose score has passed, writers trim them, and the key itself expires
+//! after the longest TTL. An edge refreshes the scores of all its sessions
+//! every `ttl / 3` (heartbeat); an edge that dies stops refreshing and its
+//! sessions drop out by themselves within `ttl`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::ConnectionManager;
+use samvad_bus::BoxFuture;
+
+use crate::inbox::now_ms;
+use crate::presence::{Presence, PresenceMap, SessionRoute};
+
+pub struct RedisPresence {
+    redis: ConnectionManager,
+    prefix: String,
+    ttl: Duration,
+    /// The sessions this process registered, refreshed by the heartbeat.
+    mine: Mutex<HashMap<Arc<str>, (String, SessionRoute)>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("redis: {0}")]
+pub struct PresenceError(#[from] redis::RedisError);
+
+fn member(route: &SessionRoute) -> String {
+    format!("{}@{}", route.session, route.edge)
+}
+
+fn parse_member(m: &str) -> Option<SessionRoute> {
+    let (session, edge) = m.split_once('@')?;
+    Some(SessionRoute {
+        session: session.into(),
+        edge: edge.into(),
+    })
+}
+
+impl RedisPresence {
+    /// Connects to `url` (`redis://host:port/db`); keys start with `prefix`.
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        ttl: Duration,
+    ) -> Result<Arc<Self>, PresenceError> {
+        let client = redis::Client::open(url)?;
+        let redis = ConnectionManager::new(client).await?;
+        let presence = Arc::new(RedisPresence {
+            redis,
+            prefix: prefix.to_string(),
+            ttl,
+            mine: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(heartbeat(Arc::downgrade(&presence)));
+        Ok(presence)
+    }
+
+    fn key(&self, user: &str) -> String {
+        format!("{}presence:{user}", self.prefix)
+    }
+
+    /// Writes `sessions` with a fresh expiry, in one round trip.
+    async fn write(&self, sessions: &[(String, SessionRoute)]) -> Result<(), PresenceError> {
+        if sessions.is_empty() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let expires = now + self.ttl.as_millis() as i64;
+        let mut pipe = redis::pipe();
+        for (user, route) in sessions {
+            let key = self.key(user);
+            pipe.zadd(&key, member(route), expires)
+                .ignore()
+                .zrembyscore(&key, "-inf", now)
+                .ignore()
+                .pexpire(&key, self.ttl.as_millis() as i64)
+                .ignore();
+        }
+        let mut conn = self.redis.clone();
+        pipe.query_async::<()>(&mut conn).await?;
+        Ok(())
+    }
+}
+
+/// Refreshes this process's sessions every ttl/3 until the presence is
+/// dropped.
+async fn heartbeat(presence: std::sync::Weak<RedisPresence>) {
+    let period = match presence.upgrade() {
+        Some(p) => p.ttl / 3,
+        None => return,
+    };
+    let mut ticker = tokio::time::interval(period);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(p) = presence.upgrade() else { return };
+        let sessions: Vec<(String, SessionRoute)> = p.mine.lock().values().cloned().collect();
+        for chunk in sessions.chunks(512) {
+            if let Err(e) = p.write(chunk).await {
+                tracing::warn!(error = %e, "presence heartbeat failed; retrying next period");
+                break;
+            }
+        }
+    }
+}
+
+impl Presence for RedisPresence {
+    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            self.mine
+                .lock()
+                .insert(route.session.clone(), (user.to_string(), route.clone()));
+            if let Err(e) = self.write(&[(user.to_string(), route)]).await {
+                // The heartbeat writes it again; until then the user only
+                // misses live pushes, never messages (they wait in the inbox).
+                tracing::warn!(error = %e, user, "presence register failed");
+            }
+        })
+    }
+
+    fn unregister<'a>(&'a self, user: &'a str, session: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some((_, route)) = self.mine.lock().remove(session) else {
+                return;
+            };
+            let mut conn = self.redis.clone();
+            let removed: Result<(), _> = redis::cmd("ZREM")
+                .arg(self.key(user))
+                .arg(member(&route))
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = removed {
+                tracing::warn!(error = %e, user, "presence unregister failed; expires by TTL");
+            }
+        })
+    }
+
+    fn lookup<'a>(&'a self, users: &'a [&'a str]) -> BoxFuture<'a, PresenceMap> {
+        Box::pin(async move {
+            if users.is_empty() {
+                return PresenceMap::new();
+            }
+            let now = now_ms();
+            let mut pipe = redis::pipe();
+            for user in users {
+                pipe.zrangebyscore(self.key(user), now, "+inf");
+            }
+            let mut conn = self.redis.clone();
+            let members: Vec<Vec<String>> = match pipe.query_async(&mut conn).await {
+                Ok(m) => m,
+                Err(e) => {
+                    // No presence: deliveries stay in the inboxes and reach
+                    // the users on their next sync; nothing is lost.
+                    tracing::warn!(error = %e, "presence lookup failed");
+                    return PresenceMap::new();
+                }
+            };
+            users
+                .iter()
+                .zip(members)
+                .filter(|(_, m)| !m.is_empty())
+                .map(|(user, m)| {
+                    (
+                        user.to_string(),
+                        m.iter().filter_map(|s| parse_member(s)).collect(),
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members_round_trip() {
+        let route = SessionRoute {
+            session: "s-1".into(),
+            edge: "edge.a".into(),
+        };
+        assert_eq!(parse_member(&member(&route)), Some(route));
+        assert_eq!(parse_member("no-at-sign"), None);
+    }
+}

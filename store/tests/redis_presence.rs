@@ -1,0 +1,108 @@
+//! Presence in a real redis-server (started on a free port per test).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use samvad_store::presence::{Presence, SessionRoute};
+use samvad_store::redis_presence::RedisPresence;
+
+struct RedisServer {
+    child: Child,
+    url: String,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/test.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        RedisServer {
+            child,
+            url: format!("redis://127.0.0.1:{port}/"),
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn route(session: &str, edge: &str) -> SessionRoute {
+    SessionRoute {
+        session: session.into(),
+        edge: edge.into(),
+    }
+}
+
+#[tokio::test]
+async fn register_lookup_unregister_across_edges() {
+    let redis = RedisServer::start();
+    let ttl = Duration::from_secs(30);
+    let edge_a = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
+    let edge_b = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
+    let store = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
+    edge_a.register("alice", route("s1", "a")).await;
+    edge_b.register("alice", route("s2", "b")).await;
+    edge_b.register("bob", route("s3", "b")).await;
+    let map = store.lookup(&["alice", "bob", "carol"]).await;
+    let mut alice = map["alice"].clone();
+    alice.sort_by(|x, y| x.session.cmp(&y.session));
+    assert_eq!(alice, vec![route("s1", "a"), route("s2", "b")]);
+    assert_eq!(map["bob"], vec![route("s3", "b")]);
+    assert!(!map.contains_key("carol"));
+    edge_a.unregister("alice", "s1").await;
+    let map = store.lookup(&["alice"]).await;
+    assert_eq!(map["alice"], vec![route("s2", "b")]);
+    // Another prefix is another cluster.
+    let other = RedisPresence::connect(&redis.url, "u.", ttl).await.unwrap();
+    assert!(other.lookup(&["alice"]).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_dead_edge_drops_out_by_expiry_a_live_one_stays() {
+    let redis = RedisServer::start();
+    let ttl = Duration::from_millis(900);
+    let live = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
+    let dying = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
+    live.register("alice", route("s1", "live")).await;
+    dying.register("alice", route("s2", "dead")).await;
+    assert_eq!(live.lookup(&["alice"]).await["alice"].len(), 2);
+    // The edge dies without unregistering: its heartbeat stops.
+    drop(dying);
+    tokio::time::sleep(ttl * 3).await;
+    let map = live.lookup(&["alice"]).await;
+    assert_eq!(
+        map["alice"],
+        vec![route("s1", "live")],
+        "heartbeats kept the live session"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_means_no_presence_not_a_hang() {
+    let redis = RedisServer::start();
+    let presence = RedisPresence::connect(&redis.url, "t.", Duration::from_secs(30))
+        .await
+        .unwrap();
+    drop(redis);
+    let lookup = tokio::time::timeout(Duration::from_secs(20), presence.lookup(&["alice"])).await;
+    assert!(lookup.expect("lookup returns").is_empty());
+}

@@ -4,9 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v chromium >/dev/null 2>&1; then
+# Debian packages: Chromium (browser tests), redis-server (cluster tests).
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# A real Kafka-protocol broker for the cluster tests (DESIGN.md).
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+if ! command -v tansu >/dev/null 2>&1; then
+  cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
 # npm: on PATH, or the copy that ships with the machine's Node.js.
 if command -v npm >/dev/null 2>&1; then NPM=(npm); else NPM=(node /usr/lib/node_modules/npm/bin/npm-cli.js); fi

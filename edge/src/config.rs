@@ -11,6 +11,20 @@ pub struct ServeArgs {
     #[arg(long, default_value = "./data", env = "SAMVAD_DATA_DIR")]
     pub data_dir: PathBuf,
 
+    /// How durable a write is before it is acknowledged.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub durability: DurabilityArg,
+
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+
+    #[command(flatten)]
+    pub topics: TopicArgs,
+}
+
+/// What an edge listens on and how it treats sessions.
+#[derive(Debug, Clone, Args)]
+pub struct EdgeArgs {
     /// UDP address for QUIC (WebTransport and native `samvad/1`), and TCP
     /// address for HTTPS, REST and WebSocket: the same host and port.
     #[arg(long, default_value = "0.0.0.0:4433", env = "SAMVAD_LISTEN")]
@@ -34,21 +48,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = samvad_proto::DEFAULT_MAX_FRAME)]
     pub max_frame: usize,
 
-    /// How durable a write is before it is acknowledged.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
-    pub durability: DurabilityArg,
-
-    /// Name of this node on the bus (its `edge.<node>` topic).
+    /// Name of this node on the bus (its `edge.<node>` topic); unique per
+    /// edge in a cluster.
     #[arg(long, default_value = "local", env = "SAMVAD_NODE")]
     pub node: String,
-
-    /// Prefix of every bus topic name.
-    #[arg(long, default_value = "samvad.")]
-    pub topic_prefix: String,
-
-    /// Partitions of the `inbound` and `deliver` topics.
-    #[arg(long, default_value_t = 8)]
-    pub partitions: u32,
 
     /// Lifetime of access tokens, in seconds.
     #[arg(long, default_value_t = 900)]
@@ -63,6 +66,90 @@ pub struct ServeArgs {
     pub session_queue: usize,
 
     /// Write the bound addresses as JSON to this file once listening.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// Names and sizes of the bus topics.
+#[derive(Debug, Clone, Args)]
+pub struct TopicArgs {
+    /// Prefix of every bus topic name (and of the Redis keys).
+    #[arg(long, default_value = "samvad.")]
+    pub topic_prefix: String,
+
+    /// Partitions of the `inbound` and `deliver` topics.
+    #[arg(long, default_value_t = 8)]
+    pub partitions: u32,
+}
+
+/// How a cluster process reaches Kafka and Redis.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Kafka bootstrap servers, `host:port[,host:port…]`.
+    #[arg(long, env = "SAMVAD_KAFKA")]
+    pub kafka: String,
+
+    /// Redis URL (presence; in edges also accounts and refresh tokens).
+    #[arg(long, env = "SAMVAD_REDIS")]
+    pub redis: String,
+
+    /// Replication factor of the topics this process creates.
+    #[arg(long, default_value_t = 1)]
+    pub replication: i32,
+
+    /// `fetch.wait.max.ms` of the Kafka consumers: latency floor vs CPU.
+    #[arg(long, default_value_t = 1)]
+    pub fetch_wait_ms: u32,
+
+    /// Seconds a presence entry lives without a heartbeat.
+    #[arg(long, default_value_t = 15)]
+    pub presence_ttl: u64,
+
+    #[command(flatten)]
+    pub topics: TopicArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterEdgeArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterStoreArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Directory of this store node's fjall database (inboxes). A cache of
+    /// the `deliver` partitions it owns: losing it costs a replay, not data.
+    #[arg(long, default_value = "./data", env = "SAMVAD_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// How durable an inbox write is before its pushes and commit.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
+    pub durability: DurabilityArg,
+
+    /// Name of this node (logs, Kafka client id).
+    #[arg(long, default_value = "store", env = "SAMVAD_NODE")]
+    pub node: String,
+
+    /// Write `{role, pid}` as JSON to this file once running.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterRouterArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// Name of this node (logs, Kafka client id).
+    #[arg(long, default_value = "router", env = "SAMVAD_NODE")]
+    pub node: String,
+
+    /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
 }

@@ -152,7 +152,7 @@ async fn execute<T: Transport>(
             Action::Reply(frame) => send_reply(edge, transport, &frame).await?,
             Action::Accept(env) => {
                 let to = env.head.as_ref().map(|h| h.to.clone()).unwrap_or_default();
-                match edge.accounts.exists(&to) {
+                match edge.directory.exists(&to).await {
                     Ok(true) => {}
                     Ok(false) => {
                         let frame = ServerFrame::error(

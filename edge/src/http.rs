@@ -143,10 +143,11 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 }
 
 /// Issues an access token and the first refresh token of a new family.
-fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiError> {
+async fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    edge.refresh
-        .issue(&id, user, family)
+    edge.directory
+        .issue_refresh(&id, user, family)
+        .await
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         user: user.to_string(),
@@ -185,10 +186,10 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
         password_hash: hash,
         created_ms: samvad_store::inbox::now_ms(),
     };
-    let accounts = edge.accounts.clone();
-    let created = tokio::task::spawn_blocking(move || accounts.create(&account))
+    let created = edge
+        .directory
+        .create_account(account)
         .await
-        .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
     if !created {
         return Err(ApiError::new(
@@ -197,7 +198,7 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
             "that user name is taken",
         ));
     }
-    let pair = issue(&edge, &creds.username, &new_family())?;
+    let pair = issue(&edge, &creds.username, &new_family()).await?;
     Ok((StatusCode::CREATED, Json(pair)).into_response())
 }
 
@@ -210,8 +211,9 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenPair>, ApiError> {
     let creds: Credentials = parse(&body)?;
     let account = edge
-        .accounts
-        .get(&creds.username)
+        .directory
+        .account(&creds.username)
+        .await
         .map_err(ApiError::internal)?;
     let hash = account
         .as_ref()
@@ -227,7 +229,7 @@ async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenP
             "wrong user name or password",
         ));
     }
-    Ok(Json(issue(&edge, &creds.username, &new_family())?))
+    Ok(Json(issue(&edge, &creds.username, &new_family()).await?))
 }
 
 async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenPair>, ApiError> {
@@ -248,11 +250,12 @@ async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<Toke
             ),
         })?;
     match edge
-        .refresh
-        .redeem(&claims.jti)
+        .directory
+        .redeem_refresh(&claims.jti)
+        .await
         .map_err(ApiError::internal)?
     {
-        Ok((user, family)) => Ok(Json(issue(&edge, &user, &family)?)),
+        Ok((user, family)) => Ok(Json(issue(&edge, &user, &family).await?)),
         Err(RefreshError::Reused) => Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "token_reused",
@@ -280,8 +283,9 @@ async fn logout(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<StatusCode
             "refresh token invalid",
         )
     })?;
-    edge.refresh
+    edge.directory
         .revoke_family(&claims.fam)
+        .await
         .map_err(ApiError::internal)?;
     Ok(StatusCode::NO_CONTENT)
 }

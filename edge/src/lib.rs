@@ -7,14 +7,18 @@
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP.
-//! - [`auth`], [`tls`], [`metrics`], [`config`], [`serve`].
+//! - [`node`]: an edge's listeners and start-up, shared by both modes.
+//! - [`serve`]: every role in one process; [`cluster`]: one role per process.
+//! - [`auth`], [`tls`], [`metrics`], [`config`].
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod http;
 pub mod hub;
 pub mod metrics;
+pub mod node;
 pub mod quic;
 pub mod serve;
 pub mod session;

@@ -2,7 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
-use samvad::config::ServeArgs;
+use samvad::config::{ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs, ServeArgs};
 
 /// Tunes glibc malloc for a server with many small, long-lived sessions
 /// and a few large short-lived buffers (an argon2 hash takes 19 MiB):
@@ -35,6 +35,12 @@ struct Cli {
 enum Command {
     /// Every role in one process: embedded bus, in-memory presence, fjall in --data-dir.
     Serve(ServeArgs),
+    /// Cluster edge: sessions and REST, over Kafka and Redis.
+    Edge(ClusterEdgeArgs),
+    /// Cluster router: `inbound` → `deliver`.
+    Router(ClusterRouterArgs),
+    /// Cluster store: owns the inboxes of its `deliver` partitions.
+    Store(ClusterStoreArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +58,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(samvad::serve::run(args)),
+        Command::Edge(args) => runtime.block_on(samvad::cluster::edge(args)),
+        Command::Router(args) => runtime.block_on(samvad::cluster::router(args)),
+        Command::Store(args) => runtime.block_on(samvad::cluster::store(args)),
     }
 }

@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use samvad_bus::{Bus, Topics};
-use samvad_store::accounts::Accounts;
+use samvad_store::directory::Directory;
 use samvad_store::presence::Presence;
-use samvad_store::tokens::RefreshTokens;
 
 use crate::auth::TokenKeys;
 use crate::hub::Hub;
@@ -18,8 +17,8 @@ pub struct Edge {
     pub topics: Topics,
     pub presence: Arc<dyn Presence>,
     pub keys: TokenKeys,
-    pub accounts: Accounts,
-    pub refresh: RefreshTokens,
+    /// Accounts and refresh tokens: fjall in `serve`, Redis in a cluster.
+    pub directory: Arc<dyn Directory>,
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,

@@ -13,10 +13,13 @@
 //!
 //! - [`inbox`]: the inbox rules (append, ack, sync) over a batch of bus records.
 //! - [`accounts`]: users and their password hashes.
+//! - [`directory`]: accounts and refresh tokens behind one trait, in fjall
+//!   (`samvad serve`) or Redis (the cluster).
 //! - [`presence`]: which sessions a user has, on which edge.
 //! - [`role`]: the store role: consume `deliver`, apply, route, commit.
 
 pub mod accounts;
+pub mod directory;
 pub mod inbox;
 mod keys;
 pub mod presence;
@@ -33,4 +36,6 @@ pub enum StoreError {
     Fjall(#[from] fjall::Error),
     #[error("corrupt {what} record")]
     Corrupt { what: &'static str },
+    #[error("unavailable: {0}")]
+    Unavailable(String),
 }

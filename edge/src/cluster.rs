@@ -1,0 +1,138 @@
+//! The cluster: `samvad edge | router | store`, one role per process, wired
+//! by Kafka (the bus) and Redis (presence; for edges also the directory of
+//! accounts and refresh tokens, and the shared access-token key). The roles
+//! are the very ones `samvad serve` runs; only their bus, presence and
+//! directory differ.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use samvad_bus::{Bus, KafkaBus, KafkaConfig, TopicSpec, Topics};
+use samvad_router::RouterRole;
+use samvad_store::directory::RedisDirectory;
+use samvad_store::inbox::Inboxes;
+use samvad_store::redis_presence::RedisPresence;
+use samvad_store::role::StoreRole;
+use samvad_store::PersistMode;
+use tokio::task::JoinSet;
+
+use crate::auth::TokenKeys;
+use crate::config::{
+    ClusterArgs, ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs, DurabilityArg,
+};
+use crate::node::{self, EdgeDeps};
+
+/// Connects to Kafka and makes sure the shared topics exist.
+async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
+    let mut config = KafkaConfig::new(&cluster.kafka);
+    config.replication = cluster.replication;
+    config.fetch_wait_ms = cluster.fetch_wait_ms;
+    config.client_id = format!("samvad-{node}");
+    let bus: Arc<dyn Bus> = Arc::new(KafkaBus::connect(config).context("connecting to Kafka")?);
+    let topics = Topics::new(cluster.topics.topic_prefix.clone());
+    let partitions = cluster.topics.partitions;
+    bus.ensure_topic(&topics.inbound(), TopicSpec::synced(partitions))
+        .await
+        .context("creating the inbound topic")?;
+    bus.ensure_topic(&topics.deliver(), TopicSpec::durable(partitions))
+        .await
+        .context("creating the deliver topic")?;
+    Ok((bus, topics))
+}
+
+async fn presence(cluster: &ClusterArgs) -> anyhow::Result<Arc<RedisPresence>> {
+    RedisPresence::connect(
+        &cluster.redis,
+        &cluster.topics.topic_prefix,
+        Duration::from_secs(cluster.presence_ttl),
+    )
+    .await
+    .context("connecting to Redis")
+}
+
+/// Writes a ready file for a role without listeners (tests wait for it).
+fn ready(path: Option<&std::path::Path>, role: &str) -> anyhow::Result<()> {
+    if let Some(path) = path {
+        node::write_ready(
+            path,
+            &serde_json::json!({ "role": role, "pid": std::process::id() }),
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
+    let (bus, topics) = bus(&args.cluster, &args.edge.node).await?;
+    let presence = presence(&args.cluster).await?;
+    let directory = RedisDirectory::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
+        .await
+        .context("connecting to Redis")?;
+    let secret = directory
+        .shared_secret("access-token-key", &rand::random::<[u8; 32]>())
+        .await?;
+    let deps = EdgeDeps {
+        bus,
+        topics,
+        presence,
+        directory,
+        keys: TokenKeys::new(&secret, args.edge.access_ttl),
+    };
+    let mut roles = JoinSet::new();
+    let running = node::start(
+        &args.edge,
+        deps,
+        &mut roles,
+        serde_json::json!({ "role": "edge" }),
+    )
+    .await?;
+    let result = node::wait(&mut roles).await;
+    running.endpoint.close(0u32.into(), b"server shutting down");
+    result
+}
+
+pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
+    let (bus, topics) = bus(&args.cluster, &args.node).await?;
+    let mut roles = JoinSet::new();
+    roles.spawn(async move {
+        RouterRole { bus, topics }
+            .run()
+            .await
+            .context("router role")
+    });
+    ready(args.ready_file.as_deref(), "router")?;
+    tracing::info!(node = %args.node, "router running");
+    node::wait(&mut roles).await
+}
+
+pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
+    let (bus, topics) = bus(&args.cluster, &args.node).await?;
+    let presence = presence(&args.cluster).await?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let db = fjall::Database::builder(args.data_dir.join("db"))
+        .open()
+        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
+    let persist = match args.durability {
+        DurabilityArg::Sync => PersistMode::SyncData,
+        DurabilityArg::Buffer => PersistMode::Buffer,
+    };
+    let inboxes = Arc::new(Inboxes::open(&db, persist)?);
+    let mut roles = JoinSet::new();
+    roles.spawn(async move {
+        StoreRole {
+            bus,
+            topics,
+            inboxes,
+            presence,
+        }
+        .run()
+        .await
+        .context("store role")
+    });
+    ready(args.ready_file.as_deref(), "store")?;
+    tracing::info!(node = %args.node, data = %args.data_dir.display(), "store running");
+    let result = node::wait(&mut roles).await;
+    db.persist(PersistMode::SyncAll)?;
+    result
+}

@@ -1,0 +1,223 @@
+//! An edge node: the session listeners (QUIC/WebTransport on UDP,
+//! HTTPS + WebSocket on TCP, plain HTTP on loopback), the dispatcher of its
+//! `edge.<node>` topic and certificate rotation. The same in `samvad serve`
+//! and `samvad edge`; only the bus, presence and directory differ.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
+use parking_lot::RwLock;
+use samvad_bus::{Bus, TopicSpec, Topics};
+use samvad_store::directory::Directory;
+use samvad_store::presence::Presence;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::TokenKeys;
+use crate::config::EdgeArgs;
+use crate::hub::{self, Hub};
+use crate::metrics::Metrics;
+use crate::session::SessionConfig;
+use crate::state::Edge;
+use crate::tls::{self, Identity};
+use crate::{http, quic};
+
+/// What an edge is wired to.
+pub struct EdgeDeps {
+    pub bus: Arc<dyn Bus>,
+    pub topics: Topics,
+    pub presence: Arc<dyn Presence>,
+    pub directory: Arc<dyn Directory>,
+    pub keys: TokenKeys,
+}
+
+/// A started edge.
+pub struct RunningEdge {
+    pub edge: Arc<Edge>,
+    pub endpoint: quinn::Endpoint,
+}
+
+/// Binds the listeners and starts serving; long-running tasks that must not
+/// end (the dispatcher) go into `roles`. Writes `--ready-file` last.
+pub async fn start(
+    args: &EdgeArgs,
+    deps: EdgeDeps,
+    roles: &mut JoinSet<anyhow::Result<()>>,
+    extra_ready: serde_json::Value,
+) -> anyhow::Result<RunningEdge> {
+    deps.bus
+        .ensure_topic(&deps.topics.edge(&args.node), TopicSpec::ephemeral(1))
+        .await?;
+    let identity = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
+        _ => Identity::self_signed()?,
+    };
+    let endpoint = quic::bind(args.listen, &identity)?;
+    let quic_addr = endpoint.local_addr()?;
+    let edge = Arc::new(Edge {
+        bus: deps.bus,
+        topics: deps.topics,
+        presence: deps.presence,
+        keys: deps.keys,
+        directory: deps.directory,
+        session_config: Arc::new(SessionConfig {
+            node: args.node.as_str().into(),
+            max_frame: args.max_frame,
+            rate_per_sec: args.rate_limit,
+        }),
+        session_queue: args.session_queue,
+        hub: Hub::default(),
+        cert_sha256: RwLock::new(identity.sha256_hex()),
+        metrics: Metrics::default(),
+        quic_port: quic_addr.port(),
+    });
+    roles.spawn({
+        let edge = edge.clone();
+        async move { hub::run_dispatch(edge).await.context("edge dispatch") }
+    });
+
+    let tcp = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding TCP {}", args.listen))?;
+    let https_addr = tcp.local_addr()?;
+    let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(
+        identity.server_config(&[b"http/1.1"])?,
+    ))));
+    let app = http::router(edge.clone());
+    tokio::spawn(quic::serve(endpoint.clone(), edge.clone()));
+    tokio::spawn(serve_https(tcp, acceptor.clone(), app.clone()));
+    let http_addr = if args.http_listen == "off" {
+        None
+    } else {
+        let addr: SocketAddr = args
+            .http_listen
+            .parse()
+            .context("--http-listen is HOST:PORT or off")?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding TCP {addr}"))?;
+        let bound = listener.local_addr()?;
+        // Frames are small and latency matters: no Nagle.
+        let listener =
+            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+                let _ = tcp.set_nodelay(true);
+            });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Some(bound)
+    };
+    if identity.self_signed {
+        tokio::spawn(rotate_certificate(
+            identity.expires.unwrap_or_default(),
+            endpoint.clone(),
+            acceptor,
+            edge.clone(),
+        ));
+    }
+
+    tracing::info!(%quic_addr, %https_addr, http = ?http_addr, node = %args.node,
+        cert_sha256 = %edge.cert_sha256.read(), "edge serving");
+    if let Some(path) = &args.ready_file {
+        let mut ready = serde_json::json!({
+            "quic": quic_addr.to_string(),
+            "https": https_addr.to_string(),
+            "http": http_addr.map(|a| a.to_string()),
+            "pid": std::process::id(),
+            "cert_sha256": *edge.cert_sha256.read(),
+        });
+        if let (Some(ready), Some(extra)) = (ready.as_object_mut(), extra_ready.as_object()) {
+            ready.extend(extra.clone());
+        }
+        write_ready(path, &ready)?;
+    }
+    Ok(RunningEdge { edge, endpoint })
+}
+
+/// Writes the ready file atomically (tests wait for it to appear).
+pub fn write_ready(path: &std::path::Path, ready: &serde_json::Value) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, ready.to_string())?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Runs until SIGINT/SIGTERM, or fails when a role stops.
+pub async fn wait(roles: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+        Some(ended) = roles.join_next() => {
+            let result = ended.context("role panicked")?;
+            result?;
+            anyhow::bail!("a role stopped");
+        }
+    }
+    Ok(())
+}
+
+async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, app: axum::Router) {
+    loop {
+        let (tcp, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                tracing::warn!(error = %e, "TCP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.read().clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(tls) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let service = TowerToHyperService::new(app);
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+/// Replaces the generated certificate before it expires, on both ports.
+async fn rotate_certificate(
+    mut expires: i64,
+    endpoint: quinn::Endpoint,
+    acceptor: Arc<RwLock<TlsAcceptor>>,
+    edge: Arc<Edge>,
+) {
+    loop {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let rotate_at = expires - tls::ROTATE_BEFORE_EXPIRY.as_secs() as i64;
+        tokio::time::sleep(Duration::from_secs(
+            rotate_at.saturating_sub(now).max(60) as u64
+        ))
+        .await;
+        let next = match Identity::self_signed() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!(error = %e, "certificate generation failed; retrying");
+                continue;
+            }
+        };
+        match (
+            quic::server_config(&next),
+            next.server_config(&[b"http/1.1"]),
+        ) {
+            (Ok(quic_config), Ok(tls_config)) => {
+                endpoint.set_server_config(Some(quic_config));
+                *acceptor.write() = TlsAcceptor::from(Arc::new(tls_config));
+                *edge.cert_sha256.write() = next.sha256_hex();
+                expires = next.expires.unwrap_or_default();
+                tracing::info!(sha256 = %next.sha256_hex(), "certificate rotated");
+            }
+            (Err(e), _) | (_, Err(e)) => tracing::error!(error = %e, "certificate config failed"),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! The directory: accounts and refresh tokens, everything an edge needs to
+//! log users in and check recipients. One trait, two homes:
+//!
+//! - [`LocalDirectory`]: fjall in the process (`samvad serve`);
+//! - [`RedisDirectory`]: Redis, shared by every edge of a cluster, so that
+//!   login, refresh and token checks work on any edge. Run that Redis with
+//!   AOF persistence in production: accounts live there.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use samvad_bus::BoxFuture;
+
+use crate::accounts::{Account, Accounts};
+use crate::tokens::{RefreshError, RefreshTokens};
+use crate::StoreError;
+
+pub type Redeemed = Result<(String, String), RefreshError>;
+
+pub trait Directory: Send + Sync + 'static {
+    /// Creates the account; `Ok(false)` if the name is taken.
+    fn create_account(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>>;
+    fn account<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Records a new refresh token `id` of login `family` for `user`.
+    fn issue_refresh<'a>(
+        &'a self,
+        id: &'a str,
+        user: &'a str,
+        family: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Uses up token `id`: its user and family, or why not. Using a token
+    /// twice revokes its whole family.
+    fn redeem_refresh<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Redeemed, StoreError>>;
+    fn revoke_family<'a>(&'a self, family: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// fjall-backed directory. Writes fsync, so they run on the blocking pool.
+#[derive(Clone)]
+pub struct LocalDirectory {
+    pub accounts: Accounts,
+    pub refresh: RefreshTokens,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StoreError::Unavailable("blocking task failed".into()))?
+}
+
+impl Directory for LocalDirectory {
+    fn create_account(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let accounts = self.accounts.clone();
+        Box::pin(blocking(move || accounts.create(&account)))
+    }
+
+    fn account<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+        Box::pin(async move { self.accounts.get(username) })
+    }
+
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { self.accounts.exists(username) })
+    }
+
+    fn issue_refresh<'a>(
+        &'a self,
+        id: &'a str,
+        user: &'a str,
+        family: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let refresh = self.refresh.clone();
+        let (id, user, family) = (id.to_string(), user.to_string(), family.to_string());
+        Box::pin(blocking(move || refresh.issue(&id, &user, &family)))
+    }
+
+    fn redeem_refresh<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Redeemed, StoreError>> {
+        let refresh = self.refresh.clone();
+        let id = id.to_string();
+        Box::pin(blocking(move || refresh.redeem(&id)))
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        let refresh = self.refresh.clone();
+        let family = family.to_string();
+        Box::pin(blocking(move || refresh.revoke_family(&family)))
+    }
+}
+
+/// How long Redis keeps refresh tokens and revoked families: past the
+/// refresh token's own lifetime nothing can present them any more.
+pub const REFRESH_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
+
+/// Redeems a refresh token atomically (one script, one round trip):
+/// unknown / revoked / reused (which revokes the family) / ok.
+const REDEEM_SCRIPT: &str = r#"
+local t = redis.call('HMGET', KEYS[1], 'user', 'family', 'used')
+if not t[1] then return {'unknown'} end
+local revoked = ARGV[1] .. t[2]
+if redis.call('EXISTS', revoked) == 1 then return {'revoked'} end
+if t[3] == '1' then
+  redis.call('SET', revoked, '1', 'EX', ARGV[2])
+  return {'reused'}
+end
+redis.call('HSET', KEYS[1], 'used', '1')
+return {'ok', t[1], t[2]}
+"#;
+
+/// Redis-backed directory, shared by the edges of a cluster.
+pub struct RedisDirectory {
+    redis: ConnectionManager,
+    prefix: String,
+    redeem: redis::Script,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {e}"))
+}
+
+impl RedisDirectory {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, StoreError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let redis = ConnectionManager::new(client).await.map_err(unavailable)?;
+        Ok(Arc::new(RedisDirectory {
+            redis,
+            prefix: prefix.to_string(),
+            redeem: redis::Script::new(REDEEM_SCRIPT),
+        }))
+    }
+
+    fn account_key(&self, username: &str) -> String {
+        format!("{}account:{username}", self.prefix)
+    }
+
+    fn token_key(&self, id: &str) -> String {
+        format!("{}refresh:{id}", self.prefix)
+    }
+
+    fn revoked_prefix(&self) -> String {
+        format!("{}revoked:", self.prefix)
+    }
+
+    /// A secret every edge of the cluster shares (the access-token key):
+    /// the first edge to start sets it, the others read it.
+    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let key = format!("{}secret:{name}", self.prefix);
+        let mut conn = self.redis.clone();
+        let _: bool = redis::cmd("SET")
+            .arg(&key)
+            .arg(fresh)
+            .arg("NX")
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map(|r| r.is_some())
+            .map_err(unavailable)?;
+        let value: Vec<u8> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(value)
+    }
+}
+
+impl Directory for RedisDirectory {
+    fn create_account(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let value = serde_json::to_string(&account)
+                .map_err(|_| StoreError::Corrupt { what: "account" })?;
+            let mut conn = self.redis.clone();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.account_key(&account.username))
+                .arg(value)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(set.is_some())
+        })
+    }
+
+    fn account<'a>(
+        &'a self,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.redis.clone();
+            let value: Option<String> = redis::cmd("GET")
+                .arg(self.account_key(username))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            value
+                .map(|v| serde_json::from_str(&v))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt { what: "account" })
+        })
+    }
+
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.redis.clone();
+            redis::cmd("EXISTS")
+                .arg(self.account_key(username))
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn issue_refresh<'a>(
+        &'a self,
+        id: &'a str,
+        user: &'a str,
+        family: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let key = self.token_key(id);
+            let mut conn = self.redis.clone();
+            redis::pipe()
+                .atomic()
+                .hset_multiple(&key, &[("user", user), ("family", family), ("used", "0")])
+                .ignore()
+                .expire(&key, REFRESH_RETENTION.as_secs() as i64)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn redeem_refresh<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Redeemed, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.redis.clone();
+            let reply: Vec<String> = self
+                .redeem
+                .key(self.token_key(id))
+                .arg(self.revoked_prefix())
+                .arg(REFRESH_RETENTION.as_secs())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            Ok(match reply.first().map(String::as_str) {
+                Some("ok") if reply.len() == 3 => Ok((reply[1].clone(), reply[2].clone())),
+                Some("reused") => Err(RefreshError::Reused),
+                Some("revoked") => Err(RefreshError::Revoked),
+                _ => Err(RefreshError::Unknown),
+            })
+        })
+    }
+
+    fn revoke_family<'a>(&'a self, family: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.redis.clone();
+            redis::cmd("SET")
+                .arg(format!("{}{family}", self.revoked_prefix()))
+                .arg("1")
+                .arg("EX")
+                .arg(REFRESH_RETENTION.as_secs())
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
+    }
+}

@@ -1,49 +1,10 @@
 //! Presence in a real redis-server (started on a free port per test).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use samvad_store::presence::{Presence, SessionRoute};
 use samvad_store::redis_presence::RedisPresence;
-
-struct RedisServer {
-    child: Child,
-    url: String,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        RedisServer {
-            child,
-            url: format!("redis://127.0.0.1:{port}/"),
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use samvad_testkit::Redis;
 
 fn route(session: &str, edge: &str) -> SessionRoute {
     SessionRoute {
@@ -54,7 +15,7 @@ fn route(session: &str, edge: &str) -> SessionRoute {
 
 #[tokio::test]
 async fn register_lookup_unregister_across_edges() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let ttl = Duration::from_secs(30);
     let edge_a = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
     let edge_b = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
@@ -78,7 +39,7 @@ async fn register_lookup_unregister_across_edges() {
 
 #[tokio::test]
 async fn a_dead_edge_drops_out_by_expiry_a_live_one_stays() {
-    let redis = RedisServer::start();
+    let redis = Redis::start();
     let ttl = Duration::from_millis(900);
     let live = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
     let dying = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
@@ -98,11 +59,11 @@ async fn a_dead_edge_drops_out_by_expiry_a_live_one_stays() {
 
 #[tokio::test]
 async fn an_unreachable_redis_means_no_presence_not_a_hang() {
-    let redis = RedisServer::start();
+    let mut redis = Redis::start();
     let presence = RedisPresence::connect(&redis.url, "t.", Duration::from_secs(30))
         .await
         .unwrap();
-    drop(redis);
+    redis.kill();
     let lookup = tokio::time::timeout(Duration::from_secs(20), presence.lookup(&["alice"])).await;
     assert!(lookup.expect("lookup returns").is_empty());
 }

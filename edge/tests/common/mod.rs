@@ -9,6 +9,8 @@ use samvad_load::client::{chat, Client, ServerAddr, TransportKind};
 use samvad_load::rest;
 use samvad_proto::v1::{client_frame, server_frame, ServerFrame};
 
+pub mod cluster;
+
 pub const T: Duration = Duration::from_secs(10);
 
 pub struct TestServer {

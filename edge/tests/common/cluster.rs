@@ -1,0 +1,176 @@
+//! A Samvad cluster for a test: a real tansu broker, a real redis-server,
+//! and `samvad edge | router | store` as separate processes.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use samvad_load::client::{Client, ServerAddr, TransportKind};
+use samvad_load::rest;
+use samvad_testkit::{Redis, Tansu};
+
+/// One `samvad` process of the cluster.
+pub struct Node {
+    child: Option<Child>,
+    args: Vec<String>,
+    ready: PathBuf,
+    /// Set for edges.
+    pub addr: Option<ServerAddr>,
+}
+
+impl Node {
+    fn spawn(args: Vec<String>, ready: PathBuf) -> Node {
+        let _ = std::fs::remove_file(&ready);
+        let child = Command::new(env!("CARGO_BIN_EXE_samvad"))
+            .args(&args)
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("SAMVAD_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn samvad");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let info: serde_json::Value = loop {
+            if let Ok(text) = std::fs::read_to_string(&ready) {
+                break serde_json::from_str(&text).unwrap();
+            }
+            assert!(Instant::now() < deadline, "{args:?} did not become ready");
+            std::thread::sleep(Duration::from_millis(25));
+        };
+        let addr = info["cert_sha256"].as_str().map(|hash| ServerAddr {
+            quic: info["quic"].as_str().unwrap().parse().unwrap(),
+            http: format!("http://{}", info["http"].as_str().unwrap()),
+            cert_sha256: hex::decode(hash).unwrap().try_into().unwrap(),
+        });
+        Node {
+            child: Some(child),
+            args,
+            ready,
+            addr,
+        }
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts the process again with the same arguments (and data dir).
+    pub fn restart(&mut self) {
+        self.kill9();
+        let fresh = Node::spawn(self.args.clone(), self.ready.clone());
+        *self = fresh;
+    }
+
+    pub fn addr(&self) -> &ServerAddr {
+        self.addr.as_ref().expect("an edge")
+    }
+
+    pub async fn connect(&self, kind: TransportKind, tokens: &rest::Tokens) -> Client {
+        Client::connect(kind, self.addr(), &tokens.access_token)
+            .await
+            .unwrap()
+            .0
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub edges: Vec<Node>,
+    pub routers: Vec<Node>,
+    pub stores: Vec<Node>,
+    // Dropped after the nodes (fields drop in order).
+    pub redis: Redis,
+    pub tansu: Tansu,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn common(&self) -> Vec<String> {
+        vec![
+            "--kafka".into(),
+            self.tansu.brokers.clone(),
+            "--redis".into(),
+            self.redis.url.clone(),
+            "--partitions".into(),
+            "4".into(),
+            "--presence-ttl".into(),
+            "3".into(),
+        ]
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn start(edges: usize, routers: usize, stores: usize) -> Cluster {
+        let mut cluster = Cluster {
+            edges: Vec::new(),
+            routers: Vec::new(),
+            stores: Vec::new(),
+            redis: Redis::start(),
+            tansu: Tansu::start(),
+            dir: tempfile::tempdir().unwrap(),
+        };
+        for i in 0..stores {
+            cluster.add_store(i);
+        }
+        for i in 0..routers {
+            let mut args = vec!["router".to_string()];
+            args.extend(cluster.common());
+            args.extend(["--node".into(), format!("r{i}")]);
+            let node = Node::spawn(args, cluster.path(&format!("router{i}.json")));
+            cluster.routers.push(node);
+        }
+        for i in 0..edges {
+            let mut args = vec!["edge".to_string()];
+            args.extend(cluster.common());
+            args.extend([
+                "--node".into(),
+                format!("e{i}"),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--http-listen".into(),
+                "127.0.0.1:0".into(),
+            ]);
+            let node = Node::spawn(args, cluster.path(&format!("edge{i}.json")));
+            cluster.edges.push(node);
+        }
+        cluster
+    }
+
+    /// Starts store `i` (data in its own directory).
+    pub fn add_store(&mut self, i: usize) {
+        let mut args = vec!["store".to_string()];
+        args.extend(self.common());
+        args.extend([
+            "--node".into(),
+            format!("s{i}"),
+            "--durability".into(),
+            "buffer".into(),
+            "--data-dir".into(),
+            self.path(&format!("store{i}")).display().to_string(),
+        ]);
+        let node = Node::spawn(args, self.path(&format!("store{i}.json")));
+        self.stores.push(node);
+    }
+
+    pub fn data_dir(&self, store: usize) -> PathBuf {
+        self.path(&format!("store{store}"))
+    }
+
+    pub async fn user(&self, edge: usize, name: &str) -> rest::Tokens {
+        rest::register(&self.edges[edge].addr().http, name, "password-123")
+            .await
+            .unwrap()
+    }
+}

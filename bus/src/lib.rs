@@ -99,6 +99,18 @@ pub struct Record {
     pub payload: Bytes,
 }
 
+impl Record {
+    /// This record, bound for the dead-letter topic: logged with where it
+    /// came from, so that a poison record is skipped (never a crash loop)
+    /// but not silently lost.
+    pub fn dead_letter(&self, topics: &Topics, why: &dyn std::fmt::Display) -> Outgoing {
+        let origin = format!("{}/{}/{}", self.topic, self.partition, self.offset);
+        tracing::error!(topic = %self.topic, partition = self.partition, offset = self.offset,
+            error = %why, "undecodable record; moved to the dead-letter topic");
+        Outgoing::new(topics.dead_letter(), origin, self.payload.clone())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("unknown topic {0:?}")]
@@ -179,5 +191,11 @@ impl Topics {
     /// Notifications for users with no live session; key = user.
     pub fn push(&self) -> String {
         format!("{}push", self.prefix)
+    }
+
+    /// Records no role could decode, kept for inspection; key = where the
+    /// record came from (`topic/partition/offset`), payload = its bytes.
+    pub fn dead_letter(&self) -> String {
+        format!("{}dead-letter", self.prefix)
     }
 }

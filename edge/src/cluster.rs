@@ -38,6 +38,9 @@ async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>,
     bus.ensure_topic(&topics.deliver(), TopicSpec::durable(partitions))
         .await
         .context("creating the deliver topic")?;
+    bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
+        .await
+        .context("creating the dead-letter topic")?;
     Ok((bus, topics))
 }
 

@@ -39,6 +39,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         TopicSpec::durable(args.topics.partitions),
     )
     .await?;
+    bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
+        .await?;
     let presence = Arc::new(MemoryPresence::default());
 
     let mut roles = tokio::task::JoinSet::new();

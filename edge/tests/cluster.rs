@@ -65,9 +65,11 @@ async fn offline_messages_wait_and_sync_on_another_edge() {
         send_chat(&mut a, &format!("m{i}"), "alice", "bob", &format!("n{i}")).await;
         next_of(&mut a, "accepted").await;
     }
-    // Bob comes online on the other edge and syncs from the start.
+    // Bob comes online on the other edge and syncs from the start. An
+    // accepted message is durable on `inbound` but may still be on its way
+    // to the inbox: what the sync does not replay arrives live right after.
     let mut b = cluster.edges[1].connect(TransportKind::Ws, &bob).await;
-    let (messages, _) = sync_all(&mut b, 0).await;
+    let messages = sync_expecting(&mut b, 0, 5).await;
     let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
     assert_eq!(ids, ["m0", "m1", "m2", "m3", "m4"]);
     let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
@@ -75,4 +77,54 @@ async fn offline_messages_wait_and_sync_on_another_edge() {
         seqs.windows(2).all(|w| w[1] == w[0] + 1),
         "gap-free: {seqs:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_go_to_the_dead_letter_topic_and_traffic_goes_on() {
+    use bytes::Bytes;
+    use samvad_bus::{Bus, KafkaBus, KafkaConfig, Outgoing, Topics};
+
+    let cluster = Cluster::start(1, 1, 1);
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(0, "bob").await;
+    let bus = KafkaBus::connect(KafkaConfig::new(&cluster.tansu.brokers)).unwrap();
+    let topics = Topics::new("samvad.");
+    // Not protobuf (wire type 7), on both topics a role decodes.
+    let poison = Bytes::from_static(&[0x0f, 0xff, 0xff]);
+    bus.produce(vec![
+        Outgoing::new(topics.inbound(), "alice:bob", poison.clone()),
+        Outgoing::new(topics.deliver(), "bob", poison.clone()),
+    ])
+    .await
+    .unwrap();
+    // Traffic after them flows: the roles skipped them, did not crash.
+    let mut a = cluster.edges[0].connect(TransportKind::Ws, &alice).await;
+    let mut b = cluster.edges[0].connect(TransportKind::Quic, &bob).await;
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+    send_chat(&mut a, "after-poison", "alice", "bob", "still flowing").await;
+    next_of(&mut a, "accepted").await;
+    let Some(server_frame::Kind::Deliver(d)) = next_of(&mut b, "deliver").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(d.envelope.unwrap().id, "after-poison");
+    // Both poison records are in the dead-letter topic, keyed by origin.
+    let mut dead = bus
+        .subscribe(&topics.dead_letter(), "inspector")
+        .await
+        .unwrap();
+    let mut origins = Vec::new();
+    while origins.len() < 2 {
+        let records = tokio::time::timeout(T * 3, dead.poll(10))
+            .await
+            .expect("dead letters arrive")
+            .unwrap();
+        for r in records {
+            assert_eq!(r.payload, poison);
+            origins.push(String::from_utf8(r.key.to_vec()).unwrap());
+        }
+    }
+    origins.sort();
+    assert!(origins[0].starts_with("samvad.deliver/"), "{origins:?}");
+    assert!(origins[1].starts_with("samvad.inbound/"), "{origins:?}");
 }

@@ -70,8 +70,7 @@ impl RouterRole {
                 let env = match Envelope::decode(r.payload.clone()) {
                     Ok(env) => env,
                     Err(e) => {
-                        tracing::error!(topic = %r.topic, partition = r.partition, offset = r.offset, error = %e,
-                            "undecodable inbound record; skipped");
+                        out.push(r.dead_letter(&self.topics, &e));
                         continue;
                     }
                 };

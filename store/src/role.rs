@@ -44,14 +44,15 @@ impl StoreRole {
         loop {
             let records = consumer.poll(BATCH).await?;
             let mut decoded = Vec::with_capacity(records.len());
+            let mut dead = Vec::new();
             for r in &records {
                 match DeliverRecord::decode(r.payload.clone()) {
                     Ok(d) => decoded.push(d),
-                    Err(e) => tracing::error!(
-                        topic = %r.topic, partition = r.partition, offset = r.offset, error = %e,
-                        "undecodable deliver record; skipped"
-                    ),
+                    Err(e) => dead.push(r.dead_letter(&self.topics, &e)),
                 }
+            }
+            if !dead.is_empty() {
+                self.bus.produce(dead).await?;
             }
             let users: BTreeSet<&str> = decoded
                 .iter()

@@ -187,3 +187,17 @@ pub async fn sync_all(c: &mut Client, mut after: u64) -> (Vec<(u64, String, Stri
         }
     }
 }
+
+/// Syncs from `after`, then takes live deliveries until `n` messages came:
+/// an accepted message is durable on `inbound` but may still be on its way
+/// to the inbox when the sync runs; it then arrives live, right after.
+pub async fn sync_expecting(c: &mut Client, after: u64, n: usize) -> Vec<(u64, String, String)> {
+    let (mut messages, _) = sync_all(c, after).await;
+    while messages.len() < n {
+        if let Some(server_frame::Kind::Deliver(d)) = next_of(c, "deliver").await.kind {
+            let env = d.envelope.unwrap();
+            messages.push((env.seq, env.id, env.body.unwrap_or_default().text));
+        }
+    }
+    messages
+}

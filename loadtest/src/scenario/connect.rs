@@ -39,6 +39,10 @@ pub struct ConnectReport {
     pub sessions: usize,
     pub connected: u64,
     pub failed: u64,
+    /// Sessions whose first attempt failed and that were tried once more
+    /// (wtransport occasionally refuses an HTTP/3 handshake under load with
+    /// H3_FRAME_UNEXPECTED; reported, not hidden).
+    pub retried: u64,
     pub first_error: Option<String>,
     /// Transport setup plus hello → welcome, per session.
     pub connect: Latency,
@@ -56,7 +60,7 @@ pub struct ConnectReport {
 impl ConnectReport {
     pub fn summary(&self) -> String {
         format!(
-            "connect over {}: {} of {} sessions up in {:.1} s ({} failed{})\n\
+            "connect over {}: {} of {} sessions up in {:.1} s ({} failed, {} retried{})\n\
              connect time: {}\n\
              server RSS: {:.1} MiB before, {:.1} MiB with half, {:.1} MiB with all sessions idle \
              → {} bytes per session",
@@ -65,6 +69,7 @@ impl ConnectReport {
             self.sessions,
             self.wall_seconds,
             self.failed,
+            self.retried,
             self.first_error
                 .as_deref()
                 .map(|e| format!(", first: {e}"))
@@ -95,6 +100,7 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
 
     let connected = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
+    let retried = Arc::new(AtomicU64::new(0));
     let (release, held) = watch::channel(false);
     let bar = progress::bar(plan.sessions as u64, "sessions");
     let started = Instant::now();
@@ -114,10 +120,18 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
         ticker.tick().await;
         let (connector, tokens) = (connector.clone(), tokens.clone());
         let (connected, failed, bar) = (connected.clone(), failed.clone(), bar.clone());
+        let retried = retried.clone();
         let mut held = held.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
-            let result = connector.connect(&tokens[i % tokens.len()]).await;
+            let token = &tokens[i % tokens.len()];
+            let result = match connector.connect(token).await {
+                Ok(up) => Ok(up),
+                Err(_) => {
+                    retried.fetch_add(1, Ordering::Relaxed);
+                    connector.connect(token).await
+                }
+            };
             let elapsed = t0.elapsed();
             bar.inc(1);
             match result {
@@ -157,6 +171,7 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
         sessions: plan.sessions,
         connected,
         failed: failed.load(Ordering::Relaxed),
+        retried: retried.load(Ordering::Relaxed),
         first_error,
         connect: Latency::of(&histogram),
         wall_seconds,

@@ -343,6 +343,19 @@ impl Bus for EmbeddedBus {
     ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
         Box::pin(self.join(topic, group))
     }
+
+    fn assign<'a>(
+        &'a self,
+        _topic: &'a str,
+        _from: &'a [(u32, u64)],
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
+        // One process, one store: it owns every partition through its group.
+        Box::pin(async {
+            Err(BusError::Backend(
+                "the embedded bus has one store, which reads through a group".into(),
+            ))
+        })
+    }
 }
 
 struct EmbeddedConsumer {

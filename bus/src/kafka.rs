@@ -226,13 +226,49 @@ impl Bus for KafkaBus {
                 .create()
                 .map_err(backend)?;
             consumer.subscribe(&[topic]).map_err(backend)?;
-            Ok(Box::new(KafkaConsumer { consumer }) as Box<dyn Consumer>)
+            Ok(Box::new(KafkaConsumer {
+                consumer,
+                commits: true,
+            }) as Box<dyn Consumer>)
+        })
+    }
+
+    fn assign<'a>(
+        &'a self,
+        topic: &'a str,
+        from: &'a [(u32, u64)],
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
+        Box::pin(async move {
+            let consumer: StreamConsumer = self
+                .config
+                .base()
+                // librdkafka wants a group id even without group membership.
+                .set("group.id", format!("{}-assigned", self.config.client_id))
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("enable.partition.eof", "false")
+                .set("fetch.wait.max.ms", self.config.fetch_wait_ms.to_string())
+                .create()
+                .map_err(backend)?;
+            let mut list = TopicPartitionList::new();
+            for &(partition, offset) in from {
+                list.add_partition_offset(topic, partition as i32, Offset::Offset(offset as i64))
+                    .map_err(backend)?;
+            }
+            consumer.assign(&list).map_err(backend)?;
+            Ok(Box::new(KafkaConsumer {
+                consumer,
+                commits: false,
+            }) as Box<dyn Consumer>)
         })
     }
 }
 
 struct KafkaConsumer {
     consumer: StreamConsumer,
+    /// False for assigned readers: their owner keeps the offsets.
+    commits: bool,
 }
 
 impl KafkaConsumer {
@@ -269,6 +305,9 @@ impl Consumer for KafkaConsumer {
     }
 
     fn commit(&mut self, records: &[Record]) -> Result<(), BusError> {
+        if !self.commits {
+            return Ok(());
+        }
         let mut next: HashMap<(&str, u32), u64> = HashMap::new();
         for r in records {
             let e = next.entry((&r.topic, r.partition)).or_insert(0);

@@ -147,6 +147,16 @@ pub trait Bus: Send + Sync + 'static {
         topic: &'a str,
         group: &'a str,
     ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
+
+    /// Reads the given partitions of `topic`, each from its offset, outside
+    /// any consumer group: for roles that decide ownership themselves (the
+    /// cluster's store nodes, by leases). `commit` on it does nothing; the
+    /// reader keeps its own offsets.
+    fn assign<'a>(
+        &'a self,
+        topic: &'a str,
+        from: &'a [(u32, u64)],
+    ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
 }
 
 /// One member of a consumer group.

@@ -12,6 +12,7 @@ use samvad_bus::{Bus, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::inbox::Inboxes;
+use samvad_store::ownership::Leases;
 use samvad_store::redis_presence::RedisPresence;
 use samvad_store::role::StoreRole;
 use samvad_store::PersistMode;
@@ -121,6 +122,16 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
         DurabilityArg::Buffer => PersistMode::Buffer,
     };
     let inboxes = Arc::new(Inboxes::open(&db, persist)?);
+    let leases = Leases::connect(
+        &args.cluster.redis,
+        &args.cluster.topics.topic_prefix,
+        &topics.deliver(),
+        &args.node,
+        args.cluster.topics.partitions,
+        Duration::from_secs(args.lease_ttl),
+    )
+    .await
+    .context("connecting to Redis")?;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         StoreRole {
@@ -129,7 +140,7 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
             inboxes,
             presence,
         }
-        .run()
+        .run_owned(Arc::new(leases))
         .await
         .context("store role")
     });

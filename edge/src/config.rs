@@ -131,9 +131,15 @@ pub struct ClusterStoreArgs {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     pub durability: DurabilityArg,
 
-    /// Name of this node (logs, Kafka client id).
+    /// Name of this node (logs, Kafka client id, partition leases): unique
+    /// per store.
     #[arg(long, default_value = "store", env = "SAMVAD_NODE")]
     pub node: String,
+
+    /// Seconds a partition lease lives without renewal: how long the
+    /// partitions of a dead store wait before another takes them.
+    #[arg(long, default_value_t = 9)]
+    pub lease_ttl: u64,
 
     /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]

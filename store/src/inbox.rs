@@ -73,6 +73,9 @@ pub struct Inboxes {
     inbox: Keyspace,
     meta: Keyspace,
     dedupe: Keyspace,
+    /// Per `deliver` partition, the last offset applied (cluster stores):
+    /// written in the same batch as the inbox changes it produced.
+    applied: Keyspace,
     persist: PersistMode,
     metas: Mutex<HashMap<String, InboxMeta>>,
     /// Per user, the sessions whose sync has replayed everything: only they
@@ -98,6 +101,7 @@ impl Inboxes {
             inbox: db.keyspace("inbox", KeyspaceCreateOptions::default)?,
             meta: db.keyspace("inbox_meta", KeyspaceCreateOptions::default)?,
             dedupe: db.keyspace("dedupe", KeyspaceCreateOptions::default)?,
+            applied: db.keyspace("applied", KeyspaceCreateOptions::default)?,
             persist,
             metas: Mutex::new(HashMap::new()),
             synced: Mutex::new(HashMap::new()),
@@ -141,6 +145,30 @@ impl Inboxes {
         records: &[DeliverRecord],
         presence: &PresenceMap,
     ) -> Result<Vec<Effect>, StoreError> {
+        self.apply_at(records, presence, &[])
+    }
+
+    /// The last offset of `deliver` partition `partition` applied here.
+    pub fn applied_offset(&self, partition: u32) -> Result<Option<u64>, StoreError> {
+        Ok(match self.applied.get(partition.to_be_bytes())? {
+            Some(v) => Some(u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    what: "applied offset",
+                }
+            })?)),
+            None => None,
+        })
+    }
+
+    /// [`Inboxes::apply`], also recording `(partition, last offset)` of the
+    /// records in the same atomic batch: after a crash the inboxes and the
+    /// offsets agree, so a replay resumes exactly after what was applied.
+    pub fn apply_at(
+        &self,
+        records: &[DeliverRecord],
+        presence: &PresenceMap,
+        offsets: &[(u32, u64)],
+    ) -> Result<Vec<Effect>, StoreError> {
         let mut pass = Pass {
             inboxes: self,
             batch: self.db.batch(),
@@ -159,6 +187,10 @@ impl Inboxes {
                 Some(deliver_record::Kind::Sync(sync)) => pass.sync(user, sync)?,
                 None => tracing::warn!(user, "deliver record without a kind; skipped"),
             }
+        }
+        for (partition, offset) in offsets {
+            pass.batch
+                .insert(&self.applied, partition.to_be_bytes(), offset.to_be_bytes());
         }
         pass.flush(Some(self.persist))?;
         Ok(pass.effects)

@@ -7,16 +7,17 @@
 //! A crash anywhere before the commit replays the batch, which the inbox
 //! rules make idempotent.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::{Bus, Outgoing, Topics};
+use samvad_bus::{Bus, Consumer, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord};
 
 use crate::inbox::{Effect, Inboxes};
-use crate::presence::Presence;
+use crate::ownership::{LeaseError, Leases};
+use crate::presence::{Presence, PresenceMap};
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
@@ -34,9 +35,118 @@ pub enum RoleError {
     Bus(#[from] samvad_bus::BusError),
     #[error("store: {0}")]
     Store(#[from] crate::StoreError),
+    #[error("{0}")]
+    Lease(#[from] LeaseError),
 }
 
 impl StoreRole {
+    /// Runs as the owner of the `deliver` partitions it holds leases on
+    /// (the cluster), until the bus closes or storage fails.
+    ///
+    /// On every change of ownership the reader restarts each owned
+    /// partition right after the last offset applied *here* (kept in fjall
+    /// with the inboxes; 0 on an empty disk), so this node's inboxes are
+    /// always the result of the partition's records in order, whoever
+    /// applied them before. Records up to the partition's `handled` mark
+    /// were already pushed and receipted by a previous owner: they are
+    /// applied silently.
+    pub async fn run_owned(self, leases: Arc<Leases>) -> Result<(), RoleError> {
+        let deliver = self.topics.deliver();
+        let mut owned: BTreeSet<u32> = BTreeSet::new();
+        let mut reader: Option<Box<dyn Consumer>> = None;
+        let mut silent_upto: HashMap<u32, u64> = HashMap::new();
+        let mut ticker = tokio::time::interval(leases.period());
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let held = match leases.tick().await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            // Without Redis the leases may lapse: stop
+                            // reading rather than race a new owner.
+                            tracing::warn!(error = %e, "lease renewal failed; pausing");
+                            BTreeSet::new()
+                        }
+                    };
+                    if held == owned {
+                        continue;
+                    }
+                    tracing::info!(partitions = ?held, "store ownership changed");
+                    owned = held;
+                    silent_upto.clear();
+                    let mut from = Vec::with_capacity(owned.len());
+                    for &p in &owned {
+                        from.push((p, self.inboxes.applied_offset(p)?.map_or(0, |o| o + 1)));
+                        if let Some(h) = leases.handled(p).await? {
+                            silent_upto.insert(p, h);
+                        }
+                    }
+                    reader = if from.is_empty() {
+                        None
+                    } else {
+                        Some(self.bus.assign(&deliver, &from).await?)
+                    };
+                }
+                records = async {
+                    match reader.as_mut() {
+                        Some(r) => r.poll(BATCH).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let records = records?;
+                    let handled = self.apply_owned(&records, &silent_upto).await?;
+                    for (p, o) in handled {
+                        leases.set_handled(p, o).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One batch of an owned partition set; returns (partition, last
+    /// offset) of what it carried out.
+    async fn apply_owned(
+        &self,
+        records: &[Record],
+        silent_upto: &HashMap<u32, u64>,
+    ) -> Result<Vec<(u32, u64)>, RoleError> {
+        let mut silent = Vec::new();
+        let mut live = Vec::new();
+        let mut dead = Vec::new();
+        let mut last: HashMap<u32, u64> = HashMap::new();
+        for r in records {
+            let e = last.entry(r.partition).or_default();
+            *e = (*e).max(r.offset);
+            match DeliverRecord::decode(r.payload.clone()) {
+                Ok(d)
+                    if silent_upto
+                        .get(&r.partition)
+                        .is_some_and(|&h| r.offset <= h) =>
+                {
+                    silent.push(d)
+                }
+                Ok(d) => live.push(d),
+                Err(e) => dead.push(r.dead_letter(&self.topics, &e)),
+            }
+        }
+        if !dead.is_empty() {
+            self.bus.produce(dead).await?;
+        }
+        let offsets: Vec<(u32, u64)> = last.into_iter().collect();
+        let presence = self.presence.lookup(&users_to_route(&live)).await;
+        let inboxes = self.inboxes.clone();
+        let all_offsets = offsets.clone();
+        let effects = tokio::task::spawn_blocking(move || {
+            // Replayed work first, its effects already carried out.
+            inboxes.apply(&silent, &PresenceMap::new())?;
+            inboxes.apply_at(&live, &presence, &all_offsets)
+        })
+        .await
+        .expect("inbox apply panicked")?;
+        self.carry_out(effects).await?;
+        Ok(offsets)
+    }
+
     /// Runs until the bus closes or storage fails.
     pub async fn run(self) -> Result<(), RoleError> {
         let deliver = self.topics.deliver();
@@ -54,19 +164,7 @@ impl StoreRole {
             if !dead.is_empty() {
                 self.bus.produce(dead).await?;
             }
-            let users: BTreeSet<&str> = decoded
-                .iter()
-                .filter(|d| {
-                    matches!(
-                        d.kind,
-                        Some(deliver_record::Kind::Message(_))
-                            | Some(deliver_record::Kind::Receipt(_))
-                    )
-                })
-                .map(|d| d.user.as_str())
-                .collect();
-            let users: Vec<&str> = users.into_iter().collect();
-            let presence = self.presence.lookup(&users).await;
+            let presence = self.presence.lookup(&users_to_route(&decoded)).await;
             let inboxes = self.inboxes.clone();
             let effects = tokio::task::spawn_blocking(move || inboxes.apply(&decoded, &presence))
                 .await
@@ -119,4 +217,19 @@ impl StoreRole {
         }
         Ok(())
     }
+}
+
+/// The users whose new entries a batch may push live (messages, receipts).
+fn users_to_route(records: &[DeliverRecord]) -> Vec<&str> {
+    let users: BTreeSet<&str> = records
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.kind,
+                Some(deliver_record::Kind::Message(_)) | Some(deliver_record::Kind::Receipt(_))
+            )
+        })
+        .map(|d| d.user.as_str())
+        .collect();
+    users.into_iter().collect()
 }

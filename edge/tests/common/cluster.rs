@@ -157,6 +157,8 @@ impl Cluster {
             format!("s{i}"),
             "--durability".into(),
             "buffer".into(),
+            "--lease-ttl".into(),
+            "3".into(),
             "--data-dir".into(),
             self.path(&format!("store{i}")).display().to_string(),
         ]);

@@ -1,0 +1,172 @@
+//! Which store node owns which `deliver` partitions, by leases in Redis.
+//!
+//! The broker's consumer groups cannot be trusted with this (tansu never
+//! hands a departed member's partitions on; ARCHITECTURE.md), and a store's
+//! inbox state must follow its partition anyway. So every store node:
+//!
+//! - announces itself in `<prefix>stores` (sorted set, score = expiry);
+//! - renews the leases it holds (`<prefix>lease:<topic>:<p>` = its node
+//!   name, with a TTL), and claims free ones up to its fair share
+//!   (⌈partitions / live nodes⌉), lowest partition first;
+//! - gives back leases above its share, so that a node that joins gets work.
+//!
+//! A node that dies stops renewing; its leases expire and the others claim
+//! them. Every step is one atomic script per partition: a lease is only
+//! renewed or released by its holder.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+
+use crate::inbox::now_ms;
+
+/// Renew if mine; claim if free and I may take more. Returns 1 if held.
+const CLAIM: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not holder and ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Raise a number, never lower it (a slow former owner may write late).
+const RAISE: &str = r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '-1')
+if tonumber(ARGV[1]) > current then redis.call('SET', KEYS[1], ARGV[1]) end
+return 0
+"#;
+
+/// Release if mine.
+const RELEASE: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+pub struct Leases {
+    redis: ConnectionManager,
+    prefix: String,
+    topic: String,
+    node: String,
+    partitions: u32,
+    ttl: Duration,
+    claim: redis::Script,
+    release: redis::Script,
+    raise: redis::Script,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("leases: {0}")]
+pub struct LeaseError(#[from] redis::RedisError);
+
+impl Leases {
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        topic: &str,
+        node: &str,
+        partitions: u32,
+        ttl: Duration,
+    ) -> Result<Leases, LeaseError> {
+        let redis = ConnectionManager::new(redis::Client::open(url)?).await?;
+        Ok(Leases {
+            redis,
+            prefix: prefix.to_string(),
+            topic: topic.to_string(),
+            node: node.to_string(),
+            partitions,
+            ttl,
+            claim: redis::Script::new(CLAIM),
+            release: redis::Script::new(RELEASE),
+            raise: redis::Script::new(RAISE),
+        })
+    }
+
+    /// How often [`Leases::tick`] must run to keep the leases.
+    pub fn period(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    fn lease_key(&self, partition: u32) -> String {
+        format!("{}lease:{}:{partition}", self.prefix, self.topic)
+    }
+
+    fn handled_key(&self, partition: u32) -> String {
+        format!("{}handled:{}:{partition}", self.prefix, self.topic)
+    }
+
+    /// Renews, claims and releases; returns the partitions this node holds.
+    pub async fn tick(&self) -> Result<BTreeSet<u32>, LeaseError> {
+        let mut conn = self.redis.clone();
+        let now = now_ms();
+        let nodes_key = format!("{}stores:{}", self.prefix, self.topic);
+        let (_, _, live): ((), (), u32) = redis::pipe()
+            .zadd(&nodes_key, &self.node, now + self.ttl.as_millis() as i64)
+            .zrembyscore(&nodes_key, "-inf", now)
+            .zcount(&nodes_key, now, "+inf")
+            .query_async(&mut conn)
+            .await?;
+        let share = self.partitions.div_ceil(live.max(1));
+        let ttl_ms = self.ttl.as_millis().to_string();
+        let mut held = BTreeSet::new();
+        for p in 0..self.partitions {
+            let may_claim = if (held.len() as u32) < share {
+                "1"
+            } else {
+                "0"
+            };
+            let got: i32 = self
+                .claim
+                .key(self.lease_key(p))
+                .arg(&self.node)
+                .arg(&ttl_ms)
+                .arg(may_claim)
+                .invoke_async(&mut conn)
+                .await?;
+            if got == 1 {
+                held.insert(p);
+            }
+        }
+        // Above my share (a node joined): give back the highest ones.
+        while held.len() as u32 > share {
+            let p = *held.iter().next_back().expect("not empty");
+            let _: i32 = self
+                .release
+                .key(self.lease_key(p))
+                .arg(&self.node)
+                .invoke_async(&mut conn)
+                .await?;
+            held.remove(&p);
+        }
+        Ok(held)
+    }
+
+    /// The last offset of `partition` whose effects (pushes, receipts) some
+    /// owner carried out; a new owner replays up to it silently.
+    pub async fn handled(&self, partition: u32) -> Result<Option<u64>, LeaseError> {
+        let mut conn = self.redis.clone();
+        Ok(redis::cmd("GET")
+            .arg(self.handled_key(partition))
+            .query_async(&mut conn)
+            .await?)
+    }
+
+    /// Records that effects up to `offset` of `partition` are carried out.
+    pub async fn set_handled(&self, partition: u32, offset: u64) -> Result<(), LeaseError> {
+        let mut conn = self.redis.clone();
+        let _: i32 = self
+            .raise
+            .key(self.handled_key(partition))
+            .arg(offset)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+}

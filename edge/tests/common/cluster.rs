@@ -25,7 +25,10 @@ impl Node {
             .args(&args)
             .arg("--ready-file")
             .arg(&ready)
-            .env("SAMVAD_LOG", "warn")
+            .env(
+                "SAMVAD_LOG",
+                std::env::var("CLUSTER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -346,14 +346,45 @@ impl Bus for EmbeddedBus {
 
     fn assign<'a>(
         &'a self,
-        _topic: &'a str,
-        _from: &'a [(u32, u64)],
+        topic: &'a str,
+        from: &'a [(u32, u64)],
     ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>> {
-        // One process, one store: it owns every partition through its group.
-        Box::pin(async {
-            Err(BusError::Backend(
-                "the embedded bus has one store, which reads through a group".into(),
-            ))
+        Box::pin(async move {
+            let topic = self.topic(topic)?;
+            let mut assigned = Vec::with_capacity(from.len());
+            for &(p, offset) in from {
+                let Some(part) = topic.partitions.get(p as usize) else {
+                    return Err(BusError::Backend(format!(
+                        "{} has no partition {p}",
+                        topic.name
+                    )));
+                };
+                let offset = if offset == crate::FROM_END {
+                    part.lock().next
+                } else {
+                    offset
+                };
+                assigned.push((p, offset));
+            }
+            // A private group that never rebalances: the reader keeps the
+            // partitions and offsets it was given.
+            let group = Arc::new(Group {
+                state: Mutex::new(GroupState {
+                    members: BTreeSet::new(),
+                    generation: 0,
+                    committed: vec![0; topic.spec.partitions as usize],
+                }),
+            });
+            Ok(Box::new(EmbeddedConsumer {
+                bus: self.inner.clone(),
+                topic,
+                group_name: String::new(),
+                group,
+                member: u64::MAX,
+                generation: 0,
+                assigned,
+                rotate: 0,
+            }) as Box<dyn Consumer>)
         })
     }
 }

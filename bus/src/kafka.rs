@@ -229,6 +229,7 @@ impl Bus for KafkaBus {
             Ok(Box::new(KafkaConsumer {
                 consumer,
                 commits: true,
+                skip_below: HashMap::new(),
             }) as Box<dyn Consumer>)
         })
     }
@@ -251,15 +252,31 @@ impl Bus for KafkaBus {
                 .set("fetch.wait.max.ms", self.config.fetch_wait_ms.to_string())
                 .create()
                 .map_err(backend)?;
+            // tansu 0.6 returns nothing for a fetch that starts inside a
+            // record batch, so reading starts at the beginning of the
+            // partition and records before the wanted offset are dropped
+            // here (`skip_below`). From the end: the high watermark, which
+            // is a batch boundary.
             let mut list = TopicPartitionList::new();
+            let mut skip_below = HashMap::new();
             for &(partition, offset) in from {
-                list.add_partition_offset(topic, partition as i32, Offset::Offset(offset as i64))
+                let start = if offset == crate::FROM_END {
+                    let (_, high) = consumer
+                        .fetch_watermarks(topic, partition as i32, ADMIN_TIMEOUT)
+                        .map_err(backend)?;
+                    Offset::Offset(high)
+                } else {
+                    skip_below.insert(partition, offset);
+                    Offset::Beginning
+                };
+                list.add_partition_offset(topic, partition as i32, start)
                     .map_err(backend)?;
             }
             consumer.assign(&list).map_err(backend)?;
             Ok(Box::new(KafkaConsumer {
                 consumer,
                 commits: false,
+                skip_below,
             }) as Box<dyn Consumer>)
         })
     }
@@ -269,9 +286,17 @@ struct KafkaConsumer {
     consumer: StreamConsumer,
     /// False for assigned readers: their owner keeps the offsets.
     commits: bool,
+    /// Per partition, records below this offset are not returned.
+    skip_below: HashMap<u32, u64>,
 }
 
 impl KafkaConsumer {
+    fn wanted(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
+        self.skip_below
+            .get(&(message.partition() as u32))
+            .is_none_or(|&min| message.offset() as u64 >= min)
+    }
+
     fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         Record {
             topic: message.topic().into(),
@@ -286,13 +311,21 @@ impl KafkaConsumer {
 impl Consumer for KafkaConsumer {
     fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>> {
         Box::pin(async move {
-            let first = self.consumer.recv().await.map_err(backend)?;
-            let mut records = vec![Self::owned(&first)];
-            drop(first);
+            let mut records = Vec::new();
+            while records.is_empty() {
+                let first = self.consumer.recv().await.map_err(backend)?;
+                if self.wanted(&first) {
+                    records.push(Self::owned(&first));
+                }
+            }
             // Take what has already arrived, without waiting for more.
             while records.len() < max {
                 match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                    Ok(Ok(message)) => records.push(Self::owned(&message)),
+                    Ok(Ok(message)) => {
+                        if self.wanted(&message) {
+                            records.push(Self::owned(&message));
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "Kafka consumer error");
                         break;

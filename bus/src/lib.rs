@@ -16,11 +16,16 @@ use bytes::Bytes;
 
 mod embedded;
 mod kafka;
+pub mod ownership;
 mod partition;
 
 pub use embedded::{Durability, EmbeddedBus};
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
+
+/// Offset for [`Bus::assign`]: start after the last record (read only what
+/// is produced from now on).
+pub const FROM_END: u64 = u64::MAX;
 
 /// A boxed future, so that the bus traits stay object safe (`Arc<dyn Bus>`).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -150,8 +155,9 @@ pub trait Bus: Send + Sync + 'static {
 
     /// Reads the given partitions of `topic`, each from its offset, outside
     /// any consumer group: for roles that decide ownership themselves (the
-    /// cluster's store nodes, by leases). `commit` on it does nothing; the
-    /// reader keeps its own offsets.
+    /// cluster's store nodes, by leases; an edge reading its own topic).
+    /// [`FROM_END`] starts after the last record. `commit` on it is not
+    /// needed: the reader keeps its own offsets.
     fn assign<'a>(
         &'a self,
         topic: &'a str,

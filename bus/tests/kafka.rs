@@ -158,3 +158,25 @@ async fn a_group_shares_partitions_and_each_record_goes_to_one_member() {
     assert!(pa.is_disjoint(&pb), "a {pa:?} b {pb:?}");
     assert_eq!(pa.len() + pb.len(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assigned_reader_starts_where_it_is_told() {
+    let tansu = Tansu::start();
+    let bus = bus(&tansu);
+    bus.ensure_topic("t", TopicSpec::durable(2)).await.unwrap();
+    bus.produce(records("t", &["a", "b"], 3)).await.unwrap();
+    let p = partition_for(b"a", 2);
+    // From offset 1 of a's partition: a:1, a:2 (and b's if they share it).
+    let mut from_one = bus.assign("t", &[(p, 1)]).await.unwrap();
+    let got = poll_n(&mut from_one, 2).await;
+    assert_eq!(got[0].offset, 1);
+    assert!(got.iter().all(|r| r.partition == p));
+    // From the end: only what is produced afterwards.
+    let mut tail = bus.assign("t", &[(p, samvad_bus::FROM_END)]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    bus.produce(vec![Outgoing::new("t", "a", Bytes::from_static(b"new"))])
+        .await
+        .unwrap();
+    let got = poll_n(&mut tail, 1).await;
+    assert_eq!(got[0].payload, Bytes::from_static(b"new"));
+}

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use samvad_bus::ownership::Leases;
 use samvad_bus::{Bus, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::inbox::Inboxes;
-use samvad_store::ownership::Leases;
 use samvad_store::redis_presence::RedisPresence;
 use samvad_store::role::StoreRole;
 use samvad_store::PersistMode;
@@ -97,10 +97,20 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
 
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, &args.node).await?;
+    let leases = Leases::connect(
+        &args.cluster.redis,
+        &args.cluster.topics.topic_prefix,
+        &topics.inbound(),
+        &args.node,
+        args.cluster.topics.partitions,
+        Duration::from_secs(args.lease_ttl),
+    )
+    .await
+    .context("connecting to Redis")?;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         RouterRole { bus, topics }
-            .run()
+            .run_owned(Arc::new(leases))
             .await
             .context("router role")
     });

@@ -151,9 +151,14 @@ pub struct ClusterRouterArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
 
-    /// Name of this node (logs, Kafka client id).
+    /// Name of this node (logs, Kafka client id, partition leases): unique
+    /// per router.
     #[arg(long, default_value = "router", env = "SAMVAD_NODE")]
     pub node: String,
+
+    /// Seconds a partition lease lives without renewal.
+    #[arg(long, default_value_t = 9)]
+    pub lease_ttl: u64,
 
     /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use prost::Message;
-use samvad_bus::BusError;
+use samvad_bus::{BusError, FROM_END};
 use samvad_proto::bus::EdgeRecord;
 use tokio::sync::{mpsc, Notify};
 
@@ -63,10 +63,13 @@ impl Hub {
     }
 }
 
-/// Consumes `edge.<node>` until the bus closes.
+/// Consumes `edge.<node>` until the bus closes. Reads from the end, outside
+/// any group: what was queued for an earlier run of this node belongs to
+/// sessions that are gone (theirs resync), and a restarted edge must not
+/// wait for the broker to forget its previous incarnation.
 pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
     let topic = edge.topics.edge(&edge.session_config.node);
-    let mut consumer = edge.bus.subscribe(&topic, "edge").await?;
+    let mut consumer = edge.bus.assign(&topic, &[(0, FROM_END)]).await?;
     loop {
         let records = consumer.poll(1024).await?;
         for r in &records {
@@ -84,6 +87,5 @@ pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
                 }
             }
         }
-        consumer.commit(&records)?;
     }
 }

@@ -4,11 +4,13 @@
 //! [`RouterRole`] loop feeds it from `inbound` and produces its output,
 //! committing `inbound` only once the output is durable on the bus.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::{Bus, BusError, Outgoing, Topics};
+use samvad_bus::ownership::{LeaseError, Leases};
+use samvad_bus::{Bus, BusError, Consumer, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 
@@ -58,37 +60,108 @@ pub struct RouterRole {
     pub topics: Topics,
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("bus: {0}")]
+    Bus(#[from] BusError),
+    #[error("{0}")]
+    Lease(#[from] LeaseError),
+}
+
 impl RouterRole {
-    /// Runs until the bus closes.
+    /// Runs in `inbound`'s consumer group "router" until the bus closes
+    /// (`samvad serve`: one router).
     pub async fn run(self) -> Result<(), BusError> {
-        let deliver: Arc<str> = self.topics.deliver().into();
         let mut consumer = self.bus.subscribe(&self.topics.inbound(), "router").await?;
         loop {
             let records = consumer.poll(BATCH).await?;
-            let mut out = Vec::with_capacity(records.len());
-            for r in &records {
-                let env = match Envelope::decode(r.payload.clone()) {
-                    Ok(env) => env,
-                    Err(e) => {
-                        out.push(r.dead_letter(&self.topics, &e));
+            self.route_batch(&records).await?;
+            consumer.commit(&records)?;
+        }
+    }
+
+    /// Runs as the owner of the `inbound` partitions it holds leases on
+    /// (the cluster). A router keeps no state but its position: the last
+    /// offset routed per partition lives with the lease (the `handled`
+    /// mark), written after the deliveries are on the bus, so a new owner
+    /// resumes there (at least once; the store drops duplicates).
+    pub async fn run_owned(self, leases: Arc<Leases>) -> Result<(), RouterError> {
+        let inbound = self.topics.inbound();
+        let mut owned: BTreeSet<u32> = BTreeSet::new();
+        let mut reader: Option<Box<dyn Consumer>> = None;
+        let mut ticker = tokio::time::interval(leases.period());
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let held = match leases.tick().await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "lease renewal failed; pausing");
+                            BTreeSet::new()
+                        }
+                    };
+                    if held == owned {
                         continue;
                     }
-                };
-                match route(&env) {
-                    Ok(deliveries) => out.extend(deliveries.into_iter().map(|d| {
-                        let key = d.user.clone();
-                        Outgoing::new(deliver.clone(), key, Bytes::from(d.encode_to_vec()))
-                    })),
-                    Err(e) => {
-                        tracing::error!(id = %env.id, error = %e, "unroutable envelope; skipped")
+                    tracing::info!(partitions = ?held, "router ownership changed");
+                    owned = held;
+                    let mut from = Vec::with_capacity(owned.len());
+                    for &p in &owned {
+                        from.push((p, leases.handled(p).await?.map_or(0, |o| o + 1)));
+                    }
+                    reader = if from.is_empty() {
+                        None
+                    } else {
+                        Some(self.bus.assign(&inbound, &from).await?)
+                    };
+                }
+                records = async {
+                    match reader.as_mut() {
+                        Some(r) => r.poll(BATCH).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let records = records?;
+                    self.route_batch(&records).await?;
+                    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+                    for r in &records {
+                        let e = last.entry(r.partition).or_default();
+                        *e = (*e).max(r.offset);
+                    }
+                    for (p, o) in last {
+                        leases.set_handled(p, o).await?;
                     }
                 }
             }
-            if !out.is_empty() {
-                self.bus.produce(out).await?;
-            }
-            consumer.commit(&records)?;
         }
+    }
+
+    /// Routes one batch and produces its deliveries (and dead letters).
+    async fn route_batch(&self, records: &[Record]) -> Result<(), BusError> {
+        let deliver: Arc<str> = self.topics.deliver().into();
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            let env = match Envelope::decode(r.payload.clone()) {
+                Ok(env) => env,
+                Err(e) => {
+                    out.push(r.dead_letter(&self.topics, &e));
+                    continue;
+                }
+            };
+            match route(&env) {
+                Ok(deliveries) => out.extend(deliveries.into_iter().map(|d| {
+                    let key = d.user.clone();
+                    Outgoing::new(deliver.clone(), key, Bytes::from(d.encode_to_vec()))
+                })),
+                Err(e) => {
+                    tracing::error!(id = %env.id, error = %e, "unroutable envelope; skipped")
+                }
+            }
+        }
+        if !out.is_empty() {
+            self.bus.produce(out).await?;
+        }
+        Ok(())
     }
 }
 

@@ -22,7 +22,6 @@ pub mod accounts;
 pub mod directory;
 pub mod inbox;
 mod keys;
-pub mod ownership;
 pub mod presence;
 pub mod redis_presence;
 pub mod role;

@@ -16,8 +16,8 @@ use samvad_bus::{Bus, Consumer, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord};
 
 use crate::inbox::{Effect, Inboxes};
-use crate::ownership::{LeaseError, Leases};
 use crate::presence::{Presence, PresenceMap};
+use samvad_bus::ownership::{LeaseError, Leases};
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;

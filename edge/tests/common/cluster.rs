@@ -130,7 +130,12 @@ impl Cluster {
         for i in 0..routers {
             let mut args = vec!["router".to_string()];
             args.extend(cluster.common());
-            args.extend(["--node".into(), format!("r{i}")]);
+            args.extend([
+                "--node".into(),
+                format!("r{i}"),
+                "--lease-ttl".into(),
+                "3".into(),
+            ]);
             let node = Node::spawn(args, cluster.path(&format!("router{i}.json")));
             cluster.routers.push(node);
         }

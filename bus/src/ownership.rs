@@ -1,10 +1,12 @@
-//! Which store node owns which `deliver` partitions, by leases in Redis.
+//! Which node of a role owns which partitions of a topic, by leases in
+//! Redis (store nodes own `deliver` partitions, routers `inbound` ones).
 //!
 //! The broker's consumer groups cannot be trusted with this (tansu never
 //! hands a departed member's partitions on; ARCHITECTURE.md), and a store's
 //! inbox state must follow its partition anyway. So every store node:
 //!
-//! - announces itself in `<prefix>stores` (sorted set, score = expiry);
+//! - announces itself in `<prefix>nodes:<topic>` (sorted set, score =
+//!   expiry);
 //! - renews the leases it holds (`<prefix>lease:<topic>:<p>` = its node
 //!   name, with a TTL), and claims free ones up to its fair share
 //!   (⌈partitions / live nodes⌉), lowest partition first;
@@ -19,7 +21,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
-use crate::inbox::now_ms;
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 /// Renew if mine; claim if free and I may take more. Returns 1 if held.
 const CLAIM: &str = r#"
@@ -106,7 +112,7 @@ impl Leases {
     pub async fn tick(&self) -> Result<BTreeSet<u32>, LeaseError> {
         let mut conn = self.redis.clone();
         let now = now_ms();
-        let nodes_key = format!("{}stores:{}", self.prefix, self.topic);
+        let nodes_key = format!("{}nodes:{}", self.prefix, self.topic);
         let (_, _, live): ((), (), u32) = redis::pipe()
             .zadd(&nodes_key, &self.node, now + self.ttl.as_millis() as i64)
             .zrembyscore(&nodes_key, "-inf", now)

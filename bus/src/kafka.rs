@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::try_join_all;
+use futures_util::future::{try_join_all, FutureExt};
 use parking_lot::RwLock;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -309,31 +309,37 @@ impl KafkaConsumer {
 }
 
 impl Consumer for KafkaConsumer {
+    /// Cancel safe: the only await is for the first message; everything
+    /// after it is taken without suspending, so a caller that drops this
+    /// future (a `select!` whose other branch won) never loses records
+    /// already taken from librdkafka's queue.
     fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>> {
         Box::pin(async move {
-            let mut records = Vec::new();
-            while records.is_empty() {
+            loop {
+                let mut records = Vec::new();
                 let first = self.consumer.recv().await.map_err(backend)?;
                 if self.wanted(&first) {
                     records.push(Self::owned(&first));
                 }
-            }
-            // Take what has already arrived, without waiting for more.
-            while records.len() < max {
-                match tokio::time::timeout(Duration::ZERO, self.consumer.recv()).await {
-                    Ok(Ok(message)) => {
-                        if self.wanted(&message) {
-                            records.push(Self::owned(&message));
+                drop(first);
+                while records.len() < max {
+                    match self.consumer.recv().now_or_never() {
+                        Some(Ok(message)) => {
+                            if self.wanted(&message) {
+                                records.push(Self::owned(&message));
+                            }
                         }
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "Kafka consumer error");
+                            break;
+                        }
+                        None => break,
                     }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "Kafka consumer error");
-                        break;
-                    }
-                    Err(_) => break,
+                }
+                if !records.is_empty() {
+                    return Ok(records);
                 }
             }
-            Ok(records)
         })
     }
 

@@ -180,3 +180,33 @@ async fn an_assigned_reader_starts_where_it_is_told() {
     let got = poll_n(&mut tail, 1).await;
     assert_eq!(got[0].payload, Bytes::from_static(b"new"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_producers_lose_nothing_for_a_live_reader() {
+    let tansu = Tansu::start();
+    let bus = bus(&tansu);
+    bus.ensure_topic("t", TopicSpec::durable(2)).await.unwrap();
+    let mut reader = bus.assign("t", &[(0, 0), (1, 0)]).await.unwrap();
+    let mut producers = Vec::new();
+    for task in 0..20 {
+        let bus = bus.clone();
+        producers.push(tokio::spawn(async move {
+            for i in 0..100 {
+                let key = format!("k{}", (task + i) % 7);
+                bus.produce(vec![Outgoing::new(
+                    "t",
+                    key,
+                    Bytes::from(format!("{task}:{i}")),
+                )])
+                .await
+                .unwrap();
+            }
+        }));
+    }
+    let got = poll_n(&mut reader, 2000).await;
+    for p in producers {
+        p.await.unwrap();
+    }
+    let unique: BTreeSet<Bytes> = got.iter().map(|r| r.payload.clone()).collect();
+    assert_eq!(unique.len(), 2000);
+}

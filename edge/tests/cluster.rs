@@ -260,3 +260,71 @@ async fn kill_9_of_a_router_or_an_edge_loses_and_duplicates_nothing() {
     let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
     assert_eq!(seqs, (1..=n as u64).collect::<Vec<_>>(), "gap-free");
 }
+
+/// The load harness against the cluster: a few seconds of pairs chatting,
+/// every acknowledged message delivered once. A message the live path
+/// missed would still have to be in the recipient's inbox: checked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_chat_through_the_cluster_accounts_for_everything() {
+    use samvad_load::scenario::chat;
+    use samvad_load::target;
+    use std::time::Duration;
+    let cluster = Cluster::start(1, 1, 1);
+    let addr = target::discover(&cluster.edges[0].addr().http)
+        .await
+        .unwrap();
+    let plan = chat::ChatPlan {
+        transport: TransportKind::Quic,
+        pairs: 10,
+        rate: 200,
+        duration: Duration::from_secs(4),
+        drain: Duration::from_secs(10),
+        payload: 32,
+        prefix: "hc".into(),
+        endpoints: 1,
+        ws_sources: 1,
+    };
+    let report = chat::run(&addr, &plan).await.unwrap();
+    let mut in_inbox = Vec::new();
+    for lost in &report.lost_sample {
+        // "<run>.<sender>.<n> to <user>": is it in that user's inbox?
+        let (id, user) = lost.split_once(" to ").unwrap();
+        let tokens = rest::login(&addr.http, user, samvad_load::target::LOAD_PASSWORD)
+            .await
+            .unwrap();
+        let mut c = cluster.edges[0].connect(TransportKind::Ws, &tokens).await;
+        let (messages, _) = sync_all(&mut c, 0).await;
+        in_inbox.push((id.to_string(), messages.iter().any(|m| m.1 == id)));
+    }
+    // Where did a lost one stop? Look for it in each topic's log.
+    let mut found_in = Vec::new();
+    if let Some((id, _)) = report
+        .lost_sample
+        .first()
+        .and_then(|l| l.split_once(" to "))
+    {
+        use samvad_bus::{Bus, KafkaBus, KafkaConfig, Topics};
+        let bus = KafkaBus::connect(KafkaConfig::new(&cluster.tansu.brokers)).unwrap();
+        let topics = Topics::new("samvad.");
+        for topic in [topics.inbound(), topics.deliver()] {
+            let mut c = bus.subscribe(&topic, "forensics").await.unwrap();
+            let mut count = 0;
+            while let Ok(Ok(records)) =
+                tokio::time::timeout(Duration::from_secs(3), c.poll(10_000)).await
+            {
+                for r in records {
+                    if r.payload.windows(id.len()).any(|w| w == id.as_bytes()) {
+                        count += 1;
+                        found_in.push(format!("{topic} p{} o{}", r.partition, r.offset));
+                    }
+                }
+            }
+            found_in.push(format!("{topic}: {count}"));
+        }
+    }
+    assert!(
+        report.tally.is_clean() && report.tally.delivered == report.tally.accepted,
+        "{:?}; lost ids and whether the inbox has them: {in_inbox:?}; logs: {found_in:?}",
+        report.tally
+    );
+}

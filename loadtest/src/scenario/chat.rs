@@ -56,6 +56,8 @@ pub struct ChatReport {
     pub first_error: Option<String>,
     /// Deliveries of messages from earlier runs (replayed by sync).
     pub stale_deliveries: u64,
+    /// Up to 20 ids of acknowledged messages never delivered, to look up.
+    pub lost_sample: Vec<String>,
     /// Write → server acknowledgement.
     pub ack: Latency,
     /// Write → delivery to the recipient.
@@ -235,8 +237,23 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
     let mut session_failures = 0;
     let mut first_error = None;
     let mut stale = 0;
+    let mut lost_sample = Vec::new();
     for o in &outcomes {
         let received_by_partner = &outcomes[partner(o.me)].deliveries;
+        for (n, acked) in o.accepted.iter().enumerate() {
+            if *acked
+                && received_by_partner.get(n).copied().unwrap_or(0) == 0
+                && lost_sample.len() < 20
+            {
+                lost_sample.push(format!(
+                    "{:08x}.{}.{} to {}",
+                    run_id,
+                    o.me,
+                    n,
+                    names[partner(o.me)]
+                ));
+            }
+        }
         tally.add_sender(o.sent, o.refused, &o.accepted, received_by_partner);
         ack.add(&o.ack)?;
         delivery.add(&o.delivery)?;
@@ -262,6 +279,7 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
         session_failures,
         first_error,
         stale_deliveries: stale,
+        lost_sample,
         ack: Latency::of(&ack),
         delivery: Latency::of(&delivery),
         send_lag: Latency::of(&send_lag),

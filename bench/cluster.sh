@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Measures the cluster (samvad edge + router + store over tansu and
+# redis-server, all on this machine) with the same chat scenario as
+# bench/embedded.sh, so the two can be compared. JSON in bench/out/.
+#
+#   bash bench/cluster.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+cargo build --release -q -p samvad -p samvad-load
+mkdir -p bench/out
+dir=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; echo "logs: $dir" >&2; }
+trap cleanup EXIT
+fail() { echo "$1" >&2; for f in "$dir"/*.log; do echo "== $f" >&2; tail -n 5 "$f" >&2; done; exit 1; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_file() { for _ in $(seq 300); do [ -f "$1" ] && return; sleep 0.1; done; fail "no $1"; }
+
+kport=$(free_port); rport=$(free_port)
+tansu broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
+  --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
+pids+=($!)
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+pids+=($!)
+sleep 1
+common=(--kafka "127.0.0.1:$kport" --redis "redis://127.0.0.1:$rport/")
+./target/release/samvad store "${common[@]}" --data-dir "$dir/store" --ready-file "$dir/store.json" >"$dir/store.log" 2>&1 &
+pids+=($!)
+./target/release/samvad router "${common[@]}" --ready-file "$dir/router.json" >"$dir/router.log" 2>&1 &
+pids+=($!)
+./target/release/samvad edge "${common[@]}" --node e0 --listen 127.0.0.1:4433 --http-listen 127.0.0.1:8080 \
+  --ready-file "$dir/edge.json" >"$dir/edge.log" 2>&1 &
+pids+=($!)
+wait_file "$dir/store.json"; wait_file "$dir/router.json"; wait_file "$dir/edge.json"
+sleep 2   # leases claimed
+
+# pairs:rate:seconds per run
+for run in ${RUNS:-50:1000:15 100:5000:20}; do
+  IFS=: read -r pairs rate duration <<<"$run"
+  ./target/release/samvad-load --server http://127.0.0.1:8080 --transport quic \
+    --out "bench/out/cluster-chat-$rate-quic.json" chat --pairs "$pairs" --rate "$rate" --duration "$duration"
+done

@@ -42,6 +42,9 @@ async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>,
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await
         .context("creating the dead-letter topic")?;
+    bus.ensure_topic(&topics.push(), TopicSpec::durable(partitions))
+        .await
+        .context("creating the push topic")?;
     Ok((bus, topics))
 }
 

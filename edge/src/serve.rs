@@ -41,6 +41,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await?;
+    // Nothing consumes `push` in one process yet (the notification sink is
+    // to come): bounded, in memory, so it cannot grow without end.
+    bus.ensure_topic(&topics.push(), TopicSpec::ephemeral(args.topics.partitions))
+        .await?;
     let presence = Arc::new(MemoryPresence::default());
 
     let mut roles = tokio::task::JoinSet::new();

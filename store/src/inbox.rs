@@ -64,8 +64,13 @@ pub enum Effect {
     Push { route: SessionRoute, frame: Bytes },
     /// Append a receipt to `user`'s inbox (a `deliver` record keyed by user).
     Receipt { user: String, receipt: v1::Receipt },
-    /// `user` has no live session for entry `seq` (push notification).
-    Offline { user: String, seq: u64 },
+    /// `user` has no live session for entry `seq` (push notification);
+    /// `frame` is the entry.
+    Offline {
+        user: String,
+        seq: u64,
+        frame: Bytes,
+    },
 }
 
 pub struct Inboxes {
@@ -270,6 +275,7 @@ impl Pass<'_> {
             self.effects.push(Effect::Offline {
                 user: user.to_string(),
                 seq,
+                frame,
             });
         }
         Ok(())

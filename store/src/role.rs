@@ -13,7 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 use samvad_bus::{Bus, Consumer, Outgoing, Record, Topics};
-use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord};
+use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord, PushRecord};
 
 use crate::inbox::{Effect, Inboxes};
 use crate::presence::{Presence, PresenceMap};
@@ -178,6 +178,7 @@ impl StoreRole {
         let deliver: Arc<str> = self.topics.deliver().into();
         let mut receipts = Vec::new();
         let mut pushes = Vec::new();
+        let mut notifications = Vec::new();
         for effect in effects {
             match effect {
                 Effect::Receipt { user, receipt } => {
@@ -202,11 +203,23 @@ impl StoreRole {
                         Bytes::from(rec.encode_to_vec()),
                     ));
                 }
-                Effect::Offline { user, seq } => {
-                    tracing::trace!(user, seq, "recipient offline; entry waits for sync");
+                Effect::Offline { user, seq, frame } => {
+                    let rec = PushRecord {
+                        user: user.clone(),
+                        seq,
+                        frame,
+                    };
+                    notifications.push(Outgoing::new(
+                        self.topics.push(),
+                        user,
+                        Bytes::from(rec.encode_to_vec()),
+                    ));
                 }
             }
         }
+        // Receipts and notifications are durable work of this batch: on
+        // the bus before the batch counts as done.
+        receipts.append(&mut notifications);
         if !receipts.is_empty() {
             self.bus.produce(receipts).await?;
         }

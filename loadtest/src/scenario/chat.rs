@@ -118,6 +118,9 @@ enum Phase {
 #[derive(Default)]
 struct Live {
     ready: AtomicU64,
+    /// Sessions that saw the end of the sending phase (or ended): no more
+    /// sends will come from them.
+    quiet: AtomicU64,
     failed: AtomicU64,
     sent: AtomicU64,
     answered: AtomicU64,
@@ -189,6 +192,7 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
             epoch,
             live: live.clone(),
             phase: phase_rx.clone(),
+            quiet: false,
         };
         let connector = connector.clone();
         tasks.push(tokio::spawn(async move {
@@ -213,7 +217,14 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
     }
     let seconds = started.elapsed().as_secs_f64();
     let _ = phase_tx.send(Phase::Draining);
+    // First every session stops sending (so `sent` is final), then the
+    // answers and deliveries have until the end of the drain.
+    let drain_end = Instant::now() + plan.drain;
     target::wait_until(plan.drain, || {
+        live.quiet.load(Ordering::Relaxed) >= live.ready.load(Ordering::Relaxed)
+    })
+    .await;
+    target::wait_until(drain_end.saturating_duration_since(Instant::now()), || {
         bar.set_position(live.delivered.load(Ordering::Relaxed));
         let sent = live.sent.load(Ordering::Relaxed);
         live.answered.load(Ordering::Relaxed) >= sent
@@ -298,6 +309,8 @@ struct Session {
     epoch: Instant,
     live: Arc<Live>,
     phase: watch::Receiver<Phase>,
+    /// Whether `Live::quiet` counts this session already.
+    quiet: bool,
 }
 
 /// Acknowledge the inbox after this many new entries, or on the timer.
@@ -305,6 +318,14 @@ const ACK_EVERY: u64 = 32;
 const ACK_TIMER: Duration = Duration::from_millis(10);
 
 impl Session {
+    /// Tells the controller this session sends no more (once).
+    fn go_quiet(&mut self) {
+        if !self.quiet {
+            self.quiet = true;
+            self.live.quiet.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn outcome(&self) -> Outcome {
         Outcome {
             me: self.me,
@@ -346,6 +367,7 @@ impl Session {
         if let Err(e) = self.exchange(&mut client, &mut out).await {
             out.error = Some(format!("{e:#}"));
         }
+        self.go_quiet();
         client.close().await;
         out
     }
@@ -397,6 +419,7 @@ impl Session {
                 _ = tokio::time::sleep_until(next_due), if sending => {
                     if *self.phase.borrow() != Phase::Sending {
                         sending = false;
+                        self.go_quiet();
                         continue;
                     }
                     let n = sent_at.len();
@@ -405,19 +428,23 @@ impl Session {
                     report::record(&mut out.send_lag, write_us.saturating_sub(due_us));
                     let id = format!("{:08x}.{}.{}", self.run_id, self.me, n);
                     let text = format!("{write_us} {padding}");
+                    sent_at.push(write_us);
+                    out.sent += 1;
+                    self.live.sent.fetch_add(1, Ordering::Relaxed);
                     client
                         .send(client_frame::Kind::Send(Send {
                             envelope: Some(chat(&id, &from, &to, &text)),
                         }))
                         .await?;
-                    sent_at.push(write_us);
-                    out.sent += 1;
-                    self.live.sent.fetch_add(1, Ordering::Relaxed);
                     next_due += self.interval;
                 }
                 changed = self.phase.changed() => {
                     if changed.is_err() || *self.phase.borrow() == Phase::Stop {
                         break;
+                    }
+                    if sending && *self.phase.borrow() != Phase::Sending {
+                        sending = false;
+                        self.go_quiet();
                     }
                 }
                 _ = ack_timer.tick() => {

@@ -201,9 +201,15 @@ impl Inboxes {
         Ok(pass.effects)
     }
 
-    /// The sessions of `routes` that are synced. Forgets sessions that are
-    /// no longer live, so the set only ever holds live sessions.
+    /// The sessions of `routes` that are synced. Forgets synced sessions
+    /// that are not among a user's live ones (when presence names any).
     fn live_routes<'r>(&self, user: &str, routes: &'r [SessionRoute]) -> Vec<&'r SessionRoute> {
+        if routes.is_empty() {
+            // No live session, or presence could not be read (Redis down,
+            // an entry briefly expired): forgetting the synced sessions here
+            // would stop their live pushes for good. Nothing to push anyway.
+            return Vec::new();
+        }
         let mut synced = self.synced.lock();
         let Some(sessions) = synced.get_mut(user) else {
             return Vec::new();

@@ -107,7 +107,7 @@ impl Cluster {
             "--partitions".into(),
             "4".into(),
             "--presence-ttl".into(),
-            "3".into(),
+            "15".into(),
         ]
     }
 

@@ -296,7 +296,9 @@ async fn websocket(State(edge): State<Arc<Edge>>, upgrade: WebSocketUpgrade) -> 
         // Frames over our limit must reach the session (to be answered with
         // FRAME_TOO_LARGE), so the WebSocket's own cap sits above it.
         .max_message_size((max_frame * 4).max(1 << 20))
-        .read_buffer_size(4096)
+        // Allocated up front per session and grown only for large frames:
+        // small, so that idle sessions stay small (bench/RESULTS.md).
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| {
             connection::run(edge, WsTransport::new(socket, max_frame), "websocket")

@@ -68,24 +68,24 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
             _ = kill.notified() => {
                 edge.metrics.errors.get_or_create(&CodeLabel { code: "slow_consumer".into() }).inc();
                 let frame = ServerFrame::error(ErrorCode::SlowConsumer, "session queue full; reconnect and sync", "");
-                let _ = transport.send(encode(&frame)).await;
+                let _ = Box::pin(transport.send(encode(&frame))).await;
                 break "slow consumer";
             }
             Some(frame) = frames.recv() => {
-                if transport.send(frame).await.is_err() {
+                if Box::pin(transport.send(frame)).await.is_err() {
                     break "write failed";
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
                 if let Some(frame) = reply {
-                    if send_reply(&edge, &mut transport, &frame).await.is_err() {
+                    if Box::pin(send_reply(&edge, &mut transport, &frame)).await.is_err() {
                         break "write failed";
                     }
                 }
             }
             _ = &mut hello_deadline, if session.user().is_none() => {
                 let frame = ServerFrame::error(ErrorCode::NotAuthenticated, "no hello within 10 s", "");
-                let _ = send_reply(&edge, &mut transport, &frame).await;
+                let _ = Box::pin(send_reply(&edge, &mut transport, &frame)).await;
                 break "hello timeout";
             }
             incoming = transport.recv(), if pending.len() < MAX_IN_FLIGHT => {
@@ -96,7 +96,9 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 };
                 let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
                 session.on_frame(frame, &cx, &mut actions);
-                match execute(&edge, &session, &mut transport, &mut pending, &mut actions).await {
+                // Boxed: its state lives on the heap only while it runs, not
+                // in every idle session's task (bench/RESULTS.md).
+                match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
                     Ok(true) => {}
                     Ok(false) => break "closed by server",
                     Err(_) => break "write failed",
@@ -109,15 +111,18 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     // durable, and their senders should learn it if they are still there.
     while let Some(reply) = pending.next().await {
         if let Some(frame) = reply {
-            if send_reply(&edge, &mut transport, &frame).await.is_err() {
+            if Box::pin(send_reply(&edge, &mut transport, &frame))
+                .await
+                .is_err()
+            {
                 break;
             }
         }
     }
-    transport.close().await;
+    Box::pin(transport.close()).await;
     edge.hub.remove(&id);
     if let Some(user) = session.user() {
-        edge.presence.unregister(user, &id).await;
+        Box::pin(edge.presence.unregister(user, &id)).await;
     }
     gauge.dec();
     tracing::debug!(session = %id, reason, "session ended");

@@ -32,6 +32,8 @@ for t in ws quic wt; do
   fresh
   load --transport "$t" --out "bench/out/connect-$t.json" connect -n "$SESSIONS" --rate "$CONNECT_RATE" --hold 3
 done
+fresh
+load --transport quic --out bench/out/offline-quic.json offline --users 200 --backlog 500
 for run in "50 1000 15" "100 5000 20"; do
   read -r pairs rate duration <<<"$run"
   for t in ws quic wt; do

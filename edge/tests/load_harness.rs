@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect};
+use samvad_load::scenario::{chat, connect, offline};
 use samvad_load::target;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -102,6 +102,37 @@ async fn connect_holds_sessions_and_reads_server_memory() {
         assert_eq!(report.failed, 0);
         assert_eq!(report.connect.count, 40);
         assert!(report.server_rss_held > 1 << 20, "RSS read from /metrics");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_backlogs_sync_whole_after_a_mass_reconnect() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    for (i, transport) in [TransportKind::Quic, TransportKind::Ws]
+        .into_iter()
+        .enumerate()
+    {
+        let plan = offline::OfflinePlan {
+            transport,
+            users: 6,
+            // More than one sync page (256) per user.
+            backlog: 300,
+            prefix: format!("off{i}"),
+            endpoints: 2,
+            ws_sources: 1,
+        };
+        let report = offline::run(&addr, &plan).await.unwrap();
+        assert_eq!(
+            report.failures, 0,
+            "{transport:?}: {:?}",
+            report.first_error
+        );
+        assert_eq!(report.synced, 6 * 300, "{transport:?}");
+        assert_eq!((report.lost, report.duplicated), (0, 0));
+        assert_eq!(report.out_of_order_users, 0);
+        assert_eq!(report.user_sync.count, 6);
+        assert!(report.sync_seconds > 0.0);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect};
+use samvad_load::scenario::{chat, connect, offline};
 use samvad_load::target;
 
 #[derive(Parser)]
@@ -78,6 +78,15 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         payload: usize,
     },
+    /// Users offline while a backlog piles up, then all back at once: time
+    /// until every backlog is synced, and that each arrived whole.
+    Offline {
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Messages waiting for each user.
+        #[arg(long, default_value_t = 500)]
+        backlog: usize,
+    },
 }
 
 #[tokio::main]
@@ -135,6 +144,18 @@ async fn main() -> anyhow::Result<()> {
                 ws_sources: c.ws_sources,
             };
             let report = chat::run(&server, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::Offline { users, backlog } => {
+            let plan = offline::OfflinePlan {
+                transport: c.transport,
+                users,
+                backlog,
+                prefix,
+                endpoints: c.endpoints,
+                ws_sources: c.ws_sources,
+            };
+            let report = offline::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
     };

@@ -4,6 +4,7 @@
 
 pub mod chat;
 pub mod connect;
+pub mod offline;
 
 pub mod progress {
     use indicatif::{ProgressBar, ProgressStyle};

@@ -34,6 +34,10 @@ for t in ws quic wt; do
 done
 fresh
 load --transport quic --out bench/out/offline-quic.json offline --users 200 --backlog 500
+for t in ws quic wt; do
+  fresh
+  load --transport "$t" --out "bench/out/storm-$t.json" storm -n 2000 --rate 500
+done
 for run in "50 1000 15" "100 5000 20"; do
   read -r pairs rate duration <<<"$run"
   for t in ws quic wt; do

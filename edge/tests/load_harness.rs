@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline};
+use samvad_load::scenario::{chat, connect, offline, storm};
 use samvad_load::target;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,6 +133,28 @@ async fn offline_backlogs_sync_whole_after_a_mass_reconnect() {
         assert_eq!(report.out_of_order_users, 0);
         assert_eq!(report.user_sync.count, 6);
         assert!(report.sync_seconds > 0.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_comes_back_after_a_storm() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    for transport in [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt] {
+        let plan = storm::StormPlan {
+            transport,
+            sessions: 30,
+            rate: 300,
+            users: 5,
+            prefix: format!("st{}", format!("{transport:?}").to_lowercase()),
+            endpoints: 2,
+            ws_sources: 1,
+        };
+        let report = storm::run(&addr, &plan).await.unwrap();
+        assert_eq!(report.before, 30, "{transport:?}");
+        assert_eq!(report.back, 30, "{transport:?}: {:?}", report.first_error);
+        assert_eq!(report.failed, 0);
+        assert_eq!(report.reconnect.count, 30);
     }
 }
 

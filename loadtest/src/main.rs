@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline};
+use samvad_load::scenario::{chat, connect, offline, storm};
 use samvad_load::target;
 
 #[derive(Parser)]
@@ -87,6 +87,18 @@ enum Scenario {
         #[arg(long, default_value_t = 500)]
         backlog: usize,
     },
+    /// N sessions up, then all drop and reconnect at once: time until all
+    /// are back and synced.
+    Storm {
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        sessions: usize,
+        /// Sessions opened per second before the storm.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// Users the sessions are spread over.
+        #[arg(long, default_value_t = 50)]
+        users: usize,
+    },
 }
 
 #[tokio::main]
@@ -156,6 +168,23 @@ async fn main() -> anyhow::Result<()> {
                 ws_sources: c.ws_sources,
             };
             let report = offline::run(&server, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::Storm {
+            sessions,
+            rate,
+            users,
+        } => {
+            let plan = storm::StormPlan {
+                transport: c.transport,
+                sessions,
+                rate,
+                users,
+                prefix,
+                endpoints: c.endpoints,
+                ws_sources: c.ws_sources,
+            };
+            let report = storm::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
     };

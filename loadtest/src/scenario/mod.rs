@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod connect;
 pub mod offline;
+pub mod storm;
 
 pub mod progress {
     use indicatif::{ProgressBar, ProgressStyle};

@@ -1,0 +1,179 @@
+//! `storm`: N sessions up, then all of them drop and reconnect at once (a
+//! network blip, a load balancer restart). Reports how long until every
+//! session is back and synced, and how many could not come back.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use samvad_proto::v1::{client_frame, server_frame, Sync};
+use serde::Serialize;
+
+use crate::client::{Client, Connector, ServerAddr, TransportKind};
+use crate::report::{self, Latency};
+use crate::scenario::progress;
+use crate::target;
+
+#[derive(Debug, Clone)]
+pub struct StormPlan {
+    pub transport: TransportKind,
+    pub sessions: usize,
+    /// Sessions opened per second before the storm.
+    pub rate: u32,
+    pub users: usize,
+    pub prefix: String,
+    pub endpoints: usize,
+    pub ws_sources: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StormReport {
+    pub transport: String,
+    pub sessions: usize,
+    /// Sessions up before the storm.
+    pub before: u64,
+    /// Sessions back (connected, authenticated, synced) after it.
+    pub back: u64,
+    pub failed: u64,
+    /// Connects tried a second time (wtransport occasionally refuses an
+    /// HTTP/3 handshake under load; reported, not hidden).
+    pub retried: u64,
+    pub first_error: Option<String>,
+    /// Per session: storm → back and synced.
+    pub reconnect: Latency,
+    /// Storm → the last session back.
+    pub all_back_seconds: f64,
+}
+
+impl StormReport {
+    pub fn summary(&self) -> String {
+        format!(
+            "storm over {}: {} sessions dropped at once, {} back ({} failed, {} retried{}); all back in {:.2} s\n\
+             per session, drop → back and synced: {}",
+            self.transport,
+            self.before,
+            self.back,
+            self.failed,
+            self.retried,
+            self.first_error
+                .as_deref()
+                .map(|e| format!(", first: {e}"))
+                .unwrap_or_default(),
+            self.all_back_seconds,
+            self.reconnect.line(),
+        )
+    }
+}
+
+/// Connects (a refused handshake is tried once more, and counted in
+/// `retried`), authenticates and syncs to the end of the inbox.
+async fn come_back(
+    connector: &Connector,
+    token: &str,
+    retried: &AtomicU64,
+) -> anyhow::Result<Client> {
+    let (mut client, _) = match connector.connect(token).await {
+        Ok(up) => up,
+        Err(_) => {
+            retried.fetch_add(1, Ordering::Relaxed);
+            connector.connect(token).await?
+        }
+    };
+    let mut after = 0;
+    loop {
+        client
+            .send(client_frame::Kind::Sync(Sync { after_seq: after }))
+            .await?;
+        loop {
+            if let Some(server_frame::Kind::SyncDone(done)) =
+                client.recv_timeout(Duration::from_secs(30)).await?.kind
+            {
+                after = done.last_seq;
+                if !done.more {
+                    return Ok(client);
+                }
+                break;
+            }
+        }
+    }
+}
+
+pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormReport> {
+    let users: Vec<String> = (0..plan.users.clamp(1, plan.sessions.max(1)))
+        .map(|i| format!("{}s{i}", plan.prefix))
+        .collect();
+    let tokens = Arc::new(target::provision(&server.http, &users, 8).await?);
+    let connector = Arc::new(Connector::new(
+        plan.transport,
+        server,
+        plan.endpoints,
+        target::loopback_sources(plan.ws_sources),
+    )?);
+    let retried = Arc::new(AtomicU64::new(0));
+
+    // Up, at a steady pace.
+    let bar = progress::bar(plan.sessions as u64, "sessions");
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / plan.rate.max(1) as f64));
+    let mut opening = Vec::with_capacity(plan.sessions);
+    for i in 0..plan.sessions {
+        ticker.tick().await;
+        let (connector, tokens, bar) = (connector.clone(), tokens.clone(), bar.clone());
+        let retried = retried.clone();
+        opening.push(tokio::spawn(async move {
+            let up = come_back(&connector, &tokens[i % tokens.len()], &retried).await;
+            bar.inc(1);
+            up
+        }));
+    }
+    let mut clients = Vec::with_capacity(plan.sessions);
+    for o in opening {
+        if let Ok(client) = o.await? {
+            clients.push(client);
+        }
+    }
+    bar.finish_and_clear();
+    let before = clients.len() as u64;
+
+    // The storm: everyone drops, then everyone comes back at once.
+    let storm = Instant::now();
+    futures_util::future::join_all(clients.into_iter().map(Client::close)).await;
+    let mut returning = Vec::with_capacity(before as usize);
+    for i in 0..before as usize {
+        let (connector, tokens, retried) = (connector.clone(), tokens.clone(), retried.clone());
+        returning.push(tokio::spawn(async move {
+            let client = come_back(&connector, &tokens[i % tokens.len()], &retried).await?;
+            let took = storm.elapsed();
+            anyhow::Ok((client, took))
+        }));
+    }
+    let mut histogram = report::new_histogram();
+    let (mut back, mut failed, mut last) = (0, 0, Duration::ZERO);
+    let mut first_error = None;
+    let mut survivors = Vec::new();
+    for r in returning {
+        match r.await? {
+            Ok((client, took)) => {
+                back += 1;
+                last = last.max(took);
+                report::record(&mut histogram, took.as_micros() as u64);
+                survivors.push(client);
+            }
+            Err(e) => {
+                failed += 1;
+                first_error.get_or_insert(format!("{e:#}"));
+            }
+        }
+    }
+    futures_util::future::join_all(survivors.into_iter().map(Client::close)).await;
+    Ok(StormReport {
+        transport: format!("{:?}", plan.transport).to_lowercase(),
+        sessions: plan.sessions,
+        before,
+        back,
+        failed,
+        retried: retried.load(Ordering::Relaxed),
+        first_error,
+        reconnect: Latency::of(&histogram),
+        all_back_seconds: last.as_secs_f64(),
+    })
+}

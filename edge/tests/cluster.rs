@@ -375,3 +375,33 @@ async fn harness_chat_through_the_cluster_accounts_for_everything() {
         report.tally
     );
 }
+
+/// Refresh tokens live in Redis: rotation works across edges, and reusing
+/// a rotated token (theft) revokes the whole login on every edge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_token_reuse_is_caught_across_edges() {
+    let cluster = Cluster::start(2, 1, 1);
+    let first = cluster.user(0, "alice").await;
+    let (edge0, edge1) = (&cluster.edges[0].addr().http, &cluster.edges[1].addr().http);
+    let second = rest::refresh(edge1, &first.refresh_token).await.unwrap();
+    assert_eq!(second.user, "alice");
+    // The first token again, on the other edge: reuse.
+    match rest::refresh(edge0, &first.refresh_token).await {
+        Err(rest::RestError::Refused { status, code }) => {
+            assert_eq!((status, code.as_str()), (401, "token_reused"))
+        }
+        other => panic!("reuse accepted: {other:?}"),
+    }
+    // The whole family is gone, the newest token included.
+    match rest::refresh(edge1, &second.refresh_token).await {
+        Err(rest::RestError::Refused { status, code }) => {
+            assert_eq!((status, code.as_str()), (401, "token_revoked"))
+        }
+        other => panic!("revoked token accepted: {other:?}"),
+    }
+    // A forged token is refused too.
+    match rest::refresh(edge0, "not.a.token").await {
+        Err(rest::RestError::Refused { status, .. }) => assert_eq!(status, 401),
+        other => panic!("forged token accepted: {other:?}"),
+    }
+}

@@ -19,10 +19,8 @@ use samvad_store::PersistMode;
 use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
-use crate::config::{
-    ClusterArgs, ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs, DurabilityArg,
-};
-use crate::node::{self, EdgeDeps};
+use crate::config::{ClusterArgs, ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs};
+use crate::node::{self, open_database, EdgeDeps};
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
@@ -53,6 +51,25 @@ async fn presence(cluster: &ClusterArgs) -> anyhow::Result<Arc<RedisPresence>> {
         &cluster.redis,
         &cluster.topics.topic_prefix,
         Duration::from_secs(cluster.presence_ttl),
+    )
+    .await
+    .context("connecting to Redis")
+}
+
+/// This node's leases on the partitions of `topic`.
+async fn leases(
+    cluster: &ClusterArgs,
+    topic: &str,
+    node: &str,
+    ttl: u64,
+) -> anyhow::Result<Leases> {
+    Leases::connect(
+        &cluster.redis,
+        &cluster.topics.topic_prefix,
+        topic,
+        node,
+        cluster.topics.partitions,
+        Duration::from_secs(ttl),
     )
     .await
     .context("connecting to Redis")
@@ -100,16 +117,7 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
 
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, &args.node).await?;
-    let leases = Leases::connect(
-        &args.cluster.redis,
-        &args.cluster.topics.topic_prefix,
-        &topics.inbound(),
-        &args.node,
-        args.cluster.topics.partitions,
-        Duration::from_secs(args.lease_ttl),
-    )
-    .await
-    .context("connecting to Redis")?;
+    let leases = leases(&args.cluster, &topics.inbound(), &args.node, args.lease_ttl).await?;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         RouterRole { bus, topics }
@@ -125,26 +133,9 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
 pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, &args.node).await?;
     let presence = presence(&args.cluster).await?;
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let db = fjall::Database::builder(args.data_dir.join("db"))
-        .open()
-        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
-    let persist = match args.durability {
-        DurabilityArg::Sync => PersistMode::SyncData,
-        DurabilityArg::Buffer => PersistMode::Buffer,
-    };
-    let inboxes = Arc::new(Inboxes::open(&db, persist)?);
-    let leases = Leases::connect(
-        &args.cluster.redis,
-        &args.cluster.topics.topic_prefix,
-        &topics.deliver(),
-        &args.node,
-        args.cluster.topics.partitions,
-        Duration::from_secs(args.lease_ttl),
-    )
-    .await
-    .context("connecting to Redis")?;
+    let db = open_database(&args.data_dir)?;
+    let inboxes = Arc::new(Inboxes::open(&db, args.durability.persist_mode())?);
+    let leases = leases(&args.cluster, &topics.deliver(), &args.node, args.lease_ttl).await?;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         StoreRole {

@@ -172,3 +172,13 @@ pub enum DurabilityArg {
     /// Hand to the OS once per batch: survives kill -9, not power loss.
     Buffer,
 }
+
+impl DurabilityArg {
+    /// The fjall persist mode of a durable write.
+    pub fn persist_mode(self) -> samvad_store::PersistMode {
+        match self {
+            DurabilityArg::Sync => samvad_store::PersistMode::SyncData,
+            DurabilityArg::Buffer => samvad_store::PersistMode::Buffer,
+        }
+    }
+}

@@ -137,6 +137,15 @@ pub async fn start(
     Ok(RunningEdge { edge, endpoint })
 }
 
+/// Opens (creating it if needed) the fjall database under `data_dir`.
+pub fn open_database(data_dir: &std::path::Path) -> anyhow::Result<fjall::Database> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    fjall::Database::builder(data_dir.join("db"))
+        .open()
+        .with_context(|| format!("opening the database in {}", data_dir.display()))
+}
+
 /// Writes the ready file atomically (tests wait for it to appear).
 pub fn write_ready(path: &std::path::Path, ready: &serde_json::Value) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");

@@ -17,17 +17,14 @@ use samvad_store::PersistMode;
 
 use crate::auth::TokenKeys;
 use crate::config::{DurabilityArg, ServeArgs};
-use crate::node::{self, EdgeDeps};
+use crate::node::{self, open_database, EdgeDeps};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating {}", args.data_dir.display()))?;
-    let db = fjall::Database::builder(args.data_dir.join("db"))
-        .open()
-        .with_context(|| format!("opening the database in {}", args.data_dir.display()))?;
-    let (durability, persist) = match args.durability {
-        DurabilityArg::Sync => (Durability::Sync, PersistMode::SyncData),
-        DurabilityArg::Buffer => (Durability::Buffer, PersistMode::Buffer),
+    let db = open_database(&args.data_dir)?;
+    let persist = args.durability.persist_mode();
+    let durability = match args.durability {
+        DurabilityArg::Sync => Durability::Sync,
+        DurabilityArg::Buffer => Durability::Buffer,
     };
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(db.clone(), durability)?);
     let topics = Topics::new(args.topics.topic_prefix.clone());

@@ -16,10 +16,12 @@
 //! them. Every step is one atomic script per partition: a lease is only
 //! renewed or released by its holder.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
+
+use crate::{Bus, BusError, Consumer, Record};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -173,6 +175,107 @@ impl Leases {
             .arg(offset)
             .invoke_async(&mut conn)
             .await?;
+        Ok(())
+    }
+}
+
+/// The last offset of each partition among `records`.
+pub fn last_offsets(records: &[Record]) -> Vec<(u32, u64)> {
+    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+    for r in records {
+        let e = last.entry(r.partition).or_default();
+        *e = (*e).max(r.offset);
+    }
+    last.into_iter().collect()
+}
+
+/// What [`OwnedReader::next`] brings.
+pub enum Owned {
+    /// The partitions this node owns changed (to these, maybe none). The
+    /// reader is stopped: the role decides where each partition starts and
+    /// calls [`OwnedReader::read_from`].
+    Changed(BTreeSet<u32>),
+    /// Records of the owned partitions, in order within each.
+    Records(Vec<Record>),
+}
+
+/// Reads the partitions a node holds leases on, renewing them as it goes:
+/// the loop every owning role (store, router) runs.
+pub struct OwnedReader {
+    leases: Leases,
+    owned: BTreeSet<u32>,
+    reader: Option<Box<dyn Consumer>>,
+    ticker: tokio::time::Interval,
+}
+
+impl OwnedReader {
+    pub fn new(leases: Leases) -> Self {
+        let ticker = tokio::time::interval(leases.period());
+        OwnedReader {
+            leases,
+            owned: BTreeSet::new(),
+            reader: None,
+            ticker,
+        }
+    }
+
+    /// `&mut`: the reader is not `Sync`, and a future holding `&self`
+    /// across an await would not be `Send`.
+    pub fn leases(&mut self) -> &Leases {
+        &self.leases
+    }
+
+    /// The next ownership change or batch of at most `max` records.
+    pub async fn next(&mut self, max: usize) -> Result<Owned, BusError> {
+        loop {
+            tokio::select! {
+                _ = self.ticker.tick() => {
+                    let held = match self.leases.tick().await {
+                        Ok(held) => held,
+                        Err(e) => {
+                            // Without Redis the leases may lapse: stop
+                            // reading rather than race a new owner.
+                            tracing::warn!(error = %e, "lease renewal failed; pausing");
+                            BTreeSet::new()
+                        }
+                    };
+                    if held != self.owned {
+                        self.owned = held.clone();
+                        self.reader = None;
+                        return Ok(Owned::Changed(held));
+                    }
+                }
+                // Cancel safe (Consumer::poll): losing the race loses nothing.
+                records = async {
+                    match self.reader.as_mut() {
+                        Some(r) => r.poll(max).await,
+                        None => std::future::pending().await,
+                    }
+                } => return records.map(Owned::Records),
+            }
+        }
+    }
+
+    /// Starts reading the owned partitions of `topic`, each from its offset.
+    pub async fn read_from(
+        &mut self,
+        bus: &dyn Bus,
+        topic: &str,
+        from: &[(u32, u64)],
+    ) -> Result<(), BusError> {
+        self.reader = if from.is_empty() {
+            None
+        } else {
+            Some(bus.assign(topic, from).await?)
+        };
+        Ok(())
+    }
+
+    /// Records that the effects of `records` are carried out.
+    pub async fn mark_handled(&mut self, records: &[Record]) -> Result<(), LeaseError> {
+        for (p, o) in last_offsets(records) {
+            self.leases.set_handled(p, o).await?;
+        }
         Ok(())
     }
 }

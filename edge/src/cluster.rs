@@ -121,7 +121,7 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         RouterRole { bus, topics }
-            .run_owned(Arc::new(leases))
+            .run_owned(leases)
             .await
             .context("router role")
     });
@@ -144,7 +144,7 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
             inboxes,
             presence,
         }
-        .run_owned(Arc::new(leases))
+        .run_owned(leases)
         .await
         .context("store role")
     });

@@ -4,13 +4,12 @@
 //! [`RouterRole`] loop feeds it from `inbound` and produces its output,
 //! committing `inbound` only once the output is durable on the bus.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::ownership::{LeaseError, Leases};
-use samvad_bus::{Bus, BusError, Consumer, Outgoing, Record, Topics};
+use samvad_bus::ownership::{LeaseError, Leases, Owned, OwnedReader};
+use samvad_bus::{Bus, BusError, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 
@@ -85,52 +84,22 @@ impl RouterRole {
     /// offset routed per partition lives with the lease (the `handled`
     /// mark), written after the deliveries are on the bus, so a new owner
     /// resumes there (at least once; the store drops duplicates).
-    pub async fn run_owned(self, leases: Arc<Leases>) -> Result<(), RouterError> {
+    pub async fn run_owned(self, leases: Leases) -> Result<(), RouterError> {
         let inbound = self.topics.inbound();
-        let mut owned: BTreeSet<u32> = BTreeSet::new();
-        let mut reader: Option<Box<dyn Consumer>> = None;
-        let mut ticker = tokio::time::interval(leases.period());
+        let mut owned = OwnedReader::new(leases);
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    let held = match leases.tick().await {
-                        Ok(held) => held,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "lease renewal failed; pausing");
-                            BTreeSet::new()
-                        }
-                    };
-                    if held == owned {
-                        continue;
+            match owned.next(BATCH).await? {
+                Owned::Changed(partitions) => {
+                    tracing::info!(?partitions, "router ownership changed");
+                    let mut from = Vec::with_capacity(partitions.len());
+                    for p in partitions {
+                        from.push((p, owned.leases().handled(p).await?.map_or(0, |o| o + 1)));
                     }
-                    tracing::info!(partitions = ?held, "router ownership changed");
-                    owned = held;
-                    let mut from = Vec::with_capacity(owned.len());
-                    for &p in &owned {
-                        from.push((p, leases.handled(p).await?.map_or(0, |o| o + 1)));
-                    }
-                    reader = if from.is_empty() {
-                        None
-                    } else {
-                        Some(self.bus.assign(&inbound, &from).await?)
-                    };
+                    owned.read_from(&*self.bus, &inbound, &from).await?;
                 }
-                records = async {
-                    match reader.as_mut() {
-                        Some(r) => r.poll(BATCH).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let records = records?;
+                Owned::Records(records) => {
                     self.route_batch(&records).await?;
-                    let mut last: BTreeMap<u32, u64> = BTreeMap::new();
-                    for r in &records {
-                        let e = last.entry(r.partition).or_default();
-                        *e = (*e).max(r.offset);
-                    }
-                    for (p, o) in last {
-                        leases.set_handled(p, o).await?;
-                    }
+                    owned.mark_handled(&records).await?;
                 }
             }
         }

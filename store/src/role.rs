@@ -12,12 +12,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::{Bus, Consumer, Outgoing, Record, Topics};
+use samvad_bus::{Bus, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord, PushRecord};
 
 use crate::inbox::{Effect, Inboxes};
 use crate::presence::{Presence, PresenceMap};
-use samvad_bus::ownership::{LeaseError, Leases};
+use samvad_bus::ownership::{last_offsets, LeaseError, Leases, Owned, OwnedReader};
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
@@ -50,73 +50,42 @@ impl StoreRole {
     /// applied them before. Records up to the partition's `handled` mark
     /// were already pushed and receipted by a previous owner: they are
     /// applied silently.
-    pub async fn run_owned(self, leases: Arc<Leases>) -> Result<(), RoleError> {
+    pub async fn run_owned(self, leases: Leases) -> Result<(), RoleError> {
         let deliver = self.topics.deliver();
-        let mut owned: BTreeSet<u32> = BTreeSet::new();
-        let mut reader: Option<Box<dyn Consumer>> = None;
+        let mut owned = OwnedReader::new(leases);
         let mut silent_upto: HashMap<u32, u64> = HashMap::new();
-        let mut ticker = tokio::time::interval(leases.period());
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {
-                    let held = match leases.tick().await {
-                        Ok(held) => held,
-                        Err(e) => {
-                            // Without Redis the leases may lapse: stop
-                            // reading rather than race a new owner.
-                            tracing::warn!(error = %e, "lease renewal failed; pausing");
-                            BTreeSet::new()
-                        }
-                    };
-                    if held == owned {
-                        continue;
-                    }
-                    tracing::info!(partitions = ?held, "store ownership changed");
-                    owned = held;
+            match owned.next(BATCH).await? {
+                Owned::Changed(partitions) => {
+                    tracing::info!(?partitions, "store ownership changed");
                     silent_upto.clear();
-                    let mut from = Vec::with_capacity(owned.len());
-                    for &p in &owned {
+                    let mut from = Vec::with_capacity(partitions.len());
+                    for p in partitions {
                         from.push((p, self.inboxes.applied_offset(p)?.map_or(0, |o| o + 1)));
-                        if let Some(h) = leases.handled(p).await? {
+                        if let Some(h) = owned.leases().handled(p).await? {
                             silent_upto.insert(p, h);
                         }
                     }
-                    reader = if from.is_empty() {
-                        None
-                    } else {
-                        Some(self.bus.assign(&deliver, &from).await?)
-                    };
+                    owned.read_from(&*self.bus, &deliver, &from).await?;
                 }
-                records = async {
-                    match reader.as_mut() {
-                        Some(r) => r.poll(BATCH).await,
-                        None => std::future::pending().await,
-                    }
-                } => {
-                    let records = records?;
-                    let handled = self.apply_owned(&records, &silent_upto).await?;
-                    for (p, o) in handled {
-                        leases.set_handled(p, o).await?;
-                    }
+                Owned::Records(records) => {
+                    self.apply_owned(&records, &silent_upto).await?;
+                    owned.mark_handled(&records).await?;
                 }
             }
         }
     }
 
-    /// One batch of an owned partition set; returns (partition, last
-    /// offset) of what it carried out.
+    /// One batch of an owned partition set.
     async fn apply_owned(
         &self,
         records: &[Record],
         silent_upto: &HashMap<u32, u64>,
-    ) -> Result<Vec<(u32, u64)>, RoleError> {
+    ) -> Result<(), RoleError> {
         let mut silent = Vec::new();
         let mut live = Vec::new();
         let mut dead = Vec::new();
-        let mut last: HashMap<u32, u64> = HashMap::new();
         for r in records {
-            let e = last.entry(r.partition).or_default();
-            *e = (*e).max(r.offset);
             match DeliverRecord::decode(r.payload.clone()) {
                 Ok(d)
                     if silent_upto
@@ -132,19 +101,17 @@ impl StoreRole {
         if !dead.is_empty() {
             self.bus.produce(dead).await?;
         }
-        let offsets: Vec<(u32, u64)> = last.into_iter().collect();
+        let offsets = last_offsets(records);
         let presence = self.presence.lookup(&users_to_route(&live)).await;
         let inboxes = self.inboxes.clone();
-        let all_offsets = offsets.clone();
         let effects = tokio::task::spawn_blocking(move || {
             // Replayed work first, its effects already carried out.
             inboxes.apply(&silent, &PresenceMap::new())?;
-            inboxes.apply_at(&live, &presence, &all_offsets)
+            inboxes.apply_at(&live, &presence, &offsets)
         })
         .await
         .expect("inbox apply panicked")?;
-        self.carry_out(effects).await?;
-        Ok(offsets)
+        self.carry_out(effects).await
     }
 
     /// Runs until the bus closes or storage fails.

@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use samvad_load::client::{Client, ServerAddr, TransportKind};
 use samvad_load::rest;
@@ -33,19 +32,8 @@ impl Node {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn samvad");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let info: serde_json::Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break serde_json::from_str(&text).unwrap();
-            }
-            assert!(Instant::now() < deadline, "{args:?} did not become ready");
-            std::thread::sleep(Duration::from_millis(25));
-        };
-        let addr = info["cert_sha256"].as_str().map(|hash| ServerAddr {
-            quic: info["quic"].as_str().unwrap().parse().unwrap(),
-            http: format!("http://{}", info["http"].as_str().unwrap()),
-            cert_sha256: hex::decode(hash).unwrap().try_into().unwrap(),
-        });
+        let info = super::wait_ready(&ready, &format!("{args:?}"));
+        let addr = super::edge_addr(&info);
         Node {
             child: Some(child),
             args,

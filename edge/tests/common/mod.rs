@@ -13,6 +13,28 @@ pub mod cluster;
 
 pub const T: Duration = Duration::from_secs(10);
 
+/// The JSON a process writes to its `--ready-file` once it runs.
+pub fn wait_ready(path: &Path, what: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).unwrap();
+        }
+        assert!(Instant::now() < deadline, "{what} did not become ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Where an edge listens, from its ready file (`None` for other roles).
+pub fn edge_addr(info: &serde_json::Value) -> Option<ServerAddr> {
+    let hash = info["cert_sha256"].as_str()?;
+    Some(ServerAddr {
+        quic: info["quic"].as_str()?.parse().ok()?,
+        http: format!("http://{}", info["http"].as_str()?),
+        cert_sha256: hex::decode(hash).ok()?.try_into().ok()?,
+    })
+}
+
 pub struct TestServer {
     child: Option<Child>,
     pub dir: PathBuf,
@@ -56,20 +78,8 @@ impl TestServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn samvad");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let info: serde_json::Value = loop {
-            if let Ok(text) = std::fs::read_to_string(&ready) {
-                break serde_json::from_str(&text).unwrap();
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let hash = hex::decode(info["cert_sha256"].as_str().unwrap()).unwrap();
-        let addr = ServerAddr {
-            quic: info["quic"].as_str().unwrap().parse().unwrap(),
-            http: format!("http://{}", info["http"].as_str().unwrap()),
-            cert_sha256: hash.try_into().unwrap(),
-        };
+        let info = wait_ready(&ready, "samvad serve");
+        let addr = edge_addr(&info).expect("an edge's ready file");
         TestServer {
             child: Some(child),
             dir: dir.to_path_buf(),

@@ -370,6 +370,40 @@ impl Client {
         }
     }
 
+    /// Replays the inbox after `after`, page by page, acknowledging each
+    /// page; every frame but `SyncDone` goes to `each`. Returns the last
+    /// sequence number. Live pushes start once this returns.
+    pub async fn sync(
+        &mut self,
+        mut after: u64,
+        mut each: impl FnMut(ServerFrame),
+    ) -> anyhow::Result<u64> {
+        loop {
+            self.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
+                after_seq: after,
+            }))
+            .await?;
+            loop {
+                let frame = self.recv_timeout(Duration::from_secs(60)).await?;
+                let Some(server_frame::Kind::SyncDone(done)) = frame.kind else {
+                    each(frame);
+                    continue;
+                };
+                after = done.last_seq;
+                if after > 0 {
+                    self.send(client_frame::Kind::Ack(samvad_proto::v1::Ack {
+                        seq: after,
+                    }))
+                    .await?;
+                }
+                if !done.more {
+                    return Ok(after);
+                }
+                break;
+            }
+        }
+    }
+
     /// Closes the session (waiting at most [`CLOSE_TIMEOUT`]).
     pub async fn close(mut self) {
         let close = async {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use samvad_proto::v1::{client_frame, server_frame, Ack, Send, Sync};
+use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -375,31 +375,14 @@ impl Session {
     /// Replays (and acknowledges) whatever the inbox holds, so that live
     /// pushes start.
     async fn catch_up(&mut self, client: &mut Client, out: &mut Outcome) -> anyhow::Result<()> {
-        let mut after = 0;
-        loop {
-            client
-                .send(client_frame::Kind::Sync(Sync { after_seq: after }))
-                .await?;
-            loop {
-                let frame = client.recv_timeout(Duration::from_secs(30)).await?;
-                match frame.kind {
-                    Some(server_frame::Kind::SyncDone(done)) => {
-                        after = done.last_seq;
-                        if after > 0 {
-                            client
-                                .send(client_frame::Kind::Ack(Ack { seq: after }))
-                                .await?;
-                        }
-                        if !done.more {
-                            return Ok(());
-                        }
-                        break;
-                    }
-                    Some(server_frame::Kind::Deliver(_)) => out.stale += 1,
-                    _ => {}
+        client
+            .sync(0, |frame| {
+                if let Some(server_frame::Kind::Deliver(_)) = frame.kind {
+                    out.stale += 1;
                 }
-            }
-        }
+            })
+            .await?;
+        Ok(())
     }
 
     /// The sending and receiving phase, until told to stop.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use samvad_proto::v1::{client_frame, server_frame, Ack, Send, Sync};
+use samvad_proto::v1::{client_frame, server_frame, Send};
 use serde::Serialize;
 
 use crate::client::{chat, Client, Connector, ServerAddr, TransportKind};
@@ -141,33 +141,14 @@ async fn sync_backlog(
 /// The paged replay of the inbox from the start.
 async fn sync_pages(client: &mut Client, user: &str) -> anyhow::Result<Vec<usize>> {
     let mut got = Vec::new();
-    let mut after = 0;
-    loop {
-        client
-            .send(client_frame::Kind::Sync(Sync { after_seq: after }))
-            .await?;
-        loop {
-            match client.recv_timeout(Duration::from_secs(60)).await?.kind {
-                Some(server_frame::Kind::SyncDone(done)) => {
-                    after = done.last_seq;
-                    if after > 0 {
-                        client
-                            .send(client_frame::Kind::Ack(Ack { seq: after }))
-                            .await?;
-                    }
-                    if !done.more {
-                        return Ok(got);
-                    }
-                    break;
-                }
-                kind => {
-                    if let Some(n) = backlog_index(kind, user) {
-                        got.push(n);
-                    }
-                }
+    client
+        .sync(0, |frame| {
+            if let Some(n) = backlog_index(frame.kind, user) {
+                got.push(n);
             }
-        }
-    }
+        })
+        .await?;
+    Ok(got)
 }
 
 pub async fn run(server: &ServerAddr, plan: &OfflinePlan) -> anyhow::Result<OfflineReport> {

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use samvad_proto::v1::{client_frame, server_frame, Sync};
 use serde::Serialize;
 
 use crate::client::{Client, Connector, ServerAddr, TransportKind};
@@ -79,23 +78,8 @@ async fn come_back(
             connector.connect(token).await?
         }
     };
-    let mut after = 0;
-    loop {
-        client
-            .send(client_frame::Kind::Sync(Sync { after_seq: after }))
-            .await?;
-        loop {
-            if let Some(server_frame::Kind::SyncDone(done)) =
-                client.recv_timeout(Duration::from_secs(30)).await?.kind
-            {
-                after = done.last_seq;
-                if !done.more {
-                    return Ok(client);
-                }
-                break;
-            }
-        }
-    }
+    client.sync(0, |_| {}).await?;
+    Ok(client)
 }
 
 pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormReport> {

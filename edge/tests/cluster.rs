@@ -313,7 +313,7 @@ async fn kill_9_of_a_router_or_an_edge_loses_and_duplicates_nothing() {
 /// missed would still have to be in the recipient's inbox: checked too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn harness_chat_through_the_cluster_accounts_for_everything() {
-    use samvad_load::scenario::chat;
+    use samvad_load::scenario::{chat, Setup};
     use samvad_load::target;
     use std::time::Duration;
     let cluster = Cluster::start(1, 1, 1);
@@ -321,15 +321,17 @@ async fn harness_chat_through_the_cluster_accounts_for_everything() {
         .await
         .unwrap();
     let plan = chat::ChatPlan {
-        transport: TransportKind::Quic,
+        setup: Setup {
+            transport: TransportKind::Quic,
+            prefix: "hc".into(),
+            endpoints: 1,
+            ws_sources: 1,
+        },
         pairs: 10,
         rate: 200,
         duration: Duration::from_secs(4),
         drain: Duration::from_secs(10),
         payload: 32,
-        prefix: "hc".into(),
-        endpoints: 1,
-        ws_sources: 1,
     };
     let report = chat::run(&addr, &plan).await.unwrap();
     let mut in_inbox = Vec::new();

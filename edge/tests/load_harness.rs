@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline, storm};
+use samvad_load::scenario::{chat, connect, offline, storm, Setup};
 use samvad_load::target;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,15 +21,17 @@ async fn chat_runs_account_for_every_message() {
         .enumerate()
     {
         let plan = chat::ChatPlan {
-            transport,
+            setup: Setup {
+                transport,
+                prefix: format!("h{i}"),
+                endpoints: 2,
+                ws_sources: 2,
+            },
             pairs: 4,
             rate: 200,
             duration: Duration::from_secs(2),
             drain: Duration::from_secs(10),
             payload: 100,
-            prefix: format!("h{i}"),
-            endpoints: 2,
-            ws_sources: 2,
         };
         let report = chat::run(&addr, &plan).await.unwrap();
         let t = report.tally;
@@ -59,15 +61,17 @@ async fn a_second_run_with_the_same_users_ignores_old_messages() {
     let server = TestServer::start();
     let addr = target::discover(&server.addr.http).await.unwrap();
     let plan = chat::ChatPlan {
-        transport: TransportKind::Quic,
+        setup: Setup {
+            transport: TransportKind::Quic,
+            prefix: "again".into(),
+            endpoints: 1,
+            ws_sources: 1,
+        },
         pairs: 2,
         rate: 100,
         duration: Duration::from_secs(1),
         drain: Duration::from_secs(10),
         payload: 16,
-        prefix: "again".into(),
-        endpoints: 1,
-        ws_sources: 1,
     };
     let first = chat::run(&addr, &plan).await.unwrap();
     assert!(first.tally.is_clean());
@@ -84,14 +88,16 @@ async fn connect_holds_sessions_and_reads_server_memory() {
     let addr = target::discover(&server.addr.http).await.unwrap();
     for transport in [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt] {
         let plan = connect::ConnectPlan {
-            transport,
+            setup: Setup {
+                transport,
+                prefix: format!("c{}", format!("{transport:?}").to_lowercase()),
+                endpoints: 2,
+                ws_sources: 1,
+            },
             sessions: 40,
             rate: 200,
             users: 4,
             hold: Duration::from_millis(200),
-            prefix: format!("c{}", format!("{transport:?}").to_lowercase()),
-            endpoints: 2,
-            ws_sources: 1,
         };
         let report = connect::run(&addr, &plan).await.unwrap();
         assert_eq!(
@@ -114,13 +120,15 @@ async fn offline_backlogs_sync_whole_after_a_mass_reconnect() {
         .enumerate()
     {
         let plan = offline::OfflinePlan {
-            transport,
+            setup: Setup {
+                transport,
+                prefix: format!("off{i}"),
+                endpoints: 2,
+                ws_sources: 1,
+            },
             users: 6,
             // More than one sync page (256) per user.
             backlog: 300,
-            prefix: format!("off{i}"),
-            endpoints: 2,
-            ws_sources: 1,
         };
         let report = offline::run(&addr, &plan).await.unwrap();
         assert_eq!(
@@ -142,13 +150,15 @@ async fn every_session_comes_back_after_a_storm() {
     let addr = target::discover(&server.addr.http).await.unwrap();
     for transport in [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt] {
         let plan = storm::StormPlan {
-            transport,
+            setup: Setup {
+                transport,
+                prefix: format!("st{}", format!("{transport:?}").to_lowercase()),
+                endpoints: 2,
+                ws_sources: 1,
+            },
             sessions: 30,
             rate: 300,
             users: 5,
-            prefix: format!("st{}", format!("{transport:?}").to_lowercase()),
-            endpoints: 2,
-            ws_sources: 1,
         };
         let report = storm::run(&addr, &plan).await.unwrap();
         assert_eq!(report.before, 30, "{transport:?}");

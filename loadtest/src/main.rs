@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline, storm};
+use samvad_load::scenario::{chat, connect, offline, storm, Setup};
 use samvad_load::target;
 
 #[derive(Parser)]
@@ -117,6 +117,12 @@ async fn main() -> anyhow::Result<()> {
         .prefix
         .clone()
         .unwrap_or_else(|| format!("l{:06x}", rand::random::<u32>() & 0xff_ffff));
+    let setup = Setup {
+        transport: c.transport,
+        prefix,
+        endpoints: c.endpoints,
+        ws_sources: c.ws_sources,
+    };
     let (summary, json) = match cli.scenario {
         Scenario::Connect {
             sessions,
@@ -125,14 +131,11 @@ async fn main() -> anyhow::Result<()> {
             hold,
         } => {
             let plan = connect::ConnectPlan {
-                transport: c.transport,
+                setup,
                 sessions,
                 rate,
                 users: users.min(sessions),
                 hold: Duration::from_secs(hold),
-                prefix,
-                endpoints: c.endpoints,
-                ws_sources: c.ws_sources,
             };
             let report = connect::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
@@ -145,27 +148,21 @@ async fn main() -> anyhow::Result<()> {
             payload,
         } => {
             let plan = chat::ChatPlan {
-                transport: c.transport,
+                setup,
                 pairs,
                 rate,
                 duration: Duration::from_secs(duration),
                 drain: Duration::from_secs(drain),
                 payload,
-                prefix,
-                endpoints: c.endpoints,
-                ws_sources: c.ws_sources,
             };
             let report = chat::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Offline { users, backlog } => {
             let plan = offline::OfflinePlan {
-                transport: c.transport,
+                setup,
                 users,
                 backlog,
-                prefix,
-                endpoints: c.endpoints,
-                ws_sources: c.ws_sources,
             };
             let report = offline::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
@@ -176,13 +173,10 @@ async fn main() -> anyhow::Result<()> {
             users,
         } => {
             let plan = storm::StormPlan {
-                transport: c.transport,
+                setup,
                 sessions,
                 rate,
                 users,
-                prefix,
-                endpoints: c.endpoints,
-                ws_sources: c.ws_sources,
             };
             let report = storm::run(&server, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)

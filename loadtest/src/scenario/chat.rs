@@ -18,14 +18,15 @@ use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::client::{chat, Client, Connector, ServerAddr, TransportKind};
+use crate::client::{chat, Client, ServerAddr};
 use crate::report::{self, Latency, Tally, Timeline};
-use crate::scenario::progress;
+use crate::scenario::{progress, Setup};
 use crate::target;
 
 #[derive(Debug, Clone)]
 pub struct ChatPlan {
-    pub transport: TransportKind,
+    /// How sessions are opened (transport, user names, sockets).
+    pub setup: Setup,
     /// Pairs of users; each user has one session and sends to its partner.
     pub pairs: usize,
     /// Messages per second over all senders.
@@ -37,9 +38,6 @@ pub struct ChatPlan {
     pub drain: Duration,
     /// Bytes of text per message (at least the timestamp).
     pub payload: usize,
-    pub prefix: String,
-    pub endpoints: usize,
-    pub ws_sources: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -163,16 +161,11 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
     let sessions = plan.pairs.max(1) * 2;
     let names: Arc<Vec<String>> = Arc::new(
         (0..sessions)
-            .map(|i| format!("{}u{i}", plan.prefix))
+            .map(|i| format!("{}u{i}", plan.setup.prefix))
             .collect(),
     );
     let tokens = target::provision(&server.http, &names, 8).await?;
-    let connector = Arc::new(Connector::new(
-        plan.transport,
-        server,
-        plan.endpoints,
-        target::loopback_sources(plan.ws_sources),
-    )?);
+    let connector = Arc::new(plan.setup.connector(server)?);
     let run_id: u32 = rand::random();
     let live = Arc::new(Live::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
@@ -281,7 +274,7 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
         }
     }
     Ok(ChatReport {
-        transport: format!("{:?}", plan.transport).to_lowercase(),
+        transport: plan.setup.transport_name(),
         pairs: plan.pairs,
         target_rate: plan.rate,
         seconds,

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::client::{Connector, ServerAddr, TransportKind};
+use crate::client::ServerAddr;
 use crate::report::{self, Latency};
-use crate::scenario::progress;
+use crate::scenario::{progress, Setup};
 use crate::target;
 
 #[derive(Debug, Clone)]
 pub struct ConnectPlan {
-    pub transport: TransportKind,
+    /// How sessions are opened (transport, user names, sockets).
+    pub setup: Setup,
     /// Sessions to open.
     pub sessions: usize,
     /// Sessions opened per second.
@@ -25,12 +26,6 @@ pub struct ConnectPlan {
     pub users: usize,
     /// How long the sessions stay open, idle, once all are up.
     pub hold: Duration,
-    /// User name prefix.
-    pub prefix: String,
-    /// UDP sockets shared by QUIC and WebTransport sessions.
-    pub endpoints: usize,
-    /// Loopback source addresses for WebSocket sessions.
-    pub ws_sources: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -85,15 +80,10 @@ impl ConnectReport {
 
 pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<ConnectReport> {
     let users: Vec<String> = (0..plan.users.max(1))
-        .map(|i| format!("{}c{i}", plan.prefix))
+        .map(|i| format!("{}c{i}", plan.setup.prefix))
         .collect();
     let tokens = Arc::new(target::provision(&server.http, &users, 8).await?);
-    let connector = Arc::new(Connector::new(
-        plan.transport,
-        server,
-        plan.endpoints,
-        target::loopback_sources(plan.ws_sources),
-    )?);
+    let connector = Arc::new(plan.setup.connector(server)?);
     // Let the allocator settle after the registrations before the baseline.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let server_rss_before = target::server_rss(&server.http).await?;
@@ -167,7 +157,7 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
     }
     let connected = connected.load(Ordering::Relaxed);
     Ok(ConnectReport {
-        transport: format!("{:?}", plan.transport).to_lowercase(),
+        transport: plan.setup.transport_name(),
         sessions: plan.sessions,
         connected,
         failed: failed.load(Ordering::Relaxed),

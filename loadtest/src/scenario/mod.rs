@@ -2,10 +2,41 @@
 //! runtime (one task per session, shared UDP endpoints), stops by itself
 //! and returns a report.
 
+use crate::client::{Connector, ServerAddr, TransportKind};
+use crate::target;
+
 pub mod chat;
 pub mod connect;
 pub mod offline;
 pub mod storm;
+
+/// How a scenario opens its sessions.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub transport: TransportKind,
+    /// User name prefix (a run's users are `<prefix><letter><n>`).
+    pub prefix: String,
+    /// UDP sockets shared by QUIC and WebTransport sessions.
+    pub endpoints: usize,
+    /// Loopback source addresses for WebSocket sessions.
+    pub ws_sources: usize,
+}
+
+impl Setup {
+    pub fn connector(&self, server: &ServerAddr) -> anyhow::Result<Connector> {
+        Connector::new(
+            self.transport,
+            server,
+            self.endpoints,
+            target::loopback_sources(self.ws_sources),
+        )
+    }
+
+    /// `ws`, `quic` or `wt`, for reports.
+    pub fn transport_name(&self) -> String {
+        format!("{:?}", self.transport).to_lowercase()
+    }
+}
 
 pub mod progress {
     use indicatif::{ProgressBar, ProgressStyle};

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use samvad_proto::v1::{client_frame, server_frame, Send};
 use serde::Serialize;
 
-use crate::client::{chat, Client, Connector, ServerAddr, TransportKind};
+use crate::client::{chat, Client, ServerAddr};
 use crate::report::{self, Latency};
-use crate::scenario::progress;
+use crate::scenario::{progress, Setup};
 use crate::target;
 
 /// Sends of one sender awaiting their acknowledgement at most.
@@ -19,14 +19,12 @@ const WINDOW: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct OfflinePlan {
-    pub transport: TransportKind,
+    /// How sessions are opened (transport, user names, sockets).
+    pub setup: Setup,
     /// Offline users (each gets a backlog from its own sender).
     pub users: usize,
     /// Messages waiting for each user.
     pub backlog: usize,
-    pub prefix: String,
-    pub endpoints: usize,
-    pub ws_sources: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -153,16 +151,15 @@ async fn sync_pages(client: &mut Client, user: &str) -> anyhow::Result<Vec<usize
 
 pub async fn run(server: &ServerAddr, plan: &OfflinePlan) -> anyhow::Result<OfflineReport> {
     let users = plan.users.max(1);
-    let names: Vec<String> = (0..users).map(|i| format!("{}o{i}", plan.prefix)).collect();
-    let senders: Vec<String> = (0..users).map(|i| format!("{}f{i}", plan.prefix)).collect();
+    let names: Vec<String> = (0..users)
+        .map(|i| format!("{}o{i}", plan.setup.prefix))
+        .collect();
+    let senders: Vec<String> = (0..users)
+        .map(|i| format!("{}f{i}", plan.setup.prefix))
+        .collect();
     let user_tokens = target::provision(&server.http, &names, 8).await?;
     let sender_tokens = target::provision(&server.http, &senders, 8).await?;
-    let connector = Arc::new(Connector::new(
-        plan.transport,
-        server,
-        plan.endpoints,
-        target::loopback_sources(plan.ws_sources),
-    )?);
+    let connector = Arc::new(plan.setup.connector(server)?);
 
     // Fill: every sender at once, recipients offline.
     let bar = progress::bar((users * plan.backlog) as u64, "messages queued");
@@ -243,7 +240,7 @@ pub async fn run(server: &ServerAddr, plan: &OfflinePlan) -> anyhow::Result<Offl
     }
     let sync_seconds = last_done.as_secs_f64();
     Ok(OfflineReport {
-        transport: format!("{:?}", plan.transport).to_lowercase(),
+        transport: plan.setup.transport_name(),
         users,
         backlog: plan.backlog,
         fill_seconds,

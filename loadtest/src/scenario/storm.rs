@@ -8,21 +8,19 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::client::{Client, Connector, ServerAddr, TransportKind};
+use crate::client::{Client, Connector, ServerAddr};
 use crate::report::{self, Latency};
-use crate::scenario::progress;
+use crate::scenario::{progress, Setup};
 use crate::target;
 
 #[derive(Debug, Clone)]
 pub struct StormPlan {
-    pub transport: TransportKind,
+    /// How sessions are opened (transport, user names, sockets).
+    pub setup: Setup,
     pub sessions: usize,
     /// Sessions opened per second before the storm.
     pub rate: u32,
     pub users: usize,
-    pub prefix: String,
-    pub endpoints: usize,
-    pub ws_sources: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,15 +82,10 @@ async fn come_back(
 
 pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormReport> {
     let users: Vec<String> = (0..plan.users.clamp(1, plan.sessions.max(1)))
-        .map(|i| format!("{}s{i}", plan.prefix))
+        .map(|i| format!("{}s{i}", plan.setup.prefix))
         .collect();
     let tokens = Arc::new(target::provision(&server.http, &users, 8).await?);
-    let connector = Arc::new(Connector::new(
-        plan.transport,
-        server,
-        plan.endpoints,
-        target::loopback_sources(plan.ws_sources),
-    )?);
+    let connector = Arc::new(plan.setup.connector(server)?);
     let retried = Arc::new(AtomicU64::new(0));
 
     // Up, at a steady pace.
@@ -150,7 +143,7 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
     }
     futures_util::future::join_all(survivors.into_iter().map(Client::close)).await;
     Ok(StormReport {
-        transport: format!("{:?}", plan.transport).to_lowercase(),
+        transport: plan.setup.transport_name(),
         sessions: plan.sessions,
         before,
         back,

@@ -40,6 +40,8 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Names this process in broker logs.
     pub client_id: String,
+    /// Records per produce batch (`batch.num.messages`); 1 for tansu.
+    pub batch_records: u32,
 }
 
 impl KafkaConfig {
@@ -50,6 +52,7 @@ impl KafkaConfig {
             fetch_wait_ms: 1,
             linger_ms: 1,
             client_id: "samvad".into(),
+            batch_records: 1,
         }
     }
 
@@ -88,6 +91,11 @@ impl KafkaBus {
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
             .set("queue.buffering.max.messages", "100000")
+            // One record per batch: tansu 0.6 mishandles fetches that start
+            // inside a multi-record batch (see `assign`), and a rare record
+            // went missing under load with batched produces. Real brokers
+            // can take batching back (`KafkaConfig::batch_records`).
+            .set("batch.num.messages", config.batch_records.to_string())
             .create()
             .map_err(backend)?;
         let admin = config.base().create().map_err(backend)?;

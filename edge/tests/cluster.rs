@@ -333,7 +333,9 @@ async fn harness_chat_through_the_cluster_accounts_for_everything() {
         drain: Duration::from_secs(10),
         payload: 32,
     };
-    let report = chat::run(&addr, &plan).await.unwrap();
+    let report = chat::run(samvad_system(&addr, &plan.setup), &plan)
+        .await
+        .unwrap();
     let mut in_inbox = Vec::new();
     for lost in &report.lost_sample {
         // "<run>.<sender>.<n> to <user>": is it in that user's inbox?

@@ -33,7 +33,9 @@ async fn chat_runs_account_for_every_message() {
             drain: Duration::from_secs(10),
             payload: 100,
         };
-        let report = chat::run(&addr, &plan).await.unwrap();
+        let report = chat::run(samvad_system(&addr, &plan.setup), &plan)
+            .await
+            .unwrap();
         let t = report.tally;
         assert_eq!(
             report.session_failures, 0,
@@ -73,11 +75,15 @@ async fn a_second_run_with_the_same_users_ignores_old_messages() {
         drain: Duration::from_secs(10),
         payload: 16,
     };
-    let first = chat::run(&addr, &plan).await.unwrap();
+    let first = chat::run(samvad_system(&addr, &plan.setup), &plan)
+        .await
+        .unwrap();
     assert!(first.tally.is_clean());
     // Users exist now (login instead of register); their inboxes were
     // acknowledged, so nothing stale comes back and the tally is fresh.
-    let second = chat::run(&addr, &plan).await.unwrap();
+    let second = chat::run(samvad_system(&addr, &plan.setup), &plan)
+        .await
+        .unwrap();
     assert!(second.tally.is_clean(), "{:?}", second.tally);
     assert_eq!(second.tally.delivered, second.tally.sent);
 }
@@ -99,7 +105,9 @@ async fn connect_holds_sessions_and_reads_server_memory() {
             users: 4,
             hold: Duration::from_millis(200),
         };
-        let report = connect::run(&addr, &plan).await.unwrap();
+        let report = connect::run(samvad_system(&addr, &plan.setup), &plan)
+            .await
+            .unwrap();
         assert_eq!(
             report.connected, 40,
             "{transport:?}: {:?}",

@@ -27,6 +27,17 @@ pub enum TransportKind {
     Ws,
 }
 
+impl TransportKind {
+    /// `wt`, `quic` or `ws`, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            TransportKind::Wt => "wt",
+            TransportKind::Quic => "quic",
+            TransportKind::Ws => "ws",
+        }
+    }
+}
+
 /// Where a server listens, and the certificate it presents.
 #[derive(Debug, Clone)]
 pub struct ServerAddr {
@@ -119,6 +130,10 @@ pub struct Connector {
 }
 
 impl Connector {
+    pub fn kind(&self) -> TransportKind {
+        self.kind
+    }
+
     /// A connector with `endpoints` UDP sockets (QUIC, WebTransport) and
     /// `ws_sources` local addresses (WebSocket; empty: the system's choice).
     pub fn new(

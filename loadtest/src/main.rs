@@ -2,12 +2,14 @@
 //! and reports what it measured (stdout summary, `--out` JSON).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
 use samvad_load::scenario::{chat, connect, offline, storm, Setup};
+use samvad_load::system::{System, SystemKind};
 use samvad_load::target;
 
 #[derive(Parser)]
@@ -21,10 +23,22 @@ struct Cli {
 
 #[derive(Args)]
 struct Common {
-    /// Plain-HTTP URL of the server (its QUIC port and certificate are
-    /// discovered from /cert-hash). Loopback only.
+    /// The system under test: Samvad, or a peer to compare it with.
+    #[arg(long, global = true, value_enum, default_value = "samvad")]
+    system: SystemKind,
+    /// Where it listens. Samvad: its plain-HTTP URL (the QUIC port and
+    /// certificate are discovered from /cert-hash). ejabberd: the HTTP
+    /// listener with `/ws` and `/api`. NATS: its WebSocket URL (`ws://…`).
+    /// Loopback only.
     #[arg(long, global = true, default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// Process id of a peer server, whose memory is read from /proc
+    /// (Samvad reports its own in /metrics).
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// XMPP domain of the ejabberd users.
+    #[arg(long, global = true, default_value = "localhost")]
+    xmpp_domain: String,
     /// Transport of every session.
     #[arg(long, global = true, value_enum, default_value = "ws")]
     transport: TransportKind,
@@ -112,7 +126,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let c = &cli.common;
-    let server = target::discover(&c.server).await?;
     let prefix = c
         .prefix
         .clone()
@@ -122,6 +135,28 @@ async fn main() -> anyhow::Result<()> {
         prefix,
         endpoints: c.endpoints,
         ws_sources: c.ws_sources,
+    };
+    let system = Arc::new(match c.system {
+        SystemKind::Samvad => System::samvad(target::discover(&c.server).await?, &setup)?,
+        SystemKind::Ejabberd => System::Ejabberd {
+            http: target::loopback_url(&c.server, "http://").await?,
+            domain: c.xmpp_domain.clone(),
+            pid: c
+                .server_pid
+                .context("--server-pid is needed for ejabberd's memory")?,
+        },
+        SystemKind::Nats => System::Nats {
+            url: target::loopback_url(&c.server, "ws://").await?,
+            pid: c
+                .server_pid
+                .context("--server-pid is needed for nats-server's memory")?,
+        },
+    });
+    let samvad_only = |scenario: &str| -> anyhow::Result<samvad_load::client::ServerAddr> {
+        match &*system {
+            System::Samvad { server, .. } => Ok(server.clone()),
+            _ => anyhow::bail!("`{scenario}` needs Samvad's sync; it runs against Samvad only"),
+        }
     };
     let (summary, json) = match cli.scenario {
         Scenario::Connect {
@@ -137,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
                 users: users.min(sessions),
                 hold: Duration::from_secs(hold),
             };
-            let report = connect::run(&server, &plan).await?;
+            let report = connect::run(system.clone(), &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Chat {
@@ -155,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
                 drain: Duration::from_secs(drain),
                 payload,
             };
-            let report = chat::run(&server, &plan).await?;
+            let report = chat::run(system.clone(), &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Offline { users, backlog } => {
@@ -164,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
                 users,
                 backlog,
             };
-            let report = offline::run(&server, &plan).await?;
+            let report = offline::run(&samvad_only("offline")?, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Storm {
@@ -178,7 +213,7 @@ async fn main() -> anyhow::Result<()> {
                 rate,
                 users,
             };
-            let report = storm::run(&server, &plan).await?;
+            let report = storm::run(&samvad_only("storm")?, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
     };

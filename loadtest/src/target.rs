@@ -24,21 +24,12 @@ struct CertHash {
 /// listener is `http` (`http://127.0.0.1:8080`). Only loopback targets are
 /// accepted: the harness is not a tool to flood other machines.
 pub async fn discover(http: &str) -> anyhow::Result<ServerAddr> {
-    let http = http.trim_end_matches('/').to_string();
-    let host_port = http
-        .strip_prefix("http://")
-        .context("the server URL must start with http://")?;
+    let http = loopback_url(http, "http://").await?;
+    let host_port = http.trim_start_matches("http://");
     let addr: SocketAddr = tokio::net::lookup_host(host_port)
-        .await
-        .with_context(|| format!("resolving {host_port}"))?
+        .await?
         .next()
         .context("the server name resolves to nothing")?;
-    if !addr.ip().is_loopback() {
-        bail!(
-            "{} is not a loopback address: samvad-load only targets this machine",
-            addr.ip()
-        );
-    }
     let info: CertHash = reqwest::get(format!("{http}/cert-hash"))
         .await
         .context("GET /cert-hash")?
@@ -52,6 +43,29 @@ pub async fn discover(http: &str) -> anyhow::Result<ServerAddr> {
         http,
         cert_sha256,
     })
+}
+
+/// `url` without a trailing slash, once checked to start with `scheme` and
+/// to name a loopback address: the harness is not a tool to flood other
+/// machines.
+pub async fn loopback_url(url: &str, scheme: &str) -> anyhow::Result<String> {
+    let url = url.trim_end_matches('/').to_string();
+    let rest = url
+        .strip_prefix(scheme)
+        .with_context(|| format!("the server URL must start with {scheme}"))?;
+    let host_port = rest.split('/').next().unwrap_or(rest);
+    let addr: SocketAddr = tokio::net::lookup_host(host_port)
+        .await
+        .with_context(|| format!("resolving {host_port}"))?
+        .next()
+        .context("the server name resolves to nothing")?;
+    if !addr.ip().is_loopback() {
+        bail!(
+            "{} is not a loopback address: samvad-load only targets this machine",
+            addr.ip()
+        );
+    }
+    Ok(url)
 }
 
 /// Resident memory of the server in bytes, from its Prometheus metrics.

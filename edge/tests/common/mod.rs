@@ -211,3 +211,12 @@ pub async fn sync_expecting(c: &mut Client, after: u64, n: usize) -> Vec<(u64, S
     }
     messages
 }
+
+/// The harness's view of a Samvad server at `addr`, sessions opened as
+/// `setup` says.
+pub fn samvad_system(
+    addr: &ServerAddr,
+    setup: &samvad_load::scenario::Setup,
+) -> std::sync::Arc<samvad_load::system::System> {
+    std::sync::Arc::new(samvad_load::system::System::samvad(addr.clone(), setup).unwrap())
+}

@@ -14,13 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::client::{chat, Client, ServerAddr};
 use crate::report::{self, Latency, Tally, Timeline};
 use crate::scenario::{progress, Setup};
+use crate::system::{Event, Session as Conn, System};
 use crate::target;
 
 #[derive(Debug, Clone)]
@@ -42,7 +41,8 @@ pub struct ChatPlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatReport {
-    pub transport: String,
+    /// `samvad/ws`, `ejabberd/ws`, …
+    pub system: String,
     pub pairs: usize,
     pub target_rate: u32,
     pub seconds: f64,
@@ -69,13 +69,13 @@ impl ChatReport {
     pub fn summary(&self) -> String {
         let t = &self.tally;
         format!(
-            "chat over {}: {} pairs, target {} msg/s for {:.1} s → {:.0} msg/s acknowledged\n\
+            "chat with {}: {} pairs, target {} msg/s for {:.1} s → {:.0} msg/s acknowledged\n\
              sent {} · acknowledged {} · refused {} · delivered {} · lost {} · duplicated {} · \
              delivered unacknowledged {}{}\n\
              send → ack:      {}\n\
              send → delivery: {}\n\
              send lag:        {}",
-            self.transport,
+            self.system,
             self.pairs,
             self.target_rate,
             self.seconds,
@@ -157,15 +157,14 @@ fn partner(i: usize) -> usize {
     i ^ 1
 }
 
-pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatReport> {
+pub async fn run(system: Arc<System>, plan: &ChatPlan) -> anyhow::Result<ChatReport> {
     let sessions = plan.pairs.max(1) * 2;
     let names: Arc<Vec<String>> = Arc::new(
         (0..sessions)
             .map(|i| format!("{}u{i}", plan.setup.prefix))
             .collect(),
     );
-    let tokens = target::provision(&server.http, &names, 8).await?;
-    let connector = Arc::new(plan.setup.connector(server)?);
+    let logins = system.provision(&names, 8).await?;
     let run_id: u32 = rand::random();
     let live = Arc::new(Live::default());
     let (phase_tx, phase_rx) = watch::channel(Phase::Connecting);
@@ -173,7 +172,7 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
     let interval = Duration::from_secs_f64(sessions as f64 / plan.rate.max(1) as f64);
     let epoch = Instant::now();
     let mut tasks = Vec::with_capacity(sessions);
-    for (me, token) in tokens.into_iter().enumerate() {
+    for (me, login) in logins.into_iter().enumerate() {
         let stagger = interval.mul_f64(me as f64 / sessions as f64);
         let session = Session {
             me,
@@ -187,10 +186,10 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
             phase: phase_rx.clone(),
             quiet: false,
         };
-        let connector = connector.clone();
+        let system = system.clone();
         tasks.push(tokio::spawn(async move {
-            match connector.connect(&token).await {
-                Ok((client, _)) => session.run(client).await,
+            match system.connect(&login).await {
+                Ok(conn) => session.run(conn).await,
                 Err(e) => session.failed(format!("connect: {e:#}")),
             }
         }));
@@ -274,7 +273,7 @@ pub async fn run(server: &ServerAddr, plan: &ChatPlan) -> anyhow::Result<ChatRep
         }
     }
     Ok(ChatReport {
-        transport: plan.setup.transport_name(),
+        system: system.name(),
         pairs: plan.pairs,
         target_rate: plan.rate,
         seconds,
@@ -343,7 +342,7 @@ impl Session {
         }
     }
 
-    async fn run(mut self, mut client: Client) -> Outcome {
+    async fn run(mut self, mut client: Conn) -> Outcome {
         let mut out = self.outcome();
         if let Err(e) = self.catch_up(&mut client, &mut out).await {
             return self.failed(format!("sync: {e:#}"));
@@ -367,19 +366,13 @@ impl Session {
 
     /// Replays (and acknowledges) whatever the inbox holds, so that live
     /// pushes start.
-    async fn catch_up(&mut self, client: &mut Client, out: &mut Outcome) -> anyhow::Result<()> {
-        client
-            .sync(0, |frame| {
-                if let Some(server_frame::Kind::Deliver(_)) = frame.kind {
-                    out.stale += 1;
-                }
-            })
-            .await?;
+    async fn catch_up(&mut self, client: &mut Conn, out: &mut Outcome) -> anyhow::Result<()> {
+        out.stale += client.catch_up().await?;
         Ok(())
     }
 
     /// The sending and receiving phase, until told to stop.
-    async fn exchange(&mut self, client: &mut Client, out: &mut Outcome) -> anyhow::Result<()> {
+    async fn exchange(&mut self, client: &mut Conn, out: &mut Outcome) -> anyhow::Result<()> {
         let start = tokio::time::Instant::now() + self.stagger;
         let mut next_due = start;
         let mut sending = true;
@@ -388,7 +381,6 @@ impl Session {
         let (mut max_seq, mut acked_seq) = (0u64, 0u64);
         let mut ack_timer = tokio::time::interval(ACK_TIMER);
         let to = self.names[partner(self.me)].clone();
-        let from = self.names[self.me].clone();
         let padding = "x".repeat(self.payload.saturating_sub(12));
         loop {
             tokio::select! {
@@ -407,11 +399,7 @@ impl Session {
                     sent_at.push(write_us);
                     out.sent += 1;
                     self.live.sent.fetch_add(1, Ordering::Relaxed);
-                    client
-                        .send(client_frame::Kind::Send(Send {
-                            envelope: Some(chat(&id, &from, &to, &text)),
-                        }))
-                        .await?;
+                    client.send_chat(&id, &to, &text).await?;
                     next_due += self.interval;
                 }
                 changed = self.phase.changed() => {
@@ -425,37 +413,36 @@ impl Session {
                 }
                 _ = ack_timer.tick() => {
                     if max_seq > acked_seq {
-                        client.send(client_frame::Kind::Ack(Ack { seq: max_seq })).await?;
+                        client.ack(max_seq).await?;
                         acked_seq = max_seq;
                     }
                 }
-                frame = client.recv() => {
-                    let Some(frame) = frame? else {
+                event = client.recv() => {
+                    let Some(event) = event? else {
                         anyhow::bail!("the server closed the session");
                     };
                     let now_us = self.epoch.elapsed().as_micros() as u64;
-                    match frame.kind {
-                        Some(server_frame::Kind::Accepted(a)) => {
+                    match event {
+                        Event::Accepted(id) => {
                             self.live.answered.fetch_add(1, Ordering::Relaxed);
-                            let Some((_, _, n)) = parse_id(&a.id) else { continue };
+                            let Some((_, _, n)) = parse_id(&id) else { continue };
                             if n >= out.accepted.len() {
                                 out.accepted.resize(n + 1, false);
                             }
-                            if !out.accepted[n] {
+                            if !out.accepted[n] && n < sent_at.len() {
                                 out.accepted[n] = true;
                                 self.live.accepted.fetch_add(1, Ordering::Relaxed);
                                 report::record(&mut out.ack, now_us.saturating_sub(sent_at[n]));
                             }
                         }
-                        Some(server_frame::Kind::Error(_)) => {
+                        Event::Refused => {
                             // Error frames answer sends here (refused).
                             self.live.answered.fetch_add(1, Ordering::Relaxed);
                             out.refused += 1;
                         }
-                        Some(server_frame::Kind::Deliver(d)) => {
-                            let Some(env) = d.envelope else { continue };
-                            max_seq = max_seq.max(env.seq);
-                            match parse_id(&env.id) {
+                        Event::Delivered { id, text, seq, .. } => {
+                            max_seq = max_seq.max(seq);
+                            match parse_id(&id) {
                                 Some((run, sender, n))
                                     if run == self.run_id && sender == partner(self.me) =>
                                 {
@@ -465,10 +452,9 @@ impl Session {
                                     out.deliveries[n] += 1;
                                     if out.deliveries[n] == 1 {
                                         self.live.delivered.fetch_add(1, Ordering::Relaxed);
-                                        let sent_us: u64 = env
-                                            .body
-                                            .as_ref()
-                                            .and_then(|b| b.text.split(' ').next())
+                                        let sent_us: u64 = text
+                                            .split(' ')
+                                            .next()
                                             .and_then(|t| t.parse().ok())
                                             .unwrap_or(now_us);
                                         let latency = now_us.saturating_sub(sent_us);
@@ -482,11 +468,11 @@ impl Session {
                                 _ => out.stale += 1,
                             }
                         }
-                        Some(server_frame::Kind::Receipt(r)) => max_seq = max_seq.max(r.seq),
-                        _ => {}
+                        Event::Entry { seq } => max_seq = max_seq.max(seq),
+                        Event::Error(e) => anyhow::bail!("server error: {e}"),
                     }
                     if max_seq >= acked_seq + ACK_EVERY {
-                        client.send(client_frame::Kind::Ack(Ack { seq: max_seq })).await?;
+                        client.ack(max_seq).await?;
                         acked_seq = max_seq;
                     }
                 }

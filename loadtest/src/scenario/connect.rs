@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::client::ServerAddr;
 use crate::report::{self, Latency};
 use crate::scenario::{progress, Setup};
+use crate::system::System;
 use crate::target;
 
 #[derive(Debug, Clone)]
@@ -30,7 +30,8 @@ pub struct ConnectPlan {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectReport {
-    pub transport: String,
+    /// `samvad/ws`, `ejabberd/ws`, …
+    pub system: String,
     pub sessions: usize,
     pub connected: u64,
     pub failed: u64,
@@ -55,11 +56,11 @@ pub struct ConnectReport {
 impl ConnectReport {
     pub fn summary(&self) -> String {
         format!(
-            "connect over {}: {} of {} sessions up in {:.1} s ({} failed, {} retried{})\n\
+            "connect with {}: {} of {} sessions up in {:.1} s ({} failed, {} retried{})\n\
              connect time: {}\n\
              server RSS: {:.1} MiB before, {:.1} MiB with half, {:.1} MiB with all sessions idle \
              → {} bytes per session",
-            self.transport,
+            self.system,
             self.connected,
             self.sessions,
             self.wall_seconds,
@@ -78,15 +79,14 @@ impl ConnectReport {
     }
 }
 
-pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<ConnectReport> {
+pub async fn run(system: Arc<System>, plan: &ConnectPlan) -> anyhow::Result<ConnectReport> {
     let users: Vec<String> = (0..plan.users.max(1))
         .map(|i| format!("{}c{i}", plan.setup.prefix))
         .collect();
-    let tokens = Arc::new(target::provision(&server.http, &users, 8).await?);
-    let connector = Arc::new(plan.setup.connector(server)?);
+    let logins = Arc::new(system.provision(&users, 8).await?);
     // Let the allocator settle after the registrations before the baseline.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let server_rss_before = target::server_rss(&server.http).await?;
+    let server_rss_before = system.server_rss().await?;
 
     let connected = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
@@ -102,30 +102,30 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
     for i in 0..plan.sessions {
         if i == half {
             settle(&connected, &failed, half).await;
-            server_rss_half = target::server_rss(&server.http).await?;
+            server_rss_half = system.server_rss().await?;
             connected_at_half = connected.load(Ordering::Relaxed);
             // Resume the pace, not a burst of the ticks missed while measuring.
             ticker.reset();
         }
         ticker.tick().await;
-        let (connector, tokens) = (connector.clone(), tokens.clone());
+        let (system, logins) = (system.clone(), logins.clone());
         let (connected, failed, bar) = (connected.clone(), failed.clone(), bar.clone());
         let retried = retried.clone();
         let mut held = held.clone();
         tasks.push(tokio::spawn(async move {
             let t0 = Instant::now();
-            let token = &tokens[i % tokens.len()];
-            let result = match connector.connect(token).await {
+            let login = &logins[i % logins.len()];
+            let result = match system.connect(login).await {
                 Ok(up) => Ok(up),
                 Err(_) => {
                     retried.fetch_add(1, Ordering::Relaxed);
-                    connector.connect(token).await
+                    system.connect(login).await
                 }
             };
             let elapsed = t0.elapsed();
             bar.inc(1);
             match result {
-                Ok((client, _)) => {
+                Ok(client) => {
                     connected.fetch_add(1, Ordering::Relaxed);
                     let _ = held.wait_for(|released| *released).await;
                     client.close().await;
@@ -142,7 +142,7 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
     settle(&connected, &failed, plan.sessions).await;
     bar.finish_and_clear();
     tokio::time::sleep(plan.hold).await;
-    let server_rss_held = target::server_rss(&server.http).await?;
+    let server_rss_held = system.server_rss().await?;
     let _ = release.send(true);
 
     let mut histogram = report::new_histogram();
@@ -157,7 +157,7 @@ pub async fn run(server: &ServerAddr, plan: &ConnectPlan) -> anyhow::Result<Conn
     }
     let connected = connected.load(Ordering::Relaxed);
     Ok(ConnectReport {
-        transport: plan.setup.transport_name(),
+        system: system.name(),
         sessions: plan.sessions,
         connected,
         failed: failed.load(Ordering::Relaxed),

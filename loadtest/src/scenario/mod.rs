@@ -34,7 +34,7 @@ impl Setup {
 
     /// `ws`, `quic` or `wt`, for reports.
     pub fn transport_name(&self) -> String {
-        format!("{:?}", self.transport).to_lowercase()
+        self.transport.name().to_string()
     }
 }
 

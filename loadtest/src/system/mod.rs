@@ -1,0 +1,304 @@
+//! The system under test: Samvad, or a peer a user would pick instead
+//! (ejabberd over XMPP, nats-server), behind one session type so that the
+//! `connect`, `chat` and `group` scenarios run unchanged against each.
+//!
+//! Each protocol reports its nearest equivalent of Samvad's server ack:
+//! Samvad's `Accepted` (durable), XMPP stream management's `<a h/>`
+//! (handled: routed or stored offline), NATS's `PONG` after the `PUB`
+//! (processed, not stored).
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use futures_util::stream::{self, StreamExt};
+use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
+
+use crate::client::{chat, Client, Connector, ServerAddr};
+use crate::target;
+
+pub mod nats;
+pub mod xmpp;
+
+/// Which system a run drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SystemKind {
+    Samvad,
+    /// ejabberd, XMPP over WebSocket (RFC 7395).
+    Ejabberd,
+    /// nats-server with its WebSocket listener.
+    Nats,
+}
+
+/// Something a session hears from its server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The server took responsibility for my message `id`.
+    Accepted(String),
+    /// The server refused one of my sends.
+    Refused,
+    /// A message reached me. `seq` is its inbox position (Samvad; 0
+    /// elsewhere); `replayed` marks a replay of stored history.
+    Delivered {
+        id: String,
+        text: String,
+        seq: u64,
+        replayed: bool,
+    },
+    /// An inbox entry that is not a message (a receipt), to acknowledge.
+    Entry { seq: u64 },
+    /// The server reported an error not tied to a send.
+    Error(String),
+}
+
+/// A user's credentials: an access token for Samvad, a password elsewhere.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub user: String,
+    pub secret: String,
+}
+
+/// Where the system listens and how to reach it.
+pub enum System {
+    Samvad {
+        server: ServerAddr,
+        connector: Arc<Connector>,
+    },
+    Ejabberd {
+        /// `http://127.0.0.1:5280`: WebSocket at `/ws`, HTTP API at `/api`.
+        http: String,
+        domain: String,
+        pid: u32,
+    },
+    Nats {
+        /// `ws://127.0.0.1:8222`.
+        url: String,
+        pid: u32,
+    },
+}
+
+impl System {
+    /// Samvad at `server`, sessions opened as `setup` says.
+    pub fn samvad(server: ServerAddr, setup: &crate::scenario::Setup) -> anyhow::Result<System> {
+        let connector = Arc::new(setup.connector(&server)?);
+        Ok(System::Samvad { server, connector })
+    }
+
+    /// `samvad/ws`, `ejabberd/ws`, …, for reports.
+    pub fn name(&self) -> String {
+        match self {
+            System::Samvad { connector, .. } => format!("samvad/{}", connector.kind().name()),
+            System::Ejabberd { .. } => "ejabberd/ws".into(),
+            System::Nats { .. } => "nats/ws".into(),
+        }
+    }
+
+    /// Creates the users (or reuses them), `parallel` at a time.
+    pub async fn provision(&self, names: &[String], parallel: usize) -> anyhow::Result<Vec<Login>> {
+        match self {
+            System::Samvad { server, .. } => {
+                let tokens = target::provision(&server.http, names, parallel).await?;
+                Ok(names
+                    .iter()
+                    .zip(tokens)
+                    .map(|(user, secret)| Login {
+                        user: user.clone(),
+                        secret,
+                    })
+                    .collect())
+            }
+            System::Ejabberd { http, domain, .. } => {
+                let results: Vec<anyhow::Result<Login>> = stream::iter(names)
+                    .map(|user| ejabberd_register(http, domain, user))
+                    .buffered(parallel.max(1))
+                    .collect()
+                    .await;
+                results.into_iter().collect()
+            }
+            // NATS has no users: a subject per user name.
+            System::Nats { .. } => Ok(names
+                .iter()
+                .map(|user| Login {
+                    user: user.clone(),
+                    secret: String::new(),
+                })
+                .collect()),
+        }
+    }
+
+    /// Opens and authenticates one session.
+    pub async fn connect(&self, login: &Login) -> anyhow::Result<Session> {
+        Ok(match self {
+            System::Samvad { connector, .. } => Session::Samvad {
+                client: connector.connect(&login.secret).await?.0,
+                user: login.user.clone(),
+            },
+            System::Ejabberd { http, domain, .. } => {
+                let ws = format!("{}/ws", http.replacen("http://", "ws://", 1));
+                Session::Xmpp(
+                    xmpp::XmppSession::connect(&ws, domain, &login.user, &login.secret).await?,
+                )
+            }
+            System::Nats { url, .. } => {
+                Session::Nats(nats::NatsSession::connect(url, &login.user).await?)
+            }
+        })
+    }
+
+    /// The server's resident memory in bytes.
+    pub async fn server_rss(&self) -> anyhow::Result<u64> {
+        match self {
+            System::Samvad { server, .. } => target::server_rss(&server.http).await,
+            System::Ejabberd { pid, .. } | System::Nats { pid, .. } => process_rss(*pid),
+        }
+    }
+}
+
+type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a plain WebSocket to `url` with Nagle off (the harness measures
+/// latency), offering `protocol` as its subprotocol.
+async fn open_websocket(url: &str, protocol: Option<&str>) -> anyhow::Result<WsStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    if let Some(protocol) = protocol {
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocol.parse()?);
+    }
+    let host = request
+        .uri()
+        .host()
+        .context("no host in the URL")?
+        .to_string();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let open = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+        tcp.set_nodelay(true)?;
+        let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
+        anyhow::Ok(ws)
+    };
+    tokio::time::timeout(crate::client::CONNECT_TIMEOUT, open)
+        .await
+        .with_context(|| format!("connecting to {url} timed out"))?
+}
+
+/// Registers `user` through ejabberd's HTTP API (the `register` command
+/// that `ejabberdctl register` runs); an existing user is reused.
+async fn ejabberd_register(http: &str, domain: &str, user: &str) -> anyhow::Result<Login> {
+    let resp = crate::rest::http_client()
+        .post(format!("{http}/api/register"))
+        .json(&serde_json::json!({"user": user, "host": domain, "password": target::LOAD_PASSWORD}))
+        .send()
+        .await
+        .with_context(|| format!("registering {user} with ejabberd"))?;
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    if !status.is_success() && !text.contains("already registered") {
+        bail!("ejabberd refused to register {user}: HTTP {status}: {text}");
+    }
+    Ok(Login {
+        user: user.into(),
+        secret: target::LOAD_PASSWORD.into(),
+    })
+}
+
+/// VmRSS of a local process, from /proc.
+pub fn process_rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .context("no VmRSS in /proc status")
+}
+
+/// One user's session with the system under test.
+pub enum Session {
+    Samvad { client: Client, user: String },
+    Xmpp(xmpp::XmppSession),
+    Nats(nats::NatsSession),
+}
+
+impl Session {
+    /// Replays what the server stored for me before the run and returns
+    /// how many messages that was (Samvad's sync; the peers replay offline
+    /// messages on their own, seen as `replayed` deliveries).
+    pub async fn catch_up(&mut self) -> anyhow::Result<u64> {
+        let Session::Samvad { client, .. } = self else {
+            return Ok(0);
+        };
+        let mut stale = 0;
+        client
+            .sync(0, |frame| {
+                if let Some(server_frame::Kind::Deliver(_)) = frame.kind {
+                    stale += 1;
+                }
+            })
+            .await?;
+        Ok(stale)
+    }
+
+    /// Sends a 1:1 message.
+    pub async fn send_chat(&mut self, id: &str, to: &str, text: &str) -> anyhow::Result<()> {
+        match self {
+            Session::Samvad { client, user } => {
+                client
+                    .send(client_frame::Kind::Send(Send {
+                        envelope: Some(chat(id, user, to, text)),
+                    }))
+                    .await
+            }
+            Session::Xmpp(x) => x.send_chat(id, to, text).await,
+            Session::Nats(n) => n.publish(id, &nats::user_subject(to), text).await,
+        }
+    }
+
+    /// Acknowledges my inbox up to `seq` (Samvad; the peers have no cursor).
+    pub async fn ack(&mut self, seq: u64) -> anyhow::Result<()> {
+        match self {
+            Session::Samvad { client, .. } => {
+                client.send(client_frame::Kind::Ack(Ack { seq })).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The next event; `None` when the server ended the session.
+    pub async fn recv(&mut self) -> anyhow::Result<Option<Event>> {
+        match self {
+            Session::Samvad { client, .. } => loop {
+                let Some(frame) = client.recv().await? else {
+                    return Ok(None);
+                };
+                let event = match frame.kind {
+                    Some(server_frame::Kind::Accepted(a)) => Event::Accepted(a.id),
+                    Some(server_frame::Kind::Error(_)) => Event::Refused,
+                    Some(server_frame::Kind::Deliver(d)) => {
+                        let Some(env) = d.envelope else { continue };
+                        Event::Delivered {
+                            text: env.body.map(|b| b.text).unwrap_or_default(),
+                            id: env.id,
+                            seq: env.seq,
+                            replayed: false,
+                        }
+                    }
+                    Some(server_frame::Kind::Receipt(r)) => Event::Entry { seq: r.seq },
+                    _ => continue,
+                };
+                return Ok(Some(event));
+            },
+            Session::Xmpp(x) => x.recv().await,
+            Session::Nats(n) => n.recv().await,
+        }
+    }
+
+    pub async fn close(self) {
+        match self {
+            Session::Samvad { client, .. } => client.close().await,
+            Session::Xmpp(x) => x.close().await,
+            Session::Nats(n) => n.close().await,
+        }
+    }
+}

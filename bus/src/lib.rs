@@ -111,7 +111,7 @@ impl Record {
     pub fn dead_letter(&self, topics: &Topics, why: &dyn std::fmt::Display) -> Outgoing {
         let origin = format!("{}/{}/{}", self.topic, self.partition, self.offset);
         tracing::error!(topic = %self.topic, partition = self.partition, offset = self.offset,
-            error = %why, "undecodable record; moved to the dead-letter topic");
+            error = %why, "record cannot be processed; moved to the dead-letter topic");
         Outgoing::new(topics.dead_letter(), origin, self.payload.clone())
     }
 }

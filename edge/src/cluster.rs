@@ -118,12 +118,19 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, &args.node).await?;
     let leases = leases(&args.cluster, &topics.inbound(), &args.node, args.lease_ttl).await?;
+    let directory = RedisDirectory::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
+        .await
+        .context("connecting to Redis")?;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
-        RouterRole { bus, topics }
-            .run_owned(leases)
-            .await
-            .context("router role")
+        RouterRole {
+            bus,
+            topics,
+            directory,
+        }
+        .run_owned(leases)
+        .await
+        .context("router role")
     });
     ready(args.ready_file.as_deref(), "router")?;
     tracing::info!(node = %args.node, "router running");

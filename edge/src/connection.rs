@@ -14,7 +14,7 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
 use samvad_proto::bus::EdgeRecord;
-use samvad_proto::v1::{server_frame, Accepted, ErrorCode, ServerFrame};
+use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, ServerFrame};
 use samvad_store::presence::SessionRoute;
 use tokio::sync::{mpsc, Notify};
 
@@ -144,6 +144,45 @@ async fn send_reply<T: Transport>(
     transport.send(encode(frame)).await
 }
 
+/// Why an envelope cannot be accepted for its recipient, as the error frame
+/// to answer: a chat's recipient must exist, a group's sender must be a
+/// member of it (the router checks again when it fans out).
+async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
+    let head = env.head.as_ref()?;
+    let refusal = |code, message: String| Some(ServerFrame::error(code, message, &env.id));
+    let lookup = if head.r#type() == HeadType::Group {
+        edge.directory
+            .group(&head.to)
+            .await
+            .map(|group| match group {
+                None => refusal(
+                    ErrorCode::UnknownRecipient,
+                    format!("no group {:?}", head.to),
+                ),
+                Some(g) if !g.is_member(&head.from) => refusal(
+                    ErrorCode::NotMember,
+                    format!("not a member of group {:?}", head.to),
+                ),
+                Some(_) => None,
+            })
+    } else {
+        edge.directory
+            .exists(&head.to)
+            .await
+            .map(|exists| match exists {
+                false => refusal(
+                    ErrorCode::UnknownRecipient,
+                    format!("no user {:?}", head.to),
+                ),
+                true => None,
+            })
+    };
+    lookup.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "directory lookup failed");
+        refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
+    })
+}
+
 /// Carries out the session's actions; `Ok(false)` when it must close.
 async fn execute<T: Transport>(
     edge: &Arc<Edge>,
@@ -156,28 +195,9 @@ async fn execute<T: Transport>(
         match action {
             Action::Reply(frame) => send_reply(edge, transport, &frame).await?,
             Action::Accept(env) => {
-                let to = env.head.as_ref().map(|h| h.to.clone()).unwrap_or_default();
-                match edge.directory.exists(&to).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        let frame = ServerFrame::error(
-                            ErrorCode::UnknownRecipient,
-                            format!("no user {to:?}"),
-                            &env.id,
-                        );
-                        send_reply(edge, transport, &frame).await?;
-                        continue;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "account lookup failed");
-                        let frame = ServerFrame::error(
-                            ErrorCode::Unavailable,
-                            "storage unavailable; retry",
-                            &env.id,
-                        );
-                        send_reply(edge, transport, &frame).await?;
-                        continue;
-                    }
+                if let Some(refusal) = check_recipient(edge, &env).await {
+                    send_reply(edge, transport, &refusal).await?;
+                    continue;
                 }
                 let key = env
                     .head

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::auth::{hash_password, hash_password_gated, verify_password_gated, TokenError};
 use crate::connection;
+use crate::group_api;
 use crate::session::valid_username;
 use crate::state::Edge;
 use crate::transport::WsTransport;
@@ -36,7 +37,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -44,7 +45,7 @@ impl ApiError {
         }
     }
 
-    fn internal(e: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -65,9 +66,37 @@ impl IntoResponse for ApiError {
 }
 
 /// Parses a JSON body, answering 400 `bad_request` with the reason.
-fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
+}
+
+/// The user of the access token in `Authorization: Bearer <token>`; 401
+/// otherwise. Nothing else (no cookie, no user header) names a user.
+pub(crate) fn authenticated_user(edge: &Edge, headers: &HeaderMap) -> Result<String, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "not_authenticated",
+                "an `Authorization: Bearer <access token>` header is required",
+            )
+        })?;
+    edge.keys.verify_access(token.trim()).map_err(|e| match e {
+        TokenError::Expired => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_expired",
+            "access token expired",
+        ),
+        TokenError::Invalid => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_token",
+            "access token invalid",
+        ),
+    })
 }
 
 #[derive(Deserialize)]
@@ -124,6 +153,8 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/login", post(login))
         .route("/v1/refresh", post(refresh))
         .route("/v1/logout", post(logout))
+        .route("/v1/groups", post(group_api::create).get(group_api::list))
+        .route("/v1/groups/{id}", get(group_api::get_one))
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(edge)

@@ -6,7 +6,8 @@
 //! - [`transport`]: frame I/O for WebSocket and for QUIC/WebTransport streams.
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
-//! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP.
+//! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
+//!   [`group_api`]: the group endpoints.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
@@ -15,6 +16,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod group_api;
 pub mod http;
 pub mod hub;
 pub mod metrics;

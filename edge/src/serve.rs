@@ -9,6 +9,7 @@ use samvad_bus::{Bus, Durability, EmbeddedBus, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::accounts::Accounts;
 use samvad_store::directory::LocalDirectory;
+use samvad_store::groups::Groups;
 use samvad_store::inbox::Inboxes;
 use samvad_store::presence::MemoryPresence;
 use samvad_store::role::StoreRole;
@@ -43,12 +44,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     bus.ensure_topic(&topics.push(), TopicSpec::ephemeral(args.topics.partitions))
         .await?;
     let presence = Arc::new(MemoryPresence::default());
+    let directory = Arc::new(LocalDirectory {
+        accounts: Accounts::open(&db)?,
+        refresh: RefreshTokens::open(&db)?,
+        groups: Groups::open(&db)?,
+    });
 
     let mut roles = tokio::task::JoinSet::new();
     roles.spawn({
         let role = RouterRole {
             bus: bus.clone(),
             topics: topics.clone(),
+            directory: directory.clone(),
         };
         async move { role.run().await.context("router role") }
     });
@@ -65,10 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         bus,
         topics,
         presence,
-        directory: Arc::new(LocalDirectory {
-            accounts: Accounts::open(&db)?,
-            refresh: RefreshTokens::open(&db)?,
-        }),
+        directory,
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };
     let extra = serde_json::json!({ "data": args.data_dir.display().to_string() });

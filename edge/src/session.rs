@@ -305,8 +305,12 @@ impl Session {
                 id,
             ));
         }
-        match head.r#type() {
-            HeadType::Chat | HeadType::Unspecified => head.r#type = HeadType::Chat as i32,
+        let to_valid = match head.r#type() {
+            HeadType::Chat | HeadType::Unspecified => {
+                head.r#type = HeadType::Chat as i32;
+                valid_username(&head.to)
+            }
+            HeadType::Group => samvad_store::groups::valid_group_id(&head.to),
             other => {
                 return out.push(error(
                     ErrorCode::InvalidEnvelope,
@@ -317,7 +321,7 @@ impl Session {
                     id,
                 ));
             }
-        }
+        };
         match head.action() {
             EnvAction::Message | EnvAction::Unspecified => head.action = EnvAction::Message as i32,
             other => {
@@ -328,10 +332,10 @@ impl Session {
                 ));
             }
         }
-        if !valid_username(&head.to) {
+        if !to_valid {
             return out.push(error(
                 ErrorCode::InvalidEnvelope,
-                "head.to is not a valid user name",
+                "head.to is not a valid user name or group id",
                 id,
             ));
         }
@@ -342,7 +346,13 @@ impl Session {
                 id,
             ));
         }
-        head.chatid = samvad_router::chat_id(&head.from, &head.to);
+        // The conversation id keys `inbound`: one partition, one order per
+        // conversation.
+        head.chatid = if head.r#type() == HeadType::Group {
+            head.to.clone()
+        } else {
+            samvad_router::chat_id(&head.from, &head.to)
+        };
         env.seq = 0;
         env.server_ts = cx.now_ms;
         out.push(Action::Accept(env));

@@ -452,3 +452,12 @@ pub fn chat(id: &str, from: &str, to: &str, text: &str) -> Envelope {
         ..Default::default()
     }
 }
+
+/// A group message from `from` to group `group`.
+pub fn group_message(id: &str, from: &str, group: &str, text: &str) -> Envelope {
+    let mut env = chat(id, from, group, text);
+    if let Some(head) = env.head.as_mut() {
+        head.r#type = samvad_proto::v1::HeadType::Group as i32;
+    }
+    env
+}

@@ -1,4 +1,4 @@
-//! REST calls of the edge: register, login, refresh.
+//! REST calls of the edge: register, login, refresh, groups.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -32,15 +32,10 @@ async fn post(base: &str, path: &str, body: serde_json::Value) -> Result<Tokens,
         .json(&body)
         .send()
         .await?;
-    let status = resp.status().as_u16();
     if resp.status().is_success() {
         return Ok(resp.json().await?);
     }
-    let v: serde_json::Value = resp.json().await.unwrap_or_default();
-    Err(RestError::Refused {
-        status,
-        code: v["error"]["code"].as_str().unwrap_or("").to_string(),
-    })
+    Err(refused(resp).await)
 }
 
 /// `base` is `http://host:port` of the edge's HTTP listener.
@@ -64,4 +59,59 @@ pub async fn login(base: &str, username: &str, password: &str) -> Result<Tokens,
 
 pub async fn refresh(base: &str, refresh_token: &str) -> Result<Tokens, RestError> {
     post(base, "/v1/refresh", json!({"refresh_token": refresh_token})).await
+}
+
+/// A group as the edge returns it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupInfo {
+    pub id: String,
+    pub name: String,
+    pub members: Vec<GroupMember>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GroupMember {
+    pub user: String,
+    pub role: String,
+}
+
+async fn refused(resp: reqwest::Response) -> RestError {
+    let status = resp.status().as_u16();
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    RestError::Refused {
+        status,
+        code: v["error"]["code"].as_str().unwrap_or("").to_string(),
+    }
+}
+
+/// Creates a group whose creator is the token's user.
+pub async fn create_group(
+    base: &str,
+    access_token: &str,
+    name: &str,
+    members: &[String],
+) -> Result<GroupInfo, RestError> {
+    let resp = http_client()
+        .post(format!("{base}/v1/groups"))
+        .bearer_auth(access_token)
+        .json(&json!({"name": name, "members": members}))
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(refused(resp).await);
+    }
+    Ok(resp.json().await?)
+}
+
+/// One group, as its member `access_token` sees it.
+pub async fn group(base: &str, access_token: &str, id: &str) -> Result<GroupInfo, RestError> {
+    let resp = http_client()
+        .get(format!("{base}/v1/groups/{id}"))
+        .bearer_auth(access_token)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(refused(resp).await);
+    }
+    Ok(resp.json().await?)
 }

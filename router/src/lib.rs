@@ -1,9 +1,11 @@
 //! Routing: which inboxes an accepted envelope goes to.
 //!
-//! [`route`] is a pure function from an envelope to `deliver` records; the
-//! [`RouterRole`] loop feeds it from `inbound` and produces its output,
-//! committing `inbound` only once the output is durable on the bus.
+//! [`route`] is a pure function from an envelope (and, for a group
+//! message, the group) to `deliver` records; the [`RouterRole`] loop feeds
+//! it from `inbound`, looking groups up in the directory, and produces its
+//! output, committing `inbound` only once the output is durable on the bus.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +14,9 @@ use samvad_bus::ownership::{LeaseError, Leases, Owned, OwnedReader};
 use samvad_bus::{Bus, BusError, Outgoing, Record, Topics};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
+use samvad_store::directory::Directory;
+use samvad_store::groups::Group;
+use samvad_store::StoreError;
 
 /// Why an envelope cannot be routed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +27,10 @@ pub enum RouteError {
     Unsupported(HeadType),
     #[error("envelope has no recipient")]
     NoRecipient,
+    #[error("no group {0:?}")]
+    UnknownGroup(String),
+    #[error("{sender:?} is not a member of group {group:?}")]
+    NotMember { sender: String, group: String },
 }
 
 /// The conversation id of a 1:1 chat: both user names, sorted, so that both
@@ -34,18 +43,39 @@ pub fn chat_id(a: &str, b: &str) -> String {
     }
 }
 
-/// The `deliver` records an accepted envelope turns into.
-pub fn route(env: &Envelope) -> Result<Vec<DeliverRecord>, RouteError> {
+/// The `deliver` records an accepted envelope turns into. `group` is the
+/// group a group message is addressed to, as the directory has it (`None`
+/// if there is no such group).
+pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
     let head = env.head.as_ref().ok_or(RouteError::NoHead)?;
+    let deliver = |user: &str| DeliverRecord {
+        user: user.to_string(),
+        kind: Some(deliver_record::Kind::Message(env.clone())),
+    };
     match head.r#type() {
         HeadType::Chat | HeadType::Unspecified => {
             if head.to.is_empty() {
                 return Err(RouteError::NoRecipient);
             }
-            Ok(vec![DeliverRecord {
-                user: head.to.clone(),
-                kind: Some(deliver_record::Kind::Message(env.clone())),
-            }])
+            Ok(vec![deliver(&head.to)])
+        }
+        // Every member but the sender; the sender must be a member now,
+        // whatever the edge saw when it accepted the message.
+        HeadType::Group => {
+            let group = group
+                .filter(|g| g.id == head.to)
+                .ok_or_else(|| RouteError::UnknownGroup(head.to.clone()))?;
+            if !group.is_member(&head.from) {
+                return Err(RouteError::NotMember {
+                    sender: head.from.clone(),
+                    group: group.id.clone(),
+                });
+            }
+            Ok(group
+                .member_names()
+                .filter(|m| *m != head.from)
+                .map(deliver)
+                .collect())
         }
         other => Err(RouteError::Unsupported(other)),
     }
@@ -57,6 +87,8 @@ const BATCH: usize = 512;
 pub struct RouterRole {
     pub bus: Arc<dyn Bus>,
     pub topics: Topics,
+    /// Where group memberships are looked up.
+    pub directory: Arc<dyn Directory>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,12 +97,14 @@ pub enum RouterError {
     Bus(#[from] BusError),
     #[error("{0}")]
     Lease(#[from] LeaseError),
+    #[error("directory: {0}")]
+    Directory(#[from] StoreError),
 }
 
 impl RouterRole {
     /// Runs in `inbound`'s consumer group "router" until the bus closes
     /// (`samvad serve`: one router).
-    pub async fn run(self) -> Result<(), BusError> {
+    pub async fn run(self) -> Result<(), RouterError> {
         let mut consumer = self.bus.subscribe(&self.topics.inbound(), "router").await?;
         loop {
             let records = consumer.poll(BATCH).await?;
@@ -106,9 +140,11 @@ impl RouterRole {
     }
 
     /// Routes one batch and produces its deliveries (and dead letters).
-    async fn route_batch(&self, records: &[Record]) -> Result<(), BusError> {
+    /// Groups are looked up once per batch: a batch sees one membership.
+    async fn route_batch(&self, records: &[Record]) -> Result<(), RouterError> {
         let deliver: Arc<str> = self.topics.deliver().into();
         let mut out = Vec::with_capacity(records.len());
+        let mut groups: HashMap<String, Option<Group>> = HashMap::new();
         for r in records {
             let env = match Envelope::decode(r.payload.clone()) {
                 Ok(env) => env,
@@ -117,14 +153,22 @@ impl RouterRole {
                     continue;
                 }
             };
-            match route(&env) {
+            let group = match env.head.as_ref() {
+                Some(head) if head.r#type() == HeadType::Group => {
+                    if !groups.contains_key(&head.to) {
+                        let found = self.directory.group(&head.to).await?;
+                        groups.insert(head.to.clone(), found);
+                    }
+                    groups[&head.to].as_ref()
+                }
+                _ => None,
+            };
+            match route(&env, group) {
                 Ok(deliveries) => out.extend(deliveries.into_iter().map(|d| {
                     let key = d.user.clone();
                     Outgoing::new(deliver.clone(), key, Bytes::from(d.encode_to_vec()))
                 })),
-                Err(e) => {
-                    tracing::error!(id = %env.id, error = %e, "unroutable envelope; skipped")
-                }
+                Err(e) => out.push(r.dead_letter(&self.topics, &e)),
             }
         }
         if !out.is_empty() {
@@ -152,23 +196,67 @@ mod tests {
         }
     }
 
+    fn group(id: &str, members: &[&str]) -> Group {
+        Group {
+            id: id.into(),
+            name: "friends".into(),
+            created_ms: 0,
+            members: members
+                .iter()
+                .map(|m| samvad_store::groups::Member {
+                    user: m.to_string(),
+                    role: samvad_store::groups::Role::Member,
+                })
+                .collect(),
+        }
+    }
+
     #[test]
     fn chat_goes_to_its_recipient() {
-        let out = route(&env(HeadType::Chat, "bob")).unwrap();
+        let out = route(&env(HeadType::Chat, "bob"), None).unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].user, "bob");
     }
 
     #[test]
+    fn a_group_message_goes_to_every_member_but_the_sender() {
+        let g = group("g1", &["carol", "alice", "bob"]);
+        let out = route(&env(HeadType::Group, "g1"), Some(&g)).unwrap();
+        let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
+        assert_eq!(users, ["carol", "bob"]);
+    }
+
+    #[test]
+    fn a_non_member_cannot_post_to_a_group() {
+        let g = group("g1", &["carol", "bob"]);
+        assert_eq!(
+            route(&env(HeadType::Group, "g1"), Some(&g)),
+            Err(RouteError::NotMember {
+                sender: "alice".into(),
+                group: "g1".into()
+            })
+        );
+        // The group looked up must be the one addressed.
+        assert_eq!(
+            route(&env(HeadType::Group, "g2"), Some(&g)),
+            Err(RouteError::UnknownGroup("g2".into()))
+        );
+        assert_eq!(
+            route(&env(HeadType::Group, "g2"), None),
+            Err(RouteError::UnknownGroup("g2".into()))
+        );
+    }
+
+    #[test]
     fn unroutable_envelopes_are_errors() {
         assert_eq!(
-            route(&env(HeadType::Chat, "")),
+            route(&env(HeadType::Chat, ""), None),
             Err(RouteError::NoRecipient)
         );
-        assert_eq!(route(&Envelope::default()), Err(RouteError::NoHead));
+        assert_eq!(route(&Envelope::default(), None), Err(RouteError::NoHead));
         assert_eq!(
-            route(&env(HeadType::Group, "g")),
-            Err(RouteError::Unsupported(HeadType::Group))
+            route(&env(HeadType::Channel, "c"), None),
+            Err(RouteError::Unsupported(HeadType::Channel))
         );
     }
 

@@ -1,5 +1,6 @@
-//! The directory: accounts and refresh tokens, everything an edge needs to
-//! log users in and check recipients. One trait, two homes:
+//! The directory: accounts, refresh tokens and groups, everything an edge
+//! needs to log users in and check recipients, and a router needs to fan
+//! group messages out. One trait, two homes:
 //!
 //! - [`LocalDirectory`]: fjall in the process (`samvad serve`);
 //! - [`RedisDirectory`]: Redis, shared by every edge of a cluster, so that
@@ -13,6 +14,7 @@ use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 
 use crate::accounts::{Account, Accounts};
+use crate::groups::{Group, Groups};
 use crate::tokens::{RefreshError, RefreshTokens};
 use crate::StoreError;
 
@@ -37,6 +39,11 @@ pub trait Directory: Send + Sync + 'static {
     /// twice revokes its whole family.
     fn redeem_refresh<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Redeemed, StoreError>>;
     fn revoke_family<'a>(&'a self, family: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Creates the group; `Ok(false)` if its id is taken.
+    fn create_group(&self, group: Group) -> BoxFuture<'_, Result<bool, StoreError>>;
+    fn group<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>>;
+    /// Ids of the groups `user` is a member of.
+    fn groups_of<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
 }
 
 /// fjall-backed directory. Writes fsync, so they run on the blocking pool.
@@ -44,6 +51,7 @@ pub trait Directory: Send + Sync + 'static {
 pub struct LocalDirectory {
     pub accounts: Accounts,
     pub refresh: RefreshTokens,
+    pub groups: Groups,
 }
 
 async fn blocking<T: Send + 'static>(
@@ -93,6 +101,19 @@ impl Directory for LocalDirectory {
         let family = family.to_string();
         Box::pin(blocking(move || refresh.revoke_family(&family)))
     }
+
+    fn create_group(&self, group: Group) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let groups = self.groups.clone();
+        Box::pin(blocking(move || groups.create(&group)))
+    }
+
+    fn group<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>> {
+        Box::pin(async move { self.groups.get(id) })
+    }
+
+    fn groups_of<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move { self.groups.of_member(user) })
+    }
 }
 
 /// How long Redis keeps refresh tokens and revoked families: past the
@@ -114,11 +135,20 @@ redis.call('HSET', KEYS[1], 'used', '1')
 return {'ok', t[1], t[2]}
 "#;
 
+/// Creates a group and indexes it under each member, or nothing if the id
+/// is taken. KEYS: the group, then each member's set; ARGV: record, id.
+const CREATE_GROUP_SCRIPT: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
+for i = 2, #KEYS do redis.call('SADD', KEYS[i], ARGV[2]) end
+return 1
+"#;
+
 /// Redis-backed directory, shared by the edges of a cluster.
 pub struct RedisDirectory {
     redis: ConnectionManager,
     prefix: String,
     redeem: redis::Script,
+    create_group: redis::Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -133,11 +163,20 @@ impl RedisDirectory {
             redis,
             prefix: prefix.to_string(),
             redeem: redis::Script::new(REDEEM_SCRIPT),
+            create_group: redis::Script::new(CREATE_GROUP_SCRIPT),
         }))
     }
 
     fn account_key(&self, username: &str) -> String {
         format!("{}account:{username}", self.prefix)
+    }
+
+    fn group_key(&self, id: &str) -> String {
+        format!("{}group:{id}", self.prefix)
+    }
+
+    fn member_groups_key(&self, user: &str) -> String {
+        format!("{}member-groups:{user}", self.prefix)
     }
 
     fn token_key(&self, id: &str) -> String {
@@ -268,6 +307,50 @@ impl Directory for RedisDirectory {
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(unavailable)
+        })
+    }
+
+    fn create_group(&self, group: Group) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let value =
+                serde_json::to_string(&group).map_err(|_| StoreError::Corrupt { what: "group" })?;
+            let mut invocation = self.create_group.prepare_invoke();
+            invocation.key(self.group_key(&group.id));
+            for member in group.member_names() {
+                invocation.key(self.member_groups_key(member));
+            }
+            invocation.arg(value).arg(&group.id);
+            let created: i64 = invocation
+                .invoke_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(created == 1)
+        })
+    }
+
+    fn group<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>> {
+        Box::pin(async move {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(self.group_key(id))
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            value
+                .map(|v| serde_json::from_str(&v))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt { what: "group" })
+        })
+    }
+
+    fn groups_of<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
+        Box::pin(async move {
+            let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+                .arg(self.member_groups_key(user))
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            ids.sort();
+            Ok(ids)
         })
     }
 }

@@ -1,0 +1,217 @@
+//! Groups through the real binary: REST to create and read them, fan-out
+//! of group messages to every member's sessions, and the refusals that
+//! keep non-members out.
+
+mod common;
+
+use common::*;
+use samvad_load::client::{group_message, TransportKind};
+use samvad_load::rest::{self, RestError};
+use samvad_proto::v1::{client_frame, server_frame, Send};
+
+fn refused_with(result: Result<impl std::fmt::Debug, RestError>) -> (u16, String) {
+    match result {
+        Err(RestError::Refused { status, code }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+async fn send_group(c: &mut samvad_load::client::Client, id: &str, from: &str, group: &str) {
+    c.send(client_frame::Kind::Send(Send {
+        envelope: Some(group_message(id, from, group, &format!("text of {id}"))),
+    }))
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_message_reaches_every_other_member_on_every_transport() {
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let group = rest::create_group(
+        &server.addr.http,
+        &a.access_token,
+        "friends",
+        &["bob".into(), "carol".into(), "bob".into()],
+    )
+    .await
+    .unwrap();
+    let members: Vec<(&str, &str)> = group
+        .members
+        .iter()
+        .map(|m| (m.user.as_str(), m.role.as_str()))
+        .collect();
+    assert_eq!(
+        members,
+        [("alice", "creator"), ("bob", "member"), ("carol", "member")],
+        "the caller is the creator; duplicates are dropped"
+    );
+
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    sync_all(&mut bob, 0).await;
+    let mut carol = server.connect(TransportKind::Ws, &c).await;
+    sync_all(&mut carol, 0).await;
+    let mut alice = server.connect(TransportKind::Wt, &a).await;
+    sync_all(&mut alice, 0).await;
+
+    send_group(&mut alice, "g-1", "alice", &group.id).await;
+    next_of(&mut alice, "accepted").await;
+    for member in [&mut bob, &mut carol] {
+        let Some(server_frame::Kind::Deliver(d)) = next_of(member, "deliver").await.kind else {
+            unreachable!()
+        };
+        let env = d.envelope.unwrap();
+        let head = env.head.unwrap();
+        assert_eq!(env.id, "g-1");
+        assert_eq!(
+            (head.from.as_str(), head.to.as_str()),
+            ("alice", group.id.as_str())
+        );
+        assert_eq!(head.chatid, group.id, "the conversation is the group");
+    }
+    // Members reply; the sender of each message does not get it back.
+    send_group(&mut bob, "g-2", "bob", &group.id).await;
+    next_of(&mut bob, "accepted").await;
+    for member in [&mut alice, &mut carol] {
+        let Some(server_frame::Kind::Deliver(d)) = next_of(member, "deliver").await.kind else {
+            unreachable!()
+        };
+        assert_eq!(d.envelope.unwrap().id, "g-2");
+    }
+    // Carol's inbox holds both, in order, and nothing of her own.
+    let mut carol_again = server.connect(TransportKind::Ws, &c).await;
+    let (messages, _) = sync_all(&mut carol_again, 0).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids, ["g-1", "g-2"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outsiders_cannot_post_to_read_or_list_a_group() {
+    let server = TestServer::start();
+    let (a, b, eve) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("eve").await,
+    );
+    let http = &server.addr.http;
+    let group = rest::create_group(http, &a.access_token, "private", &["bob".into()])
+        .await
+        .unwrap();
+
+    // Posting: a clear error frame, and nothing reaches the members.
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    sync_all(&mut bob, 0).await;
+    let mut intruder = server.connect(TransportKind::Quic, &eve).await;
+    send_group(&mut intruder, "x-1", "eve", &group.id).await;
+    let refusal = next_of(&mut intruder, "error").await;
+    assert_eq!(error_code(&refusal), "not_member");
+    // Claiming to be a member does not help.
+    send_group(&mut intruder, "x-2", "alice", &group.id).await;
+    assert_eq!(
+        error_code(&next_of(&mut intruder, "error").await),
+        "sender_mismatch"
+    );
+    send_group(&mut intruder, "x-3", "eve", "gdoesnotexist").await;
+    assert_eq!(
+        error_code(&next_of(&mut intruder, "error").await),
+        "unknown_recipient"
+    );
+    send_group(&mut intruder, "x-4", "eve", "../Bad Id").await;
+    assert_eq!(
+        error_code(&next_of(&mut intruder, "error").await),
+        "invalid_envelope"
+    );
+
+    // Reading: a non-member sees no such group; no token, a forged token or
+    // a header naming a user gets 401.
+    assert_eq!(
+        refused_with(rest::group(http, &eve.access_token, &group.id).await),
+        (404, "not_found".into())
+    );
+    assert_eq!(
+        rest::group(http, &b.access_token, &group.id)
+            .await
+            .unwrap()
+            .name,
+        "private"
+    );
+    let client = reqwest::Client::new();
+    for (header, value) in [
+        ("X-User", "alice"),
+        ("Authorization", "Bearer not-a-token"),
+        ("Cookie", "user=alice"),
+    ] {
+        let resp = client
+            .get(format!("{http}/v1/groups/{}", group.id))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{header}: {value}");
+    }
+
+    // Listing: only my own groups.
+    let list = |token: String| {
+        let client = client.clone();
+        let url = format!("{http}/v1/groups");
+        async move {
+            let v: serde_json::Value = client
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["groups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|g| g["id"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(list(b.access_token.clone()).await, vec![group.id.clone()]);
+    assert!(list(eve.access_token.clone()).await.is_empty());
+
+    // Bob got nothing from any of it: the first frame after all that is
+    // the answer to his ping.
+    bob.send(client_frame::Kind::Ping(Default::default()))
+        .await
+        .unwrap();
+    assert_eq!(kind_of(&bob.recv_timeout(T).await.unwrap()), "pong");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_group_checks_its_members_and_name() {
+    let server = TestServer::start();
+    let a = server.user("alice").await;
+    let http = &server.addr.http;
+    assert_eq!(
+        refused_with(rest::create_group(http, &a.access_token, "g", &["nobody".into()]).await),
+        (400, "unknown_user".into())
+    );
+    assert_eq!(
+        refused_with(rest::create_group(http, &a.access_token, "  ", &[]).await),
+        (400, "bad_request".into())
+    );
+    let too_many: Vec<String> = (0..1001).map(|i| format!("user{i}")).collect();
+    assert_eq!(
+        refused_with(rest::create_group(http, &a.access_token, "big", &too_many).await),
+        (400, "too_many_members".into())
+    );
+    assert_eq!(
+        refused_with(rest::create_group(http, "forged", "g", &[]).await),
+        (401, "bad_token".into())
+    );
+    // Alone is allowed: a group of one, to add people later.
+    let solo = rest::create_group(http, &a.access_token, "notes", &[])
+        .await
+        .unwrap();
+    assert_eq!(solo.members.len(), 1);
+}

@@ -8,7 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline, storm, Setup};
+use samvad_load::compare::{self, Report};
+use samvad_load::plot;
+use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
 use samvad_load::system::{System, SystemKind};
 use samvad_load::target;
 
@@ -45,6 +47,10 @@ struct Common {
     /// Write the report as JSON here.
     #[arg(long, global = true)]
     out: Option<PathBuf>,
+    /// Plot latency over time and its distribution here (SVG; chat and
+    /// group).
+    #[arg(long, global = true)]
+    plot: Option<PathBuf>,
     /// User name prefix (3–20 chars of [a-z0-9_.-]); default: random, so
     /// that every run starts with empty inboxes.
     #[arg(long, global = true)]
@@ -92,6 +98,42 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         payload: usize,
     },
+    /// Groups of G members, one sender each, at a total rate: fan-out
+    /// latency to the last member.
+    Group {
+        #[arg(long, default_value_t = 10)]
+        groups: usize,
+        /// Members per group, the sender included.
+        #[arg(long, short = 'g', default_value_t = 10)]
+        size: usize,
+        /// Messages per second, all senders together.
+        #[arg(long, default_value_t = 100)]
+        rate: u32,
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        #[arg(long, default_value_t = 10)]
+        drain: u64,
+        #[arg(long, default_value_t = 64)]
+        payload: usize,
+    },
+    /// Lay reports of runs against Samvad and its peers side by side: a
+    /// Markdown table of Samvad / peer ratios, and a latency plot.
+    Compare {
+        /// JSON reports (chat, group, connect) of every system.
+        reports: Vec<PathBuf>,
+        /// The system the others are compared with.
+        #[arg(long, default_value = "samvad/ws")]
+        baseline: String,
+        /// The rate latencies are compared at.
+        #[arg(long, default_value_t = 1000)]
+        rate: u32,
+        /// The p99 bound throughput is compared within, in ms.
+        #[arg(long, default_value_t = 10.0)]
+        p99_bound_ms: f64,
+        /// Write the table here (Markdown) as well as to stdout.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
     /// Users offline while a backlog piles up, then all back at once: time
     /// until every backlog is synced, and that each arrived whole.
     Offline {
@@ -126,6 +168,25 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let c = &cli.common;
+    if let Scenario::Compare {
+        reports,
+        baseline,
+        rate,
+        p99_bound_ms,
+        markdown,
+    } = &cli.scenario
+    {
+        return run_compare(
+            reports,
+            compare::Question {
+                baseline: baseline.clone(),
+                rate: *rate,
+                p99_bound_us: (p99_bound_ms * 1000.0) as u64,
+            },
+            markdown.as_deref(),
+            c.plot.as_deref(),
+        );
+    }
     let prefix = c
         .prefix
         .clone()
@@ -191,8 +252,47 @@ async fn main() -> anyhow::Result<()> {
                 payload,
             };
             let report = chat::run(system.clone(), &plan).await?;
+            if let Some(path) = &c.plot {
+                let series = plot::Series {
+                    label: report.system.clone(),
+                    timeline: &report.delivery_timeline,
+                    distribution: &report.delivery_distribution,
+                };
+                let title = format!("chat, {} msg/s, {} pairs", rate, pairs);
+                plot::latency_svg(path, &title, &[series])?;
+            }
             (report.summary(), serde_json::to_value(&report)?)
         }
+        Scenario::Group {
+            groups,
+            size,
+            rate,
+            duration,
+            drain,
+            payload,
+        } => {
+            let plan = group::GroupPlan {
+                setup,
+                groups,
+                size,
+                rate,
+                duration: Duration::from_secs(duration),
+                drain: Duration::from_secs(drain),
+                payload,
+            };
+            let report = group::run(system.clone(), &plan).await?;
+            if let Some(path) = &c.plot {
+                let series = plot::Series {
+                    label: format!("{} (last member)", report.system),
+                    timeline: &report.last_member_timeline,
+                    distribution: &report.last_member_distribution,
+                };
+                let title = format!("group fan-out, {groups} groups of {size}, {rate} msg/s");
+                plot::latency_svg(path, &title, &[series])?;
+            }
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::Compare { .. } => unreachable!("handled before connecting"),
         Scenario::Offline { users, backlog } => {
             let plan = offline::OfflinePlan {
                 setup,
@@ -221,6 +321,41 @@ async fn main() -> anyhow::Result<()> {
     if let Some(path) = &c.out {
         std::fs::write(path, serde_json::to_string_pretty(&json)?)
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `compare`: reads the reports, prints (and writes) the table, plots the
+/// chat runs at the compared rate side by side.
+fn run_compare(
+    paths: &[PathBuf],
+    question: compare::Question,
+    markdown: Option<&std::path::Path>,
+    plot_path: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let reports = paths
+        .iter()
+        .map(|p| Report::read(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let table = compare::markdown(&compare::rows(&reports, &question), &question);
+    println!("{table}");
+    if let Some(path) = markdown {
+        std::fs::write(path, &table).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = plot_path {
+        let series: Vec<plot::Series> = reports
+            .iter()
+            .filter_map(|r| match r {
+                Report::Chat(c) if c.target_rate == question.rate => Some(plot::Series {
+                    label: c.system.clone(),
+                    timeline: &c.delivery_timeline,
+                    distribution: &c.delivery_distribution,
+                }),
+                _ => None,
+            })
+            .collect();
+        let title = format!("chat at {} msg/s, side by side", question.rate);
+        plot::latency_svg(path, &title, &series)?;
     }
     Ok(())
 }

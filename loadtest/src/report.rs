@@ -17,7 +17,7 @@ pub fn record(h: &mut Histogram<u64>, micros: u64) {
 }
 
 /// Percentiles of one latency distribution, in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct Latency {
     pub count: u64,
     pub min_us: u64,
@@ -65,7 +65,7 @@ fn ms(us: u64) -> String {
 }
 
 /// What became of the messages of one run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Tally {
     /// Send frames written.
     pub sent: u64,
@@ -114,8 +114,35 @@ impl Tally {
     }
 }
 
+/// The latency at one quantile, for distribution plots.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
+pub struct Quantile {
+    pub quantile: f64,
+    pub us: u64,
+}
+
+/// Quantiles a distribution is sampled at: dense in the tail, where
+/// systems differ.
+const QUANTILES: [f64; 17] = [
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 1.0,
+];
+
+/// The distribution of `h` at [`QUANTILES`] (empty for no samples).
+pub fn distribution(h: &Histogram<u64>) -> Vec<Quantile> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    QUANTILES
+        .iter()
+        .map(|&q| Quantile {
+            quantile: q,
+            us: h.value_at_quantile(q),
+        })
+        .collect()
+}
+
 /// A latency percentile per second of the run, for plots.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Timeline {
     /// Seconds since the start of the run.
     pub second: u32,
@@ -208,6 +235,23 @@ mod tests {
         assert_eq!(t.accepted, 3);
         assert_eq!(t.delivered, 3);
         assert!(t.is_clean());
+    }
+
+    #[test]
+    fn distribution_is_monotonic_and_ends_at_the_max() {
+        let mut h = new_histogram();
+        for us in 1..=10_000 {
+            record(&mut h, us);
+        }
+        let d = distribution(&h);
+        assert_eq!(d.len(), QUANTILES.len());
+        assert!(d
+            .windows(2)
+            .all(|w| w[0].us <= w[1].us && w[0].quantile < w[1].quantile));
+        assert_eq!(d.last().unwrap().us, h.max());
+        assert_eq!(d[5].quantile, 0.5);
+        assert!((4990..=5010).contains(&d[5].us), "median {}", d[5].us);
+        assert!(distribution(&new_histogram()).is_empty());
     }
 
     #[test]

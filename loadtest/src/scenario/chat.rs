@@ -17,8 +17,8 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::report::{self, Latency, Tally, Timeline};
-use crate::scenario::{progress, Setup};
+use crate::report::{self, Latency, Quantile, Tally, Timeline};
+use crate::scenario::{progress, Phase, Setup};
 use crate::system::{Event, Session as Conn, System};
 use crate::target;
 
@@ -39,7 +39,7 @@ pub struct ChatPlan {
     pub payload: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChatReport {
     /// `samvad/ws`, `ejabberd/ws`, …
     pub system: String,
@@ -63,6 +63,8 @@ pub struct ChatReport {
     /// Due time → write: how far the clients fell behind their schedule.
     pub send_lag: Latency,
     pub delivery_timeline: Vec<Timeline>,
+    /// Write → delivery at a ladder of quantiles, for plots.
+    pub delivery_distribution: Vec<Quantile>,
 }
 
 impl ChatReport {
@@ -101,15 +103,6 @@ impl ChatReport {
             self.send_lag.line(),
         )
     }
-}
-
-/// Where the run is; sessions watch it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Connecting,
-    Sending,
-    Draining,
-    Stop,
 }
 
 /// Counters the controller and the progress bar read while sessions run.
@@ -287,6 +280,7 @@ pub async fn run(system: Arc<System>, plan: &ChatPlan) -> anyhow::Result<ChatRep
         delivery: Latency::of(&delivery),
         send_lag: Latency::of(&send_lag),
         delivery_timeline: report::timeline(&samples),
+        delivery_distribution: report::distribution(&delivery),
     })
 }
 

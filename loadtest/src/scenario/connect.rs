@@ -28,7 +28,7 @@ pub struct ConnectPlan {
     pub hold: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ConnectReport {
     /// `samvad/ws`, `ejabberd/ws`, …
     pub system: String,

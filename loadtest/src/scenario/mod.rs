@@ -7,8 +7,18 @@ use crate::target;
 
 pub mod chat;
 pub mod connect;
+pub mod group;
 pub mod offline;
 pub mod storm;
+
+/// Where a timed run is; its sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Connecting,
+    Sending,
+    Draining,
+    Stop,
+}
 
 /// How a scenario opens its sessions.
 #[derive(Debug, Clone)]

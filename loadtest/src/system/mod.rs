@@ -13,7 +13,7 @@ use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
 use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 
-use crate::client::{chat, Client, Connector, ServerAddr};
+use crate::client::{chat, group_message, Client, Connector, ServerAddr};
 use crate::target;
 
 pub mod nats;
@@ -144,6 +144,39 @@ impl System {
         })
     }
 
+    /// Creates a group of `members` (the first creates it) and returns the
+    /// id messages are addressed to: a Samvad group, an ejabberd
+    /// multi-user chat room (created through the HTTP API, joined by each
+    /// member's session), or a NATS subject suffix.
+    pub async fn create_group(&self, name: &str, members: &[Login]) -> anyhow::Result<String> {
+        let (creator, others) = members.split_first().context("a group needs members")?;
+        match self {
+            System::Samvad { server, .. } => {
+                let others: Vec<String> = others.iter().map(|l| l.user.clone()).collect();
+                let group = crate::rest::create_group(&server.http, &creator.secret, name, &others)
+                    .await
+                    .with_context(|| format!("creating group {name}"))?;
+                Ok(group.id)
+            }
+            System::Ejabberd { http, domain, .. } => {
+                let resp = crate::rest::http_client()
+                    .post(format!("{http}/api/create_room"))
+                    .json(&serde_json::json!({
+                        "name": name, "service": format!("conference.{domain}"), "host": domain
+                    }))
+                    .send()
+                    .await?;
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                if !status.is_success() {
+                    bail!("ejabberd refused to create room {name}: HTTP {status}: {text}");
+                }
+                Ok(name.to_string())
+            }
+            System::Nats { .. } => Ok(name.to_string()),
+        }
+    }
+
     /// The server's resident memory in bytes.
     pub async fn server_rss(&self) -> anyhow::Result<u64> {
         match self {
@@ -252,6 +285,31 @@ impl Session {
             }
             Session::Xmpp(x) => x.send_chat(id, to, text).await,
             Session::Nats(n) => n.publish(id, &nats::user_subject(to), text).await,
+        }
+    }
+
+    /// Starts receiving group `group`'s messages (a room join on XMPP, a
+    /// subscription on NATS; Samvad members receive by membership).
+    pub async fn join_group(&mut self, group: &str) -> anyhow::Result<()> {
+        match self {
+            Session::Samvad { .. } => Ok(()),
+            Session::Xmpp(x) => x.join_room(group).await,
+            Session::Nats(n) => n.subscribe(&nats::group_subject(group)).await,
+        }
+    }
+
+    /// Sends a message to group `group`.
+    pub async fn send_group(&mut self, id: &str, group: &str, text: &str) -> anyhow::Result<()> {
+        match self {
+            Session::Samvad { client, user } => {
+                client
+                    .send(client_frame::Kind::Send(Send {
+                        envelope: Some(group_message(id, user, group, text)),
+                    }))
+                    .await
+            }
+            Session::Xmpp(x) => x.send_group(id, group, text).await,
+            Session::Nats(n) => n.publish(id, &nats::group_subject(group), text).await,
         }
     }
 

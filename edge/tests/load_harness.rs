@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use samvad_load::client::TransportKind;
-use samvad_load::scenario::{chat, connect, offline, storm, Setup};
+use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
 use samvad_load::target;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,6 +55,50 @@ async fn chat_runs_account_for_every_message() {
         assert_eq!(report.stale_deliveries, 0);
         let timeline_total: u64 = report.delivery_timeline.iter().map(|s| s.count).sum();
         assert_eq!(timeline_total, t.delivered);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_runs_account_for_every_delivery() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    for (i, transport) in [TransportKind::Ws, TransportKind::Quic]
+        .into_iter()
+        .enumerate()
+    {
+        let plan = group::GroupPlan {
+            setup: Setup {
+                transport,
+                prefix: format!("gr{i}"),
+                endpoints: 2,
+                ws_sources: 1,
+            },
+            groups: 3,
+            size: 5,
+            rate: 60,
+            duration: Duration::from_secs(2),
+            drain: Duration::from_secs(10),
+            payload: 64,
+        };
+        let report = group::run(samvad_system(&addr, &plan.setup), &plan)
+            .await
+            .unwrap();
+        let t = report.tally;
+        assert_eq!(
+            report.session_failures, 0,
+            "{transport:?}: {:?}",
+            report.first_error
+        );
+        assert!(t.sent >= 90, "{transport:?}: sent {}", t.sent);
+        assert_eq!(t.accepted, t.sent, "{transport:?}: every send acknowledged");
+        assert_eq!(t.expected, t.accepted * 4, "four other members each");
+        assert_eq!(t.delivered, t.expected, "{transport:?}: {t:?}");
+        assert_eq!(t.complete, t.accepted);
+        assert!(t.is_clean(), "{transport:?}: {t:?}");
+        assert_eq!(report.last_member.count, t.complete);
+        assert_eq!(report.delivery.count, t.delivered);
+        let timeline_total: u64 = report.last_member_timeline.iter().map(|s| s.count).sum();
+        assert_eq!(timeline_total, t.complete);
     }
 }
 

@@ -114,6 +114,8 @@ pub fn rows(reports: &[Report], q: &Question) -> Vec<Row> {
             }
         }
     }
+    // The baseline first, then the peers in the order they came.
+    order.sort_by_key(|s| *s != q.baseline);
     order
         .into_iter()
         .filter_map(|s| by_system.remove(&s))
@@ -260,12 +262,16 @@ mod tests {
     #[test]
     fn the_table_has_ratios_against_the_baseline() {
         let reports = [
-            chat("samvad/ws", 1000, 1000.0, 2_000, 0),
             chat("peer/ws", 1000, 1000.0, 4_000, 0),
+            chat("samvad/ws", 1000, 1000.0, 2_000, 0),
             chat("peer/ws", 2000, 2000.0, 5_000, 0),
         ];
         let q = question();
         let table = markdown(&rows(&reports, &q), &q);
+        assert!(
+            table.starts_with("| measure | better | samvad/ws | peer/ws | samvad/ws / peer/ws |"),
+            "the baseline comes first: {table}"
+        );
         let p99 = table
             .lines()
             .find(|l| l.starts_with("| chat: delivery p99"))

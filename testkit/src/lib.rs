@@ -1,6 +1,7 @@
 //! Real external services for tests, each on a free loopback port, started
 //! for one test and killed when dropped: a Kafka-protocol broker (tansu,
-//! in-memory storage) and redis-server. Nothing is mocked.
+//! in-memory storage) and redis-server; and the peers samvad-load is
+//! compared with, nats-server and ejabberd. Nothing is mocked.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -115,4 +116,158 @@ impl Redis {
     pub fn kill(&mut self) {
         self.child.take();
     }
+}
+
+/// nats-server with its WebSocket listener (no TLS), for the harness's
+/// side-by-side client.
+pub struct Nats {
+    child: Guard,
+    /// `ws://127.0.0.1:PORT`.
+    pub ws_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (port, ws) = (free_port(), free_port());
+        let conf = dir.path().join("nats.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen: 127.0.0.1:{port}\nwebsocket {{ listen: \"127.0.0.1:{ws}\", no_tls: true }}\n"
+            ),
+        )
+        .expect("writing nats.conf");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server is installed (scripts/test.sh installs it)");
+        let child = Guard(child);
+        wait_listening(ws, "nats-server");
+        Nats {
+            child,
+            ws_url: format!("ws://127.0.0.1:{ws}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// The ejabberd configuration of the side-by-side runs (`bench/run.sh`).
+const EJABBERD_YML: &str = include_str!("../../bench/peers/ejabberd.yml");
+
+/// ejabberd on its own Erlang node name and port, configured as in
+/// `bench/run.sh`: XMPP over WebSocket at `/ws`, the HTTP API at `/api`.
+pub struct Ejabberd {
+    _child: Guard,
+    node: String,
+    /// `http://127.0.0.1:PORT`.
+    pub http: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Ejabberd {
+    pub fn start() -> Ejabberd {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let node = format!("ejt{port}");
+        let root = dir.path();
+        for sub in ["cfg", "spool", "logs"] {
+            std::fs::create_dir_all(root.join(sub)).expect("creating ejabberd directories");
+        }
+        std::fs::write(
+            root.join("cfg/ejabberd.yml"),
+            EJABBERD_YML.replace("@PORT@", &port.to_string()),
+        )
+        .expect("writing ejabberd.yml");
+        std::fs::write(
+            root.join("cfg/ejabberdctl.cfg"),
+            format!("ERLANG_NODE={node}@localhost\n"),
+        )
+        .expect("writing ejabberdctl.cfg");
+        // ejabberdctl runs the server as the `ejabberd` user when started
+        // by root: it must reach and own the directories.
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755));
+        let _ = Command::new("chown")
+            .args(["-R", "ejabberd"])
+            .arg(root)
+            .status();
+        let child = Command::new("ejabberdctl")
+            .arg("--config-dir")
+            .arg(root.join("cfg"))
+            .arg("--spool")
+            .arg(root.join("spool"))
+            .arg("--logs")
+            .arg(root.join("logs"))
+            .arg("foreground")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ejabberd is installed (scripts/test.sh installs it)");
+        let ejabberd = Ejabberd {
+            _child: Guard(child),
+            node,
+            http: format!("http://127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        // Listening is not enough: the API answers once the modules run.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !api_answers(port) {
+            assert!(
+                Instant::now() < deadline,
+                "ejabberd did not start on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        ejabberd
+    }
+
+    /// Process id of the Erlang VM (its memory is ejabberd's).
+    pub fn pid(&self) -> u32 {
+        let out = Command::new("pgrep")
+            .args(["-f", &format!("beam.*{}@localhost", self.node)])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse().ok())
+            .expect("ejabberd's Erlang VM is running")
+    }
+}
+
+impl Drop for Ejabberd {
+    fn drop(&mut self) {
+        // The VM runs under su, outside the child we hold.
+        let _ = Command::new("pkill")
+            .args(["-9", "-f", &format!("{}@localhost", self.node)])
+            .status();
+    }
+}
+
+/// Whether ejabberd's HTTP API answers `status` with 200.
+fn api_answers(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!(
+        "POST /api/status HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2\r\n\r\n{{}}"
+    );
+    if s.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }

@@ -366,14 +366,24 @@ impl Member {
         if phase.wait_for(|p| *p != Phase::Connecting).await.is_err() {
             return out;
         }
-        if let Err(e) = self.exchange(&mut session, &mut out, phase).await {
+        let mut quiet = !self.sender;
+        if let Err(e) = self
+            .exchange(&mut session, &mut out, phase, &mut quiet)
+            .await
+        {
             out.error = Some(format!("{e:#}"));
         }
-        if self.sender {
-            self.live.quiet.fetch_add(1, Ordering::Relaxed);
-        }
+        self.go_quiet(&mut quiet);
         session.close().await;
         out
+    }
+
+    /// Tells the controller this sender sends no more (once).
+    fn go_quiet(&self, quiet: &mut bool) {
+        if !*quiet {
+            *quiet = true;
+            self.live.quiet.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     async fn exchange(
@@ -381,6 +391,7 @@ impl Member {
         session: &mut Session,
         out: &mut Outcome,
         mut phase: watch::Receiver<Phase>,
+        quiet: &mut bool,
     ) -> anyhow::Result<()> {
         let mut next_due = tokio::time::Instant::now() + self.stagger;
         let mut sending = self.sender;
@@ -396,6 +407,7 @@ impl Member {
                 _ = tokio::time::sleep_until(next_due), if sending => {
                     if *phase.borrow() != Phase::Sending {
                         sending = false;
+                        self.go_quiet(quiet);
                         continue;
                     }
                     let n = sent_at.len();
@@ -415,6 +427,7 @@ impl Member {
                     }
                     if *phase.borrow() != Phase::Sending {
                         sending = false;
+                        self.go_quiet(quiet);
                     }
                 }
                 _ = ack_timer.tick() => {

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Samvad side by side with what a user would pick instead, on this machine,
+# in one run: ejabberd (XMPP over WebSocket, offline storage and stream
+# management on) and nats-server (WebSocket, plain pub/sub, no persistence).
+# Each server runs on loopback, alone, fresh for every measurement; the same
+# samvad-load scenarios (connect, chat at a ladder of rates, group) run
+# against each over WebSocket. Then `samvad-load compare` writes the table
+# of Samvad / peer ratios and a latency plot.
+#
+#   bash bench/run.sh                       # about 15 minutes
+#   RATES="1000 5000" DURATION=5 bash bench/run.sh
+#
+# Output: bench/out/side-by-side/*.json, compare.md, compare.svg.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RATES=${RATES:-"1000 2000 5000 10000 20000"}
+COMPARE_RATE=${COMPARE_RATE:-1000}
+P99_BOUND_MS=${P99_BOUND_MS:-25}
+DURATION=${DURATION:-10}
+PAIRS=${PAIRS:-50}
+SESSIONS=${SESSIONS:-2000}
+GROUPS_N=${GROUPS_N:-20}
+GROUP_SIZE=${GROUP_SIZE:-20}
+GROUP_RATES=${GROUP_RATES:-"100 500"}
+SYSTEMS=${SYSTEMS:-"samvad ejabberd nats"}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need ejabberdctl || ! need nats-server; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq ejabberd nats-server >/dev/null
+fi
+# The Debian package starts a system ejabberd where there is an init
+# system; ours runs on its own node name and port, so both can coexist.
+cargo build --release -q -p samvad -p samvad-load
+out=bench/out/side-by-side
+rm -rf "$out" && mkdir -p "$out"
+work=$(mktemp -d)
+chmod 755 "$work"
+pids=()
+stop_all() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  if [ -d "$work/ejabberd" ]; then
+    ejabberdctl --config-dir "$work/ejabberd/cfg" stop >/dev/null 2>&1 || true
+    pkill -f "beam.smp.*ejbench" 2>/dev/null || true
+  fi
+  pids=()
+  sleep 1
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done; echo "$1 did not come up" >&2; return 1; }
+
+# Starts one system fresh; sets SERVER and PID for samvad-load.
+start_samvad() {
+  rm -rf "$work/samvad"; mkdir -p "$work/samvad"
+  local http; http=$(free_port)
+  ./target/release/samvad serve --data-dir "$work/samvad/db" --listen "127.0.0.1:$(free_port)" \
+    --http-listen "127.0.0.1:$http" >"$work/samvad/log" 2>&1 &
+  pids+=($!); PID=$!; SERVER="http://127.0.0.1:$http"
+  wait_http "$SERVER/healthz"
+}
+start_ejabberd() {
+  rm -rf "$work/ejabberd"; mkdir -p "$work/ejabberd"/{cfg,spool,logs}
+  local port; port=$(free_port)
+  sed "s/@PORT@/$port/" bench/peers/ejabberd.yml >"$work/ejabberd/cfg/ejabberd.yml"
+  printf 'ERLANG_NODE=ejbench@localhost\n' >"$work/ejabberd/cfg/ejabberdctl.cfg"
+  id ejabberd >/dev/null 2>&1 && chown -R ejabberd "$work/ejabberd"
+  ejabberdctl --config-dir "$work/ejabberd/cfg" --spool "$work/ejabberd/spool" \
+    --logs "$work/ejabberd/logs" foreground >"$work/ejabberd/fg.log" 2>&1 &
+  pids+=($!)
+  SERVER="http://127.0.0.1:$port"
+  wait_http "$SERVER/api/status" || { cat "$work/ejabberd/fg.log" >&2; return 1; }
+  PID=$(pgrep -f "beam.smp.*ejbench" | head -1)
+}
+start_nats() {
+  local port ws; port=$(free_port); ws=$(free_port)
+  printf 'listen: 127.0.0.1:%s\nwebsocket { listen: "127.0.0.1:%s", no_tls: true }\nmax_payload: 1MB\n' \
+    "$port" "$ws" >"$work/nats.conf"
+  nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$ws"
+  for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && return 0; sleep 0.1; done
+  cat "$work/nats.log" >&2; return 1
+}
+
+load() {
+  local system=$1; shift
+  ./target/release/samvad-load --system "$system" --server "$SERVER" --server-pid "$PID" \
+    --transport ws "$@"
+}
+
+for system in $SYSTEMS; do
+  echo "== $system"
+  "start_$system"
+  load "$system" --out "$out/connect-$system.json" connect -n "$SESSIONS" --rate 500 --users 100 --hold 3
+  stop_all
+  for rate in $RATES; do
+    "start_$system"
+    load "$system" --out "$out/chat-$rate-$system.json" \
+      chat --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" --drain 10 || true
+    stop_all
+  done
+  for rate in $GROUP_RATES; do
+    "start_$system"
+    load "$system" --out "$out/group-$rate-$system.json" \
+      group --groups "$GROUPS_N" --size "$GROUP_SIZE" --rate "$rate" --duration "$DURATION" --drain 10 || true
+    stop_all
+  done
+done
+
+./target/release/samvad-load compare --baseline samvad/ws --rate "$COMPARE_RATE" \
+  --p99-bound-ms "$P99_BOUND_MS" --markdown "$out/compare.md" --plot "$out/compare.svg" \
+  "$out"/*.json
+{
+  echo
+  echo "Machine: $(nproc) vCPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)), \
+$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); \
+ejabberd $(dpkg-query -W -f='${Version}' ejabberd), nats-server $(dpkg-query -W -f='${Version}' nats-server), \
+harness and server on the same cores."
+} | tee -a "$out/compare.md"

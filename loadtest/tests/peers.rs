@@ -1,0 +1,109 @@
+//! The harness's XMPP and NATS clients against the real servers it is
+//! compared with (ejabberd, nats-server, as `bench/run.sh` starts them):
+//! short runs of connect, chat and group whose accounting must add up, so
+//! that the side-by-side numbers come from clients that work.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use samvad_load::client::TransportKind;
+use samvad_load::scenario::{chat, connect, group, Setup};
+use samvad_load::system::System;
+use samvad_testkit::{Ejabberd, Nats};
+
+fn setup(prefix: &str) -> Setup {
+    Setup {
+        transport: TransportKind::Ws,
+        prefix: prefix.into(),
+        endpoints: 1,
+        ws_sources: 1,
+    }
+}
+
+async fn scenarios_add_up(system: Arc<System>) {
+    let name = system.name();
+    let plan = chat::ChatPlan {
+        setup: setup("pc"),
+        pairs: 4,
+        rate: 200,
+        duration: Duration::from_secs(2),
+        drain: Duration::from_secs(10),
+        payload: 64,
+    };
+    let report = chat::run(system.clone(), &plan).await.unwrap();
+    let t = report.tally;
+    assert_eq!(
+        report.session_failures, 0,
+        "{name}: {:?}",
+        report.first_error
+    );
+    assert!(t.sent >= 300, "{name}: sent {}", t.sent);
+    assert_eq!(t.accepted, t.sent, "{name}: every send acknowledged");
+    assert_eq!(t.delivered, t.sent, "{name}: every message delivered");
+    assert!(t.is_clean(), "{name}: {t:?}");
+    assert_eq!(report.ack.count, t.accepted);
+    assert_eq!(report.delivery.count, t.delivered);
+
+    let plan = group::GroupPlan {
+        setup: setup("pg"),
+        groups: 2,
+        size: 4,
+        rate: 50,
+        duration: Duration::from_secs(2),
+        drain: Duration::from_secs(10),
+        payload: 64,
+    };
+    let report = group::run(system.clone(), &plan).await.unwrap();
+    let t = report.tally;
+    assert_eq!(
+        report.session_failures, 0,
+        "{name}: {:?}",
+        report.first_error
+    );
+    assert!(t.sent >= 80, "{name}: sent {}", t.sent);
+    assert_eq!(t.accepted, t.sent, "{name}");
+    assert_eq!(
+        t.expected,
+        t.accepted * 3,
+        "{name}: three other members each"
+    );
+    assert_eq!(t.delivered, t.expected, "{name}: {t:?}");
+    assert_eq!(t.complete, t.accepted, "{name}");
+    assert!(t.is_clean(), "{name}: {t:?}");
+    assert_eq!(report.last_member.count, t.complete);
+
+    let plan = connect::ConnectPlan {
+        setup: setup("pn"),
+        sessions: 40,
+        rate: 200,
+        users: 4,
+        hold: Duration::from_millis(200),
+    };
+    let report = connect::run(system, &plan).await.unwrap();
+    assert_eq!(report.connected, 40, "{name}: {:?}", report.first_error);
+    assert!(
+        report.server_rss_held > 1 << 20,
+        "{name}: memory read from /proc"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nats_client_accounts_for_every_message() {
+    let nats = Nats::start();
+    scenarios_add_up(Arc::new(System::Nats {
+        url: nats.ws_url.clone(),
+        pid: nats.pid(),
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_xmpp_client_accounts_for_every_message_with_ejabberd() {
+    let ejabberd = tokio::task::spawn_blocking(Ejabberd::start).await.unwrap();
+    scenarios_add_up(Arc::new(System::Ejabberd {
+        http: ejabberd.http.clone(),
+        domain: "localhost".into(),
+        pid: ejabberd.pid(),
+    }))
+    .await;
+}

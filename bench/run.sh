@@ -7,7 +7,7 @@
 # against each over WebSocket. Then `samvad-load compare` writes the table
 # of Samvad / peer ratios and a latency plot.
 #
-#   bash bench/run.sh                       # about 15 minutes
+#   bash bench/run.sh                       # about 20 minutes
 #   RATES="1000 5000" DURATION=5 bash bench/run.sh
 #
 # Output: bench/out/side-by-side/*.json, compare.md, compare.svg.
@@ -22,7 +22,10 @@ SESSIONS=${SESSIONS:-2000}
 GROUPS_N=${GROUPS_N:-20}
 GROUP_SIZE=${GROUP_SIZE:-20}
 GROUP_RATES=${GROUP_RATES:-"100 500"}
-SYSTEMS=${SYSTEMS:-"samvad ejabberd nats"}
+# samvad_buffered: Samvad with `--durability buffer` (written to the OS per
+# batch, no fsync: survives kill -9, not power loss), the durability ejabberd
+# and NATS offer, for a like-for-like row.
+SYSTEMS=${SYSTEMS:-"samvad samvad_buffered ejabberd nats"}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need ejabberdctl || ! need nats-server; then
@@ -57,9 +60,14 @@ start_samvad() {
   rm -rf "$work/samvad"; mkdir -p "$work/samvad"
   local http; http=$(free_port)
   ./target/release/samvad serve --data-dir "$work/samvad/db" --listen "127.0.0.1:$(free_port)" \
-    --http-listen "127.0.0.1:$http" >"$work/samvad/log" 2>&1 &
+    --http-listen "127.0.0.1:$http" "$@" >"$work/samvad/log" 2>&1 &
   pids+=($!); PID=$!; SERVER="http://127.0.0.1:$http"
+  KIND=samvad; LABEL=samvad/ws
   wait_http "$SERVER/healthz"
+}
+start_samvad_buffered() {
+  start_samvad --durability buffer
+  LABEL=samvad-buffered/ws
 }
 start_ejabberd() {
   rm -rf "$work/ejabberd"; mkdir -p "$work/ejabberd"/{cfg,spool,logs}
@@ -70,7 +78,7 @@ start_ejabberd() {
   ejabberdctl --config-dir "$work/ejabberd/cfg" --spool "$work/ejabberd/spool" \
     --logs "$work/ejabberd/logs" foreground >"$work/ejabberd/fg.log" 2>&1 &
   pids+=($!)
-  SERVER="http://127.0.0.1:$port"
+  SERVER="http://127.0.0.1:$port"; KIND=ejabberd; LABEL=ejabberd/ws
   wait_http "$SERVER/api/status" || { cat "$work/ejabberd/fg.log" >&2; return 1; }
   PID=$(pgrep -f "beam.smp.*ejbench" | head -1)
 }
@@ -79,31 +87,31 @@ start_nats() {
   printf 'listen: 127.0.0.1:%s\nwebsocket { listen: "127.0.0.1:%s", no_tls: true }\nmax_payload: 1MB\n' \
     "$port" "$ws" >"$work/nats.conf"
   nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
-  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$ws"
+  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$ws"; KIND=nats; LABEL=nats/ws
   for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && return 0; sleep 0.1; done
   cat "$work/nats.log" >&2; return 1
 }
 
+# Runs samvad-load against the system started last.
 load() {
-  local system=$1; shift
-  ./target/release/samvad-load --system "$system" --server "$SERVER" --server-pid "$PID" \
-    --transport ws "$@"
+  ./target/release/samvad-load --system "$KIND" --label "$LABEL" --server "$SERVER" \
+    --server-pid "$PID" --transport ws "$@"
 }
 
 for system in $SYSTEMS; do
   echo "== $system"
   "start_$system"
-  load "$system" --out "$out/connect-$system.json" connect -n "$SESSIONS" --rate 500 --users 100 --hold 3
+  load --out "$out/connect-$system.json" connect -n "$SESSIONS" --rate 200 --users 100 --hold 5
   stop_all
   for rate in $RATES; do
     "start_$system"
-    load "$system" --out "$out/chat-$rate-$system.json" \
+    load --out "$out/chat-$rate-$system.json" \
       chat --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" --drain 10 || true
     stop_all
   done
   for rate in $GROUP_RATES; do
     "start_$system"
-    load "$system" --out "$out/group-$rate-$system.json" \
+    load --out "$out/group-$rate-$system.json" \
       group --groups "$GROUPS_N" --size "$GROUP_SIZE" --rate "$rate" --duration "$DURATION" --drain 10 || true
     stop_all
   done

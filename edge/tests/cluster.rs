@@ -409,3 +409,71 @@ async fn refresh_token_reuse_is_caught_across_edges() {
         other => panic!("forged token accepted: {other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_messages_fan_out_across_edges_and_outsiders_are_refused() {
+    let cluster = Cluster::start(2, 1, 1);
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(1, "bob").await;
+    let carol = cluster.user(1, "carol").await;
+    let eve = cluster.user(0, "eve").await;
+    // Created on one edge, read on the other: groups live in Redis.
+    let group = rest::create_group(
+        &cluster.edges[0].addr().http,
+        &alice.access_token,
+        "crew",
+        &["bob".into(), "carol".into()],
+    )
+    .await
+    .unwrap();
+    let seen = rest::group(&cluster.edges[1].addr().http, &bob.access_token, &group.id)
+        .await
+        .unwrap();
+    assert_eq!(seen.members.len(), 3);
+    assert!(matches!(
+        rest::group(&cluster.edges[1].addr().http, &eve.access_token, &group.id).await,
+        Err(rest::RestError::Refused { status: 404, .. })
+    ));
+
+    let mut a = cluster.edges[0].connect(TransportKind::Quic, &alice).await;
+    let mut b = cluster.edges[1].connect(TransportKind::Ws, &bob).await;
+    let mut c = cluster.edges[1].connect(TransportKind::Wt, &carol).await;
+    let mut e = cluster.edges[0].connect(TransportKind::Ws, &eve).await;
+    for s in [&mut a, &mut b, &mut c, &mut e] {
+        sync_all(s, 0).await;
+    }
+    e.send(client_frame::Kind::Send(samvad_proto::v1::Send {
+        envelope: Some(samvad_load::client::group_message(
+            "intrude",
+            "eve",
+            &group.id,
+            "let me in",
+        )),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(error_code(&next_of(&mut e, "error").await), "not_member");
+    for i in 0..3 {
+        a.send(client_frame::Kind::Send(samvad_proto::v1::Send {
+            envelope: Some(samvad_load::client::group_message(
+                &format!("g{i}"),
+                "alice",
+                &group.id,
+                "hello crew",
+            )),
+        }))
+        .await
+        .unwrap();
+        next_of(&mut a, "accepted").await;
+    }
+    for member in [&mut b, &mut c] {
+        let mut ids = Vec::new();
+        while ids.len() < 3 {
+            let Some(server_frame::Kind::Deliver(d)) = next_of(member, "deliver").await.kind else {
+                unreachable!()
+            };
+            ids.push(d.envelope.unwrap().id);
+        }
+        assert_eq!(ids, ["g0", "g1", "g2"], "in order, once each");
+    }
+}

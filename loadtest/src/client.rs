@@ -116,6 +116,30 @@ fn unspecified_like(addr: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Opens a TCP connection to `host_port` from `source` (any port of it;
+/// `None`: the system's choice), with Nagle off: the harness measures
+/// latency.
+pub async fn tcp_connect(
+    host_port: &str,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<tokio::net::TcpStream> {
+    let target = tokio::net::lookup_host(host_port)
+        .await?
+        .next()
+        .context("no address for the server")?;
+    let socket = if target.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()?
+    } else {
+        tokio::net::TcpSocket::new_v4()?
+    };
+    if let Some(source) = source {
+        socket.bind((source, 0).into())?;
+    }
+    let tcp = socket.connect(target).await.context("TCP connect")?;
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
 /// Opens sessions of one transport to one server, sharing UDP endpoints
 /// between them: thousands of QUIC sessions need a handful of sockets and
 /// driver tasks, not one each. WebSocket sessions rotate over source
@@ -222,21 +246,9 @@ impl Connector {
                     .http
                     .trim_start_matches("http://")
                     .trim_end_matches('/');
-                let target = tokio::net::lookup_host(host_port)
-                    .await?
-                    .next()
-                    .context("no address for the server")?;
-                let socket = if target.is_ipv6() {
-                    tokio::net::TcpSocket::new_v6()?
-                } else {
-                    tokio::net::TcpSocket::new_v4()?
-                };
-                if !self.ws_sources.is_empty() {
-                    let source = self.ws_sources[n % self.ws_sources.len()];
-                    socket.bind((source, 0).into())?;
-                }
-                let tcp = socket.connect(target).await.context("TCP connect")?;
-                tcp.set_nodelay(true)?;
+                let source = (!self.ws_sources.is_empty())
+                    .then(|| self.ws_sources[n % self.ws_sources.len()]);
+                let tcp = tcp_connect(host_port, source).await?;
                 let (ws, _) = tokio_tungstenite::client_async(url, tcp)
                     .await
                     .context("WebSocket handshake")?;

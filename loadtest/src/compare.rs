@@ -5,7 +5,8 @@
 //! - p99 delivery latency in `chat` at one rate every system ran;
 //! - the highest `chat` rate a system sustained with delivery p99 within a
 //!   bound (nothing lost, and at least 95% of the target rate acknowledged);
-//! - server memory per idle session, from `connect`;
+//! - server memory per idle session, from `connect` (the average over the
+//!   sessions up, which a garbage-collected peer cannot skew);
 //! - with `group` reports, p99 fan-out latency to the last member at one
 //!   rate.
 
@@ -101,9 +102,9 @@ pub fn rows(reports: &[Report], q: &Question) -> Vec<Row> {
                 }
             }
             Report::Connect(c) => {
-                if c.failed == 0 {
+                if c.connected > 0 {
                     row(&mut order, &mut by_system, &c.system).bytes_per_session =
-                        Some(c.server_bytes_per_session);
+                        Some(c.server_bytes_per_session_average);
                 }
             }
             Report::Group(g) => {

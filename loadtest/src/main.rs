@@ -11,7 +11,7 @@ use samvad_load::client::TransportKind;
 use samvad_load::compare::{self, Report};
 use samvad_load::plot;
 use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
-use samvad_load::system::{System, SystemKind};
+use samvad_load::system::{Sources, System, SystemKind};
 use samvad_load::target;
 
 #[derive(Parser)]
@@ -38,6 +38,10 @@ struct Common {
     /// (Samvad reports its own in /metrics).
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// Name of the system in reports (default: `samvad/ws`, `nats/ws`, …),
+    /// to tell apart runs of one system in different configurations.
+    #[arg(long, global = true)]
+    label: Option<String>,
     /// XMPP domain of the ejabberd users.
     #[arg(long, global = true, default_value = "localhost")]
     xmpp_domain: String,
@@ -58,8 +62,9 @@ struct Common {
     /// UDP sockets shared by the QUIC / WebTransport sessions.
     #[arg(long, global = true, default_value_t = 4)]
     endpoints: usize,
-    /// Loopback source addresses (127.0.0.1, .2, …) for WebSocket sessions,
-    /// for more sessions than one address has ephemeral ports.
+    /// Loopback source addresses (127.0.0.1, .2, …) for WebSocket sessions
+    /// (Samvad's and the peers'), for more sessions than one address has
+    /// ephemeral ports.
     #[arg(long, global = true, default_value_t = 1)]
     ws_sources: usize,
 }
@@ -205,12 +210,14 @@ async fn main() -> anyhow::Result<()> {
             pid: c
                 .server_pid
                 .context("--server-pid is needed for ejabberd's memory")?,
+            sources: Sources::new(target::loopback_sources(c.ws_sources)),
         },
         SystemKind::Nats => System::Nats {
             url: target::loopback_url(&c.server, "ws://").await?,
             pid: c
                 .server_pid
                 .context("--server-pid is needed for nats-server's memory")?,
+            sources: Sources::new(target::loopback_sources(c.ws_sources)),
         },
     });
     let samvad_only = |scenario: &str| -> anyhow::Result<samvad_load::client::ServerAddr> {
@@ -233,7 +240,10 @@ async fn main() -> anyhow::Result<()> {
                 users: users.min(sessions),
                 hold: Duration::from_secs(hold),
             };
-            let report = connect::run(system.clone(), &plan).await?;
+            let mut report = connect::run(system.clone(), &plan).await?;
+            if let Some(label) = &c.label {
+                report.system = label.clone();
+            }
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Chat {
@@ -251,7 +261,10 @@ async fn main() -> anyhow::Result<()> {
                 drain: Duration::from_secs(drain),
                 payload,
             };
-            let report = chat::run(system.clone(), &plan).await?;
+            let mut report = chat::run(system.clone(), &plan).await?;
+            if let Some(label) = &c.label {
+                report.system = label.clone();
+            }
             if let Some(path) = &c.plot {
                 let series = plot::Series {
                     label: report.system.clone(),
@@ -280,7 +293,10 @@ async fn main() -> anyhow::Result<()> {
                 drain: Duration::from_secs(drain),
                 payload,
             };
-            let report = group::run(system.clone(), &plan).await?;
+            let mut report = group::run(system.clone(), &plan).await?;
+            if let Some(label) = &c.label {
+                report.system = label.clone();
+            }
             if let Some(path) = &c.plot {
                 let series = plot::Series {
                     label: format!("{} (last member)", report.system),

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use samvad_load::client::TransportKind;
 use samvad_load::scenario::{chat, connect, group, Setup};
-use samvad_load::system::System;
+use samvad_load::system::{Sources, System};
+use samvad_load::target;
 use samvad_testkit::{Ejabberd, Nats};
 
 fn setup(prefix: &str) -> Setup {
@@ -93,6 +94,7 @@ async fn the_nats_client_accounts_for_every_message() {
     scenarios_add_up(Arc::new(System::Nats {
         url: nats.ws_url.clone(),
         pid: nats.pid(),
+        sources: Sources::new(target::loopback_sources(2)),
     }))
     .await;
 }
@@ -104,6 +106,7 @@ async fn the_xmpp_client_accounts_for_every_message_with_ejabberd() {
         http: ejabberd.http.clone(),
         domain: "localhost".into(),
         pid: ejabberd.pid(),
+        sources: Sources::new(target::loopback_sources(2)),
     }))
     .await;
 }

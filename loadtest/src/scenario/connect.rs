@@ -51,6 +51,13 @@ pub struct ConnectReport {
     /// / sessions of the second half. Immune to what the server held
     /// before the run (allocator caches, registrations).
     pub server_bytes_per_session: u64,
+    /// Average memory of a session: (RSS with all up − RSS before) /
+    /// sessions up. Counts what the first sessions make the server set up,
+    /// but does not depend on when a garbage collector ran mid-run (the
+    /// marginal figure can come out as zero for a collected runtime such
+    /// as ejabberd's); the side-by-side comparison uses this one.
+    #[serde(default)]
+    pub server_bytes_per_session_average: u64,
 }
 
 impl ConnectReport {
@@ -59,7 +66,7 @@ impl ConnectReport {
             "connect with {}: {} of {} sessions up in {:.1} s ({} failed, {} retried{})\n\
              connect time: {}\n\
              server RSS: {:.1} MiB before, {:.1} MiB with half, {:.1} MiB with all sessions idle \
-             → {} bytes per session",
+             → {} bytes per session (marginal), {} on average",
             self.system,
             self.connected,
             self.sessions,
@@ -75,6 +82,7 @@ impl ConnectReport {
             self.server_rss_half as f64 / 1048576.0,
             self.server_rss_held as f64 / 1048576.0,
             self.server_bytes_per_session,
+            self.server_bytes_per_session_average,
         )
     }
 }
@@ -168,6 +176,8 @@ pub async fn run(system: Arc<System>, plan: &ConnectPlan) -> anyhow::Result<Conn
         server_rss_before,
         server_rss_half,
         server_rss_held,
+        server_bytes_per_session_average: server_rss_held.saturating_sub(server_rss_before)
+            / connected.max(1),
         server_bytes_per_session: server_rss_held.saturating_sub(server_rss_half)
             / connected.saturating_sub(connected_at_half).max(1),
     })

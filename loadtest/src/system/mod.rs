@@ -68,11 +68,13 @@ pub enum System {
         http: String,
         domain: String,
         pid: u32,
+        sources: Sources,
     },
     Nats {
         /// `ws://127.0.0.1:8222`.
         url: String,
         pid: u32,
+        sources: Sources,
     },
 }
 
@@ -132,14 +134,21 @@ impl System {
                 client: connector.connect(&login.secret).await?.0,
                 user: login.user.clone(),
             },
-            System::Ejabberd { http, domain, .. } => {
+            System::Ejabberd {
+                http,
+                domain,
+                sources,
+                ..
+            } => {
                 let ws = format!("{}/ws", http.replacen("http://", "ws://", 1));
+                let tcp = open_websocket(&ws, Some("xmpp"), sources.next()).await?;
                 Session::Xmpp(
-                    xmpp::XmppSession::connect(&ws, domain, &login.user, &login.secret).await?,
+                    xmpp::XmppSession::connect(tcp, domain, &login.user, &login.secret).await?,
                 )
             }
-            System::Nats { url, .. } => {
-                Session::Nats(nats::NatsSession::connect(url, &login.user).await?)
+            System::Nats { url, sources, .. } => {
+                let ws = open_websocket(url, None, sources.next()).await?;
+                Session::Nats(nats::NatsSession::connect(ws, &login.user).await?)
             }
         })
     }
@@ -188,9 +197,39 @@ impl System {
 
 type WsStream = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
-/// Opens a plain WebSocket to `url` with Nagle off (the harness measures
-/// latency), offering `protocol` as its subprotocol.
-async fn open_websocket(url: &str, protocol: Option<&str>) -> anyhow::Result<WsStream> {
+/// Loopback source addresses that peer sessions rotate over, so that more
+/// of them fit than one address has ephemeral ports (as Samvad's
+/// [`Connector`] does for its WebSocket sessions).
+#[derive(Debug, Default)]
+pub struct Sources {
+    addrs: Vec<std::net::IpAddr>,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl Sources {
+    pub fn new(addrs: Vec<std::net::IpAddr>) -> Sources {
+        Sources {
+            addrs,
+            next: Default::default(),
+        }
+    }
+
+    fn next(&self) -> Option<std::net::IpAddr> {
+        if self.addrs.is_empty() {
+            return None;
+        }
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(self.addrs[n % self.addrs.len()])
+    }
+}
+
+/// Opens a plain WebSocket to `url` from `source`, offering `protocol` as
+/// its subprotocol.
+async fn open_websocket(
+    url: &str,
+    protocol: Option<&str>,
+    source: Option<std::net::IpAddr>,
+) -> anyhow::Result<WsStream> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = url.into_client_request()?;
     if let Some(protocol) = protocol {
@@ -205,8 +244,7 @@ async fn open_websocket(url: &str, protocol: Option<&str>) -> anyhow::Result<WsS
         .to_string();
     let port = request.uri().port_u16().unwrap_or(80);
     let open = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-        tcp.set_nodelay(true)?;
+        let tcp = crate::client::tcp_connect(&format!("{host}:{port}"), source).await?;
         let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
         anyhow::Ok(ws)
     };

@@ -109,10 +109,9 @@ pub fn group_subject(group: &str) -> String {
 }
 
 impl NatsSession {
-    /// Connects to `url` (`ws://127.0.0.1:8222`), subscribes to `user`'s
-    /// subject, and waits until the server has taken the subscription.
-    pub async fn connect(url: &str, user: &str) -> anyhow::Result<NatsSession> {
-        let ws = super::open_websocket(url, None).await?;
+    /// Speaks NATS on `ws`, subscribes to `user`'s subject, and waits
+    /// until the server has taken the subscription.
+    pub async fn connect(ws: WsStream, user: &str) -> anyhow::Result<NatsSession> {
         let mut session = NatsSession {
             ws: Box::new(ws),
             parser: Parser::default(),

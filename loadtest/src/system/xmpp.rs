@@ -163,16 +163,15 @@ pub struct XmppSession {
 }
 
 impl XmppSession {
-    /// Opens the stream at `url` (`ws://127.0.0.1:5280/ws`), logs in with
-    /// SASL PLAIN, binds a resource, enables stream management and sends
-    /// initial presence (so that messages are delivered, not stored).
+    /// Opens the stream on `ws` (a WebSocket with subprotocol `xmpp`), logs
+    /// in with SASL PLAIN, binds a resource, enables stream management and
+    /// sends initial presence (so that messages are delivered, not stored).
     pub async fn connect(
-        url: &str,
+        ws: WsStream,
         domain: &str,
         user: &str,
         password: &str,
     ) -> anyhow::Result<XmppSession> {
-        let ws = super::open_websocket(url, Some("xmpp")).await?;
         let mut session = XmppSession {
             ws: Box::new(ws),
             domain: domain.into(),

@@ -7,7 +7,7 @@
 # against each over WebSocket. Then `samvad-load compare` writes the table
 # of Samvad / peer ratios and a latency plot.
 #
-#   bash bench/run.sh                       # about 20 minutes
+#   bash bench/run.sh                       # about an hour (REPEAT=3)
 #   RATES="1000 5000" DURATION=5 bash bench/run.sh
 #
 # Output: bench/out/side-by-side/*.json, compare.md, compare.svg.
@@ -26,6 +26,8 @@ GROUP_RATES=${GROUP_RATES:-"100 500"}
 # batch, no fsync: survives kill -9, not power loss), the durability ejabberd
 # and NATS offer, for a like-for-like row.
 SYSTEMS=${SYSTEMS:-"samvad samvad_buffered ejabberd nats"}
+# Each chat and group run is repeated; `compare` takes the median.
+REPEAT=${REPEAT:-3}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need ejabberdctl || ! need nats-server; then
@@ -103,21 +105,23 @@ for system in $SYSTEMS; do
   "start_$system"
   load --out "$out/connect-$system.json" connect -n "$SESSIONS" --rate 200 --users 100 --hold 5
   stop_all
-  for rate in $RATES; do
-    "start_$system"
-    load --out "$out/chat-$rate-$system.json" \
-      chat --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" --drain 10 || true
-    stop_all
-  done
-  for rate in $GROUP_RATES; do
-    "start_$system"
-    load --out "$out/group-$rate-$system.json" \
-      group --groups "$GROUPS_N" --size "$GROUP_SIZE" --rate "$rate" --duration "$DURATION" --drain 10 || true
-    stop_all
+  for i in $(seq "$REPEAT"); do
+    for rate in $RATES; do
+      "start_$system"
+      load --out "$out/chat-$rate-$system-$i.json" \
+        chat --pairs "$PAIRS" --rate "$rate" --duration "$DURATION" --drain 10 || true
+      stop_all
+    done
+    for rate in $GROUP_RATES; do
+      "start_$system"
+      load --out "$out/group-$rate-$system-$i.json" \
+        group --groups "$GROUPS_N" --size "$GROUP_SIZE" --rate "$rate" --duration "$DURATION" --drain 10 || true
+      stop_all
+    done
   done
 done
 
-./target/release/samvad-load compare --baseline samvad/ws --rate "$COMPARE_RATE" \
+./target/release/samvad-load compare --ours samvad --rate "$COMPARE_RATE" --group-rate 500 \
   --p99-bound-ms "$P99_BOUND_MS" --markdown "$out/compare.md" --plot "$out/compare.svg" \
   "$out"/*.json
 {

@@ -1,7 +1,7 @@
 //! Side-by-side: the JSON reports of runs against Samvad and its peers,
 //! turned into the table of ratios that `bench/RESULTS.md` carries.
 //!
-//! Three comparisons, each one number per system:
+//! Each comparison is one number per system:
 //! - p99 delivery latency in `chat` at one rate every system ran;
 //! - the highest `chat` rate a system sustained with delivery p99 within a
 //!   bound (nothing lost, and at least 95% of the target rate acknowledged);
@@ -9,6 +9,10 @@
 //!   sessions up, which a garbage-collected peer cannot skew);
 //! - with `group` reports, p99 fan-out latency to the last member at one
 //!   rate.
+//!
+//! A run repeated (same system, scenario and rate) counts by its median,
+//! and as kept up only if most of its repeats kept up: one noisy run on a
+//! shared machine moves nothing.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,10 +51,13 @@ impl Report {
 /// What the comparison is asked.
 #[derive(Debug, Clone)]
 pub struct Question {
-    /// The system the others are compared with (`samvad/ws`).
-    pub baseline: String,
-    /// The chat (and group) rate latencies are compared at.
+    /// Systems whose name starts with this are Samvad (in its
+    /// configurations); the others are the peers it is compared with.
+    pub ours: String,
+    /// The chat rate latencies are compared at.
     pub rate: u32,
+    /// The group rate fan-out latencies are compared at.
+    pub group_rate: u32,
     /// The p99 bound throughput is compared within, in microseconds.
     pub p99_bound_us: u64,
 }
@@ -73,53 +80,73 @@ fn kept_up(r: &ChatReport) -> bool {
         && r.accepted_per_second >= 0.95 * r.target_rate as f64
 }
 
-/// The numbers per system, in the order systems first appear.
+/// The median of the runs that kept up, if most runs did.
+fn verdict(runs: &[(bool, u64)]) -> Option<u64> {
+    let mut kept: Vec<u64> = runs.iter().filter(|r| r.0).map(|r| r.1).collect();
+    if kept.len() * 2 <= runs.len() {
+        return None;
+    }
+    kept.sort_unstable();
+    Some(kept[kept.len() / 2])
+}
+
+/// The numbers per system: ours first, then the peers, each in the order
+/// they first appear.
 pub fn rows(reports: &[Report], q: &Question) -> Vec<Row> {
     let mut order: Vec<String> = Vec::new();
-    let mut by_system: BTreeMap<String, Row> = BTreeMap::new();
-    fn row<'a>(
-        order: &mut Vec<String>,
-        by_system: &'a mut BTreeMap<String, Row>,
-        system: &str,
-    ) -> &'a mut Row {
-        if !order.iter().any(|s| s == system) {
-            order.push(system.to_string());
-        }
-        by_system.entry(system.to_string()).or_insert_with(|| Row {
-            system: system.to_string(),
-            ..Row::default()
-        })
-    }
+    // (system, rate) → (kept up, p99) per run.
+    let mut chats: BTreeMap<(String, u32), Vec<(bool, u64)>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<(bool, u64)>> = BTreeMap::new();
+    let mut memory: BTreeMap<String, Vec<(bool, u64)>> = BTreeMap::new();
     for report in reports {
+        let system = match report {
+            Report::Chat(c) => &c.system,
+            Report::Connect(c) => &c.system,
+            Report::Group(g) => &g.system,
+        };
+        if !order.contains(system) {
+            order.push(system.clone());
+        }
         match report {
-            Report::Chat(c) => {
-                let r = row(&mut order, &mut by_system, &c.system);
-                if c.target_rate == q.rate && kept_up(c) {
-                    r.chat_p99_us = Some(c.delivery.p99_us);
-                }
-                if kept_up(c) && c.delivery.p99_us <= q.p99_bound_us {
-                    r.max_rate = r.max_rate.max(Some(c.target_rate));
-                }
+            Report::Chat(c) => chats
+                .entry((c.system.clone(), c.target_rate))
+                .or_default()
+                .push((kept_up(c), c.delivery.p99_us)),
+            Report::Connect(c) => memory
+                .entry(c.system.clone())
+                .or_default()
+                .push((c.connected > 0, c.server_bytes_per_session_average)),
+            Report::Group(g) if g.target_rate == q.group_rate => {
+                let clean = g.tally.is_clean() && g.session_failures == 0;
+                groups
+                    .entry(g.system.clone())
+                    .or_default()
+                    .push((clean, g.last_member.p99_us))
             }
-            Report::Connect(c) => {
-                if c.connected > 0 {
-                    row(&mut order, &mut by_system, &c.system).bytes_per_session =
-                        Some(c.server_bytes_per_session_average);
-                }
-            }
-            Report::Group(g) => {
-                if g.target_rate == q.rate && g.tally.is_clean() && g.session_failures == 0 {
-                    row(&mut order, &mut by_system, &g.system).group_p99_us =
-                        Some(g.last_member.p99_us);
-                }
-            }
+            Report::Group(_) => {}
         }
     }
-    // The baseline first, then the peers in the order they came.
-    order.sort_by_key(|s| *s != q.baseline);
+    order.sort_by_key(|s| !s.starts_with(&q.ours));
     order
         .into_iter()
-        .filter_map(|s| by_system.remove(&s))
+        .map(|system| {
+            let max_rate = chats
+                .iter()
+                .filter(|((s, _), runs)| {
+                    *s == system && verdict(runs).is_some_and(|p99| p99 <= q.p99_bound_us)
+                })
+                .map(|((_, rate), _)| *rate)
+                .max();
+            Row {
+                chat_p99_us: chats
+                    .get(&(system.clone(), q.rate))
+                    .and_then(|runs| verdict(runs)),
+                max_rate,
+                bytes_per_session: memory.get(&system).and_then(|runs| verdict(runs)),
+                group_p99_us: groups.get(&system).and_then(|runs| verdict(runs)),
+                system,
+            }
+        })
         .collect()
 }
 
@@ -134,64 +161,82 @@ fn ms(us: Option<u64>) -> String {
     us.map_or("—".into(), |us| format!("{:.2} ms", us as f64 / 1000.0))
 }
 
-/// The Markdown table: one column per system, then Samvad / peer ratios.
-pub fn markdown(rows: &[Row], q: &Question) -> String {
-    let base = rows.iter().find(|r| r.system == q.baseline);
-    let peers: Vec<&Row> = rows.iter().filter(|r| r.system != q.baseline).collect();
-    let mut out = String::new();
-    out.push_str("| measure | better | ");
-    for r in rows {
-        out.push_str(&format!("{} | ", r.system));
-    }
-    for p in &peers {
-        out.push_str(&format!("{} / {} | ", q.baseline, p.system));
-    }
-    out.push('\n');
-    out.push_str(&"|---".repeat(2 + rows.len() + peers.len()));
-    out.push_str("|\n");
-    type Pick = fn(&Row) -> Option<u64>;
-    type Show = fn(Option<u64>) -> String;
-    let lines: [(String, &str, Pick, Show); 4] = [
+type Pick = fn(&Row) -> Option<u64>;
+type Show = fn(Option<u64>) -> String;
+
+/// The measures, each with how a row gives it and how it reads.
+fn measures(q: &Question) -> Vec<(String, Pick, Show)> {
+    vec![
         (
-            format!("chat: delivery p99 at {} msg/s", q.rate),
-            "lower",
+            format!("chat p99 at {} msg/s (lower is better)", q.rate),
             |r| r.chat_p99_us,
             ms,
         ),
         (
             format!(
-                "chat: highest rate with p99 ≤ {} ms",
+                "highest chat rate with p99 ≤ {} ms (higher is better)",
                 q.p99_bound_us as f64 / 1000.0
             ),
-            "higher",
             |r| r.max_rate.map(u64::from),
             |v| v.map_or("—".into(), |v| format!("{v} msg/s")),
         ),
         (
-            "memory per idle session".into(),
-            "lower",
+            "memory per idle session (lower is better)".into(),
             |r| r.bytes_per_session,
             |v| v.map_or("—".into(), |v| format!("{:.1} KB", v as f64 / 1000.0)),
         ),
         (
-            format!("group: p99 to the last member at {} msg/s", q.rate),
-            "lower",
+            format!(
+                "group p99 to the last member at {} msg/s (lower is better)",
+                q.group_rate
+            ),
             |r| r.group_p99_us,
             ms,
         ),
-    ];
-    for (name, better, pick, show) in lines {
-        if rows.iter().all(|r| pick(r).is_none()) {
-            continue;
+    ]
+}
+
+/// Two Markdown tables: every system's numbers, then Samvad / peer ratios
+/// (one line per configuration of ours and peer). Measures nobody has are
+/// left out.
+pub fn markdown(rows: &[Row], q: &Question) -> String {
+    let measures: Vec<_> = measures(q)
+        .into_iter()
+        .filter(|(_, pick, _)| rows.iter().any(|r| pick(r).is_some()))
+        .collect();
+    let header = |first: &str| {
+        let mut line = format!("| {first} |");
+        for (name, _, _) in &measures {
+            line.push_str(&format!(" {name} |"));
         }
-        out.push_str(&format!("| {name} | {better} | "));
-        for r in rows {
-            out.push_str(&format!("{} | ", show(pick(r))));
-        }
-        for p in &peers {
-            out.push_str(&format!("{} | ", ratio(base.and_then(pick), pick(p))));
+        line.push('\n');
+        line.push_str(&"|---".repeat(measures.len() + 1));
+        line.push_str("|\n");
+        line
+    };
+    let mut out = header("system");
+    for r in rows {
+        out.push_str(&format!("| {} |", r.system));
+        for (_, pick, show) in &measures {
+            out.push_str(&format!(" {} |", show(pick(r))));
         }
         out.push('\n');
+    }
+    let (ours, peers): (Vec<&Row>, Vec<&Row>) =
+        rows.iter().partition(|r| r.system.starts_with(&q.ours));
+    if ours.is_empty() || peers.is_empty() {
+        return out;
+    }
+    out.push('\n');
+    out.push_str(&header("ratio"));
+    for o in &ours {
+        for p in &peers {
+            out.push_str(&format!("| {} / {} |", o.system, p.system));
+            for (_, pick, _) in &measures {
+                out.push_str(&format!(" {} |", ratio(pick(o), pick(p))));
+            }
+            out.push('\n');
+        }
     }
     out
 }
@@ -232,8 +277,9 @@ mod tests {
 
     fn question() -> Question {
         Question {
-            baseline: "samvad/ws".into(),
+            ours: "samvad".into(),
             rate: 1000,
+            group_rate: 500,
             p99_bound_us: 10_000,
         }
     }
@@ -261,33 +307,57 @@ mod tests {
     }
 
     #[test]
-    fn the_table_has_ratios_against_the_baseline() {
+    fn repeats_count_by_their_median_and_majority() {
+        let reports = [
+            chat("samvad/ws", 1000, 1000.0, 2_000, 0),
+            chat("samvad/ws", 1000, 1000.0, 30_000, 0),
+            chat("samvad/ws", 1000, 1000.0, 3_000, 0),
+            // Two of three runs lost messages at 2000: not kept up.
+            chat("samvad/ws", 2000, 2000.0, 3_000, 0),
+            chat("samvad/ws", 2000, 2000.0, 3_000, 1),
+            chat("samvad/ws", 2000, 2000.0, 3_000, 1),
+        ];
+        let rows = rows(&reports, &question());
+        assert_eq!(rows[0].chat_p99_us, Some(3_000), "median of 2, 3, 30 ms");
+        assert_eq!(rows[0].max_rate, Some(1000));
+    }
+
+    #[test]
+    fn the_tables_have_ratios_of_ours_against_each_peer() {
         let reports = [
             chat("peer/ws", 1000, 1000.0, 4_000, 0),
             chat("samvad/ws", 1000, 1000.0, 2_000, 0),
             chat("peer/ws", 2000, 2000.0, 5_000, 0),
+            chat("samvad-buffered/ws", 1000, 1000.0, 1_000, 0),
         ];
         let q = question();
         let table = markdown(&rows(&reports, &q), &q);
+        let lines: Vec<&str> = table.lines().collect();
         assert!(
-            table.starts_with("| measure | better | samvad/ws | peer/ws | samvad/ws / peer/ws |"),
-            "the baseline comes first: {table}"
+            lines[0].starts_with("| system | chat p99 at 1000 msg/s"),
+            "{table}"
         );
-        let p99 = table
-            .lines()
-            .find(|l| l.starts_with("| chat: delivery p99"))
-            .unwrap();
-        assert!(p99.ends_with("| 2.00 ms | 4.00 ms | 0.50 | "), "{p99}");
-        let rate = table
-            .lines()
-            .find(|l| l.starts_with("| chat: highest rate"))
-            .unwrap();
         assert!(
-            rate.ends_with("| 1000 msg/s | 2000 msg/s | 0.50 | "),
-            "{rate}"
+            lines[2].starts_with("| samvad/ws | 2.00 ms | 1000 msg/s |"),
+            "{table}"
         );
-        // No connect or group reports: no rows for them.
-        assert!(!table.contains("memory"));
-        assert!(!table.contains("group"));
+        assert!(
+            lines[3].starts_with("| samvad-buffered/ws |"),
+            "ours first: {table}"
+        );
+        assert!(
+            lines[4].starts_with("| peer/ws | 4.00 ms | 2000 msg/s |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| samvad/ws / peer/ws | 0.50 | 0.50 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| samvad-buffered/ws / peer/ws | 0.25 | 0.50 |"),
+            "{table}"
+        );
+        // No connect or group reports: no columns for them.
+        assert!(!table.contains("memory") && !table.contains("group"));
     }
 }

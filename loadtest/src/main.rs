@@ -126,12 +126,16 @@ enum Scenario {
     Compare {
         /// JSON reports (chat, group, connect) of every system.
         reports: Vec<PathBuf>,
-        /// The system the others are compared with.
-        #[arg(long, default_value = "samvad/ws")]
-        baseline: String,
-        /// The rate latencies are compared at.
+        /// Systems whose name starts with this are ours (Samvad in its
+        /// configurations); the others are the peers.
+        #[arg(long, default_value = "samvad")]
+        ours: String,
+        /// The chat rate latencies are compared at.
         #[arg(long, default_value_t = 1000)]
         rate: u32,
+        /// The group rate fan-out latencies are compared at.
+        #[arg(long, default_value_t = 500)]
+        group_rate: u32,
         /// The p99 bound throughput is compared within, in ms.
         #[arg(long, default_value_t = 10.0)]
         p99_bound_ms: f64,
@@ -175,8 +179,9 @@ async fn main() -> anyhow::Result<()> {
     let c = &cli.common;
     if let Scenario::Compare {
         reports,
-        baseline,
+        ours,
         rate,
+        group_rate,
         p99_bound_ms,
         markdown,
     } = &cli.scenario
@@ -184,8 +189,9 @@ async fn main() -> anyhow::Result<()> {
         return run_compare(
             reports,
             compare::Question {
-                baseline: baseline.clone(),
+                ours: ours.clone(),
                 rate: *rate,
+                group_rate: *group_rate,
                 p99_bound_us: (p99_bound_ms * 1000.0) as u64,
             },
             markdown.as_deref(),

@@ -354,7 +354,12 @@ impl Pass<'_> {
             })) = frame.kind
             {
                 let head = env.head.unwrap_or_default();
-                if head.from.is_empty() || head.from == user {
+                // No per-member DELIVERED receipts for group messages: they
+                // would multiply every message by its group's size on the
+                // way back to the sender (each member's cursor still says
+                // what it has).
+                if head.from.is_empty() || head.from == user || head.r#type() == v1::HeadType::Group
+                {
                     continue;
                 }
                 self.effects.push(Effect::Receipt {
@@ -431,4 +436,63 @@ pub fn user_entries(inboxes: &Inboxes, user: &str) -> Result<Vec<u64>, StoreErro
         out.push(seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" })?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samvad_proto::bus::AckRecord;
+
+    fn message(id: &str, kind: v1::HeadType, from: &str, to: &str) -> DeliverRecord {
+        DeliverRecord {
+            user: "bob".into(),
+            kind: Some(deliver_record::Kind::Message(v1::Envelope {
+                id: id.into(),
+                head: Some(v1::Head {
+                    r#type: kind as i32,
+                    from: from.into(),
+                    to: to.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn acks_send_delivered_receipts_for_chats_not_for_group_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let inboxes = Inboxes::open(&db, PersistMode::Buffer).unwrap();
+        let presence = PresenceMap::default();
+        inboxes
+            .apply(
+                &[
+                    message("c1", v1::HeadType::Chat, "alice", "bob"),
+                    message("g1", v1::HeadType::Group, "alice", "g-crew"),
+                    message("c2", v1::HeadType::Chat, "carol", "bob"),
+                ],
+                &presence,
+            )
+            .unwrap();
+        let ack = DeliverRecord {
+            user: "bob".into(),
+            kind: Some(deliver_record::Kind::Ack(AckRecord { seq: 3 })),
+        };
+        let effects = inboxes.apply(&[ack], &presence).unwrap();
+        let receipts: Vec<(String, String)> = effects
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Receipt { user, receipt } => Some((user, receipt.message_id)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            receipts,
+            [
+                ("alice".to_string(), "c1".to_string()),
+                ("carol".to_string(), "c2".to_string())
+            ]
+        );
+    }
 }

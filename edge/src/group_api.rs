@@ -1,5 +1,10 @@
-//! REST for groups: create one, list mine, read one (members only). Every
-//! call is authenticated by the access token in `Authorization: Bearer`.
+//! REST for groups: create, list mine, read one (members only), rename,
+//! delete, invite / accept / decline, remove or leave, roles and rights.
+//! Every call is authenticated by the access token in `Authorization:
+//! Bearer`. A change is read–apply–compare-and-set (the rules are
+//! `samvad_store::group_rules`, I/O free), retried if another change won,
+//! and announced to the members as a system message in the group's
+//! conversation.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,6 +14,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use prost::Message;
+use samvad_bus::Outgoing;
+use samvad_proto::bus::{deliver_record, DeliverRecord};
+use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
+use samvad_store::group_rules::{Change, Event, GroupError, Right};
 use samvad_store::groups::{Group, Member, Role};
 use serde::{Deserialize, Serialize};
 
@@ -60,6 +70,7 @@ pub async fn create(
     let mut members = vec![Member {
         user: me.clone(),
         role: Role::Creator,
+        rights: Default::default(),
     }];
     let mut seen: HashSet<&str> = HashSet::from([me.as_str()]);
     for user in &req.members {
@@ -82,13 +93,16 @@ pub async fn create(
         members.push(Member {
             user: user.clone(),
             role: Role::Member,
+            rights: Default::default(),
         });
     }
     let group = Group {
         id: format!("g{:016x}", rand::random::<u64>()),
         name: name.to_string(),
         created_ms: samvad_store::inbox::now_ms(),
+        version: 0,
         members,
+        invites: Vec::new(),
     };
     if !edge
         .directory
@@ -98,6 +112,11 @@ pub async fn create(
     {
         return Err(ApiError::internal("group id collision"));
     }
+    let created = Event::Created {
+        by: me.clone(),
+        name: group.name.clone(),
+    };
+    announce(&edge, &group.id, &created).await?;
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
@@ -151,4 +170,294 @@ pub async fn get_one(
             format!("no group {id:?} of yours"),
         )),
     }
+}
+
+/// Content type of system messages: the body is the [`Event`] as JSON.
+pub const GROUP_EVENT_CONTENT_TYPE: &str = "application/vnd.samvad.group-event+json";
+
+fn action_of(event: &Event) -> Action {
+    match event {
+        Event::Created { .. } => Action::Create,
+        Event::Invited { .. } => Action::AddMember,
+        Event::Joined { .. } => Action::Join,
+        Event::Declined { .. } | Event::Left { .. } => Action::Leave,
+        Event::Removed { .. } => Action::RemoveMember,
+        Event::Renamed { .. } | Event::RoleChanged { .. } => Action::State,
+        Event::Deleted { .. } => Action::Delete,
+    }
+}
+
+/// The system message telling `event` in group `group_id`: no sender (only
+/// an edge writes those; the router sends them to every member).
+fn system_message(group_id: &str, event: &Event) -> Envelope {
+    let now = samvad_store::inbox::now_ms();
+    Envelope {
+        id: format!("sys-{}", uuid::Uuid::new_v4().simple()),
+        head: Some(Head {
+            r#type: HeadType::Group as i32,
+            to: group_id.to_string(),
+            from: String::new(),
+            chatid: group_id.to_string(),
+            content_type: GROUP_EVENT_CONTENT_TYPE.into(),
+            action: action_of(event) as i32,
+        }),
+        body: Some(Body {
+            text: serde_json::to_string(event).unwrap_or_default(),
+            ts: now,
+        }),
+        server_ts: now,
+        ..Default::default()
+    }
+}
+
+/// Announces `event`: to the members through `inbound` (in order with the
+/// group's messages), and straight to the inbox of `direct` users (who are
+/// not members: an invitee, someone who left or was removed, or everyone
+/// of a deleted group).
+async fn announce_to(
+    edge: &Edge,
+    group_id: &str,
+    event: &Event,
+    to_members: bool,
+    direct: &[&str],
+) -> Result<(), ApiError> {
+    let env = system_message(group_id, event);
+    let mut records = Vec::with_capacity(1 + direct.len());
+    if to_members {
+        records.push(Outgoing::new(
+            edge.topics.inbound(),
+            group_id.to_string(),
+            bytes::Bytes::from(env.encode_to_vec()),
+        ));
+    }
+    for user in direct {
+        let record = DeliverRecord {
+            user: user.to_string(),
+            kind: Some(deliver_record::Kind::Message(env.clone())),
+        };
+        records.push(Outgoing::new(
+            edge.topics.deliver(),
+            user.to_string(),
+            bytes::Bytes::from(record.encode_to_vec()),
+        ));
+    }
+    edge.bus.produce(records).await.map_err(ApiError::internal)
+}
+
+async fn announce(edge: &Edge, group_id: &str, event: &Event) -> Result<(), ApiError> {
+    announce_to(edge, group_id, event, true, &[]).await
+}
+
+fn refused(e: GroupError) -> ApiError {
+    let status = match e {
+        GroupError::NotMember | GroupError::NotInvited => StatusCode::NOT_FOUND,
+        GroupError::MissingRight(_) | GroupError::Forbidden(_) => StatusCode::FORBIDDEN,
+        GroupError::AlreadyMember | GroupError::AlreadyInvited => StatusCode::CONFLICT,
+        GroupError::Invalid(_) => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+fn no_such_group(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no group {id:?} of yours"),
+    )
+}
+
+/// Attempts of read–apply–write before giving up on a busy group.
+const CHANGE_ATTEMPTS: usize = 16;
+
+/// Applies `change` by `me` to group `id`, announces it, and returns the
+/// group as it now is.
+async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group, ApiError> {
+    for _ in 0..CHANGE_ATTEMPTS {
+        let Some(old) = edge.directory.group(id).await.map_err(ApiError::internal)? else {
+            return Err(no_such_group(id));
+        };
+        // Outsiders learn nothing, not even that the group exists; an
+        // invitee may only answer the invite.
+        let answering = matches!(change, Change::Accept | Change::Decline);
+        let involved = old.is_member(me) || (answering && old.invited(me));
+        if !involved {
+            return Err(no_such_group(id));
+        }
+        let mut new = old.clone();
+        let event = new
+            .apply(me, change.clone(), samvad_store::inbox::now_ms())
+            .map_err(refused)?;
+        if edge
+            .directory
+            .replace_group(&old, &new)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            let direct: Vec<&str> = event
+                .also_tell()
+                .filter(|u| !new.is_member(u))
+                .into_iter()
+                .collect();
+            announce_to(edge, id, &event, true, &direct).await?;
+            return Ok(new);
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the group changed too often meanwhile; retry",
+    ))
+}
+
+#[derive(Deserialize)]
+struct Rename {
+    name: String,
+}
+
+/// `PATCH /v1/groups/{id}`: rename (admins and the creator).
+pub async fn rename(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Group>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: Rename = parse(&body)?;
+    Ok(Json(
+        change(&edge, &me, &id, Change::Rename { name: req.name }).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct InviteRequest {
+    user: String,
+}
+
+/// `POST /v1/groups/{id}/invites`: invite a user (needs `add_members`).
+pub async fn invite(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Group>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: InviteRequest = parse(&body)?;
+    let exists = valid_username(&req.user)
+        && edge
+            .directory
+            .exists(&req.user)
+            .await
+            .map_err(ApiError::internal)?;
+    if !exists {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_user",
+            format!("no user {:?}", req.user),
+        ));
+    }
+    Ok(Json(
+        change(&edge, &me, &id, Change::Invite { user: req.user }).await?,
+    ))
+}
+
+/// `POST /v1/groups/{id}/invites/accept`: join a group I am invited to.
+pub async fn accept(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Group>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    Ok(Json(change(&edge, &me, &id, Change::Accept).await?))
+}
+
+/// `POST /v1/groups/{id}/invites/decline`: turn an invite down.
+pub async fn decline(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    change(&edge, &me, &id, Change::Decline).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/groups/{id}/members/{user}`: remove a member (needs
+/// `remove_members` and a higher role), or leave (`user` = me).
+pub async fn remove(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    change(&edge, &me, &id, Change::Remove { user }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct RoleRequest {
+    role: Role,
+    #[serde(default)]
+    rights: std::collections::BTreeSet<Right>,
+}
+
+/// `PUT /v1/groups/{id}/members/{user}`: set a member's role and rights
+/// (the creator only).
+pub async fn set_role(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path((id, user)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<Group>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: RoleRequest = parse(&body)?;
+    let change_role = Change::SetRole {
+        user,
+        role: req.role,
+        rights: req.rights,
+    };
+    Ok(Json(change(&edge, &me, &id, change_role).await?))
+}
+
+/// `DELETE /v1/groups/{id}`: delete the group (the creator only); every
+/// member is told.
+pub async fn delete(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    for _ in 0..CHANGE_ATTEMPTS {
+        let Some(group) = edge
+            .directory
+            .group(&id)
+            .await
+            .map_err(ApiError::internal)?
+        else {
+            return Err(no_such_group(&id));
+        };
+        match group.member(&me) {
+            None => return Err(no_such_group(&id)),
+            Some(m) if m.role != Role::Creator => {
+                return Err(refused(GroupError::Forbidden(
+                    "only the creator deletes a group",
+                )))
+            }
+            Some(_) => {}
+        }
+        if edge
+            .directory
+            .delete_group(&group)
+            .await
+            .map_err(ApiError::internal)?
+        {
+            let members: Vec<&str> = group.member_names().collect();
+            announce_to(&edge, &id, &Event::Deleted { by: me }, false, &members).await?;
+            return Ok(StatusCode::NO_CONTENT);
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the group changed too often meanwhile; retry",
+    ))
 }

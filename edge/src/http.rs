@@ -154,7 +154,19 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/refresh", post(refresh))
         .route("/v1/logout", post(logout))
         .route("/v1/groups", post(group_api::create).get(group_api::list))
-        .route("/v1/groups/{id}", get(group_api::get_one))
+        .route(
+            "/v1/groups/{id}",
+            get(group_api::get_one)
+                .patch(group_api::rename)
+                .delete(group_api::delete),
+        )
+        .route("/v1/groups/{id}/invites", post(group_api::invite))
+        .route("/v1/groups/{id}/invites/accept", post(group_api::accept))
+        .route("/v1/groups/{id}/invites/decline", post(group_api::decline))
+        .route(
+            "/v1/groups/{id}/members/{user}",
+            axum::routing::delete(group_api::remove).put(group_api::set_role),
+        )
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .with_state(edge)

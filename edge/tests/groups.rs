@@ -61,10 +61,7 @@ async fn a_group_message_reaches_every_other_member_on_every_transport() {
     send_group(&mut alice, "g-1", "alice", &group.id).await;
     next_of(&mut alice, "accepted").await;
     for member in [&mut bob, &mut carol] {
-        let Some(server_frame::Kind::Deliver(d)) = next_of(member, "deliver").await.kind else {
-            unreachable!()
-        };
-        let env = d.envelope.unwrap();
+        let env = next_user_message(member).await;
         let head = env.head.unwrap();
         assert_eq!(env.id, "g-1");
         assert_eq!(
@@ -77,16 +74,16 @@ async fn a_group_message_reaches_every_other_member_on_every_transport() {
     send_group(&mut bob, "g-2", "bob", &group.id).await;
     next_of(&mut bob, "accepted").await;
     for member in [&mut alice, &mut carol] {
-        let Some(server_frame::Kind::Deliver(d)) = next_of(member, "deliver").await.kind else {
-            unreachable!()
-        };
-        assert_eq!(d.envelope.unwrap().id, "g-2");
+        assert_eq!(next_user_message(member).await.id, "g-2");
     }
-    // Carol's inbox holds both, in order, and nothing of her own.
+    // Carol's inbox holds the group's creation, then both messages, in
+    // order, and nothing of her own.
     let mut carol_again = server.connect(TransportKind::Ws, &c).await;
     let (messages, _) = sync_all(&mut carol_again, 0).await;
     let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
-    assert_eq!(ids, ["g-1", "g-2"]);
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids[0].starts_with("sys-"), "the creation event: {ids:?}");
+    assert_eq!(ids[1..], ["g-1", "g-2"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -214,4 +211,224 @@ async fn creating_a_group_checks_its_members_and_name() {
         .await
         .unwrap();
     assert_eq!(solo.members.len(), 1);
+}
+
+/// A REST call with `token`; the status and the JSON answer.
+async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// The group events in `c`'s inbox after `after`, as (event, user) pairs.
+async fn events(c: &mut samvad_load::client::Client, after: u64) -> (Vec<(String, String)>, u64) {
+    let mut out = Vec::new();
+    let mut last = after;
+    c.sync(after, |frame| {
+        if let Some(server_frame::Kind::Deliver(d)) = frame.kind {
+            let env = d.envelope.unwrap();
+            last = last.max(env.seq);
+            let head = env.head.unwrap();
+            if head.content_type == "application/vnd.samvad.group-event+json" {
+                assert!(head.from.is_empty(), "system messages have no sender");
+                let v: serde_json::Value = serde_json::from_str(&env.body.unwrap().text).unwrap();
+                out.push((
+                    v["event"].as_str().unwrap().to_string(),
+                    v["user"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+    })
+    .await
+    .unwrap();
+    (out, last)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invites_roles_and_removals_follow_the_rights_and_are_announced() {
+    use reqwest::Method;
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let (ann, bob, cat, dan) = (
+        server.user("ann").await,
+        server.user("bob").await,
+        server.user("cat").await,
+        server.user("dan").await,
+    );
+    let group = rest::create_group(&http, &ann.access_token, "crew", &["bob".into()])
+        .await
+        .unwrap();
+    let g = |path: &str| format!("{http}/v1/groups/{}{path}", group.id);
+
+    // A plain member can neither invite, remove, rename nor hand out rights.
+    let (s, v) = call(
+        Method::POST,
+        g("/invites"),
+        &bob.access_token,
+        Some(serde_json::json!({"user": "cat"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (403, Some("missing_right"))
+    );
+    let (s, _) = call(Method::DELETE, g("/members/ann"), &bob.access_token, None).await;
+    assert_eq!(s, 403);
+    let (s, _) = call(
+        Method::PUT,
+        g("/members/bob"),
+        &bob.access_token,
+        Some(serde_json::json!({"role": "admin", "rights": ["add_members"]})),
+    )
+    .await;
+    assert_eq!(s, 403, "no self-promotion");
+    let (s, _) = call(
+        Method::PATCH,
+        g(""),
+        &bob.access_token,
+        Some(serde_json::json!({"name": "bob's"})),
+    )
+    .await;
+    assert_eq!(s, 403);
+
+    // The creator makes bob an admin who may add members.
+    let (s, v) = call(
+        Method::PUT,
+        g("/members/bob"),
+        &ann.access_token,
+        Some(serde_json::json!({"role": "admin", "rights": ["add_members"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (s, _) = call(
+        Method::POST,
+        g("/invites"),
+        &bob.access_token,
+        Some(serde_json::json!({"user": "cat"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, _) = call(
+        Method::POST,
+        g("/invites"),
+        &bob.access_token,
+        Some(serde_json::json!({"user": "dan"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let (s, v) = call(
+        Method::POST,
+        g("/invites"),
+        &bob.access_token,
+        Some(serde_json::json!({"user": "nobody"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (400, Some("unknown_user"))
+    );
+    // An invitee is not a member until accepting.
+    let (s, _) = call(Method::GET, g(""), &cat.access_token, None).await;
+    assert_eq!(s, 404);
+    let (s, v) = call(Method::POST, g("/invites/accept"), &cat.access_token, None).await;
+    assert_eq!(s, 200, "{v}");
+    // Declined adds nobody, and a declined invite cannot be accepted.
+    let (s, _) = call(Method::POST, g("/invites/decline"), &dan.access_token, None).await;
+    assert_eq!(s, 204);
+    let (s, v) = call(Method::POST, g("/invites/accept"), &dan.access_token, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "without an invite, the group does not exist for dan"
+    );
+    let current = rest::group(&http, &ann.access_token, &group.id)
+        .await
+        .unwrap();
+    let members: Vec<&str> = current.members.iter().map(|m| m.user.as_str()).collect();
+    assert_eq!(members, ["ann", "bob", "cat"]);
+
+    // bob (admin without remove_members) cannot remove cat; ann can. Nobody
+    // removes the creator.
+    let (s, _) = call(Method::DELETE, g("/members/cat"), &bob.access_token, None).await;
+    assert_eq!(s, 403);
+    let (s, _) = call(Method::DELETE, g("/members/cat"), &ann.access_token, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(Method::DELETE, g("/members/ann"), &ann.access_token, None).await;
+    assert_eq!(s, 204, "the creator may leave; bob (the admin) takes over");
+    let now = rest::group(&http, &bob.access_token, &group.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        now.members
+            .iter()
+            .map(|m| (m.user.as_str(), m.role.as_str()))
+            .collect::<Vec<_>>(),
+        [("bob", "creator")]
+    );
+
+    // Every change was announced. bob saw them all in the group's
+    // conversation; cat got her invite, her join and her removal; dan his
+    // invite and his decline.
+    let mut b = server.connect(TransportKind::Ws, &bob).await;
+    let (seen, _) = events(&mut b, 0).await;
+    let kinds: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "created",
+            "role_changed",
+            "invited",
+            "invited",
+            "joined",
+            "declined",
+            "removed",
+            "left"
+        ]
+    );
+    let mut c = server.connect(TransportKind::Ws, &cat).await;
+    let (seen, _) = events(&mut c, 0).await;
+    assert_eq!(
+        seen,
+        [
+            ("invited".to_string(), "cat".to_string()),
+            ("joined".to_string(), "cat".to_string()),
+            ("declined".to_string(), "dan".to_string()),
+            ("removed".to_string(), "cat".to_string()),
+        ]
+    );
+    // Removed, cat can no longer post.
+    c.send(client_frame::Kind::Send(Send {
+        envelope: Some(group_message("late", "cat", &group.id, "still here?")),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(error_code(&next_of(&mut c, "error").await), "not_member");
+    let mut d = server.connect(TransportKind::Ws, &dan).await;
+    let (seen, _) = events(&mut d, 0).await;
+    assert_eq!(
+        seen,
+        [
+            ("invited".to_string(), "dan".to_string()),
+            ("declined".to_string(), "dan".to_string())
+        ]
+    );
+
+    // Only the creator deletes; then the group is gone for everyone.
+    let (s, _) = call(Method::DELETE, g(""), &cat.access_token, None).await;
+    assert_eq!(s, 404, "an outsider cannot even see it");
+    let (s, _) = call(Method::DELETE, g(""), &bob.access_token, None).await;
+    assert_eq!(s, 204);
+    let (s, _) = call(Method::GET, g(""), &bob.access_token, None).await;
+    assert_eq!(s, 404);
 }

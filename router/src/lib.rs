@@ -60,11 +60,16 @@ pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>
             Ok(vec![deliver(&head.to)])
         }
         // Every member but the sender; the sender must be a member now,
-        // whatever the edge saw when it accepted the message.
+        // whatever the edge saw when it accepted the message. A system
+        // event (no sender: only an edge writes those, clients' envelopes
+        // always carry theirs) goes to every member.
         HeadType::Group => {
             let group = group
                 .filter(|g| g.id == head.to)
                 .ok_or_else(|| RouteError::UnknownGroup(head.to.clone()))?;
+            if head.from.is_empty() {
+                return Ok(group.member_names().map(deliver).collect());
+            }
             if !group.is_member(&head.from) {
                 return Err(RouteError::NotMember {
                     sender: head.from.clone(),
@@ -206,8 +211,11 @@ mod tests {
                 .map(|m| samvad_store::groups::Member {
                     user: m.to_string(),
                     role: samvad_store::groups::Role::Member,
+                    rights: Default::default(),
                 })
                 .collect(),
+            version: 0,
+            invites: Vec::new(),
         }
     }
 
@@ -223,6 +231,19 @@ mod tests {
         let g = group("g1", &["carol", "alice", "bob"]);
         let out = route(&env(HeadType::Group, "g1"), Some(&g)).unwrap();
         let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
+        assert_eq!(users, ["carol", "bob"]);
+    }
+
+    #[test]
+    fn a_system_event_goes_to_every_member() {
+        let g = group("g1", &["carol", "bob"]);
+        let mut e = env(HeadType::Group, "g1");
+        e.head.as_mut().unwrap().from = String::new();
+        let users: Vec<String> = route(&e, Some(&g))
+            .unwrap()
+            .into_iter()
+            .map(|d| d.user)
+            .collect();
         assert_eq!(users, ["carol", "bob"]);
     }
 

@@ -14,7 +14,7 @@ use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 
 use crate::accounts::{Account, Accounts};
-use crate::groups::{Group, Groups};
+use crate::groups::{member_changes, Group, Groups};
 use crate::tokens::{RefreshError, RefreshTokens};
 use crate::StoreError;
 
@@ -44,6 +44,15 @@ pub trait Directory: Send + Sync + 'static {
     fn group<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>>;
     /// Ids of the groups `user` is a member of.
     fn groups_of<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>>;
+    /// Writes `new` in place of `old` if the stored group is still at
+    /// `old.version`; `Ok(false)` if it changed (or went) in between.
+    fn replace_group<'a>(
+        &'a self,
+        old: &'a Group,
+        new: &'a Group,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Deletes the group if it is still at `group.version`.
+    fn delete_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 /// fjall-backed directory. Writes fsync, so they run on the blocking pool.
@@ -114,6 +123,20 @@ impl Directory for LocalDirectory {
     fn groups_of<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {
         Box::pin(async move { self.groups.of_member(user) })
     }
+
+    fn replace_group<'a>(
+        &'a self,
+        old: &'a Group,
+        new: &'a Group,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (groups, old, new) = (self.groups.clone(), old.clone(), new.clone());
+        Box::pin(blocking(move || groups.replace(&old, &new)))
+    }
+
+    fn delete_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (groups, group) = (self.groups.clone(), group.clone());
+        Box::pin(blocking(move || groups.delete(&group)))
+    }
 }
 
 /// How long Redis keeps refresh tokens and revoked families: past the
@@ -143,12 +166,29 @@ for i = 2, #KEYS do redis.call('SADD', KEYS[i], ARGV[2]) end
 return 1
 "#;
 
+/// Replaces (or, with an empty record, deletes) a group if its stored
+/// version is the expected one, and updates the member index. KEYS: the
+/// group, the sets of members added, then of members removed; ARGV:
+/// expected version, new record or "", group id, number of added.
+const REPLACE_GROUP_SCRIPT: &str = r#"
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local version = cjson.decode(current).version or 0
+if tostring(version) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+local added = tonumber(ARGV[4])
+for i = 2, 1 + added do redis.call('SADD', KEYS[i], ARGV[3]) end
+for i = 2 + added, #KEYS do redis.call('SREM', KEYS[i], ARGV[3]) end
+return 1
+"#;
+
 /// Redis-backed directory, shared by the edges of a cluster.
 pub struct RedisDirectory {
     redis: ConnectionManager,
     prefix: String,
     redeem: redis::Script,
     create_group: redis::Script,
+    replace_group: redis::Script,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -164,6 +204,7 @@ impl RedisDirectory {
             prefix: prefix.to_string(),
             redeem: redis::Script::new(REDEEM_SCRIPT),
             create_group: redis::Script::new(CREATE_GROUP_SCRIPT),
+            replace_group: redis::Script::new(REPLACE_GROUP_SCRIPT),
         }))
     }
 
@@ -177,6 +218,35 @@ impl RedisDirectory {
 
     fn member_groups_key(&self, user: &str) -> String {
         format!("{}member-groups:{user}", self.prefix)
+    }
+
+    /// Runs the replace script: `new` = `None` deletes.
+    async fn swap_group(&self, old: &Group, new: Option<&Group>) -> Result<bool, StoreError> {
+        let (added, removed) = match new {
+            Some(new) => member_changes(old, new),
+            None => (Vec::new(), old.member_names().collect()),
+        };
+        let record = match new {
+            Some(new) => {
+                serde_json::to_string(new).map_err(|_| StoreError::Corrupt { what: "group" })?
+            }
+            None => String::new(),
+        };
+        let mut invocation = self.replace_group.prepare_invoke();
+        invocation.key(self.group_key(&old.id));
+        for user in added.iter().chain(&removed) {
+            invocation.key(self.member_groups_key(user));
+        }
+        invocation
+            .arg(old.version)
+            .arg(record)
+            .arg(&old.id)
+            .arg(added.len());
+        let swapped: i64 = invocation
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(swapped == 1)
     }
 
     fn token_key(&self, id: &str) -> String {
@@ -352,5 +422,17 @@ impl Directory for RedisDirectory {
             ids.sort();
             Ok(ids)
         })
+    }
+
+    fn replace_group<'a>(
+        &'a self,
+        old: &'a Group,
+        new: &'a Group,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.swap_group(old, Some(new)))
+    }
+
+    fn delete_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(self.swap_group(group, None))
     }
 }

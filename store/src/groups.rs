@@ -2,13 +2,17 @@
 //! unit of change (one key per group), with an index from each member to
 //! their groups so that "my groups" is one prefix scan.
 //!
-//! Roles order rights: the creator holds every right and can neither be
-//! removed nor demoted; admins and members hold what they are given.
+//! The rules of change live in [`crate::group_rules`]; this module stores
+//! versions: a write replaces version `n` with `n + 1` or fails, so two
+//! concurrent changes cannot both win.
+
+use std::collections::BTreeSet;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::group_rules::Right;
 use crate::StoreError;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,6 +27,17 @@ pub enum Role {
 pub struct Member {
     pub user: String,
     pub role: Role,
+    /// What an admin may do (the creator holds every right).
+    #[serde(default)]
+    pub rights: BTreeSet<Right>,
+}
+
+/// A pending invitation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Invite {
+    pub user: String,
+    pub by: String,
+    pub ts_ms: i64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -30,7 +45,19 @@ pub struct Group {
     pub id: String,
     pub name: String,
     pub created_ms: i64,
+    /// Bumped by every change; a write must name the version it replaces.
+    #[serde(default)]
+    pub version: u64,
     pub members: Vec<Member>,
+    #[serde(default)]
+    pub invites: Vec<Invite>,
+}
+
+/// Who joins and who leaves the member index when `old` becomes `new`.
+pub fn member_changes<'a>(old: &'a Group, new: &'a Group) -> (Vec<&'a str>, Vec<&'a str>) {
+    let added = new.member_names().filter(|u| !old.is_member(u)).collect();
+    let removed = old.member_names().filter(|u| !new.is_member(u)).collect();
+    (added, removed)
 }
 
 impl Group {
@@ -98,6 +125,48 @@ impl Groups {
         Ok(true)
     }
 
+    /// Writes `new` in place of `old` if the stored version is still
+    /// `old`'s; `Ok(false)` if someone changed the group in between (or it
+    /// was deleted).
+    pub fn replace(&self, old: &Group, new: &Group) -> Result<bool, StoreError> {
+        let _guard = self.create_lock.lock();
+        match self.get(&old.id)? {
+            Some(current) if current.version == old.version => {}
+            _ => return Ok(false),
+        }
+        let value = serde_json::to_vec(new).map_err(|_| StoreError::Corrupt { what: "group" })?;
+        let (added, removed) = member_changes(old, new);
+        let mut batch = self.db.batch();
+        batch.insert(&self.groups, new.id.as_bytes(), value);
+        for user in added {
+            batch.insert(&self.by_member, member_key(user, &new.id), b"");
+        }
+        for user in removed {
+            batch.remove(&self.by_member, member_key(user, &new.id));
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(true)
+    }
+
+    /// Deletes the group and its index entries; `Ok(false)` if the stored
+    /// version is not `group`'s.
+    pub fn delete(&self, group: &Group) -> Result<bool, StoreError> {
+        let _guard = self.create_lock.lock();
+        match self.get(&group.id)? {
+            Some(current) if current.version == group.version => {}
+            _ => return Ok(false),
+        }
+        let mut batch = self.db.batch();
+        batch.remove(&self.groups, group.id.as_bytes());
+        for user in group.member_names() {
+            batch.remove(&self.by_member, member_key(user, &group.id));
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(true)
+    }
+
     pub fn get(&self, id: &str) -> Result<Option<Group>, StoreError> {
         self.groups
             .get(id)?
@@ -127,14 +196,46 @@ mod tests {
             id: id.into(),
             name: format!("name of {id}"),
             created_ms: 1,
+            version: 0,
             members: members
                 .iter()
                 .map(|(u, r)| Member {
                     user: u.to_string(),
                     role: *r,
+                    rights: BTreeSet::new(),
                 })
                 .collect(),
+            invites: Vec::new(),
         }
+    }
+
+    #[test]
+    fn replace_is_compare_and_set_and_keeps_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let groups = Groups::open(&db).unwrap();
+        let v0 = group("g1", &[("ann", Role::Creator), ("bob", Role::Member)]);
+        groups.create(&v0).unwrap();
+        let mut v1 = v0.clone();
+        v1.version = 1;
+        v1.members.retain(|m| m.user != "bob");
+        v1.members.push(Member {
+            user: "cat".into(),
+            role: Role::Member,
+            rights: BTreeSet::new(),
+        });
+        assert!(groups.replace(&v0, &v1).unwrap());
+        assert!(!groups.replace(&v0, &v1).unwrap(), "v0 is gone");
+        assert_eq!(groups.get("g1").unwrap(), Some(v1.clone()));
+        assert!(groups.of_member("bob").unwrap().is_empty());
+        assert_eq!(groups.of_member("cat").unwrap(), ["g1"]);
+        assert!(
+            !groups.delete(&v0).unwrap(),
+            "deleting needs the current version"
+        );
+        assert!(groups.delete(&v1).unwrap());
+        assert_eq!(groups.get("g1").unwrap(), None);
+        assert!(groups.of_member("ann").unwrap().is_empty());
     }
 
     #[test]

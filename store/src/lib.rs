@@ -20,6 +20,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod group_rules;
 pub mod groups;
 pub mod inbox;
 mod keys;

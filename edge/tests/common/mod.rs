@@ -220,3 +220,16 @@ pub fn samvad_system(
 ) -> std::sync::Arc<samvad_load::system::System> {
     std::sync::Arc::new(samvad_load::system::System::samvad(addr.clone(), setup).unwrap())
 }
+
+/// The next message a user sent (a `Deliver` with a sender), skipping
+/// system messages and other frames.
+pub async fn next_user_message(c: &mut Client) -> samvad_proto::v1::Envelope {
+    loop {
+        if let Some(server_frame::Kind::Deliver(d)) = next_of(c, "deliver").await.kind {
+            let env = d.envelope.unwrap();
+            if env.head.as_ref().is_some_and(|h| !h.from.is_empty()) {
+                return env;
+            }
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! Groups in the Redis directory (a real redis-server): creation, the
+//! compare-and-set of changes (a Lua script), the member index, deletion —
+//! the same contract the fjall directory's unit tests check.
+
+use samvad_store::directory::{Directory, RedisDirectory};
+use samvad_store::group_rules::Change;
+use samvad_store::groups::{Group, Member, Role};
+use samvad_testkit::Redis;
+
+fn group() -> Group {
+    Group {
+        id: "g1".into(),
+        name: "crew".into(),
+        created_ms: 1,
+        version: 0,
+        members: vec![
+            Member {
+                user: "ann".into(),
+                role: Role::Creator,
+                rights: Default::default(),
+            },
+            Member {
+                user: "bob".into(),
+                role: Role::Member,
+                rights: Default::default(),
+            },
+        ],
+        invites: Vec::new(),
+    }
+}
+
+#[tokio::test]
+async fn group_changes_are_compare_and_set_and_keep_the_index() {
+    let redis = Redis::start();
+    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let v0 = group();
+    assert!(dir.create_group(v0.clone()).await.unwrap());
+    assert!(
+        !dir.create_group(v0.clone()).await.unwrap(),
+        "ids are unique"
+    );
+    assert_eq!(dir.groups_of("bob").await.unwrap(), ["g1"]);
+
+    // Two changes read v0; the first write wins, the second must re-read.
+    let mut invite = v0.clone();
+    invite
+        .apply("ann", Change::Invite { user: "cat".into() }, 2)
+        .unwrap();
+    let mut removal = v0.clone();
+    removal
+        .apply("ann", Change::Remove { user: "bob".into() }, 2)
+        .unwrap();
+    assert!(dir.replace_group(&v0, &invite).await.unwrap());
+    assert!(!dir.replace_group(&v0, &removal).await.unwrap(), "stale");
+    let v1 = dir.group("g1").await.unwrap().unwrap();
+    assert_eq!(v1, invite);
+    let mut v2 = v1.clone();
+    v2.apply("cat", Change::Accept, 3).unwrap();
+    v2.apply("ann", Change::Remove { user: "bob".into() }, 3)
+        .unwrap();
+    assert!(dir.replace_group(&v1, &v2).await.unwrap());
+    assert_eq!(dir.groups_of("cat").await.unwrap(), ["g1"]);
+    assert!(dir.groups_of("bob").await.unwrap().is_empty());
+
+    assert!(
+        !dir.delete_group(&v1).await.unwrap(),
+        "needs the current version"
+    );
+    assert!(dir.delete_group(&v2).await.unwrap());
+    assert_eq!(dir.group("g1").await.unwrap(), None);
+    assert!(dir.groups_of("ann").await.unwrap().is_empty());
+    assert!(dir.groups_of("cat").await.unwrap().is_empty());
+}

@@ -27,6 +27,9 @@ use crate::transport::WsTransport;
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
 const PROTO_JS: &str = include_str!("../../web/dist/proto.js");
+/// The REST API's description; `edge/tests/openapi.rs` checks the server
+/// against it.
+pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
 
 /// A REST error: an HTTP status and a stable code.
 #[derive(Debug)]
@@ -147,6 +150,10 @@ pub fn router(edge: Arc<Edge>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], PROTO_JS) }),
         )
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }),
+        )
         .route("/cert-hash", get(cert_hash))
         .route("/metrics", get(metrics))
         .route("/v1/register", post(register))

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
-use samvad_proto::bus::EdgeRecord;
+use samvad_proto::bus::{DeliverRecord, EdgeRecord};
 use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, ServerFrame};
 use samvad_store::presence::SessionRoute;
 use tokio::sync::{mpsc, Notify};
@@ -183,6 +183,31 @@ async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
     })
 }
 
+/// Produces `record` to `deliver` (keyed by its inbox owner); a failure
+/// answers the session with `UNAVAILABLE`, in order with its other replies.
+fn produce_deliver(edge: &Edge, pending: &mut Pending, record: DeliverRecord) {
+    let key = record.user.clone();
+    let out = Outgoing::new(
+        edge.topics.deliver(),
+        key,
+        Bytes::from(record.encode_to_vec()),
+    );
+    let produced = edge.bus.produce(vec![out]);
+    pending.push_back(Box::pin(async move {
+        match produced.await {
+            Ok(()) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "deliver produce failed");
+                Some(ServerFrame::error(
+                    ErrorCode::Unavailable,
+                    "bus unavailable; retry",
+                    "",
+                ))
+            }
+        }
+    }));
+}
+
 /// Carries out the session's actions; `Ok(false)` when it must close.
 async fn execute<T: Transport>(
     edge: &Arc<Edge>,
@@ -230,27 +255,33 @@ async fn execute<T: Transport>(
                     })
                 }));
             }
-            Action::Deliver(record) => {
-                let key = record.user.clone();
-                let out = Outgoing::new(
-                    edge.topics.deliver(),
-                    key,
-                    Bytes::from(record.encode_to_vec()),
-                );
-                let produced = edge.bus.produce(vec![out]);
-                pending.push_back(Box::pin(async move {
-                    match produced.await {
-                        Ok(()) => None,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "deliver produce failed");
-                            Some(ServerFrame::error(
-                                ErrorCode::Unavailable,
-                                "bus unavailable; retry",
-                                "",
-                            ))
-                        }
+            Action::Deliver(record) => produce_deliver(edge, pending, record),
+            Action::DeliverIfMember { group, record } => {
+                let member = match (edge.directory.group(&group).await, session.user()) {
+                    (Ok(Some(g)), Some(user)) => Ok(g.is_member(user)),
+                    (Ok(_), _) => Ok(false),
+                    (Err(e), _) => Err(e),
+                };
+                match member {
+                    Ok(true) => produce_deliver(edge, pending, record),
+                    Ok(false) => {
+                        let frame = ServerFrame::error(
+                            ErrorCode::NotMember,
+                            format!("not a member of group {group:?}"),
+                            "history",
+                        );
+                        send_reply(edge, transport, &frame).await?;
                     }
-                }));
+                    Err(e) => {
+                        tracing::error!(error = %e, "group lookup failed");
+                        let frame = ServerFrame::error(
+                            ErrorCode::Unavailable,
+                            "storage unavailable; retry",
+                            "history",
+                        );
+                        send_reply(edge, transport, &frame).await?;
+                    }
+                }
             }
             Action::GoLive => {
                 if let Some(user) = session.user() {

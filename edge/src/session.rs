@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use samvad_proto::bus::{deliver_record, AckRecord, DeliverRecord, SyncRecord};
+use samvad_proto::bus::{deliver_record, AckRecord, DeliverRecord, HistoryRecord, SyncRecord};
 use samvad_proto::v1::{
     client_frame, server_frame, Action as EnvAction, ClientFrame, Envelope, ErrorCode, HeadType,
     Pong, Presence, ServerFrame, Welcome,
@@ -30,6 +30,13 @@ pub enum Action {
     Accept(Envelope),
     /// Produce this record to `deliver`, keyed by its user.
     Deliver(DeliverRecord),
+    /// Produce this record to `deliver` if the session's user is a member
+    /// of group `group` (the transport looks the group up); else refuse
+    /// with `NOT_MEMBER`.
+    DeliverIfMember {
+        group: String,
+        record: DeliverRecord,
+    },
     /// Register the session in presence (before the first sync goes out,
     /// so no delivery falls between replay and live).
     GoLive,
@@ -226,6 +233,7 @@ impl Session {
                     })),
                 }))
             }
+            client_frame::Kind::History(history) => self.history(&user, history, out),
             client_frame::Kind::Typing(typing) => {
                 if !valid_username(&typing.to) {
                     return out.push(error(
@@ -253,6 +261,52 @@ impl Session {
                 server_frame::Kind::Pong(Pong { nonce: p.nonce }),
             ))),
         }
+    }
+
+    /// A page of a conversation's history: a 1:1 chat of mine (checked
+    /// here), or a group (membership checked by the transport).
+    fn history(&self, user: &str, history: samvad_proto::v1::History, out: &mut Vec<Action>) {
+        let chatid = history.chatid;
+        let record = |chatid: &str| DeliverRecord {
+            user: samvad_store::inbox::history_owner(chatid),
+            kind: Some(deliver_record::Kind::History(HistoryRecord {
+                session: self.id.to_string(),
+                edge: self.config.node.to_string(),
+                chatid: chatid.to_string(),
+                before_seq: history.before_seq,
+                limit: history.limit,
+            })),
+        };
+        if let Some((a, b)) = chatid.split_once(':') {
+            let canonical =
+                valid_username(a) && valid_username(b) && samvad_router::chat_id(a, b) == chatid;
+            if !canonical {
+                return out.push(error(
+                    ErrorCode::InvalidEnvelope,
+                    "a 1:1 chat id is `a:b`, the two user names sorted",
+                    "history",
+                ));
+            }
+            if a != user && b != user {
+                return out.push(error(
+                    ErrorCode::NotMember,
+                    "not a conversation of yours",
+                    "history",
+                ));
+            }
+            return out.push(Action::Deliver(record(&chatid)));
+        }
+        if !samvad_store::groups::valid_group_id(&chatid) {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "history needs a chat id or a group id",
+                "history",
+            ));
+        }
+        out.push(Action::DeliverIfMember {
+            record: record(&chatid),
+            group: chatid,
+        });
     }
 
     fn hello(&mut self, token: &str, cx: &Context, out: &mut Vec<Action>) {

@@ -251,6 +251,14 @@ struct SyncJson {
     after_seq: u64,
 }
 #[derive(Deserialize)]
+struct HistoryJson {
+    chatid: String,
+    #[serde(default)]
+    before_seq: u64,
+    #[serde(default)]
+    limit: u32,
+}
+#[derive(Deserialize)]
 struct TypingJson {
     #[serde(default)]
     to: String,
@@ -310,6 +318,14 @@ pub fn parse_client_text(text: &str) -> Result<v1::ClientFrame, JsonError> {
                 active: t.active,
             })
         }
+        "history" => {
+            let h: HistoryJson = serde_json::from_value(inner)?;
+            client_frame::Kind::History(v1::History {
+                chatid: h.chatid,
+                before_seq: h.before_seq,
+                limit: h.limit,
+            })
+        }
         "ping" => client_frame::Kind::Ping(v1::Ping {
             nonce: serde_json::from_value::<PingJson>(inner)?.nonce,
         }),
@@ -356,6 +372,10 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
             json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}})
         }
         Some(Kind::Pong(p)) => json!({"pong": {"nonce": p.nonce}}),
+        Some(Kind::History(h)) => {
+            let messages: Vec<EnvelopeJson> = h.messages.iter().map(EnvelopeJson::from).collect();
+            json!({"history": {"chatid": h.chatid, "messages": messages, "more": h.more}})
+        }
         None => json!({}),
     };
     value.to_string()

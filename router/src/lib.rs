@@ -16,6 +16,7 @@ use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 use samvad_store::directory::Directory;
 use samvad_store::groups::Group;
+use samvad_store::inbox::history_owner;
 use samvad_store::StoreError;
 
 /// Why an envelope cannot be routed.
@@ -43,10 +44,23 @@ pub fn chat_id(a: &str, b: &str) -> String {
     }
 }
 
-/// The `deliver` records an accepted envelope turns into. `group` is the
-/// group a group message is addressed to, as the directory has it (`None`
-/// if there is no such group).
+/// The `deliver` records an accepted envelope turns into: one per recipient
+/// inbox, and one for the conversation's history (the inbox of
+/// `#<chatid>`). `group` is the group a group message is addressed to, as
+/// the directory has it (`None` if there is no such group).
 pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
+    let mut out = recipients(env, group)?;
+    let chatid = env.head.as_ref().map_or("", |h| h.chatid.as_str());
+    if !chatid.is_empty() {
+        out.push(DeliverRecord {
+            user: history_owner(chatid),
+            kind: Some(deliver_record::Kind::Message(env.clone())),
+        });
+    }
+    Ok(out)
+}
+
+fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
     let head = env.head.as_ref().ok_or(RouteError::NoHead)?;
     let deliver = |user: &str| DeliverRecord {
         user: user.to_string(),
@@ -195,6 +209,11 @@ mod tests {
                 r#type: kind as i32,
                 to: to.into(),
                 from: "alice".into(),
+                chatid: if kind == HeadType::Group {
+                    to.into()
+                } else {
+                    chat_id("alice", to)
+                },
                 ..Default::default()
             }),
             ..Default::default()
@@ -222,8 +241,12 @@ mod tests {
     #[test]
     fn chat_goes_to_its_recipient() {
         let out = route(&env(HeadType::Chat, "bob"), None).unwrap();
-        assert_eq!(out.len(), 1);
-        assert_eq!(out[0].user, "bob");
+        let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
+        assert_eq!(
+            users,
+            ["bob", "#alice:bob"],
+            "the recipient, then the history"
+        );
     }
 
     #[test]
@@ -231,7 +254,7 @@ mod tests {
         let g = group("g1", &["carol", "alice", "bob"]);
         let out = route(&env(HeadType::Group, "g1"), Some(&g)).unwrap();
         let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
-        assert_eq!(users, ["carol", "bob"]);
+        assert_eq!(users, ["carol", "bob", "#g1"]);
     }
 
     #[test]
@@ -244,7 +267,7 @@ mod tests {
             .into_iter()
             .map(|d| d.user)
             .collect();
-        assert_eq!(users, ["carol", "bob"]);
+        assert_eq!(users, ["carol", "bob", "#g1"]);
     }
 
     #[test]

@@ -144,6 +144,28 @@ impl Inboxes {
         Ok(out)
     }
 
+    /// Up to `limit` entries of `user` below `before` (0: from the newest),
+    /// newest first.
+    pub fn entries_before(
+        &self,
+        user: &str,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Bytes)>, StoreError> {
+        let start = inbox_key(user, 1);
+        let end = inbox_key(user, if before == 0 { u64::MAX } else { before - 1 });
+        let mut out = Vec::new();
+        if before == 1 {
+            return Ok(out);
+        }
+        for kv in self.inbox.range(start..=end).rev().take(limit) {
+            let (k, v) = kv.into_inner()?;
+            let seq = seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" })?;
+            out.push((seq, Bytes::copy_from_slice(&v)));
+        }
+        Ok(out)
+    }
+
     /// Applies a batch of `deliver` records; durable when it returns.
     pub fn apply(
         &self,
@@ -190,6 +212,7 @@ impl Inboxes {
                 Some(deliver_record::Kind::Receipt(r)) => pass.append_receipt(user, r, presence)?,
                 Some(deliver_record::Kind::Ack(ack)) => pass.ack(user, ack.seq)?,
                 Some(deliver_record::Kind::Sync(sync)) => pass.sync(user, sync)?,
+                Some(deliver_record::Kind::History(request)) => pass.history(user, request)?,
                 None => tracing::warn!(user, "deliver record without a kind; skipped"),
             }
         }
@@ -270,6 +293,10 @@ impl Pass<'_> {
         self.batch
             .insert(&self.inboxes.dedupe, dedupe.clone(), seq.to_be_bytes());
         self.fresh.insert(dedupe);
+        if is_history(user) {
+            // A conversation's history is read page by page, never pushed.
+            return Ok(());
+        }
         let routes = presence.get(user).map_or(&[][..], Vec::as_slice);
         for route in self.inboxes.live_routes(user, routes) {
             self.effects.push(Effect::Push {
@@ -421,6 +448,69 @@ impl Pass<'_> {
     }
 }
 
+/// The inbox that holds conversation `chatid`'s history. User names and
+/// group ids never contain `#`.
+pub fn history_owner(chatid: &str) -> String {
+    format!("#{chatid}")
+}
+
+fn is_history(owner: &str) -> bool {
+    owner.starts_with('#')
+}
+
+/// Most entries one history page holds.
+pub const HISTORY_PAGE_MAX: usize = 100;
+const HISTORY_PAGE_DEFAULT: usize = 50;
+
+impl Pass<'_> {
+    /// Sends one page of a conversation's history to the asking session.
+    fn history(
+        &mut self,
+        owner: &str,
+        request: &samvad_proto::bus::HistoryRecord,
+    ) -> Result<(), StoreError> {
+        if !is_history(owner) {
+            tracing::warn!(owner, "history request for a user's inbox; skipped");
+            return Ok(());
+        }
+        // Entries of this very batch must be readable.
+        self.flush(None)?;
+        let limit = match request.limit as usize {
+            0 => HISTORY_PAGE_DEFAULT,
+            n => n.min(HISTORY_PAGE_MAX),
+        };
+        let entries = self
+            .inboxes
+            .entries_before(owner, request.before_seq, limit + 1)?;
+        let more = entries.len() > limit;
+        let mut messages = Vec::with_capacity(limit);
+        for (_, frame) in entries.into_iter().take(limit) {
+            let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
+                what: "history entry",
+            })?;
+            if let Some(server_frame::Kind::Deliver(v1::Deliver {
+                envelope: Some(env),
+            })) = frame.kind
+            {
+                messages.push(env);
+            }
+        }
+        let page = ServerFrame::of(server_frame::Kind::History(v1::HistoryPage {
+            chatid: request.chatid.clone(),
+            messages,
+            more,
+        }));
+        self.effects.push(Effect::Push {
+            route: SessionRoute {
+                session: request.session.clone().into(),
+                edge: request.edge.clone().into(),
+            },
+            frame: Bytes::from(page.encode_to_vec()),
+        });
+        Ok(())
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -457,6 +547,62 @@ mod tests {
                 ..Default::default()
             })),
         }
+    }
+
+    #[test]
+    fn a_conversation_history_pages_newest_first_and_is_never_pushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let inboxes = Inboxes::open(&db, PersistMode::Buffer).unwrap();
+        let owner = history_owner("alice:bob");
+        let mut presence = PresenceMap::default();
+        // Even a (bogus) presence entry for the log pushes nothing.
+        presence.insert(owner.clone(), Vec::new());
+        let records: Vec<DeliverRecord> = (0..5)
+            .map(|i| DeliverRecord {
+                user: owner.clone(),
+                ..message(&format!("m{i}"), v1::HeadType::Chat, "alice", "bob")
+            })
+            .collect();
+        let effects = inboxes.apply(&records, &presence).unwrap();
+        assert!(effects.is_empty(), "{effects:?}");
+        let page = |before: u64, limit: u32| {
+            let request = DeliverRecord {
+                user: owner.clone(),
+                kind: Some(deliver_record::Kind::History(
+                    samvad_proto::bus::HistoryRecord {
+                        session: "s1".into(),
+                        edge: "e1".into(),
+                        chatid: "alice:bob".into(),
+                        before_seq: before,
+                        limit,
+                    },
+                )),
+            };
+            let effects = inboxes.apply(&[request], &presence).unwrap();
+            let [Effect::Push { route, frame }] = &effects[..] else {
+                panic!("one page expected: {effects:?}")
+            };
+            assert_eq!(&*route.session, "s1");
+            let Some(server_frame::Kind::History(page)) =
+                ServerFrame::decode(frame.clone()).unwrap().kind
+            else {
+                panic!("a history page")
+            };
+            let seqs: Vec<(u64, String)> =
+                page.messages.into_iter().map(|e| (e.seq, e.id)).collect();
+            (seqs, page.more)
+        };
+        let (first, more) = page(0, 2);
+        assert_eq!(first, [(5, "m4".to_string()), (4, "m3".to_string())]);
+        assert!(more);
+        let (second, more) = page(4, 2);
+        assert_eq!(second, [(3, "m2".to_string()), (2, "m1".to_string())]);
+        assert!(more);
+        let (last, more) = page(2, 2);
+        assert_eq!(last, [(1, "m0".to_string())]);
+        assert!(!more);
+        assert_eq!(page(1, 2), (Vec::new(), false));
     }
 
     #[test]

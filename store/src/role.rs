@@ -210,6 +210,8 @@ fn users_to_route(records: &[DeliverRecord]) -> Vec<&str> {
             )
         })
         .map(|d| d.user.as_str())
+        // Conversation histories (`#<chatid>`) have no sessions.
+        .filter(|u| !u.starts_with('#'))
         .collect();
     users.into_iter().collect()
 }

@@ -136,6 +136,7 @@ pub fn kind_of(frame: &ServerFrame) -> &'static str {
         Some(server_frame::Kind::Signal(_)) => "signal",
         Some(server_frame::Kind::Error(_)) => "error",
         Some(server_frame::Kind::Pong(_)) => "pong",
+        Some(server_frame::Kind::History(_)) => "history",
         None => "none",
     }
 }

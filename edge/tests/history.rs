@@ -1,0 +1,156 @@
+//! Conversation history through the real binary: pages newest first with a
+//! cursor, for the conversation's members only.
+
+mod common;
+
+use common::*;
+use samvad_load::client::{group_message, Client, TransportKind};
+use samvad_load::rest;
+use samvad_proto::v1::{client_frame, server_frame, History, Send};
+
+/// One page: (seq, id) newest first, and whether there is more.
+async fn page(c: &mut Client, chatid: &str, before: u64, limit: u32) -> (Vec<(u64, String)>, bool) {
+    c.send(client_frame::Kind::History(History {
+        chatid: chatid.into(),
+        before_seq: before,
+        limit,
+    }))
+    .await
+    .unwrap();
+    let Some(server_frame::Kind::History(p)) = next_of(c, "history").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(p.chatid, chatid);
+    (
+        p.messages.into_iter().map(|e| (e.seq, e.id)).collect(),
+        p.more,
+    )
+}
+
+/// Every id of a conversation, newest first, paging `limit` at a time.
+async fn all_ids(c: &mut Client, chatid: &str, limit: u32) -> Vec<String> {
+    let (mut ids, mut before) = (Vec::new(), 0);
+    loop {
+        let (messages, more) = page(c, chatid, before, limit).await;
+        assert!(messages.len() <= limit as usize);
+        before = messages.last().map_or(0, |m| m.0);
+        ids.extend(messages.into_iter().map(|m| m.1));
+        if !more {
+            return ids;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_history_pages_newest_first_for_its_two_users_only() {
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    sync_all(&mut alice, 0).await;
+    sync_all(&mut bob, 0).await;
+    // Once a message has reached its recipient, the history has it too.
+    for i in 0..5 {
+        send_chat(&mut alice, &format!("a{i}"), "alice", "bob", "hi").await;
+        next_of(&mut alice, "accepted").await;
+        next_user_message(&mut bob).await;
+    }
+    for i in 0..2 {
+        send_chat(&mut bob, &format!("b{i}"), "bob", "alice", "hey").await;
+        next_of(&mut bob, "accepted").await;
+        next_user_message(&mut alice).await;
+    }
+    let (first, more) = page(&mut alice, "alice:bob", 0, 3).await;
+    assert_eq!(
+        first,
+        [
+            (7, "b1".to_string()),
+            (6, "b0".to_string()),
+            (5, "a4".to_string())
+        ]
+    );
+    assert!(more);
+    assert_eq!(
+        all_ids(&mut bob, "alice:bob", 2).await,
+        ["b1", "b0", "a4", "a3", "a2", "a1", "a0"],
+        "both see one history, in the order it happened"
+    );
+
+    // Someone else's conversation, or a chat id in the wrong form.
+    let mut intruder = server.connect(TransportKind::Ws, &c).await;
+    for (chatid, code) in [
+        ("alice:bob", "not_member"),
+        ("bob:alice", "invalid_envelope"),
+        ("alice:bob:carol", "invalid_envelope"),
+        ("", "invalid_envelope"),
+        ("#alice:bob", "invalid_envelope"),
+    ] {
+        intruder
+            .send(client_frame::Kind::History(History {
+                chatid: chatid.into(),
+                before_seq: 0,
+                limit: 10,
+            }))
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(&next_of(&mut intruder, "error").await),
+            code,
+            "{chatid:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_history_holds_messages_and_system_events_for_members_only() {
+    let server = TestServer::start();
+    let (a, b, eve) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("eve").await,
+    );
+    let group = rest::create_group(&server.addr.http, &a.access_token, "crew", &["bob".into()])
+        .await
+        .unwrap();
+    let mut alice = server.connect(TransportKind::Wt, &a).await;
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    sync_all(&mut alice, 0).await;
+    sync_all(&mut bob, 0).await;
+    for i in 0..3 {
+        alice
+            .send(client_frame::Kind::Send(Send {
+                envelope: Some(group_message(&format!("g{i}"), "alice", &group.id, "hi")),
+            }))
+            .await
+            .unwrap();
+        next_of(&mut alice, "accepted").await;
+    }
+    for _ in 0..3 {
+        next_user_message(&mut bob).await;
+    }
+    let ids = all_ids(&mut bob, &group.id, 50).await;
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    assert_eq!(ids[..3], ["g2", "g1", "g0"]);
+    assert!(
+        ids[3].starts_with("sys-"),
+        "the creation event comes first: {ids:?}"
+    );
+
+    let mut outsider = server.connect(TransportKind::Quic, &eve).await;
+    outsider
+        .send(client_frame::Kind::History(History {
+            chatid: group.id.clone(),
+            before_seq: 0,
+            limit: 10,
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(&next_of(&mut outsider, "error").await),
+        "not_member"
+    );
+}

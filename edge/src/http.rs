@@ -23,6 +23,7 @@ use crate::group_api;
 use crate::session::valid_username;
 use crate::state::Edge;
 use crate::transport::WsTransport;
+use crate::user_api;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
@@ -160,6 +161,8 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/login", post(login))
         .route("/v1/refresh", post(refresh))
         .route("/v1/logout", post(logout))
+        .route("/v1/users", get(user_api::search))
+        .route("/v1/contacts/match", post(user_api::match_contacts))
         .route("/v1/groups", post(group_api::create).get(group_api::list))
         .route(
             "/v1/groups/{id}",

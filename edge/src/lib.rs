@@ -7,7 +7,8 @@
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
-//!   [`group_api`]: the group endpoints.
+//!   [`group_api`]: the group endpoints; [`user_api`]: user search and
+//!   contact matching.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
@@ -27,3 +28,4 @@ pub mod session;
 pub mod state;
 pub mod tls;
 pub mod transport;
+pub mod user_api;

@@ -432,3 +432,58 @@ async fn invites_roles_and_removals_follow_the_rights_and_are_announced() {
     let (s, _) = call(Method::GET, g(""), &bob.access_token, None).await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_found_by_similar_names_and_contacts_by_exact_ones() {
+    let server = TestServer::start();
+    let me = server.user("alexander").await;
+    for name in ["alexandra", "sandra", "bob"] {
+        server.user(name).await;
+    }
+    let http = &server.addr.http;
+    let search = |q: &str, token: &str| {
+        let url = format!("{http}/v1/users?q={q}");
+        let token = token.to_string();
+        async move {
+            let resp = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            (
+                status,
+                resp.json::<serde_json::Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let (status, v) = search("alexnder", &me.access_token).await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = v["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names.first(),
+        Some(&"alexander"),
+        "a typo still finds it: {v}"
+    );
+    assert!(names.contains(&"alexandra"));
+    assert!(!names.contains(&"bob"));
+    // Not without logging in; not with an empty query.
+    assert_eq!(search("alex", "forged").await.0, 401);
+    assert_eq!(search("", &me.access_token).await.0, 400);
+
+    let (status, v) = call(
+        reqwest::Method::POST,
+        format!("{http}/v1/contacts/match"),
+        &me.access_token,
+        Some(serde_json::json!({"usernames": ["bob", "nobody", "sandra", "bob", "NOT valid"]})),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["users"], serde_json::json!(["bob", "sandra"]));
+}

@@ -118,10 +118,26 @@ async fn the_server_does_what_its_openapi_description_says() {
     let mut registered = 0;
     for (path, method, op) in &operations {
         let id = op["operationId"].as_str().unwrap();
-        let url = format!(
+        let mut url = format!(
             "{http}{}",
             path.replace("{id}", &group.id).replace("{user}", "bob")
         );
+        let query: Vec<String> = op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query" && p.get("example").is_some())
+            .map(|p| {
+                format!(
+                    "{}={}",
+                    p["name"].as_str().unwrap(),
+                    p["example"].as_str().unwrap()
+                )
+            })
+            .collect();
+        if !query.is_empty() {
+            url = format!("{url}?{}", query.join("&"));
+        }
         let mut body = op["requestBody"]["content"]["application/json"]["example"].clone();
         match id {
             "register" => {

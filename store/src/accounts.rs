@@ -7,7 +7,20 @@ use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::user_search::{rank, trigrams};
 use crate::StoreError;
+
+/// Most names read per query trigram: a very common trigram cannot make a
+/// search scan every account.
+pub const SEARCH_FANOUT: usize = 10_000;
+
+fn trigram_key(trigram: &str, user: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(trigram.len() + 1 + user.len());
+    key.extend_from_slice(trigram.as_bytes());
+    key.push(0);
+    key.extend_from_slice(user.as_bytes());
+    key
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Account {
@@ -21,6 +34,8 @@ pub struct Account {
 pub struct Accounts {
     db: Database,
     accounts: Keyspace,
+    /// `trigram \0 user name` → empty: the search index.
+    trigrams: Keyspace,
     /// Serialises check-then-insert of new names.
     create_lock: std::sync::Arc<Mutex<()>>,
 }
@@ -30,6 +45,7 @@ impl Accounts {
         Ok(Accounts {
             db: db.clone(),
             accounts: db.keyspace("accounts", KeyspaceCreateOptions::default)?,
+            trigrams: db.keyspace("user_trigrams", KeyspaceCreateOptions::default)?,
             create_lock: Default::default(),
         })
     }
@@ -42,9 +58,28 @@ impl Accounts {
         }
         let value =
             serde_json::to_vec(account).map_err(|_| StoreError::Corrupt { what: "account" })?;
-        self.accounts.insert(account.username.as_str(), value)?;
+        let mut batch = self.db.batch();
+        batch.insert(&self.accounts, account.username.as_str(), value);
+        for t in trigrams(&account.username) {
+            batch.insert(&self.trigrams, trigram_key(&t, &account.username), b"");
+        }
+        batch.commit()?;
         self.db.persist(PersistMode::SyncData)?;
         Ok(true)
+    }
+
+    /// User names ranked by 3-gram similarity to `query`.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
+        let mut candidates = Vec::new();
+        for t in trigrams(query) {
+            let mut prefix = t.into_bytes();
+            prefix.push(0);
+            for kv in self.trigrams.prefix(&prefix).take(SEARCH_FANOUT) {
+                let key = kv.key()?;
+                candidates.push(String::from_utf8_lossy(&key[prefix.len()..]).into_owned());
+            }
+        }
+        Ok(rank(query, candidates.iter().map(String::as_str), limit))
     }
 
     pub fn get(&self, username: &str) -> Result<Option<Account>, StoreError> {
@@ -84,5 +119,24 @@ mod tests {
             .unwrap());
         assert_eq!(accounts.get("alice").unwrap(), Some(a));
         assert_eq!(accounts.get("bob").unwrap(), None);
+    }
+
+    #[test]
+    fn new_accounts_are_found_by_similar_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let accounts = Accounts::open(&db).unwrap();
+        for name in ["margaret", "margarita", "marge", "bob"] {
+            accounts
+                .create(&Account {
+                    username: name.into(),
+                    password_hash: "h".into(),
+                    created_ms: 1,
+                })
+                .unwrap();
+        }
+        let found = accounts.search("margret", 10).unwrap();
+        assert_eq!(found[0].0, "margaret", "{found:?}");
+        assert!(found.iter().all(|(n, _)| n != "bob"));
     }
 }

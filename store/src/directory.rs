@@ -16,6 +16,7 @@ use samvad_bus::BoxFuture;
 use crate::accounts::{Account, Accounts};
 use crate::groups::{member_changes, Group, Groups};
 use crate::tokens::{RefreshError, RefreshTokens};
+use crate::user_search::{rank, trigrams};
 use crate::StoreError;
 
 pub type Redeemed = Result<(String, String), RefreshError>;
@@ -28,6 +29,12 @@ pub trait Directory: Send + Sync + 'static {
         username: &'a str,
     ) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// User names ranked by 3-gram similarity to `query` (typo tolerant).
+    fn search_users<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>>;
     /// Records a new refresh token `id` of login `family` for `user`.
     fn issue_refresh<'a>(
         &'a self,
@@ -86,6 +93,15 @@ impl Directory for LocalDirectory {
 
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move { self.accounts.exists(username) })
+    }
+
+    fn search_users<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>> {
+        let (accounts, query) = (self.accounts.clone(), query.to_string());
+        Box::pin(blocking(move || accounts.search(&query, limit)))
     }
 
     fn issue_refresh<'a>(
@@ -212,6 +228,10 @@ impl RedisDirectory {
         format!("{}account:{username}", self.prefix)
     }
 
+    fn trigram_key(&self, trigram: &str) -> String {
+        format!("{}trigram:{trigram}", self.prefix)
+    }
+
     fn group_key(&self, id: &str) -> String {
         format!("{}group:{id}", self.prefix)
     }
@@ -292,6 +312,20 @@ impl Directory for RedisDirectory {
                 .query_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
+            if set.is_some() {
+                let mut index = redis::pipe();
+                for t in trigrams(&account.username) {
+                    index
+                        .cmd("SADD")
+                        .arg(self.trigram_key(&t))
+                        .arg(&account.username)
+                        .ignore();
+                }
+                index
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
             Ok(set.is_some())
         })
     }
@@ -311,6 +345,32 @@ impl Directory for RedisDirectory {
                 .map(|v| serde_json::from_str(&v))
                 .transpose()
                 .map_err(|_| StoreError::Corrupt { what: "account" })
+        })
+    }
+
+    fn search_users<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>> {
+        Box::pin(async move {
+            let mut lookups = redis::pipe();
+            for t in trigrams(query) {
+                // A bounded sample of a very common trigram's names.
+                lookups
+                    .cmd("SRANDMEMBER")
+                    .arg(self.trigram_key(&t))
+                    .arg(crate::accounts::SEARCH_FANOUT);
+            }
+            let sets: Vec<Vec<String>> = lookups
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(rank(
+                query,
+                sets.iter().flatten().map(String::as_str),
+                limit,
+            ))
         })
     }
 

@@ -28,6 +28,7 @@ pub mod presence;
 pub mod redis_presence;
 pub mod role;
 pub mod tokens;
+pub mod user_search;
 
 pub use fjall::PersistMode;
 

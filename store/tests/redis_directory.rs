@@ -71,3 +71,22 @@ async fn group_changes_are_compare_and_set_and_keep_the_index() {
     assert!(dir.groups_of("ann").await.unwrap().is_empty());
     assert!(dir.groups_of("cat").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn users_are_found_by_similar_names() {
+    let redis = Redis::start();
+    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    for name in ["margaret", "margarita", "bob"] {
+        let account = samvad_store::accounts::Account {
+            username: name.into(),
+            password_hash: "h".into(),
+            created_ms: 1,
+        };
+        assert!(dir.create_account(account).await.unwrap());
+    }
+    let found = dir.search_users("margret", 10).await.unwrap();
+    assert_eq!(found[0].0, "margaret", "{found:?}");
+    assert!(found.iter().any(|(n, _)| n == "margarita"));
+    assert!(found.iter().all(|(n, _)| n != "bob"));
+    assert!(dir.search_users("zzz", 10).await.unwrap().is_empty());
+}

@@ -115,7 +115,7 @@ struct RefreshRequest {
 }
 
 #[derive(Serialize)]
-struct TokenPair {
+pub struct TokenPair {
     user: String,
     access_token: String,
     refresh_token: String,
@@ -162,6 +162,9 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/refresh", post(refresh))
         .route("/v1/logout", post(logout))
         .route("/v1/users", get(user_api::search))
+        .route("/v1/users/{user}", get(user_api::profile))
+        .route("/v1/me", get(user_api::me).patch(user_api::update_me))
+        .route("/v1/me/password", post(user_api::change_password))
         .route("/v1/contacts/match", post(user_api::match_contacts))
         .route("/v1/groups", post(group_api::create).get(group_api::list))
         .route(
@@ -196,7 +199,7 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 }
 
 /// Issues an access token and the first refresh token of a new family.
-async fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiError> {
+pub(crate) async fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
     edge.directory
         .issue_refresh(&id, user, family)
@@ -210,7 +213,7 @@ async fn issue(edge: &Edge, user: &str, family: &str) -> Result<TokenPair, ApiEr
     })
 }
 
-fn new_family() -> String {
+pub(crate) fn new_family() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
@@ -238,6 +241,7 @@ async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response
         username: creds.username.clone(),
         password_hash: hash,
         created_ms: samvad_store::inbox::now_ms(),
+        ..Account::default()
     };
     let created = edge
         .directory
@@ -302,6 +306,19 @@ async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<Toke
                 "refresh token invalid",
             ),
         })?;
+    // A password change since this login was made ends it.
+    let account = edge
+        .directory
+        .account(&claims.sub)
+        .await
+        .map_err(ApiError::internal)?;
+    if account.is_none_or(|a| claims.iat < a.logins_valid_from) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "token_revoked",
+            "this login ended (password changed or account gone)",
+        ));
+    }
     match edge
         .directory
         .redeem_refresh(&claims.jti)

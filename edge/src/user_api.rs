@@ -1,10 +1,11 @@
-//! REST for finding people: user search by name (typo tolerant, ranked)
-//! and contact matching (which of these names are users). Both need a
-//! logged-in caller, so the directory cannot be enumerated anonymously.
+//! REST for people: my profile and password, other users' profiles, user
+//! search by name (typo tolerant, ranked) and contact matching (which of
+//! these names are users). All need a logged-in caller, so the directory
+//! cannot be enumerated anonymously.
 
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use bytes::Bytes;
@@ -103,4 +104,140 @@ pub async fn match_contacts(
         }
     }
     Ok(Json(serde_json::json!({ "users": users })))
+}
+
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 64;
+
+#[derive(Serialize)]
+struct Profile {
+    user: String,
+    display_name: String,
+}
+
+async fn account_of(edge: &Edge, user: &str) -> Result<samvad_store::accounts::Account, ApiError> {
+    edge.directory
+        .account(user)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no user {user:?}"),
+            )
+        })
+}
+
+/// `GET /v1/me`: my profile.
+pub async fn me(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    me_json(&edge, &me).await
+}
+
+#[derive(Deserialize)]
+struct ProfileUpdate {
+    display_name: String,
+}
+
+/// `PATCH /v1/me {display_name}`.
+pub async fn update_me(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: ProfileUpdate = parse(&body)?;
+    let name = req.display_name.trim();
+    if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("a display name has at most {MAX_DISPLAY_NAME} printable characters"),
+        ));
+    }
+    let mut account = account_of(&edge, &me).await?;
+    account.display_name = name.to_string();
+    edge.directory
+        .update_account(account)
+        .await
+        .map_err(ApiError::internal)?;
+    me_json(&edge, &me).await
+}
+
+async fn me_json(edge: &Edge, me: &str) -> Result<Json<serde_json::Value>, ApiError> {
+    let account = account_of(edge, me).await?;
+    Ok(Json(serde_json::json!({
+        "user": account.username,
+        "display_name": account.display_name,
+        "created_ms": account.created_ms,
+    })))
+}
+
+/// `GET /v1/users/{user}`: someone's public profile.
+pub async fn profile(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(user): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authenticated_user(&edge, &headers)?;
+    let account = account_of(&edge, &user).await?;
+    Ok(Json(serde_json::json!(Profile {
+        user: account.username,
+        display_name: account.display_name,
+    })))
+}
+
+#[derive(Deserialize)]
+struct PasswordChange {
+    password: String,
+    new_password: String,
+}
+
+/// `POST /v1/me/password {password, new_password}`: needs the current
+/// password; ends every login made before (their refresh tokens are
+/// refused) and returns a fresh one for this device.
+pub async fn change_password(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<crate::http::TokenPair>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: PasswordChange = parse(&body)?;
+    if !(8..=256).contains(&req.new_password.len()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+            "passwords are 8 to 256 bytes",
+        ));
+    }
+    let mut account = account_of(&edge, &me).await?;
+    let ok = crate::auth::verify_password_gated(req.password, account.password_hash.clone())
+        .await
+        .map_err(ApiError::internal)?;
+    if !ok {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "the current password is wrong",
+        ));
+    }
+    account.password_hash = crate::auth::hash_password_gated(req.new_password)
+        .await
+        .map_err(ApiError::internal)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Logins from this second on stay valid: the one issued below included.
+    account.logins_valid_from = now;
+    edge.directory
+        .update_account(account)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(
+        crate::http::issue(&edge, &me, &crate::http::new_family()).await?,
+    ))
 }

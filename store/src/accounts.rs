@@ -22,12 +22,19 @@ fn trigram_key(trigram: &str, user: &str) -> Vec<u8> {
     key
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Account {
     pub username: String,
     /// PHC string (argon2id).
     pub password_hash: String,
     pub created_ms: i64,
+    /// Shown instead of the user name where set.
+    #[serde(default)]
+    pub display_name: String,
+    /// Refresh tokens issued before this second (Unix time) are refused:
+    /// a password change logs every other device out.
+    #[serde(default)]
+    pub logins_valid_from: u64,
 }
 
 #[derive(Clone)]
@@ -91,6 +98,16 @@ impl Accounts {
         }
     }
 
+    /// Replaces an existing account's record (the search index is keyed
+    /// by the name, which never changes).
+    pub fn update(&self, account: &Account) -> Result<(), StoreError> {
+        let value =
+            serde_json::to_vec(account).map_err(|_| StoreError::Corrupt { what: "account" })?;
+        self.accounts.insert(account.username.as_str(), value)?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
     pub fn exists(&self, username: &str) -> Result<bool, StoreError> {
         Ok(self.accounts.contains_key(username)?)
     }
@@ -109,6 +126,7 @@ mod tests {
             username: "alice".into(),
             password_hash: "h".into(),
             created_ms: 1,
+            ..Default::default()
         };
         assert!(accounts.create(&a).unwrap());
         assert!(!accounts
@@ -132,6 +150,7 @@ mod tests {
                     username: name.into(),
                     password_hash: "h".into(),
                     created_ms: 1,
+                    ..Default::default()
                 })
                 .unwrap();
         }

@@ -29,6 +29,8 @@ pub trait Directory: Send + Sync + 'static {
         username: &'a str,
     ) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Replaces an existing account's record.
+    fn update_account(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>>;
     /// User names ranked by 3-gram similarity to `query` (typo tolerant).
     fn search_users<'a>(
         &'a self,
@@ -93,6 +95,11 @@ impl Directory for LocalDirectory {
 
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move { self.accounts.exists(username) })
+    }
+
+    fn update_account(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>> {
+        let accounts = self.accounts.clone();
+        Box::pin(blocking(move || accounts.update(&account)))
     }
 
     fn search_users<'a>(
@@ -345,6 +352,21 @@ impl Directory for RedisDirectory {
                 .map(|v| serde_json::from_str(&v))
                 .transpose()
                 .map_err(|_| StoreError::Corrupt { what: "account" })
+        })
+    }
+
+    fn update_account(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let value = serde_json::to_string(&account)
+                .map_err(|_| StoreError::Corrupt { what: "account" })?;
+            redis::cmd("SET")
+                .arg(self.account_key(&account.username))
+                .arg(value)
+                .arg("XX")
+                .query_async::<Option<String>>(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(())
         })
     }
 

@@ -81,6 +81,7 @@ async fn users_are_found_by_similar_names() {
             username: name.into(),
             password_hash: "h".into(),
             created_ms: 1,
+            ..Default::default()
         };
         assert!(dir.create_account(account).await.unwrap());
     }

@@ -1,0 +1,138 @@
+//! Profiles and password changes through the real binary.
+
+mod common;
+
+use common::*;
+use reqwest::Method;
+use samvad_load::rest::{self, RestError};
+use serde_json::{json, Value};
+
+async fn call(method: Method, url: String, token: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_name_is_mine_to_set_and_everyone_logged_in_sees_it() {
+    let server = TestServer::start();
+    let http = &server.addr.http;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let (s, v) = call(
+        Method::PATCH,
+        format!("{http}/v1/me"),
+        &alice.access_token,
+        Some(json!({"display_name": "  Alice Liddell "})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(v["display_name"], "Alice Liddell");
+    let (s, v) = call(
+        Method::GET,
+        format!("{http}/v1/users/alice"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, v),
+        (
+            200,
+            json!({"user": "alice", "display_name": "Alice Liddell"})
+        )
+    );
+    let (s, _) = call(
+        Method::GET,
+        format!("{http}/v1/users/nobody"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+    let (s, _) = call(
+        Method::GET,
+        format!("{http}/v1/users/alice"),
+        "forged",
+        None,
+    )
+    .await;
+    assert_eq!(s, 401);
+    for bad in ["x".repeat(65), "line\nbreak".to_string()] {
+        let (s, _) = call(
+            Method::PATCH,
+            format!("{http}/v1/me"),
+            &alice.access_token,
+            Some(json!({"display_name": bad})),
+        )
+        .await;
+        assert_eq!(s, 400);
+    }
+    // A profile update is mine only: there is no way to name another user.
+    let (s, v) = call(
+        Method::GET,
+        format!("{http}/v1/me"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!((s, v["display_name"].clone()), (200, json!("")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_password_ends_every_other_login() {
+    let server = TestServer::start();
+    let http = &server.addr.http;
+    let first = server.user("alice").await;
+    let second = rest::login(http, "alice", "password-123").await.unwrap();
+    // Tokens issued before the change must be in an earlier second.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+
+    let url = format!("{http}/v1/me/password");
+    let (s, v) = call(
+        Method::POST,
+        url.clone(),
+        &first.access_token,
+        Some(json!({"password": "wrong-password", "new_password": "password-456"})),
+    )
+    .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (401, Some("bad_credentials"))
+    );
+    let (s, _) = call(
+        Method::POST,
+        url.clone(),
+        &first.access_token,
+        Some(json!({"password": "password-123", "new_password": "short"})),
+    )
+    .await;
+    assert_eq!(s, 400);
+    let (s, fresh) = call(
+        Method::POST,
+        url,
+        &first.access_token,
+        Some(json!({"password": "password-123", "new_password": "password-456"})),
+    )
+    .await;
+    assert_eq!(s, 200);
+
+    for old in [&first.refresh_token, &second.refresh_token] {
+        match rest::refresh(http, old).await {
+            Err(RestError::Refused { status: 401, code }) => assert_eq!(code, "token_revoked"),
+            other => panic!("an old login must end: {other:?}"),
+        }
+    }
+    assert!(rest::login(http, "alice", "password-123").await.is_err());
+    rest::login(http, "alice", "password-456").await.unwrap();
+    let renewed = rest::refresh(http, fresh["refresh_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(renewed.user, "alice");
+}

@@ -256,19 +256,30 @@ async fn execute<T: Transport>(
                 }));
             }
             Action::Deliver(record) => produce_deliver(edge, pending, record),
-            Action::DeliverIfMember { group, record } => {
-                let member = match (edge.directory.group(&group).await, session.user()) {
-                    (Ok(Some(g)), Some(user)) => Ok(g.is_member(user)),
+            Action::DeliverIfMembers {
+                group,
+                others,
+                records,
+                reference,
+            } => {
+                let members = match (edge.directory.group(&group).await, session.user()) {
+                    (Ok(Some(g)), Some(user)) => {
+                        Ok(g.is_member(user) && others.iter().all(|o| g.is_member(o)))
+                    }
                     (Ok(_), _) => Ok(false),
                     (Err(e), _) => Err(e),
                 };
-                match member {
-                    Ok(true) => produce_deliver(edge, pending, record),
+                match members {
+                    Ok(true) => {
+                        for record in records {
+                            produce_deliver(edge, pending, record);
+                        }
+                    }
                     Ok(false) => {
                         let frame = ServerFrame::error(
                             ErrorCode::NotMember,
-                            format!("not a member of group {group:?}"),
-                            "history",
+                            format!("not members of group {group:?}"),
+                            reference,
                         );
                         send_reply(edge, transport, &frame).await?;
                     }
@@ -277,7 +288,7 @@ async fn execute<T: Transport>(
                         let frame = ServerFrame::error(
                             ErrorCode::Unavailable,
                             "storage unavailable; retry",
-                            "history",
+                            reference,
                         );
                         send_reply(edge, transport, &frame).await?;
                     }

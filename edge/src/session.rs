@@ -30,12 +30,14 @@ pub enum Action {
     Accept(Envelope),
     /// Produce this record to `deliver`, keyed by its user.
     Deliver(DeliverRecord),
-    /// Produce this record to `deliver` if the session's user is a member
-    /// of group `group` (the transport looks the group up); else refuse
-    /// with `NOT_MEMBER`.
-    DeliverIfMember {
+    /// Produce these records to `deliver` if the session's user and every
+    /// one of `others` are members of group `group` (the transport looks
+    /// the group up); else refuse with `NOT_MEMBER`.
+    DeliverIfMembers {
         group: String,
-        record: DeliverRecord,
+        others: Vec<String>,
+        records: Vec<DeliverRecord>,
+        reference: &'static str,
     },
     /// Register the session in presence (before the first sync goes out,
     /// so no delivery falls between replay and live).
@@ -234,6 +236,7 @@ impl Session {
                 }))
             }
             client_frame::Kind::History(history) => self.history(&user, history, out),
+            client_frame::Kind::Read(read) => self.read(&user, read, cx.now_ms, out),
             client_frame::Kind::Typing(typing) => {
                 if !valid_username(&typing.to) {
                     return out.push(error(
@@ -303,9 +306,74 @@ impl Session {
                 "history",
             ));
         }
-        out.push(Action::DeliverIfMember {
-            record: record(&chatid),
+        out.push(Action::DeliverIfMembers {
+            records: vec![record(&chatid)],
             group: chatid,
+            others: Vec::new(),
+            reference: "history",
+        });
+    }
+
+    /// READ receipts for the author of messages I read.
+    fn read(&self, user: &str, read: samvad_proto::v1::Read, now_ms: i64, out: &mut Vec<Action>) {
+        const MAX_IDS: usize = 256;
+        if read.message_ids.is_empty()
+            || read.message_ids.len() > MAX_IDS
+            || read
+                .message_ids
+                .iter()
+                .any(|id| id.is_empty() || id.len() > MAX_ID_LEN)
+        {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "read needs 1 to 256 message ids of 1 to 128 bytes",
+                "read",
+            ));
+        }
+        let chatid = read.chatid;
+        let receipts = |author: &str| -> Vec<DeliverRecord> {
+            read.message_ids
+                .iter()
+                .map(|id| DeliverRecord {
+                    user: author.to_string(),
+                    kind: Some(deliver_record::Kind::Receipt(samvad_proto::v1::Receipt {
+                        seq: 0,
+                        message_id: id.clone(),
+                        by: user.to_string(),
+                        state: samvad_proto::v1::DeliveryState::Read as i32,
+                        chatid: chatid.clone(),
+                        ts: now_ms,
+                    })),
+                })
+                .collect()
+        };
+        if let Some((a, b)) = chatid.split_once(':') {
+            let other = if a == user { b } else { a };
+            let mine = (a == user || b == user) && samvad_router::chat_id(a, b) == chatid;
+            if !mine || (!read.author.is_empty() && read.author != other) || a == b {
+                return out.push(error(
+                    ErrorCode::NotMember,
+                    "not a conversation of yours, or not its other user",
+                    "read",
+                ));
+            }
+            return out.extend(receipts(other).into_iter().map(Action::Deliver));
+        }
+        if !samvad_store::groups::valid_group_id(&chatid) || !valid_username(&read.author) {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "read needs a chat id, or a group id and the author",
+                "read",
+            ));
+        }
+        if read.author == user {
+            return;
+        }
+        out.push(Action::DeliverIfMembers {
+            records: receipts(&read.author),
+            others: vec![read.author.clone()],
+            group: chatid,
+            reference: "read",
         });
     }
 

@@ -154,3 +154,88 @@ async fn a_group_history_holds_messages_and_system_events_for_members_only() {
         "not_member"
     );
 }
+
+async fn read(c: &mut Client, chatid: &str, author: &str, ids: &[&str]) {
+    c.send(client_frame::Kind::Read(samvad_proto::v1::Read {
+        chatid: chatid.into(),
+        author: author.into(),
+        message_ids: ids.iter().map(|s| s.to_string()).collect(),
+    }))
+    .await
+    .unwrap();
+}
+
+async fn next_receipt(c: &mut Client) -> samvad_proto::v1::Receipt {
+    let Some(server_frame::Kind::Receipt(r)) = next_of(c, "receipt").await.kind else {
+        unreachable!()
+    };
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_receipts_reach_the_author_from_members_only() {
+    use samvad_proto::v1::DeliveryState;
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let group = rest::create_group(&server.addr.http, &a.access_token, "crew", &["bob".into()])
+        .await
+        .unwrap();
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    let mut carol = server.connect(TransportKind::Wt, &c).await;
+    for s in [&mut alice, &mut bob, &mut carol] {
+        sync_all(s, 0).await;
+    }
+
+    // 1:1: bob reads alice's message; alice gets READ.
+    send_chat(&mut alice, "m1", "alice", "bob", "hi").await;
+    next_user_message(&mut bob).await;
+    read(&mut bob, "alice:bob", "", &["m1"]).await;
+    let r = next_receipt(&mut alice).await;
+    assert_eq!(
+        (
+            r.message_id.as_str(),
+            r.by.as_str(),
+            r.state(),
+            r.chatid.as_str()
+        ),
+        ("m1", "bob", DeliveryState::Read, "alice:bob")
+    );
+    // Group: bob reads alice's group message.
+    alice
+        .send(client_frame::Kind::Send(Send {
+            envelope: Some(group_message("g1", "alice", &group.id, "hi all")),
+        }))
+        .await
+        .unwrap();
+    next_user_message(&mut bob).await;
+    read(&mut bob, &group.id, "alice", &["g1"]).await;
+    let r = next_receipt(&mut alice).await;
+    assert_eq!(
+        (r.message_id.as_str(), r.by.as_str(), r.state()),
+        ("g1", "bob", DeliveryState::Read)
+    );
+
+    // Outsiders, and receipts to outsiders, are refused.
+    for (chatid, author) in [("alice:bob", ""), (group.id.as_str(), "alice")] {
+        read(&mut carol, chatid, author, &["m1"]).await;
+        assert_eq!(
+            error_code(&next_of(&mut carol, "error").await),
+            "not_member",
+            "{chatid}"
+        );
+    }
+    read(&mut bob, &group.id, "carol", &["g1"]).await;
+    assert_eq!(error_code(&next_of(&mut bob, "error").await), "not_member");
+    read(&mut bob, "alice:bob", "carol", &["m1"]).await;
+    assert_eq!(error_code(&next_of(&mut bob, "error").await), "not_member");
+    read(&mut bob, "alice:bob", "", &[]).await;
+    assert_eq!(
+        error_code(&next_of(&mut bob, "error").await),
+        "invalid_envelope"
+    );
+}

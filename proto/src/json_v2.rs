@@ -251,6 +251,13 @@ struct SyncJson {
     after_seq: u64,
 }
 #[derive(Deserialize)]
+struct ReadJson {
+    chatid: String,
+    #[serde(default)]
+    author: String,
+    message_ids: Vec<String>,
+}
+#[derive(Deserialize)]
 struct HistoryJson {
     chatid: String,
     #[serde(default)]
@@ -324,6 +331,14 @@ pub fn parse_client_text(text: &str) -> Result<v1::ClientFrame, JsonError> {
                 chatid: h.chatid,
                 before_seq: h.before_seq,
                 limit: h.limit,
+            })
+        }
+        "read" => {
+            let r: ReadJson = serde_json::from_value(inner)?;
+            client_frame::Kind::Read(v1::Read {
+                chatid: r.chatid,
+                author: r.author,
+                message_ids: r.message_ids,
             })
         }
         "ping" => client_frame::Kind::Ping(v1::Ping {

@@ -10,7 +10,8 @@
 #   bash bench/run.sh                       # about an hour (REPEAT=3)
 #   RATES="1000 5000" DURATION=5 bash bench/run.sh
 #
-# Output: bench/out/side-by-side/*.json, compare.md, compare.svg.
+# Output: bench/out/side-by-side/*.json, compare.md, compare.svg. A run of
+# some SYSTEMS replaces their reports and keeps the others'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES=${RATES:-"1000 2000 5000 10000 20000"}
@@ -39,16 +40,16 @@ fi
 # system; ours runs on its own node name and port, so both can coexist.
 cargo build --release -q -p samvad -p samvad-load
 out=bench/out/side-by-side
-rm -rf "$out" && mkdir -p "$out"
+mkdir -p "$out"
 work=$(mktemp -d)
 chmod 755 "$work"
 pids=()
 stop_all() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  if [ -d "$work/ejabberd" ]; then
-    ejabberdctl --config-dir "$work/ejabberd/cfg" stop >/dev/null 2>&1 || true
-    pkill -f "beam.smp.*ejbench" 2>/dev/null || true
-  fi
+  # ejabberd's VM runs under su, outside the pids we hold; an overloaded
+  # one takes a while to go, and its node name must be free again.
+  pkill -9 -f "beam.smp.*ejbench" 2>/dev/null || true
+  for _ in $(seq 100); do pgrep -f "beam.smp.*ejbench" >/dev/null || break; sleep 0.2; done
   pids=()
   sleep 1
 }
@@ -75,14 +76,14 @@ start_ejabberd() {
   rm -rf "$work/ejabberd"; mkdir -p "$work/ejabberd"/{cfg,spool,logs}
   local port; port=$(free_port)
   sed "s/@PORT@/$port/" bench/peers/ejabberd.yml >"$work/ejabberd/cfg/ejabberd.yml"
-  printf 'ERLANG_NODE=ejbench@localhost\n' >"$work/ejabberd/cfg/ejabberdctl.cfg"
+  printf 'ERLANG_NODE=ejbench%s@localhost\n' "$port" >"$work/ejabberd/cfg/ejabberdctl.cfg"
   id ejabberd >/dev/null 2>&1 && chown -R ejabberd "$work/ejabberd"
   ejabberdctl --config-dir "$work/ejabberd/cfg" --spool "$work/ejabberd/spool" \
     --logs "$work/ejabberd/logs" foreground >"$work/ejabberd/fg.log" 2>&1 &
   pids+=($!)
   SERVER="http://127.0.0.1:$port"; KIND=ejabberd; LABEL=ejabberd/ws
   wait_http "$SERVER/api/status" || { cat "$work/ejabberd/fg.log" >&2; return 1; }
-  PID=$(pgrep -f "beam.smp.*ejbench" | head -1)
+  PID=$(pgrep -f "beam.smp.*ejbench$port" | head -1)
 }
 start_nats() {
   local port ws; port=$(free_port); ws=$(free_port)
@@ -102,6 +103,7 @@ load() {
 
 for system in $SYSTEMS; do
   echo "== $system"
+  rm -f "$out"/*-"$system".json "$out"/*-"$system"-*.json
   "start_$system"
   load --out "$out/connect-$system.json" connect -n "$SESSIONS" --rate 200 --users 100 --hold 5
   stop_all

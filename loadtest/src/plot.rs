@@ -35,8 +35,26 @@ fn ms(us: u64) -> f64 {
     (us as f64 / 1000.0).max(0.01)
 }
 
+/// The colour of each series: one per label, in the order labels first
+/// appear (repeated runs of one system share it), and whether the series
+/// is the first of its label (the one named in the legend).
+fn colours(series: &[Series]) -> Vec<(RGBColor, bool)> {
+    let mut labels: Vec<&str> = Vec::new();
+    series
+        .iter()
+        .map(|s| match labels.iter().position(|l| *l == s.label) {
+            Some(i) => (PALETTE[i % PALETTE.len()], false),
+            None => {
+                labels.push(&s.label);
+                (PALETTE[(labels.len() - 1) % PALETTE.len()], true)
+            }
+        })
+        .collect()
+}
+
 /// Writes both panels to `path` (SVG) with `title` above them.
 pub fn latency_svg(path: &Path, title: &str, series: &[Series]) -> anyhow::Result<()> {
+    let colours = colours(series);
     let root = SVGBackend::new(path, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 22))?;
@@ -83,15 +101,16 @@ pub fn latency_svg(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
         .x_desc("second of the run")
         .y_desc("ms")
         .draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        over_time
-            .draw_series(LineSeries::new(
-                s.timeline.iter().map(|t| (t.second, ms(t.p99_us))),
-                color.stroke_width(2),
-            ))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    for (s, &(color, first)) in series.iter().zip(&colours) {
+        let line = over_time.draw_series(LineSeries::new(
+            s.timeline.iter().map(|t| (t.second, ms(t.p99_us))),
+            color.stroke_width(2),
+        ))?;
+        if first {
+            line.label(s.label.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
         over_time.draw_series(DashedLineSeries::new(
             s.timeline.iter().map(|t| (t.second, ms(t.p50_us))),
             6,
@@ -126,15 +145,16 @@ pub fn latency_svg(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
             _ => "max".into(),
         })
         .draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        by_quantile
-            .draw_series(LineSeries::new(
-                s.distribution.iter().map(|q| (nines(q.quantile), ms(q.us))),
-                color.stroke_width(2),
-            ))?
-            .label(s.label.clone())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+    for (s, &(color, first)) in series.iter().zip(&colours) {
+        let line = by_quantile.draw_series(LineSeries::new(
+            s.distribution.iter().map(|q| (nines(q.quantile), ms(q.us))),
+            color.stroke_width(2),
+        ))?;
+        if first {
+            line.label(s.label.clone()).legend(move |(x, y)| {
+                PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+        }
     }
     by_quantile
         .configure_series_labels()
@@ -205,5 +225,21 @@ mod tests {
         assert!(svg.contains("samvad/ws") && svg.contains("ejabberd/ws"));
         assert!(svg.contains("chat at 1000 msg/s"));
         assert!(svg.matches("<polyline").count() >= 6, "lines drawn");
+        let c = colours(&series);
+        assert_ne!(c[0].0, c[1].0, "two systems, two colours");
+        let again = [
+            Series {
+                label: "a".into(),
+                timeline: &timeline,
+                distribution: &distribution,
+            },
+            Series {
+                label: "a".into(),
+                timeline: &timeline,
+                distribution: &distribution,
+            },
+        ];
+        let c = colours(&again);
+        assert_eq!((c[0].0, c[0].1, c[1].1), (c[1].0, true, false), "repeats share one");
     }
 }

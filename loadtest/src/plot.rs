@@ -240,6 +240,10 @@ mod tests {
             },
         ];
         let c = colours(&again);
-        assert_eq!((c[0].0, c[0].1, c[1].1), (c[1].0, true, false), "repeats share one");
+        assert_eq!(
+            (c[0].0, c[0].1, c[1].1),
+            (c[1].0, true, false),
+            "repeats share one"
+        );
     }
 }

@@ -266,6 +266,15 @@ fn no_such_group(id: &str) -> ApiError {
     )
 }
 
+/// Every attempt of a change lost to another change of the same group.
+fn busy() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        "the group changed too often meanwhile; retry",
+    )
+}
+
 /// Attempts of read–apply–write before giving up on a busy group.
 const CHANGE_ATTEMPTS: usize = 16;
 
@@ -302,11 +311,7 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
             return Ok(new);
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the group changed too often meanwhile; retry",
-    ))
+    Err(busy())
 }
 
 #[derive(Deserialize)]
@@ -455,9 +460,5 @@ pub async fn delete(
             return Ok(StatusCode::NO_CONTENT);
         }
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        "the group changed too often meanwhile; retry",
-    ))
+    Err(busy())
 }

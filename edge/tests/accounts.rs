@@ -5,19 +5,7 @@ mod common;
 use common::*;
 use reqwest::Method;
 use samvad_load::rest::{self, RestError};
-use serde_json::{json, Value};
-
-async fn call(method: Method, url: String, token: &str, body: Option<Value>) -> (u16, Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_display_name_is_mine_to_set_and_everyone_logged_in_sees_it() {

@@ -213,24 +213,6 @@ async fn creating_a_group_checks_its_members_and_name() {
     assert_eq!(solo.members.len(), 1);
 }
 
-/// A REST call with `token`; the status and the JSON answer.
-async fn call(
-    method: reqwest::Method,
-    url: String,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = reqwest::Client::new()
-        .request(method, url)
-        .bearer_auth(token);
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
-
 /// The group events in `c`'s inbox after `after`, as (event, user) pairs.
 async fn events(c: &mut samvad_load::client::Client, after: u64) -> (Vec<(String, String)>, u64) {
     let mut out = Vec::new();

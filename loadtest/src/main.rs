@@ -271,15 +271,12 @@ async fn main() -> anyhow::Result<()> {
             if let Some(label) = &c.label {
                 report.system = label.clone();
             }
-            if let Some(path) = &c.plot {
-                let series = plot::Series {
-                    label: report.system.clone(),
-                    timeline: &report.delivery_timeline,
-                    distribution: &report.delivery_distribution,
-                };
-                let title = format!("chat, {} msg/s, {} pairs", rate, pairs);
-                plot::latency_svg(path, &title, &[series])?;
-            }
+            let series = plot::Series {
+                label: report.system.clone(),
+                timeline: &report.delivery_timeline,
+                distribution: &report.delivery_distribution,
+            };
+            plot_if_asked(c, &format!("chat, {rate} msg/s, {pairs} pairs"), series)?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Group {
@@ -303,15 +300,13 @@ async fn main() -> anyhow::Result<()> {
             if let Some(label) = &c.label {
                 report.system = label.clone();
             }
-            if let Some(path) = &c.plot {
-                let series = plot::Series {
-                    label: format!("{} (last member)", report.system),
-                    timeline: &report.last_member_timeline,
-                    distribution: &report.last_member_distribution,
-                };
-                let title = format!("group fan-out, {groups} groups of {size}, {rate} msg/s");
-                plot::latency_svg(path, &title, &[series])?;
-            }
+            let series = plot::Series {
+                label: format!("{} (last member)", report.system),
+                timeline: &report.last_member_timeline,
+                distribution: &report.last_member_distribution,
+            };
+            let title = format!("group fan-out, {groups} groups of {size}, {rate} msg/s");
+            plot_if_asked(c, &title, series)?;
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Compare { .. } => unreachable!("handled before connecting"),
@@ -345,6 +340,14 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Plots one run's latency if `--plot` asked for it.
+fn plot_if_asked(c: &Common, title: &str, series: plot::Series) -> anyhow::Result<()> {
+    match &c.plot {
+        Some(path) => plot::latency_svg(path, title, &[series]),
+        None => Ok(()),
+    }
 }
 
 /// `compare`: reads the reports, prints (and writes) the table, plots the

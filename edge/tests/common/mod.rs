@@ -234,3 +234,22 @@ pub async fn next_user_message(c: &mut Client) -> samvad_proto::v1::Envelope {
         }
     }
 }
+
+/// A REST call with a bearer `token`: the status and the JSON answer
+/// (`null` when there is none).
+pub async fn call(
+    method: reqwest::Method,
+    url: String,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(token);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::report::{self, Latency, Quantile, Tally, Timeline};
-use crate::scenario::{progress, Phase, Setup};
+use crate::scenario::{delivery_latency, first_ack, message_id, parse_id, progress, Phase, Setup};
 use crate::system::{Event, Session as Conn, System};
 use crate::target;
 
@@ -135,15 +135,6 @@ struct Outcome {
     /// (second of the run, µs) per delivery.
     samples: Vec<(u32, u32)>,
     error: Option<String>,
-}
-
-/// Message ids are `<run>.<sender>.<n>`.
-fn parse_id(id: &str) -> Option<(u32, usize, usize)> {
-    let mut parts = id.split('.');
-    let run = u32::from_str_radix(parts.next()?, 16).ok()?;
-    let sender = parts.next()?.parse().ok()?;
-    let n = parts.next()?.parse().ok()?;
-    Some((run, sender, n))
 }
 
 fn partner(i: usize) -> usize {
@@ -388,7 +379,7 @@ impl Session {
                     let due_us = next_due.duration_since(self.epoch.into()).as_micros() as u64;
                     let write_us = self.epoch.elapsed().as_micros() as u64;
                     report::record(&mut out.send_lag, write_us.saturating_sub(due_us));
-                    let id = format!("{:08x}.{}.{}", self.run_id, self.me, n);
+                    let id = message_id(self.run_id, self.me, n);
                     let text = format!("{write_us} {padding}");
                     sent_at.push(write_us);
                     out.sent += 1;
@@ -420,13 +411,9 @@ impl Session {
                         Event::Accepted(id) => {
                             self.live.answered.fetch_add(1, Ordering::Relaxed);
                             let Some((_, _, n)) = parse_id(&id) else { continue };
-                            if n >= out.accepted.len() {
-                                out.accepted.resize(n + 1, false);
-                            }
-                            if !out.accepted[n] && n < sent_at.len() {
-                                out.accepted[n] = true;
+                            if let Some(us) = first_ack(&mut out.accepted, &sent_at, n, now_us) {
                                 self.live.accepted.fetch_add(1, Ordering::Relaxed);
-                                report::record(&mut out.ack, now_us.saturating_sub(sent_at[n]));
+                                report::record(&mut out.ack, us);
                             }
                         }
                         Event::Refused => {
@@ -446,12 +433,7 @@ impl Session {
                                     out.deliveries[n] += 1;
                                     if out.deliveries[n] == 1 {
                                         self.live.delivered.fetch_add(1, Ordering::Relaxed);
-                                        let sent_us: u64 = text
-                                            .split(' ')
-                                            .next()
-                                            .and_then(|t| t.parse().ok())
-                                            .unwrap_or(now_us);
-                                        let latency = now_us.saturating_sub(sent_us);
+                                        let latency = delivery_latency(&text, now_us);
                                         report::record(&mut out.delivery, latency);
                                         out.samples.push((
                                             (now_us / 1_000_000) as u32,
@@ -481,10 +463,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_round_trip() {
-        let id = format!("{:08x}.{}.{}", 0xdead_beef_u32, 7, 42);
-        assert_eq!(parse_id(&id), Some((0xdead_beef, 7, 42)));
-        assert_eq!(parse_id("not.an.id"), None);
+    fn partners_pair_up() {
         assert_eq!(partner(4), 5);
         assert_eq!(partner(5), 4);
     }

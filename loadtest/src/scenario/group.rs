@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::report::{self, Latency, Quantile, Timeline};
-use crate::scenario::{progress, Phase, Setup};
+use crate::scenario::{delivery_latency, first_ack, message_id, parse_id, progress, Phase, Setup};
 use crate::system::{Event, Session, System};
 use crate::target;
 
@@ -174,17 +174,6 @@ struct Outcome {
     /// µs since the epoch when message n was received.
     received_at_us: Vec<u64>,
     error: Option<String>,
-}
-
-/// Message ids are `<run>.<group>.<n>`.
-fn parse_id(id: &str) -> Option<(u32, usize, usize)> {
-    let mut parts = id.split('.');
-    let run = u32::from_str_radix(parts.next()?, 16).ok()?;
-    Some((
-        run,
-        parts.next()?.parse().ok()?,
-        parts.next()?.parse().ok()?,
-    ))
 }
 
 struct Member {
@@ -412,7 +401,7 @@ impl Member {
                     }
                     let n = sent_at.len();
                     let write_us = self.epoch.elapsed().as_micros() as u64;
-                    let id = format!("{:08x}.{}.{}", self.run_id, self.group, n);
+                    let id = message_id(self.run_id, self.group, n);
                     sent_at.push(write_us);
                     out.sent += 1;
                     self.live.sent.fetch_add(1, Ordering::Relaxed);
@@ -445,14 +434,10 @@ impl Member {
                         Event::Accepted(id) => {
                             self.live.answered.fetch_add(1, Ordering::Relaxed);
                             let Some((_, _, n)) = parse_id(&id) else { continue };
-                            if n >= out.accepted.len() {
-                                out.accepted.resize(n + 1, false);
-                            }
-                            if !out.accepted[n] && n < sent_at.len() {
-                                out.accepted[n] = true;
+                            if let Some(us) = first_ack(&mut out.accepted, &sent_at, n, now_us) {
                                 self.live.accepted.fetch_add(1, Ordering::Relaxed);
                                 if let Some(h) = out.ack.as_mut() {
-                                    report::record(h, now_us.saturating_sub(sent_at[n]));
+                                    report::record(h, us);
                                 }
                             }
                         }
@@ -474,13 +459,9 @@ impl Member {
                             out.received[n] += 1;
                             if out.received[n] == 1 {
                                 self.live.delivered.fetch_add(1, Ordering::Relaxed);
-                                let sent_us: u64 = text
-                                    .split(' ')
-                                    .next()
-                                    .and_then(|t| t.parse().ok())
-                                    .unwrap_or(now_us);
-                                out.latency_us[n] =
-                                    now_us.saturating_sub(sent_us).clamp(1, u32::MAX as u64) as u32;
+                                out.latency_us[n] = delivery_latency(&text, now_us)
+                                    .clamp(1, u32::MAX as u64)
+                                    as u32;
                                 out.received_at_us[n] = now_us;
                             }
                         }
@@ -533,11 +514,5 @@ mod tests {
         t.add_group(2, 0, &[true, true], &[vec![1, 1], vec![1, 1], vec![1, 1]]);
         assert_eq!((t.expected, t.delivered, t.complete), (6, 6, 2));
         assert!(t.is_clean());
-    }
-
-    #[test]
-    fn ids_round_trip() {
-        assert_eq!(parse_id("0000abcd.3.17"), Some((0xabcd, 3, 17)));
-        assert_eq!(parse_id("x.y"), None);
     }
 }

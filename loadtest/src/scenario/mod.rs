@@ -20,6 +20,85 @@ pub(crate) enum Phase {
     Stop,
 }
 
+/// Message ids of the timed scenarios are `<run, hex>.<sender>.<n>`: the
+/// run tells this run's messages from replays of earlier ones, `n` is the
+/// sender's count.
+pub(crate) fn message_id(run: u32, sender: usize, n: usize) -> String {
+    format!("{run:08x}.{sender}.{n}")
+}
+
+/// The parts of a [`message_id`].
+pub(crate) fn parse_id(id: &str) -> Option<(u32, usize, usize)> {
+    let mut parts = id.split('.');
+    let run = u32::from_str_radix(parts.next()?, 16).ok()?;
+    let sender = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    Some((run, sender, n))
+}
+
+/// Message texts start with their write time (µs since the run's epoch),
+/// so a recipient can time the delivery without clock sharing: the
+/// latency of a delivery seen at `now_us`.
+pub(crate) fn delivery_latency(text: &str, now_us: u64) -> u64 {
+    let written: u64 = text
+        .split(' ')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(now_us);
+    now_us.saturating_sub(written)
+}
+
+/// Marks my message `n` acknowledged; its ack latency the first time (not
+/// for a repeat, or an id I never sent).
+pub(crate) fn first_ack(
+    accepted: &mut Vec<bool>,
+    sent_at: &[u64],
+    n: usize,
+    now_us: u64,
+) -> Option<u64> {
+    if n >= accepted.len() {
+        accepted.resize(n + 1, false);
+    }
+    if accepted[n] || n >= sent_at.len() {
+        return None;
+    }
+    accepted[n] = true;
+    Some(now_us.saturating_sub(sent_at[n]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        let id = message_id(0xdead_beef, 7, 42);
+        assert_eq!(parse_id(&id), Some((0xdead_beef, 7, 42)));
+        assert_eq!(parse_id("not.an.id"), None);
+        assert_eq!(parse_id("x.y"), None);
+    }
+
+    #[test]
+    fn latency_comes_from_the_text() {
+        assert_eq!(delivery_latency("1000 padding", 1500), 500);
+        assert_eq!(delivery_latency("garbage", 1500), 0);
+    }
+
+    #[test]
+    fn only_the_first_ack_of_a_sent_message_counts() {
+        let mut accepted = Vec::new();
+        let sent_at = [100, 200];
+        assert_eq!(first_ack(&mut accepted, &sent_at, 1, 250), Some(50));
+        assert_eq!(first_ack(&mut accepted, &sent_at, 1, 300), None, "a repeat");
+        assert_eq!(
+            first_ack(&mut accepted, &sent_at, 5, 300),
+            None,
+            "never sent"
+        );
+        assert_eq!(accepted, [false, true, false, false, false, false]);
+    }
+}
+
 /// How a scenario opens its sessions.
 #[derive(Debug, Clone)]
 pub struct Setup {

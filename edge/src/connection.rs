@@ -146,11 +146,13 @@ async fn send_reply<T: Transport>(
 
 /// Why an envelope cannot be accepted for its recipient, as the error frame
 /// to answer: a chat's recipient must exist, a group's sender must be a
-/// member of it (the router checks again when it fans out).
+/// member of it, a channel's an admin (the router checks again when it fans
+/// out).
 async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
     let head = env.head.as_ref()?;
     let refusal = |code, message: String| Some(ServerFrame::error(code, message, &env.id));
-    let lookup = if head.r#type() == HeadType::Group {
+    let kind = head.r#type();
+    let lookup = if matches!(kind, HeadType::Group | HeadType::Channel) {
         edge.directory
             .group(&head.to)
             .await
@@ -162,6 +164,18 @@ async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
                 Some(g) if !g.is_member(&head.from) => refusal(
                     ErrorCode::NotMember,
                     format!("not a member of group {:?}", head.to),
+                ),
+                Some(g) if g.channel != (kind == HeadType::Channel) => refusal(
+                    ErrorCode::InvalidEnvelope,
+                    format!(
+                        "{:?} is a {}",
+                        head.to,
+                        if g.channel { "channel" } else { "group" }
+                    ),
+                ),
+                Some(g) if !g.may_post(&head.from) => refusal(
+                    ErrorCode::Forbidden,
+                    "only a channel's admins post in it".to_string(),
                 ),
                 Some(_) => None,
             })

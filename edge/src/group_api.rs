@@ -35,6 +35,9 @@ struct CreateGroup {
     name: String,
     #[serde(default)]
     members: Vec<String>,
+    /// A channel: anyone subscribes, only admins post.
+    #[serde(default)]
+    channel: bool,
 }
 
 #[derive(Serialize)]
@@ -103,6 +106,7 @@ pub async fn create(
         version: 0,
         members,
         invites: Vec::new(),
+        channel: req.channel,
     };
     if !edge
         .directory
@@ -148,9 +152,9 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "groups": groups })))
 }
 
-/// `GET /v1/groups/{id}`: the whole group, to its members only. A
-/// non-member gets the same 404 as for a group that does not exist, so
-/// that group ids cannot be probed.
+/// `GET /v1/groups/{id}`: the whole group, to its members only (a channel
+/// to anyone). A non-member gets the same 404 as for a group that does not
+/// exist, so that group ids cannot be probed.
 pub async fn get_one(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
@@ -163,7 +167,8 @@ pub async fn get_one(
         .await
         .map_err(ApiError::internal)?
     {
-        Some(g) if g.is_member(&me) => Ok(Json(g)),
+        // Channels are public: anyone may look before subscribing.
+        Some(g) if g.is_member(&me) || g.channel => Ok(Json(g)),
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -178,6 +183,7 @@ pub const GROUP_EVENT_CONTENT_TYPE: &str = "application/vnd.samvad.group-event+j
 fn action_of(event: &Event) -> Action {
     match event {
         Event::Created { .. } => Action::Create,
+        Event::Subscribed { .. } => Action::Subscribe,
         Event::Invited { .. } => Action::AddMember,
         Event::Joined { .. } => Action::Join,
         Event::Declined { .. } | Event::Left { .. } => Action::Leave,
@@ -288,7 +294,8 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
         // Outsiders learn nothing, not even that the group exists; an
         // invitee may only answer the invite.
         let answering = matches!(change, Change::Accept | Change::Decline);
-        let involved = old.is_member(me) || (answering && old.invited(me));
+        let subscribing = matches!(change, Change::Subscribe) && old.channel;
+        let involved = old.is_member(me) || (answering && old.invited(me)) || subscribing;
         if !involved {
             return Err(no_such_group(id));
         }
@@ -302,12 +309,15 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
             .await
             .map_err(ApiError::internal)?
         {
+            // A channel's subscribers come and go without telling them all.
+            let quiet =
+                new.channel && matches!(event, Event::Subscribed { .. } | Event::Left { .. });
             let direct: Vec<&str> = event
                 .also_tell()
-                .filter(|u| !new.is_member(u))
+                .filter(|u| quiet || !new.is_member(u))
                 .into_iter()
                 .collect();
-            announce_to(edge, id, &event, true, &direct).await?;
+            announce_to(edge, id, &event, !quiet, &direct).await?;
             return Ok(new);
         }
     }
@@ -373,6 +383,27 @@ pub async fn accept(
 ) -> Result<Json<Group>, ApiError> {
     let me = authenticated_user(&edge, &headers)?;
     Ok(Json(change(&edge, &me, &id, Change::Accept).await?))
+}
+
+/// `POST /v1/groups/{id}/subscribe`: join a channel.
+pub async fn subscribe(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Group>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    Ok(Json(change(&edge, &me, &id, Change::Subscribe).await?))
+}
+
+/// `POST /v1/groups/{id}/unsubscribe`: leave a channel (or a group).
+pub async fn unsubscribe(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    change(&edge, &me, &id, Change::Remove { user: me.clone() }).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/groups/{id}/invites/decline`: turn an invite down.

@@ -174,6 +174,8 @@ pub fn router(edge: Arc<Edge>) -> Router {
                 .delete(group_api::delete),
         )
         .route("/v1/groups/{id}/invites", post(group_api::invite))
+        .route("/v1/groups/{id}/subscribe", post(group_api::subscribe))
+        .route("/v1/groups/{id}/unsubscribe", post(group_api::unsubscribe))
         .route("/v1/groups/{id}/invites/accept", post(group_api::accept))
         .route("/v1/groups/{id}/invites/decline", post(group_api::decline))
         .route(

@@ -432,7 +432,7 @@ impl Session {
                 head.r#type = HeadType::Chat as i32;
                 valid_username(&head.to)
             }
-            HeadType::Group => samvad_store::groups::valid_group_id(&head.to),
+            HeadType::Group | HeadType::Channel => samvad_store::groups::valid_group_id(&head.to),
             other => {
                 return out.push(error(
                     ErrorCode::InvalidEnvelope,
@@ -470,7 +470,7 @@ impl Session {
         }
         // The conversation id keys `inbound`: one partition, one order per
         // conversation.
-        head.chatid = if head.r#type() == HeadType::Group {
+        head.chatid = if matches!(head.r#type(), HeadType::Group | HeadType::Channel) {
             head.to.clone()
         } else {
             samvad_router::chat_id(&head.from, &head.to)

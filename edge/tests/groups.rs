@@ -469,3 +469,93 @@ async fn users_are_found_by_similar_names_and_contacts_by_exact_ones() {
     assert_eq!(status, 200);
     assert_eq!(v["users"], serde_json::json!(["bob", "sandra"]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anyone_subscribes_to_a_channel_and_only_its_admins_post() {
+    use reqwest::Method;
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let (ann, bob, eve, cat) = (
+        server.user("ann").await,
+        server.user("bob").await,
+        server.user("eve").await,
+        server.user("cat").await,
+    );
+    let (s, channel) = call(
+        Method::POST,
+        format!("{http}/v1/groups"),
+        &ann.access_token,
+        Some(serde_json::json!({"name": "news", "channel": true})),
+    )
+    .await;
+    assert_eq!(s, 201);
+    let id = channel["id"].as_str().unwrap().to_string();
+    assert_eq!(channel["channel"], true);
+    let g = |path: &str| format!("{http}/v1/groups/{id}{path}");
+    // Public: anyone logged in may look, then subscribe.
+    let (s, _) = call(Method::GET, g(""), &bob.access_token, None).await;
+    assert_eq!(s, 200);
+    let (s, _) = call(Method::POST, g("/subscribe"), &bob.access_token, None).await;
+    assert_eq!(s, 200);
+    let (s, v) = call(Method::POST, g("/subscribe"), &bob.access_token, None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (409, Some("already_member"))
+    );
+    // A group is not a channel: no subscribing without an invite.
+    let private = rest::create_group(&http, &ann.access_token, "private", &[])
+        .await
+        .unwrap();
+    let (s, _) = call(
+        Method::POST,
+        format!("{http}/v1/groups/{}/subscribe", private.id),
+        &cat.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404, "a group stays invisible to outsiders");
+
+    let post = |from: &str, kind: samvad_proto::v1::HeadType, id_: &str| {
+        let mut env = group_message(id_, from, &id, "news!");
+        env.head.as_mut().unwrap().r#type = kind as i32;
+        client_frame::Kind::Send(Send {
+            envelope: Some(env),
+        })
+    };
+    use samvad_proto::v1::HeadType;
+    let mut a = server.connect(TransportKind::Ws, &ann).await;
+    let mut b = server.connect(TransportKind::Quic, &bob).await;
+    let mut e = server.connect(TransportKind::Ws, &eve).await;
+    for s in [&mut a, &mut b, &mut e] {
+        sync_all(s, 0).await;
+    }
+    a.send(post("ann", HeadType::Channel, "n1")).await.unwrap();
+    next_of(&mut a, "accepted").await;
+    assert_eq!(next_user_message(&mut b).await.id, "n1");
+    b.send(post("bob", HeadType::Channel, "b1")).await.unwrap();
+    assert_eq!(error_code(&next_of(&mut b, "error").await), "forbidden");
+    b.send(post("bob", HeadType::Group, "b2")).await.unwrap();
+    assert_eq!(
+        error_code(&next_of(&mut b, "error").await),
+        "invalid_envelope"
+    );
+    e.send(post("eve", HeadType::Channel, "e1")).await.unwrap();
+    assert_eq!(error_code(&next_of(&mut e, "error").await), "not_member");
+
+    // Subscriptions are not announced to everyone: ann's inbox has only
+    // the creation of her two conversations.
+    let (s, _) = call(Method::POST, g("/unsubscribe"), &bob.access_token, None).await;
+    assert_eq!(s, 204);
+    let mut a2 = server.connect(TransportKind::Ws, &ann).await;
+    let (seen, _) = events(&mut a2, 0).await;
+    let kinds: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(kinds, ["created", "created"]);
+    let mut b2 = server.connect(TransportKind::Ws, &bob).await;
+    let (seen, _) = events(&mut b2, 0).await;
+    let kinds: Vec<&str> = seen.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["subscribed", "left"],
+        "the subscriber hears of his own"
+    );
+}

@@ -30,7 +30,7 @@ pub enum RouteError {
     NoRecipient,
     #[error("no group {0:?}")]
     UnknownGroup(String),
-    #[error("{sender:?} is not a member of group {group:?}")]
+    #[error("{sender:?} may not post to group {group:?}")]
     NotMember { sender: String, group: String },
 }
 
@@ -77,14 +77,15 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord
         // whatever the edge saw when it accepted the message. A system
         // event (no sender: only an edge writes those, clients' envelopes
         // always carry theirs) goes to every member.
-        HeadType::Group => {
+        // A channel's posts go the same way; only its admins may post.
+        HeadType::Group | HeadType::Channel => {
             let group = group
                 .filter(|g| g.id == head.to)
                 .ok_or_else(|| RouteError::UnknownGroup(head.to.clone()))?;
             if head.from.is_empty() {
                 return Ok(group.member_names().map(deliver).collect());
             }
-            if !group.is_member(&head.from) {
+            if !group.may_post(&head.from) {
                 return Err(RouteError::NotMember {
                     sender: head.from.clone(),
                     group: group.id.clone(),
@@ -173,7 +174,7 @@ impl RouterRole {
                 }
             };
             let group = match env.head.as_ref() {
-                Some(head) if head.r#type() == HeadType::Group => {
+                Some(head) if matches!(head.r#type(), HeadType::Group | HeadType::Channel) => {
                     if !groups.contains_key(&head.to) {
                         let found = self.directory.group(&head.to).await?;
                         groups.insert(head.to.clone(), found);
@@ -209,7 +210,7 @@ mod tests {
                 r#type: kind as i32,
                 to: to.into(),
                 from: "alice".into(),
-                chatid: if kind == HeadType::Group {
+                chatid: if matches!(kind, HeadType::Group | HeadType::Channel) {
                     to.into()
                 } else {
                     chat_id("alice", to)
@@ -235,6 +236,7 @@ mod tests {
                 .collect(),
             version: 0,
             invites: Vec::new(),
+            channel: false,
         }
     }
 
@@ -255,6 +257,20 @@ mod tests {
         let out = route(&env(HeadType::Group, "g1"), Some(&g)).unwrap();
         let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
         assert_eq!(users, ["carol", "bob", "#g1"]);
+    }
+
+    #[test]
+    fn only_admins_post_in_a_channel() {
+        let mut g = group("c1", &["alice", "bob"]);
+        g.channel = true;
+        assert!(matches!(
+            route(&env(HeadType::Channel, "c1"), Some(&g)),
+            Err(RouteError::NotMember { .. })
+        ));
+        g.members[0].role = samvad_store::groups::Role::Admin;
+        let out = route(&env(HeadType::Channel, "c1"), Some(&g)).unwrap();
+        let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
+        assert_eq!(users, ["bob", "#c1"]);
     }
 
     #[test]
@@ -299,8 +315,8 @@ mod tests {
         );
         assert_eq!(route(&Envelope::default(), None), Err(RouteError::NoHead));
         assert_eq!(
-            route(&env(HeadType::Channel, "c"), None),
-            Err(RouteError::Unsupported(HeadType::Channel))
+            route(&env(HeadType::Bot, "c"), None),
+            Err(RouteError::Unsupported(HeadType::Bot))
         );
     }
 

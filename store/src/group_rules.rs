@@ -43,6 +43,8 @@ pub enum Change {
     },
     Accept,
     Decline,
+    /// Join a channel (no invite needed).
+    Subscribe,
     /// Removing oneself is leaving.
     Remove {
         user: String,
@@ -71,6 +73,9 @@ pub enum Event {
         user: String,
     },
     Joined {
+        user: String,
+    },
+    Subscribed {
         user: String,
     },
     Declined {
@@ -103,6 +108,7 @@ impl Event {
     pub fn also_tell(&self) -> Option<&str> {
         match self {
             Event::Invited { user, .. }
+            | Event::Subscribed { user }
             | Event::Declined { user }
             | Event::Left { user, .. }
             | Event::Removed { user, .. } => Some(user),
@@ -255,6 +261,25 @@ impl Group {
                 self.take_invite(actor)?;
                 Ok(Event::Declined { user: actor.into() })
             }
+            Change::Subscribe => {
+                if !self.channel {
+                    return Err(GroupError::Forbidden(
+                        "only channels take subscriptions; a group needs an invite",
+                    ));
+                }
+                if self.member(actor).is_some() {
+                    return Err(GroupError::AlreadyMember);
+                }
+                if self.members.len() + self.invites.len() >= MAX_MEMBERS {
+                    return Err(GroupError::Invalid("the channel is full"));
+                }
+                self.members.push(Member {
+                    user: actor.into(),
+                    role: Role::Member,
+                    rights: BTreeSet::new(),
+                });
+                Ok(Event::Subscribed { user: actor.into() })
+            }
             Change::Remove { user } if user == actor => {
                 let me = self.actor(actor)?.clone();
                 self.members.retain(|m| m.user != actor);
@@ -335,6 +360,7 @@ mod tests {
             version: 0,
             members: Vec::new(),
             invites: Vec::new(),
+            channel: false,
         };
         for (user, role) in [
             ("ann", Role::Creator),
@@ -526,6 +552,30 @@ mod tests {
         g.apply("max", Change::Remove { user: "max".into() }, 3)
             .unwrap();
         assert_eq!(names(&g), ["adam", "mia"]);
+    }
+
+    #[test]
+    fn anyone_subscribes_to_a_channel_where_only_admins_post() {
+        let mut g = group();
+        assert!(matches!(
+            g.apply("zoe", Change::Subscribe, 1),
+            Err(GroupError::Forbidden(_))
+        ));
+        g.channel = true;
+        assert_eq!(
+            g.apply("zoe", Change::Subscribe, 1).unwrap(),
+            Event::Subscribed { user: "zoe".into() }
+        );
+        assert_eq!(
+            g.apply("zoe", Change::Subscribe, 2),
+            Err(GroupError::AlreadyMember)
+        );
+        assert!(g.may_post("ann") && g.may_post("adam"));
+        assert!(!g.may_post("zoe") && !g.may_post("mia") && !g.may_post("eve"));
+        // Unsubscribing is leaving.
+        g.apply("zoe", Change::Remove { user: "zoe".into() }, 3)
+            .unwrap();
+        assert!(!g.is_member("zoe"));
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Group {
     pub members: Vec<Member>,
     #[serde(default)]
     pub invites: Vec<Invite>,
+    /// A channel: anyone may subscribe (join without an invite), only
+    /// admins and the creator post, subscribers read.
+    #[serde(default)]
+    pub channel: bool,
 }
 
 /// Who joins and who leaves the member index when `old` becomes `new`.
@@ -63,6 +67,14 @@ pub fn member_changes<'a>(old: &'a Group, new: &'a Group) -> (Vec<&'a str>, Vec<
 impl Group {
     pub fn is_member(&self, user: &str) -> bool {
         self.members.iter().any(|m| m.user == user)
+    }
+
+    /// Whether `user` may post: any member of a group; in a channel, its
+    /// admins and creator.
+    pub fn may_post(&self, user: &str) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.user == user && (!self.channel || m.role >= Role::Admin))
     }
 
     /// Every member's name, in the order they were added.
@@ -206,6 +218,7 @@ mod tests {
                 })
                 .collect(),
             invites: Vec::new(),
+            channel: false,
         }
     }
 

@@ -26,6 +26,7 @@ fn group() -> Group {
             },
         ],
         invites: Vec::new(),
+        channel: false,
     }
 }
 

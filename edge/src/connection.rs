@@ -177,8 +177,23 @@ async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
                     ErrorCode::Forbidden,
                     "only a channel's admins post in it".to_string(),
                 ),
+                Some(g)
+                    if head.action() == samvad_proto::v1::Action::Delete
+                        && !g.may_delete(&head.from, &env.ref_from) =>
+                {
+                    refusal(
+                        ErrorCode::Forbidden,
+                        "deleting someone else's message needs the delete_messages right over a lower role"
+                            .to_string(),
+                    )
+                }
                 Some(_) => None,
             })
+    } else if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
+        return refusal(
+            ErrorCode::Forbidden,
+            "in a chat only the author deletes a message".to_string(),
+        );
     } else {
         edge.directory
             .exists(&head.to)

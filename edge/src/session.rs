@@ -445,7 +445,33 @@ impl Session {
             }
         };
         match head.action() {
-            EnvAction::Message | EnvAction::Unspecified => head.action = EnvAction::Message as i32,
+            EnvAction::Message | EnvAction::Unspecified => {
+                head.action = EnvAction::Message as i32;
+                if !env.ref_id.is_empty() || !env.ref_from.is_empty() {
+                    return out.push(error(
+                        ErrorCode::InvalidEnvelope,
+                        "ref_id and ref_from belong to a delete",
+                        id,
+                    ));
+                }
+            }
+            // Delete for everyone: who may is checked against the group
+            // by the transport, and against the message itself by the
+            // store (whose author it really is).
+            EnvAction::Delete => {
+                let valid = !env.ref_id.is_empty()
+                    && env.ref_id.len() <= MAX_ID_LEN
+                    && valid_username(&env.ref_from)
+                    && env.body.as_ref().is_none_or(|b| b.text.is_empty())
+                    && env.attachments.is_empty();
+                if !valid {
+                    return out.push(error(
+                        ErrorCode::InvalidEnvelope,
+                        "a delete names ref_id and ref_from, and carries nothing else",
+                        id,
+                    ));
+                }
+            }
             other => {
                 return out.push(error(
                     ErrorCode::InvalidEnvelope,

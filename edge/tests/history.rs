@@ -239,3 +239,139 @@ async fn read_receipts_reach_the_author_from_members_only() {
         "invalid_envelope"
     );
 }
+
+fn delete(
+    id: &str,
+    from: &str,
+    to: &str,
+    group: bool,
+    ref_id: &str,
+    ref_from: &str,
+) -> client_frame::Kind {
+    let mut env = if group {
+        group_message(id, from, to, "")
+    } else {
+        samvad_load::client::chat(id, from, to, "")
+    };
+    env.head.as_mut().unwrap().action = samvad_proto::v1::Action::Delete as i32;
+    env.ref_id = ref_id.into();
+    env.ref_from = ref_from.into();
+    env.body = None;
+    client_frame::Kind::Send(Send {
+        envelope: Some(env),
+    })
+}
+
+/// (id, text, deleted) of every message in an inbox, from the start.
+async fn inbox(c: &mut Client) -> Vec<(String, String, bool)> {
+    let mut out = Vec::new();
+    c.sync(0, |frame| {
+        if let Some(server_frame::Kind::Deliver(d)) = frame.kind {
+            let env = d.envelope.unwrap();
+            let deleted = env.head.as_ref().unwrap().action() == samvad_proto::v1::Action::Delete;
+            out.push((
+                env.id,
+                env.body.map(|b| b.text).unwrap_or_default(),
+                deleted,
+            ));
+        }
+    })
+    .await
+    .unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_message() {
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    let mut carol = server.connect(TransportKind::Ws, &c).await;
+    for s in [&mut alice, &mut bob, &mut carol] {
+        sync_all(s, 0).await;
+    }
+
+    // 1:1: only the author deletes.
+    send_chat(&mut alice, "m1", "alice", "bob", "secret").await;
+    next_user_message(&mut bob).await;
+    bob.send(delete("x1", "bob", "alice", false, "m1", "alice"))
+        .await
+        .unwrap();
+    assert_eq!(error_code(&next_of(&mut bob, "error").await), "forbidden");
+    alice
+        .send(delete("d1", "alice", "bob", false, "m1", "alice"))
+        .await
+        .unwrap();
+    next_of(&mut alice, "accepted").await;
+    let notice = next_user_message(&mut bob).await;
+    assert_eq!((notice.id.as_str(), notice.ref_id.as_str()), ("d1", "m1"));
+    let mut bob_again = server.connect(TransportKind::Ws, &b).await;
+    let seen = inbox(&mut bob_again).await;
+    assert_eq!(
+        seen,
+        [
+            ("m1".to_string(), String::new(), true),
+            ("d1".to_string(), String::new(), true)
+        ],
+        "the message keeps its place, loses its text"
+    );
+    let (history, _) = page(&mut bob_again, "alice:bob", 0, 10).await;
+    assert_eq!(history.len(), 2);
+
+    // Group: a plain member deletes only their own; the creator anyone's;
+    // claiming to be the author of someone else's message deletes nothing.
+    let group = rest::create_group(
+        &http,
+        &a.access_token,
+        "crew",
+        &["bob".into(), "carol".into()],
+    )
+    .await
+    .unwrap();
+    for id in ["c1", "c2"] {
+        carol
+            .send(client_frame::Kind::Send(Send {
+                envelope: Some(group_message(id, "carol", &group.id, &format!("text {id}"))),
+            }))
+            .await
+            .unwrap();
+        next_of(&mut carol, "accepted").await;
+        next_user_message(&mut bob).await;
+        next_user_message(&mut alice).await;
+    }
+    bob.send(delete("x2", "bob", &group.id, true, "c1", "carol"))
+        .await
+        .unwrap();
+    assert_eq!(error_code(&next_of(&mut bob, "error").await), "forbidden");
+    bob.send(delete("x3", "bob", &group.id, true, "c2", "bob"))
+        .await
+        .unwrap();
+    next_of(&mut bob, "accepted").await;
+    alice
+        .send(delete("d2", "alice", &group.id, true, "c1", "carol"))
+        .await
+        .unwrap();
+    next_of(&mut alice, "accepted").await;
+    // Once the later delete reached carol, both were applied everywhere.
+    loop {
+        if next_user_message(&mut carol).await.id == "d2" {
+            break;
+        }
+    }
+    let mut alice_again = server.connect(TransportKind::Ws, &a).await;
+    let seen = inbox(&mut alice_again).await;
+    let c1 = seen.iter().find(|m| m.0 == "c1").unwrap();
+    let c2 = seen.iter().find(|m| m.0 == "c2").unwrap();
+    assert_eq!((c1.1.as_str(), c1.2), ("", true), "deleted by the creator");
+    assert_eq!(
+        (c2.1.as_str(), c2.2),
+        ("text c2", false),
+        "a false claim deletes nothing"
+    );
+}

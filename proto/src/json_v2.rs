@@ -188,6 +188,9 @@ impl TryFrom<EnvelopeJson> for v1::Envelope {
                 .collect(),
             seq: j.seq,
             server_ts: j.server_ts,
+            // The seed's format has no delete for everyone.
+            ref_id: String::new(),
+            ref_from: String::new(),
         })
     }
 }

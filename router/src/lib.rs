@@ -71,6 +71,14 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord
             if head.to.is_empty() {
                 return Err(RouteError::NoRecipient);
             }
+            // In a chat only the author deletes (the store checks that the
+            // message really is theirs).
+            if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
+                return Err(RouteError::NotMember {
+                    sender: head.from.clone(),
+                    group: head.chatid.clone(),
+                });
+            }
             Ok(vec![deliver(&head.to)])
         }
         // Every member but the sender; the sender must be a member now,
@@ -85,15 +93,20 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord
             if head.from.is_empty() {
                 return Ok(group.member_names().map(deliver).collect());
             }
-            if !group.may_post(&head.from) {
+            let deleting = head.action() == samvad_proto::v1::Action::Delete;
+            if !group.may_post(&head.from)
+                || (deleting && !group.may_delete(&head.from, &env.ref_from))
+            {
                 return Err(RouteError::NotMember {
                     sender: head.from.clone(),
                     group: group.id.clone(),
                 });
             }
+            // A delete reaches the deleter's own inbox too: it may hold the
+            // message deleted (someone else's, deleted by right).
             Ok(group
                 .member_names()
-                .filter(|m| *m != head.from)
+                .filter(|m| deleting || *m != head.from)
                 .map(deliver)
                 .collect())
         }

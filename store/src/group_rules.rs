@@ -175,6 +175,20 @@ impl Group {
         self.members.iter_mut().find(|m| m.user == user)
     }
 
+    /// Whether `deleter` may delete `author`'s message for everyone: their
+    /// own, or with the `delete_messages` right over a lower role (an
+    /// author who left counts as a member).
+    pub fn may_delete(&self, deleter: &str, author: &str) -> bool {
+        let Some(d) = self.member(deleter) else {
+            return false;
+        };
+        if deleter == author {
+            return true;
+        }
+        let author_role = self.member(author).map_or(Role::Member, |m| m.role);
+        d.has(Right::DeleteMessages) && d.role > author_role
+    }
+
     pub fn invited(&self, user: &str) -> bool {
         self.invites.iter().any(|i| i.user == user)
     }
@@ -576,6 +590,29 @@ mod tests {
         g.apply("zoe", Change::Remove { user: "zoe".into() }, 3)
             .unwrap();
         assert!(!g.is_member("zoe"));
+    }
+
+    #[test]
+    fn deleting_others_messages_needs_the_right_over_a_lower_role() {
+        let mut g = group();
+        assert!(g.may_delete("mia", "mia"), "one's own");
+        assert!(!g.may_delete("mia", "max"));
+        assert!(!g.may_delete("adam", "mia"), "an admin without the right");
+        assert!(g.may_delete("ann", "adam"), "the creator holds every right");
+        assert!(!g.may_delete("eve", "eve"), "outsiders delete nothing");
+        g.apply(
+            "ann",
+            Change::SetRole {
+                user: "adam".into(),
+                role: Role::Admin,
+                rights: rights(&[Right::DeleteMessages]),
+            },
+            1,
+        )
+        .unwrap();
+        assert!(g.may_delete("adam", "mia"));
+        assert!(g.may_delete("adam", "gone"), "an author who left");
+        assert!(!g.may_delete("adam", "ann"), "never the creator's");
     }
 
     #[test]

@@ -321,6 +321,13 @@ impl Pass<'_> {
         presence: &PresenceMap,
     ) -> Result<(), StoreError> {
         let from = env.head.as_ref().map_or("", |h| h.from.as_str());
+        let deleting = env
+            .head
+            .as_ref()
+            .is_some_and(|h| h.action() == v1::Action::Delete);
+        if deleting && !env.ref_id.is_empty() {
+            self.tombstone(user, &env.ref_from, &env.ref_id)?;
+        }
         let dedupe = dedupe_key(user, &[from, &env.id]);
         self.append(
             user,
@@ -334,6 +341,43 @@ impl Pass<'_> {
             },
             presence,
         )
+    }
+
+    /// Deleted for everyone: `author`'s message `id` in `owner`'s inbox
+    /// keeps its place and id, loses its content. The dedupe key holds the
+    /// author, so a delete that names the wrong author finds nothing.
+    fn tombstone(&mut self, owner: &str, author: &str, id: &str) -> Result<(), StoreError> {
+        self.flush(None)?;
+        let Some(seq) = self.inboxes.dedupe.get(dedupe_key(owner, &[author, id]))? else {
+            return Ok(());
+        };
+        let seq = u64::from_be_bytes(seq.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+            what: "dedupe entry",
+        })?);
+        let key = inbox_key(owner, seq);
+        let Some(stored) = self.inboxes.inbox.get(&key)? else {
+            return Ok(());
+        };
+        let frame = ServerFrame::decode(stored.as_ref()).map_err(|_| StoreError::Corrupt {
+            what: "inbox entry",
+        })?;
+        if let Some(server_frame::Kind::Deliver(v1::Deliver {
+            envelope: Some(mut original),
+        })) = frame.kind
+        {
+            original.body = None;
+            original.attachments.clear();
+            original.meta = None;
+            if let Some(head) = original.head.as_mut() {
+                head.action = v1::Action::Delete as i32;
+            }
+            let tomb = ServerFrame::of(server_frame::Kind::Deliver(v1::Deliver {
+                envelope: Some(original),
+            }));
+            self.batch
+                .insert(&self.inboxes.inbox, key, tomb.encode_to_vec());
+        }
+        Ok(())
     }
 
     fn append_receipt(

@@ -290,3 +290,41 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
     all.dedup();
     assert_eq!(all.len(), n);
 }
+
+/// One user on two devices: each has its own session and its own place in
+/// the inbox. A message reaches both live; a device that was away catches
+/// up from where it was, whatever the other one acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_device_of_a_user_gets_every_message_from_its_own_cursor() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let b2 = samvad_load::rest::login(&server.addr.http, "bob", "password-123")
+        .await
+        .unwrap();
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    let mut phone = server.connect(TransportKind::Quic, &b).await;
+    let mut laptop = server.connect(TransportKind::Wt, &b2).await;
+    for s in [&mut alice, &mut phone, &mut laptop] {
+        sync_all(s, 0).await;
+    }
+    send_chat(&mut alice, "m1", "alice", "bob", "to both").await;
+    for device in [&mut phone, &mut laptop] {
+        assert_eq!(next_user_message(device).await.id, "m1");
+    }
+    // The laptop goes away; the phone reads and acks two more.
+    laptop.close().await;
+    for id in ["m2", "m3"] {
+        send_chat(&mut alice, id, "alice", "bob", "while away").await;
+        let env = next_user_message(&mut phone).await;
+        phone
+            .send(client_frame::Kind::Ack(Ack { seq: env.seq }))
+            .await
+            .unwrap();
+    }
+    // Back, the laptop syncs after the last entry it had (seq 1): it gets
+    // both, although the phone acknowledged them.
+    let mut laptop = server.connect(TransportKind::Wt, &b2).await;
+    let (messages, _) = sync_all(&mut laptop, 1).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids, ["m2", "m3"]);
+}

@@ -237,6 +237,7 @@ impl Session {
             }
             client_frame::Kind::History(history) => self.history(&user, history, out),
             client_frame::Kind::Read(read) => self.read(&user, read, cx.now_ms, out),
+            client_frame::Kind::Hide(hide) => self.hide(&user, hide, out),
             client_frame::Kind::Typing(typing) => {
                 if !valid_username(&typing.to) {
                     return out.push(error(
@@ -278,6 +279,7 @@ impl Session {
                 chatid: chatid.to_string(),
                 before_seq: history.before_seq,
                 limit: history.limit,
+                user: user.to_string(),
             })),
         };
         if let Some((a, b)) = chatid.split_once(':') {
@@ -311,6 +313,61 @@ impl Session {
             group: chatid,
             others: Vec::new(),
             reference: "history",
+        });
+    }
+
+    /// Delete for me: my inbox and my view of the conversation's history.
+    fn hide(&self, user: &str, hide: samvad_proto::v1::Hide, out: &mut Vec<Action>) {
+        const MAX_IDS: usize = 256;
+        let ids_valid = !hide.message_ids.is_empty()
+            && hide.message_ids.len() <= MAX_IDS
+            && hide
+                .message_ids
+                .iter()
+                .all(|id| !id.is_empty() && id.len() <= MAX_ID_LEN);
+        if !ids_valid || !valid_username(&hide.author) {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "hide needs the author and 1 to 256 message ids of 1 to 128 bytes",
+                "hide",
+            ));
+        }
+        let chatid = hide.chatid;
+        let record = |owner: String| DeliverRecord {
+            user: owner,
+            kind: Some(deliver_record::Kind::Hide(samvad_proto::bus::HideRecord {
+                user: user.to_string(),
+                author: hide.author.clone(),
+                message_ids: hide.message_ids.clone(),
+            })),
+        };
+        let records = vec![
+            record(user.to_string()),
+            record(samvad_store::inbox::history_owner(&chatid)),
+        ];
+        if let Some((a, b)) = chatid.split_once(':') {
+            let mine = (a == user || b == user) && samvad_router::chat_id(a, b) == chatid;
+            if !mine {
+                return out.push(error(
+                    ErrorCode::NotMember,
+                    "not a conversation of yours",
+                    "hide",
+                ));
+            }
+            return out.extend(records.into_iter().map(Action::Deliver));
+        }
+        if !samvad_store::groups::valid_group_id(&chatid) {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "hide needs a chat id or a group id",
+                "hide",
+            ));
+        }
+        out.push(Action::DeliverIfMembers {
+            group: chatid,
+            others: Vec::new(),
+            records,
+            reference: "hide",
         });
     }
 

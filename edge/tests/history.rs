@@ -375,3 +375,64 @@ async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_messa
         "a false claim deletes nothing"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_for_me_hides_a_message_from_me_only() {
+    let server = TestServer::start();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    sync_all(&mut alice, 0).await;
+    sync_all(&mut bob, 0).await;
+    for id in ["m1", "m2"] {
+        send_chat(&mut alice, id, "alice", "bob", &format!("text {id}")).await;
+        next_user_message(&mut bob).await;
+    }
+    let hide = |chatid: &str, ids: &[&str]| {
+        client_frame::Kind::Hide(samvad_proto::v1::Hide {
+            chatid: chatid.into(),
+            author: "alice".into(),
+            message_ids: ids.iter().map(|s| s.to_string()).collect(),
+        })
+    };
+    bob.send(hide("alice:bob", &["m1"])).await.unwrap();
+    // A session's frames are handled in order: once the ping is answered,
+    // the hide is on the bus, ahead of anything asked later.
+    bob.send(client_frame::Kind::Ping(Default::default()))
+        .await
+        .unwrap();
+    next_of(&mut bob, "pong").await;
+    // Bob's own view: emptied in his inbox, gone from his history.
+    let mut bob_again = server.connect(TransportKind::Ws, &b).await;
+    let seen = inbox(&mut bob_again).await;
+    assert_eq!(
+        seen,
+        [
+            ("m1".to_string(), String::new(), true),
+            ("m2".to_string(), "text m2".to_string(), false)
+        ]
+    );
+    let (history, _) = page(&mut bob_again, "alice:bob", 0, 10).await;
+    let ids: Vec<&str> = history.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids, ["m2"]);
+    // Alice still sees both.
+    let (history, _) = page(&mut alice, "alice:bob", 0, 10).await;
+    let ids: Vec<&str> = history.iter().map(|m| m.1.as_str()).collect();
+    assert_eq!(ids, ["m2", "m1"]);
+    // Nobody hides in someone else's conversation.
+    let mut carol = server.connect(TransportKind::Ws, &c).await;
+    carol.send(hide("alice:bob", &["m1"])).await.unwrap();
+    assert_eq!(
+        error_code(&next_of(&mut carol, "error").await),
+        "not_member"
+    );
+    carol.send(hide("alice:bob", &[])).await.unwrap();
+    assert_eq!(
+        error_code(&next_of(&mut carol, "error").await),
+        "invalid_envelope"
+    );
+}

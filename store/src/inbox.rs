@@ -81,6 +81,9 @@ pub struct Inboxes {
     /// Per `deliver` partition, the last offset applied (cluster stores):
     /// written in the same batch as the inbox changes it produced.
     applied: Keyspace,
+    /// `#<chatid> \0 user \0 message id` → empty: what a user deleted for
+    /// themselves from a conversation's history.
+    hidden: Keyspace,
     persist: PersistMode,
     metas: Mutex<HashMap<String, InboxMeta>>,
     /// Per user, the sessions whose sync has replayed everything: only they
@@ -107,6 +110,7 @@ impl Inboxes {
             meta: db.keyspace("inbox_meta", KeyspaceCreateOptions::default)?,
             dedupe: db.keyspace("dedupe", KeyspaceCreateOptions::default)?,
             applied: db.keyspace("applied", KeyspaceCreateOptions::default)?,
+            hidden: db.keyspace("hidden", KeyspaceCreateOptions::default)?,
             persist,
             metas: Mutex::new(HashMap::new()),
             synced: Mutex::new(HashMap::new()),
@@ -213,6 +217,7 @@ impl Inboxes {
                 Some(deliver_record::Kind::Ack(ack)) => pass.ack(user, ack.seq)?,
                 Some(deliver_record::Kind::Sync(sync)) => pass.sync(user, sync)?,
                 Some(deliver_record::Kind::History(request)) => pass.history(user, request)?,
+                Some(deliver_record::Kind::Hide(hide)) => pass.hide(user, hide)?,
                 None => tracing::warn!(user, "deliver record without a kind; skipped"),
             }
         }
@@ -529,6 +534,11 @@ impl Pass<'_> {
         let more = entries.len() > limit;
         let mut messages = Vec::with_capacity(limit);
         for (_, frame) in entries.into_iter().take(limit) {
+            let frame_hidden = |id: &str| {
+                self.inboxes
+                    .hidden
+                    .contains_key(hidden_key(owner, &request.user, id))
+            };
             let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
                 what: "history entry",
             })?;
@@ -536,7 +546,9 @@ impl Pass<'_> {
                 envelope: Some(env),
             })) = frame.kind
             {
-                messages.push(env);
+                if !frame_hidden(&env.id)? {
+                    messages.push(env);
+                }
             }
         }
         let page = ServerFrame::of(server_frame::Kind::History(v1::HistoryPage {
@@ -551,6 +563,36 @@ impl Pass<'_> {
             },
             frame: Bytes::from(page.encode_to_vec()),
         });
+        Ok(())
+    }
+}
+
+fn hidden_key(owner: &str, user: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + user.len() + id.len() + 2);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+impl Pass<'_> {
+    /// Delete for me: in the user's own inbox the entries are emptied in
+    /// place; in a conversation's history they are marked hidden for them.
+    fn hide(
+        &mut self,
+        owner: &str,
+        hide: &samvad_proto::bus::HideRecord,
+    ) -> Result<(), StoreError> {
+        for id in &hide.message_ids {
+            if is_history(owner) {
+                self.batch
+                    .insert(&self.inboxes.hidden, hidden_key(owner, &hide.user, id), b"");
+            } else if owner == hide.user {
+                self.tombstone(owner, &hide.author, id)?;
+            }
+        }
         Ok(())
     }
 }
@@ -620,6 +662,7 @@ mod tests {
                         chatid: "alice:bob".into(),
                         before_seq: before,
                         limit,
+                        user: "bob".into(),
                     },
                 )),
             };

@@ -123,6 +123,60 @@ fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<Strin
     Action::Reply(ServerFrame::error(code, message, reference))
 }
 
+/// Most message ids one `Read` or `Hide` frame names.
+pub const MAX_IDS_PER_FRAME: usize = 256;
+
+fn valid_message_ids(ids: &[String]) -> bool {
+    (1..=MAX_IDS_PER_FRAME).contains(&ids.len())
+        && ids
+            .iter()
+            .all(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
+}
+
+/// The kind of conversation a chat id names.
+enum Conversation<'a> {
+    /// A 1:1 chat of the user's, with `other`.
+    Chat { other: &'a str },
+    /// A group (or channel): membership is for the transport to check.
+    Group,
+}
+
+/// What `chatid` names, if `user` may act in it as far as the session can
+/// tell without a lookup; else the error to answer with.
+fn conversation<'a>(
+    user: &str,
+    chatid: &'a str,
+    reference: &'static str,
+) -> Result<Conversation<'a>, Action> {
+    if let Some((a, b)) = chatid.split_once(':') {
+        if !(valid_username(a) && valid_username(b) && samvad_router::chat_id(a, b) == chatid) {
+            return Err(error(
+                ErrorCode::InvalidEnvelope,
+                "a 1:1 chat id is `a:b`, the two user names sorted",
+                reference,
+            ));
+        }
+        if a != user && b != user {
+            return Err(error(
+                ErrorCode::NotMember,
+                "not a conversation of yours",
+                reference,
+            ));
+        }
+        return Ok(Conversation::Chat {
+            other: if a == user { b } else { a },
+        });
+    }
+    if !samvad_store::groups::valid_group_id(chatid) {
+        return Err(error(
+            ErrorCode::InvalidEnvelope,
+            "a chat id or a group id is needed",
+            reference,
+        ));
+    }
+    Ok(Conversation::Group)
+}
+
 /// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
 pub fn valid_username(name: &str) -> bool {
     (3..=32).contains(&name.len())
@@ -267,72 +321,40 @@ impl Session {
         }
     }
 
-    /// A page of a conversation's history: a 1:1 chat of mine (checked
-    /// here), or a group (membership checked by the transport).
+    /// A page of a conversation's history.
     fn history(&self, user: &str, history: samvad_proto::v1::History, out: &mut Vec<Action>) {
-        let chatid = history.chatid;
-        let record = |chatid: &str| DeliverRecord {
-            user: samvad_store::inbox::history_owner(chatid),
+        let record = DeliverRecord {
+            user: samvad_store::inbox::history_owner(&history.chatid),
             kind: Some(deliver_record::Kind::History(HistoryRecord {
                 session: self.id.to_string(),
                 edge: self.config.node.to_string(),
-                chatid: chatid.to_string(),
+                chatid: history.chatid.clone(),
                 before_seq: history.before_seq,
                 limit: history.limit,
                 user: user.to_string(),
             })),
         };
-        if let Some((a, b)) = chatid.split_once(':') {
-            let canonical =
-                valid_username(a) && valid_username(b) && samvad_router::chat_id(a, b) == chatid;
-            if !canonical {
-                return out.push(error(
-                    ErrorCode::InvalidEnvelope,
-                    "a 1:1 chat id is `a:b`, the two user names sorted",
-                    "history",
-                ));
-            }
-            if a != user && b != user {
-                return out.push(error(
-                    ErrorCode::NotMember,
-                    "not a conversation of yours",
-                    "history",
-                ));
-            }
-            return out.push(Action::Deliver(record(&chatid)));
+        match conversation(user, &history.chatid, "history") {
+            Ok(Conversation::Chat { .. }) => out.push(Action::Deliver(record)),
+            Ok(Conversation::Group) => out.push(Action::DeliverIfMembers {
+                group: history.chatid,
+                others: Vec::new(),
+                records: vec![record],
+                reference: "history",
+            }),
+            Err(refusal) => out.push(refusal),
         }
-        if !samvad_store::groups::valid_group_id(&chatid) {
-            return out.push(error(
-                ErrorCode::InvalidEnvelope,
-                "history needs a chat id or a group id",
-                "history",
-            ));
-        }
-        out.push(Action::DeliverIfMembers {
-            records: vec![record(&chatid)],
-            group: chatid,
-            others: Vec::new(),
-            reference: "history",
-        });
     }
 
     /// Delete for me: my inbox and my view of the conversation's history.
     fn hide(&self, user: &str, hide: samvad_proto::v1::Hide, out: &mut Vec<Action>) {
-        const MAX_IDS: usize = 256;
-        let ids_valid = !hide.message_ids.is_empty()
-            && hide.message_ids.len() <= MAX_IDS
-            && hide
-                .message_ids
-                .iter()
-                .all(|id| !id.is_empty() && id.len() <= MAX_ID_LEN);
-        if !ids_valid || !valid_username(&hide.author) {
+        if !valid_message_ids(&hide.message_ids) || !valid_username(&hide.author) {
             return out.push(error(
                 ErrorCode::InvalidEnvelope,
                 "hide needs the author and 1 to 256 message ids of 1 to 128 bytes",
                 "hide",
             ));
         }
-        let chatid = hide.chatid;
         let record = |owner: String| DeliverRecord {
             user: owner,
             kind: Some(deliver_record::Kind::Hide(samvad_proto::bus::HideRecord {
@@ -343,51 +365,29 @@ impl Session {
         };
         let records = vec![
             record(user.to_string()),
-            record(samvad_store::inbox::history_owner(&chatid)),
+            record(samvad_store::inbox::history_owner(&hide.chatid)),
         ];
-        if let Some((a, b)) = chatid.split_once(':') {
-            let mine = (a == user || b == user) && samvad_router::chat_id(a, b) == chatid;
-            if !mine {
-                return out.push(error(
-                    ErrorCode::NotMember,
-                    "not a conversation of yours",
-                    "hide",
-                ));
-            }
-            return out.extend(records.into_iter().map(Action::Deliver));
+        match conversation(user, &hide.chatid, "hide") {
+            Ok(Conversation::Chat { .. }) => out.extend(records.into_iter().map(Action::Deliver)),
+            Ok(Conversation::Group) => out.push(Action::DeliverIfMembers {
+                group: hide.chatid,
+                others: Vec::new(),
+                records,
+                reference: "hide",
+            }),
+            Err(refusal) => out.push(refusal),
         }
-        if !samvad_store::groups::valid_group_id(&chatid) {
-            return out.push(error(
-                ErrorCode::InvalidEnvelope,
-                "hide needs a chat id or a group id",
-                "hide",
-            ));
-        }
-        out.push(Action::DeliverIfMembers {
-            group: chatid,
-            others: Vec::new(),
-            records,
-            reference: "hide",
-        });
     }
 
     /// READ receipts for the author of messages I read.
     fn read(&self, user: &str, read: samvad_proto::v1::Read, now_ms: i64, out: &mut Vec<Action>) {
-        const MAX_IDS: usize = 256;
-        if read.message_ids.is_empty()
-            || read.message_ids.len() > MAX_IDS
-            || read
-                .message_ids
-                .iter()
-                .any(|id| id.is_empty() || id.len() > MAX_ID_LEN)
-        {
+        if !valid_message_ids(&read.message_ids) {
             return out.push(error(
                 ErrorCode::InvalidEnvelope,
                 "read needs 1 to 256 message ids of 1 to 128 bytes",
                 "read",
             ));
         }
-        let chatid = read.chatid;
         let receipts = |author: &str| -> Vec<DeliverRecord> {
             read.message_ids
                 .iter()
@@ -398,40 +398,43 @@ impl Session {
                         message_id: id.clone(),
                         by: user.to_string(),
                         state: samvad_proto::v1::DeliveryState::Read as i32,
-                        chatid: chatid.clone(),
+                        chatid: read.chatid.clone(),
                         ts: now_ms,
                     })),
                 })
                 .collect()
         };
-        if let Some((a, b)) = chatid.split_once(':') {
-            let other = if a == user { b } else { a };
-            let mine = (a == user || b == user) && samvad_router::chat_id(a, b) == chatid;
-            if !mine || (!read.author.is_empty() && read.author != other) || a == b {
-                return out.push(error(
-                    ErrorCode::NotMember,
-                    "not a conversation of yours, or not its other user",
-                    "read",
-                ));
+        match conversation(user, &read.chatid, "read") {
+            // In a chat the author is the other user (with myself: nobody).
+            Ok(Conversation::Chat { other }) => {
+                if other == user || (!read.author.is_empty() && read.author != other) {
+                    return out.push(error(
+                        ErrorCode::NotMember,
+                        "not the other user of this conversation",
+                        "read",
+                    ));
+                }
+                out.extend(receipts(other).into_iter().map(Action::Deliver));
             }
-            return out.extend(receipts(other).into_iter().map(Action::Deliver));
+            Ok(Conversation::Group) => {
+                if !valid_username(&read.author) {
+                    return out.push(error(
+                        ErrorCode::InvalidEnvelope,
+                        "read in a group names the author",
+                        "read",
+                    ));
+                }
+                if read.author != user {
+                    out.push(Action::DeliverIfMembers {
+                        records: receipts(&read.author),
+                        others: vec![read.author.clone()],
+                        group: read.chatid.clone(),
+                        reference: "read",
+                    });
+                }
+            }
+            Err(refusal) => out.push(refusal),
         }
-        if !samvad_store::groups::valid_group_id(&chatid) || !valid_username(&read.author) {
-            return out.push(error(
-                ErrorCode::InvalidEnvelope,
-                "read needs a chat id, or a group id and the author",
-                "read",
-            ));
-        }
-        if read.author == user {
-            return;
-        }
-        out.push(Action::DeliverIfMembers {
-            records: receipts(&read.author),
-            others: vec![read.author.clone()],
-            group: chatid,
-            reference: "read",
-        });
     }
 
     fn hello(&mut self, token: &str, cx: &Context, out: &mut Vec<Action>) {

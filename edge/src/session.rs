@@ -142,36 +142,29 @@ enum Conversation<'a> {
 }
 
 /// What `chatid` names, if `user` may act in it as far as the session can
-/// tell without a lookup; else the error to answer with.
+/// tell without a lookup; else the error code and message to answer with.
 fn conversation<'a>(
     user: &str,
     chatid: &'a str,
-    reference: &'static str,
-) -> Result<Conversation<'a>, Action> {
+) -> Result<Conversation<'a>, (ErrorCode, &'static str)> {
     if let Some((a, b)) = chatid.split_once(':') {
         if !(valid_username(a) && valid_username(b) && samvad_router::chat_id(a, b) == chatid) {
-            return Err(error(
+            return Err((
                 ErrorCode::InvalidEnvelope,
                 "a 1:1 chat id is `a:b`, the two user names sorted",
-                reference,
             ));
         }
         if a != user && b != user {
-            return Err(error(
-                ErrorCode::NotMember,
-                "not a conversation of yours",
-                reference,
-            ));
+            return Err((ErrorCode::NotMember, "not a conversation of yours"));
         }
         return Ok(Conversation::Chat {
             other: if a == user { b } else { a },
         });
     }
     if !samvad_store::groups::valid_group_id(chatid) {
-        return Err(error(
+        return Err((
             ErrorCode::InvalidEnvelope,
             "a chat id or a group id is needed",
-            reference,
         ));
     }
     Ok(Conversation::Group)
@@ -334,7 +327,7 @@ impl Session {
                 user: user.to_string(),
             })),
         };
-        match conversation(user, &history.chatid, "history") {
+        match conversation(user, &history.chatid) {
             Ok(Conversation::Chat { .. }) => out.push(Action::Deliver(record)),
             Ok(Conversation::Group) => out.push(Action::DeliverIfMembers {
                 group: history.chatid,
@@ -342,7 +335,7 @@ impl Session {
                 records: vec![record],
                 reference: "history",
             }),
-            Err(refusal) => out.push(refusal),
+            Err((code, why)) => out.push(error(code, why, "history")),
         }
     }
 
@@ -367,7 +360,7 @@ impl Session {
             record(user.to_string()),
             record(samvad_store::inbox::history_owner(&hide.chatid)),
         ];
-        match conversation(user, &hide.chatid, "hide") {
+        match conversation(user, &hide.chatid) {
             Ok(Conversation::Chat { .. }) => out.extend(records.into_iter().map(Action::Deliver)),
             Ok(Conversation::Group) => out.push(Action::DeliverIfMembers {
                 group: hide.chatid,
@@ -375,7 +368,7 @@ impl Session {
                 records,
                 reference: "hide",
             }),
-            Err(refusal) => out.push(refusal),
+            Err((code, why)) => out.push(error(code, why, "hide")),
         }
     }
 
@@ -404,7 +397,7 @@ impl Session {
                 })
                 .collect()
         };
-        match conversation(user, &read.chatid, "read") {
+        match conversation(user, &read.chatid) {
             // In a chat the author is the other user (with myself: nobody).
             Ok(Conversation::Chat { other }) => {
                 if other == user || (!read.author.is_empty() && read.author != other) {
@@ -433,7 +426,7 @@ impl Session {
                     });
                 }
             }
-            Err(refusal) => out.push(refusal),
+            Err((code, why)) => out.push(error(code, why, "read")),
         }
     }
 

@@ -331,6 +331,7 @@ impl Pass<'_> {
             .as_ref()
             .is_some_and(|h| h.action() == v1::Action::Delete);
         if deleting && !env.ref_id.is_empty() {
+            self.flush(None)?;
             self.tombstone(user, &env.ref_from, &env.ref_id)?;
         }
         let dedupe = dedupe_key(user, &[from, &env.id]);
@@ -348,11 +349,11 @@ impl Pass<'_> {
         )
     }
 
-    /// Deleted for everyone: `author`'s message `id` in `owner`'s inbox
-    /// keeps its place and id, loses its content. The dedupe key holds the
-    /// author, so a delete that names the wrong author finds nothing.
+    /// Deleted for everyone (or for me): `author`'s message `id` in
+    /// `owner`'s inbox keeps its place and id, loses its content. The dedupe
+    /// key holds the author, so a delete that names the wrong author finds
+    /// nothing. Reads committed state: callers flush the batch first.
     fn tombstone(&mut self, owner: &str, author: &str, id: &str) -> Result<(), StoreError> {
-        self.flush(None)?;
         let Some(seq) = self.inboxes.dedupe.get(dedupe_key(owner, &[author, id]))? else {
             return Ok(());
         };
@@ -533,12 +534,8 @@ impl Pass<'_> {
             .entries_before(owner, request.before_seq, limit + 1)?;
         let more = entries.len() > limit;
         let mut messages = Vec::with_capacity(limit);
+        let hidden = &self.inboxes.hidden;
         for (_, frame) in entries.into_iter().take(limit) {
-            let frame_hidden = |id: &str| {
-                self.inboxes
-                    .hidden
-                    .contains_key(hidden_key(owner, &request.user, id))
-            };
             let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
                 what: "history entry",
             })?;
@@ -546,7 +543,7 @@ impl Pass<'_> {
                 envelope: Some(env),
             })) = frame.kind
             {
-                if !frame_hidden(&env.id)? {
+                if !hidden.contains_key(hidden_key(owner, &request.user, &env.id))? {
                     messages.push(env);
                 }
             }
@@ -585,6 +582,7 @@ impl Pass<'_> {
         owner: &str,
         hide: &samvad_proto::bus::HideRecord,
     ) -> Result<(), StoreError> {
+        self.flush(None)?;
         for id in &hide.message_ids {
             if is_history(owner) {
                 self.batch

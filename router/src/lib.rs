@@ -32,6 +32,12 @@ pub enum RouteError {
     UnknownGroup(String),
     #[error("{sender:?} may not post to group {group:?}")]
     NotMember { sender: String, group: String },
+    #[error("{sender:?} deletes {message:?} by {author:?}: in a chat only the author may")]
+    NotAuthor {
+        sender: String,
+        message: String,
+        author: String,
+    },
 }
 
 /// The conversation id of a 1:1 chat: both user names, sorted, so that both
@@ -74,9 +80,10 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord
             // In a chat only the author deletes (the store checks that the
             // message really is theirs).
             if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
-                return Err(RouteError::NotMember {
+                return Err(RouteError::NotAuthor {
                     sender: head.from.clone(),
-                    group: head.chatid.clone(),
+                    message: env.ref_id.clone(),
+                    author: env.ref_from.clone(),
                 });
             }
             Ok(vec![deliver(&head.to)])

@@ -46,6 +46,25 @@ struct GroupSummary {
     name: String,
 }
 
+/// 400 `unknown_user` unless `user` names an account.
+async fn require_user(edge: &Edge, user: &str) -> Result<(), ApiError> {
+    let exists = valid_username(user)
+        && edge
+            .directory
+            .exists(user)
+            .await
+            .map_err(ApiError::internal)?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_user",
+            format!("no user {user:?}"),
+        ))
+    }
+}
+
 /// `POST /v1/groups`: the caller becomes the creator; every member named
 /// must exist.
 pub async fn create(
@@ -80,19 +99,7 @@ pub async fn create(
         if !seen.insert(user) {
             continue;
         }
-        let exists = valid_username(user)
-            && edge
-                .directory
-                .exists(user)
-                .await
-                .map_err(ApiError::internal)?;
-        if !exists {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "unknown_user",
-                format!("no user {user:?}"),
-            ));
-        }
+        require_user(&edge, user).await?;
         members.push(Member {
             user: user.clone(),
             role: Role::Member,
@@ -357,19 +364,7 @@ pub async fn invite(
 ) -> Result<Json<Group>, ApiError> {
     let me = authenticated_user(&edge, &headers)?;
     let req: InviteRequest = parse(&body)?;
-    let exists = valid_username(&req.user)
-        && edge
-            .directory
-            .exists(&req.user)
-            .await
-            .map_err(ApiError::internal)?;
-    if !exists {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "unknown_user",
-            format!("no user {:?}", req.user),
-        ));
-    }
+    require_user(&edge, &req.user).await?;
     Ok(Json(
         change(&edge, &me, &id, Change::Invite { user: req.user }).await?,
     ))

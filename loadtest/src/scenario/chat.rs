@@ -18,7 +18,10 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::report::{self, Latency, Quantile, Tally, Timeline};
-use crate::scenario::{delivery_latency, first_ack, message_id, parse_id, progress, Phase, Setup};
+use crate::scenario::{
+    delivery_latency, first_ack, message_id, parse_id, progress, InboxAcker, Phase, Setup,
+    ACK_EVERY, ACK_TIMER,
+};
 use crate::system::{Event, Session as Conn, System};
 use crate::target;
 
@@ -290,10 +293,6 @@ struct Session {
     quiet: bool,
 }
 
-/// Acknowledge the inbox after this many new entries, or on the timer.
-const ACK_EVERY: u64 = 32;
-const ACK_TIMER: Duration = Duration::from_millis(10);
-
 impl Session {
     /// Tells the controller this session sends no more (once).
     fn go_quiet(&mut self) {
@@ -363,7 +362,7 @@ impl Session {
         let mut sending = true;
         // Write time of each of my messages, µs since the epoch.
         let mut sent_at: Vec<u64> = Vec::new();
-        let (mut max_seq, mut acked_seq) = (0u64, 0u64);
+        let mut acker = InboxAcker::default();
         let mut ack_timer = tokio::time::interval(ACK_TIMER);
         let to = self.names[partner(self.me)].clone();
         let padding = "x".repeat(self.payload.saturating_sub(12));
@@ -396,12 +395,7 @@ impl Session {
                         self.go_quiet();
                     }
                 }
-                _ = ack_timer.tick() => {
-                    if max_seq > acked_seq {
-                        client.ack(max_seq).await?;
-                        acked_seq = max_seq;
-                    }
-                }
+                _ = ack_timer.tick() => acker.ack(client, 1).await?,
                 event = client.recv() => {
                     let Some(event) = event? else {
                         anyhow::bail!("the server closed the session");
@@ -422,7 +416,7 @@ impl Session {
                             out.refused += 1;
                         }
                         Event::Delivered { id, text, seq, .. } => {
-                            max_seq = max_seq.max(seq);
+                            acker.saw(seq);
                             match parse_id(&id) {
                                 Some((run, sender, n))
                                     if run == self.run_id && sender == partner(self.me) =>
@@ -444,13 +438,10 @@ impl Session {
                                 _ => out.stale += 1,
                             }
                         }
-                        Event::Entry { seq } => max_seq = max_seq.max(seq),
+                        Event::Entry { seq } => acker.saw(seq),
                         Event::Error(e) => anyhow::bail!("server error: {e}"),
                     }
-                    if max_seq >= acked_seq + ACK_EVERY {
-                        client.ack(max_seq).await?;
-                        acked_seq = max_seq;
-                    }
+                    acker.ack(client, ACK_EVERY).await?;
                 }
             }
         }

@@ -15,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::report::{self, Latency, Quantile, Timeline};
-use crate::scenario::{delivery_latency, first_ack, message_id, parse_id, progress, Phase, Setup};
+use crate::scenario::{
+    delivery_latency, first_ack, message_id, parse_id, progress, InboxAcker, Phase, Setup,
+    ACK_EVERY, ACK_TIMER,
+};
 use crate::system::{Event, Session, System};
 use crate::target;
 
@@ -335,10 +338,6 @@ pub async fn run(system: Arc<System>, plan: &GroupPlan) -> anyhow::Result<GroupR
     })
 }
 
-/// Acknowledge the inbox after this many entries, or on the timer.
-const ACK_EVERY: u64 = 32;
-const ACK_TIMER: Duration = Duration::from_millis(10);
-
 impl Member {
     async fn run(&self, mut session: Session) -> Outcome {
         let mut out = Outcome::default();
@@ -385,7 +384,7 @@ impl Member {
         let mut next_due = tokio::time::Instant::now() + self.stagger;
         let mut sending = self.sender;
         let mut sent_at: Vec<u64> = Vec::new();
-        let (mut max_seq, mut acked_seq) = (0u64, 0u64);
+        let mut acker = InboxAcker::default();
         let mut ack_timer = tokio::time::interval(ACK_TIMER);
         let padding = "x".repeat(self.payload.saturating_sub(12));
         if self.sender {
@@ -419,12 +418,7 @@ impl Member {
                         self.go_quiet(quiet);
                     }
                 }
-                _ = ack_timer.tick() => {
-                    if max_seq > acked_seq {
-                        session.ack(max_seq).await?;
-                        acked_seq = max_seq;
-                    }
-                }
+                _ = ack_timer.tick() => acker.ack(session, 1).await?,
                 event = session.recv() => {
                     let Some(event) = event? else {
                         anyhow::bail!("the server closed the session");
@@ -446,7 +440,7 @@ impl Member {
                             out.refused += 1;
                         }
                         Event::Delivered { id, text, seq, .. } => {
-                            max_seq = max_seq.max(seq);
+                            acker.saw(seq);
                             let Some((run, group, n)) = parse_id(&id) else { continue };
                             if run != self.run_id || group != self.group {
                                 continue;
@@ -465,13 +459,10 @@ impl Member {
                                 out.received_at_us[n] = now_us;
                             }
                         }
-                        Event::Entry { seq } => max_seq = max_seq.max(seq),
+                        Event::Entry { seq } => acker.saw(seq),
                         Event::Error(e) => anyhow::bail!("server error: {e}"),
                     }
-                    if max_seq >= acked_seq + ACK_EVERY {
-                        session.ack(max_seq).await?;
-                        acked_seq = max_seq;
-                    }
+                    acker.ack(session, ACK_EVERY).await?;
                 }
             }
         }

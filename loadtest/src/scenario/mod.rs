@@ -66,6 +66,39 @@ pub(crate) fn first_ack(
     Some(now_us.saturating_sub(sent_at[n]))
 }
 
+/// Acknowledges a session's inbox in batches: once [`ACK_EVERY`] new
+/// entries piled up, and on an [`ACK_TIMER`] tick for the rest, as a real
+/// client would rather than once per message.
+#[derive(Debug, Default)]
+pub(crate) struct InboxAcker {
+    seen: u64,
+    acked: u64,
+}
+
+/// Acknowledge the inbox after this many new entries, or on the timer.
+pub(crate) const ACK_EVERY: u64 = 32;
+pub(crate) const ACK_TIMER: std::time::Duration = std::time::Duration::from_millis(10);
+
+impl InboxAcker {
+    /// An inbox entry arrived.
+    pub(crate) fn saw(&mut self, seq: u64) {
+        self.seen = self.seen.max(seq);
+    }
+
+    /// Acknowledges what was seen if at least `pending` entries wait.
+    pub(crate) async fn ack(
+        &mut self,
+        session: &mut crate::system::Session,
+        pending: u64,
+    ) -> anyhow::Result<()> {
+        if self.seen >= self.acked + pending.max(1) {
+            session.ack(self.seen).await?;
+            self.acked = self.seen;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

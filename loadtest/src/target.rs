@@ -24,12 +24,7 @@ struct CertHash {
 /// listener is `http` (`http://127.0.0.1:8080`). Only loopback targets are
 /// accepted: the harness is not a tool to flood other machines.
 pub async fn discover(http: &str) -> anyhow::Result<ServerAddr> {
-    let http = loopback_url(http, "http://").await?;
-    let host_port = http.trim_start_matches("http://");
-    let addr: SocketAddr = tokio::net::lookup_host(host_port)
-        .await?
-        .next()
-        .context("the server name resolves to nothing")?;
+    let (http, addr) = loopback_target(http, "http://").await?;
     let info: CertHash = reqwest::get(format!("{http}/cert-hash"))
         .await
         .context("GET /cert-hash")?
@@ -49,6 +44,11 @@ pub async fn discover(http: &str) -> anyhow::Result<ServerAddr> {
 /// to name a loopback address: the harness is not a tool to flood other
 /// machines.
 pub async fn loopback_url(url: &str, scheme: &str) -> anyhow::Result<String> {
+    Ok(loopback_target(url, scheme).await?.0)
+}
+
+/// [`loopback_url`], and the address its host and port resolve to.
+async fn loopback_target(url: &str, scheme: &str) -> anyhow::Result<(String, SocketAddr)> {
     let url = url.trim_end_matches('/').to_string();
     let rest = url
         .strip_prefix(scheme)
@@ -65,7 +65,7 @@ pub async fn loopback_url(url: &str, scheme: &str) -> anyhow::Result<String> {
             addr.ip()
         );
     }
-    Ok(url)
+    Ok((url, addr))
 }
 
 /// Resident memory of the server in bytes, from its Prometheus metrics.

@@ -284,6 +284,23 @@ async fn invites_roles_and_removals_follow_the_rights_and_are_announced() {
     .await;
     assert_eq!(s, 403);
 
+    // Roles that cannot be handed out, or not in the form asked for.
+    for bad in [
+        serde_json::json!({"role": "creator"}),
+        serde_json::json!({"role": "member", "rights": ["mute"]}),
+        serde_json::json!({"role": "owner"}),
+        serde_json::json!({"role": "admin", "rights": ["everything"]}),
+    ] {
+        let (s, _) = call(
+            Method::PUT,
+            g("/members/bob"),
+            &ann.access_token,
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(s, 400, "{bad}");
+    }
+
     // The creator makes bob an admin who may add members.
     let (s, v) = call(
         Method::PUT,
@@ -458,6 +475,19 @@ async fn users_are_found_by_similar_names_and_contacts_by_exact_ones() {
     // Not without logging in; not with an empty query.
     assert_eq!(search("alex", "forged").await.0, 401);
     assert_eq!(search("", &me.access_token).await.0, 400);
+    assert_eq!(search(&"a".repeat(65), &me.access_token).await.0, 400);
+    let (status, v) = call(
+        reqwest::Method::GET,
+        format!("{http}/v1/users"),
+        &me.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "no q: a JSON error"
+    );
 
     let (status, v) = call(
         reqwest::Method::POST,
@@ -468,6 +498,18 @@ async fn users_are_found_by_similar_names_and_contacts_by_exact_ones() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(v["users"], serde_json::json!(["bob", "sandra"]));
+    let too_many: Vec<String> = (0..1001).map(|i| format!("user{i}")).collect();
+    let (status, v) = call(
+        reqwest::Method::POST,
+        format!("{http}/v1/contacts/match"),
+        &me.access_token,
+        Some(serde_json::json!({ "usernames": too_many })),
+    )
+    .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("too_many_contacts"))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,6 +238,23 @@ async fn read_receipts_reach_the_author_from_members_only() {
         error_code(&next_of(&mut bob, "error").await),
         "invalid_envelope"
     );
+    // Too many ids at once, an id too long, a group read without author.
+    let many: Vec<String> = (0..257).map(|i| format!("m{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let long = "x".repeat(129);
+    for (chatid, author, ids) in [
+        ("alice:bob", "", many.as_slice()),
+        ("alice:bob", "", &[long.as_str()][..]),
+        (group.id.as_str(), "", &["g1"][..]),
+    ] {
+        read(&mut bob, chatid, author, ids).await;
+        assert_eq!(
+            error_code(&next_of(&mut bob, "error").await),
+            "invalid_envelope",
+            "{chatid} {} ids",
+            ids.len()
+        );
+    }
 }
 
 fn delete(
@@ -369,6 +386,34 @@ async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_messa
     let c1 = seen.iter().find(|m| m.0 == "c1").unwrap();
     let c2 = seen.iter().find(|m| m.0 == "c2").unwrap();
     assert_eq!((c1.1.as_str(), c1.2), ("", true), "deleted by the creator");
+    // A delete must name what it deletes and carry nothing else; a
+    // message must not name anything to delete.
+    let no_ref = delete("x4", "alice", "bob", false, "", "alice");
+    let mut with_text = delete("x5", "alice", "bob", false, "m1", "alice");
+    if let client_frame::Kind::Send(Send {
+        envelope: Some(env),
+    }) = &mut with_text
+    {
+        env.body = Some(samvad_proto::v1::Body {
+            text: "sneaky".into(),
+            ts: 0,
+        });
+    }
+    let mut message_with_ref = samvad_load::client::chat("x6", "alice", "bob", "hi");
+    message_with_ref.ref_id = "m1".into();
+    for frame in [
+        no_ref,
+        with_text,
+        client_frame::Kind::Send(Send {
+            envelope: Some(message_with_ref),
+        }),
+    ] {
+        alice.send(frame).await.unwrap();
+        assert_eq!(
+            error_code(&next_of(&mut alice, "error").await),
+            "invalid_envelope"
+        );
+    }
     assert_eq!(
         (c2.1.as_str(), c2.2),
         ("text c2", false),
@@ -433,6 +478,18 @@ async fn delete_for_me_hides_a_message_from_me_only() {
     carol.send(hide("alice:bob", &[])).await.unwrap();
     assert_eq!(
         error_code(&next_of(&mut carol, "error").await),
+        "invalid_envelope"
+    );
+    // A hide must name a valid author.
+    bob.send(client_frame::Kind::Hide(samvad_proto::v1::Hide {
+        chatid: "alice:bob".into(),
+        author: "Not A User".into(),
+        message_ids: vec!["m2".into()],
+    }))
+    .await
+    .unwrap();
+    assert_eq!(
+        error_code(&next_of(&mut bob, "error").await),
         "invalid_envelope"
     );
 }

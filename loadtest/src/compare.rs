@@ -307,6 +307,17 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_is_no_report_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in [("other.json", r#"{"sessions": 3}"#), ("broken.json", "{")] {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            assert!(Report::read(&path).is_err(), "{name}");
+        }
+        assert!(Report::read(&dir.path().join("missing.json")).is_err());
+    }
+
+    #[test]
     fn repeats_count_by_their_median_and_majority() {
         let reports = [
             chat("samvad/ws", 1000, 1000.0, 2_000, 0),

@@ -688,6 +688,24 @@ mod tests {
         assert_eq!(last, [(1, "m0".to_string())]);
         assert!(!more);
         assert_eq!(page(1, 2), (Vec::new(), false));
+
+        // A page holds at most HISTORY_PAGE_MAX, whatever the limit asked.
+        let more: Vec<DeliverRecord> = (5..HISTORY_PAGE_MAX + 10)
+            .map(|i| DeliverRecord {
+                user: owner.clone(),
+                ..message(&format!("m{i}"), v1::HeadType::Chat, "alice", "bob")
+            })
+            .collect();
+        inboxes.apply(&more, &presence).unwrap();
+        let (big, more) = page(0, u32::MAX);
+        assert_eq!(big.len(), HISTORY_PAGE_MAX);
+        assert!(more);
+        let (default, _) = page(0, 0);
+        assert_eq!(
+            default.len(),
+            HISTORY_PAGE_DEFAULT,
+            "0 asks for the default"
+        );
     }
 
     #[test]

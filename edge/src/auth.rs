@@ -14,6 +14,8 @@ use argon2::Argon2;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::signed_url::UrlSigner;
+
 /// Lifetime of refresh tokens: 30 days.
 pub const REFRESH_TTL_SECS: u64 = 30 * 24 * 3600;
 
@@ -45,6 +47,8 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     pub access_ttl: u64,
+    /// Signs file URLs, with a key derived from the same secret.
+    pub urls: UrlSigner,
 }
 
 fn now_secs() -> u64 {
@@ -59,6 +63,7 @@ impl TokenKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             access_ttl,
+            urls: UrlSigner::new(secret),
         }
     }
 

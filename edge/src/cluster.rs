@@ -12,6 +12,7 @@ use samvad_bus::ownership::Leases;
 use samvad_bus::{Bus, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
+use samvad_store::files::RedisFiles;
 use samvad_store::inbox::Inboxes;
 use samvad_store::redis_presence::RedisPresence;
 use samvad_store::role::StoreRole;
@@ -100,6 +101,9 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         topics,
         presence,
         directory,
+        files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
+            .await
+            .context("connecting to Redis")?,
         keys: TokenKeys::new(&secret, args.edge.access_ttl),
     };
     let mut roles = JoinSet::new();

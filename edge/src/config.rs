@@ -65,6 +65,14 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 1024)]
     pub session_queue: usize,
 
+    /// Largest file a user may upload, in bytes.
+    #[arg(long, default_value_t = 25 << 20)]
+    pub max_file_bytes: u64,
+
+    /// Bytes of files one user may store in all.
+    #[arg(long, default_value_t = 1 << 30)]
+    pub file_quota_bytes: u64,
+
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,

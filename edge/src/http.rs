@@ -19,6 +19,7 @@ use serde_json::json;
 
 use crate::auth::{hash_password, hash_password_gated, verify_password_gated, TokenError};
 use crate::connection;
+use crate::file_api;
 use crate::group_api;
 use crate::session::valid_username;
 use crate::state::Edge;
@@ -123,6 +124,7 @@ pub struct TokenPair {
 }
 
 pub fn router(edge: Arc<Edge>) -> Router {
+    let max_file = usize::try_from(edge.file_limits.max_file).unwrap_or(usize::MAX);
     Router::new()
         .route(
             "/",
@@ -182,8 +184,18 @@ pub fn router(edge: Arc<Edge>) -> Router {
             "/v1/groups/{id}/members/{user}",
             axum::routing::delete(group_api::remove).put(group_api::set_role),
         )
+        .route("/v1/files", post(file_api::create))
+        .route("/v1/files/{id}/download-url", post(file_api::download_url))
+        .route("/v1/me/storage", get(file_api::storage))
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        // File content has its own limit (the router's is for JSON).
+        .route(
+            "/v1/files/{id}/content",
+            get(file_api::download)
+                .put(file_api::upload)
+                .layer(DefaultBodyLimit::max(max_file)),
+        )
         .with_state(edge)
 }
 

@@ -8,7 +8,7 @@
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`user_api`]: user search and
-//!   contact matching.
+//!   contact matching; [`file_api`]: files through [`signed_url`]s.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
@@ -17,6 +17,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod file_api;
 pub mod group_api;
 pub mod http;
 pub mod hub;
@@ -25,6 +26,7 @@ pub mod node;
 pub mod quic;
 pub mod serve;
 pub mod session;
+pub mod signed_url;
 pub mod state;
 pub mod tls;
 pub mod transport;

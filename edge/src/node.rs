@@ -13,6 +13,7 @@ use hyper_util::service::TowerToHyperService;
 use parking_lot::RwLock;
 use samvad_bus::{Bus, TopicSpec, Topics};
 use samvad_store::directory::Directory;
+use samvad_store::files::FileStore;
 use samvad_store::presence::Presence;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -20,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::TokenKeys;
 use crate::config::EdgeArgs;
+use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::session::SessionConfig;
@@ -33,6 +35,7 @@ pub struct EdgeDeps {
     pub topics: Topics,
     pub presence: Arc<dyn Presence>,
     pub directory: Arc<dyn Directory>,
+    pub files: Arc<dyn FileStore>,
     pub keys: TokenKeys,
 }
 
@@ -65,6 +68,11 @@ pub async fn start(
         presence: deps.presence,
         keys: deps.keys,
         directory: deps.directory,
+        files: deps.files,
+        file_limits: FileLimits {
+            max_file: args.max_file_bytes,
+            quota: args.file_quota_bytes,
+        },
         session_config: Arc::new(SessionConfig {
             node: args.node.as_str().into(),
             max_frame: args.max_frame,

@@ -9,6 +9,7 @@ use samvad_bus::{Bus, Durability, EmbeddedBus, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::accounts::Accounts;
 use samvad_store::directory::LocalDirectory;
+use samvad_store::files::LocalFiles;
 use samvad_store::groups::Groups;
 use samvad_store::inbox::Inboxes;
 use samvad_store::presence::MemoryPresence;
@@ -73,6 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         topics,
         presence,
         directory,
+        files: Arc::new(LocalFiles::open(&db)?),
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };
     let extra = serde_json::json!({ "data": args.data_dir.display().to_string() });

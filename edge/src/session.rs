@@ -134,7 +134,7 @@ fn valid_message_ids(ids: &[String]) -> bool {
 }
 
 /// The kind of conversation a chat id names.
-enum Conversation<'a> {
+pub(crate) enum Conversation<'a> {
     /// A 1:1 chat of the user's, with `other`.
     Chat { other: &'a str },
     /// A group (or channel): membership is for the transport to check.
@@ -143,7 +143,7 @@ enum Conversation<'a> {
 
 /// What `chatid` names, if `user` may act in it as far as the session can
 /// tell without a lookup; else the error code and message to answer with.
-fn conversation<'a>(
+pub(crate) fn conversation<'a>(
     user: &str,
     chatid: &'a str,
 ) -> Result<Conversation<'a>, (ErrorCode, &'static str)> {

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use samvad_bus::{Bus, Topics};
 use samvad_store::directory::Directory;
+use samvad_store::files::FileStore;
 use samvad_store::presence::Presence;
 
 use crate::auth::TokenKeys;
+use crate::file_api::FileLimits;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::session::SessionConfig;
@@ -19,6 +21,9 @@ pub struct Edge {
     pub keys: TokenKeys,
     /// Accounts and refresh tokens: fjall in `serve`, Redis in a cluster.
     pub directory: Arc<dyn Directory>,
+    /// File records and content: fjall in `serve`, Redis in a cluster.
+    pub files: Arc<dyn FileStore>,
+    pub file_limits: FileLimits,
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,

@@ -72,7 +72,7 @@ pub struct LocalDirectory {
     pub groups: Groups,
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
@@ -214,7 +214,7 @@ pub struct RedisDirectory {
     replace_group: redis::Script,
 }
 
-fn unavailable(e: redis::RedisError) -> StoreError {
+pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
 }
 

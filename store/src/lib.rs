@@ -10,9 +10,13 @@
 //! | `inbox_meta` | user | last seq, cursor |
 //! | `dedupe` | user `\0` sender `\0` message id | seq |
 //! | `accounts` | username | account JSON |
+//! | `files` | file id | file record JSON (owner, conversation, SHA-256, size, type) |
+//! | `blobs` | SHA-256 | file content (key-value separated) |
+//! | `file_usage` | username | bytes stored (u64) |
 //!
 //! - [`inbox`]: the inbox rules (append, ack, sync) over a batch of bus records.
 //! - [`accounts`]: users and their password hashes.
+//! - [`files`]: content-addressed file blobs, their records and quotas.
 //! - [`directory`]: accounts and refresh tokens behind one trait, in fjall
 //!   (`samvad serve`) or Redis (the cluster).
 //! - [`presence`]: which sessions a user has, on which edge.
@@ -20,6 +24,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod files;
 pub mod group_rules;
 pub mod groups;
 pub mod inbox;

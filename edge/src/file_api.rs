@@ -1,0 +1,429 @@
+//! REST for files: upload and download through short-lived signed URLs.
+//!
+//! 1. `POST /v1/files {conversation, size, content_type}`: a member of the
+//!    conversation asks to send a file. The edge checks the size limit and
+//!    the quota, picks a random file id and answers with an upload URL
+//!    signed for that id, user, conversation, size and type.
+//! 2. `PUT` the bytes to that URL (no token needed: the URL is the leave).
+//!    The edge checks the signature, the expiry, the exact size and type,
+//!    stores the content under its SHA-256 and the record under the id.
+//! 3. A message carries only the file id (see `api/openapi.json`).
+//! 4. `POST /v1/files/{id}/download-url`: only members of the conversation
+//!    the file was sent in get a signed download URL; anyone else gets the
+//!    404 an unknown id gets, so ids cannot be probed.
+//! 5. `GET` that URL: the bytes, served so that a browser never runs them.
+//!
+//! Avatars are files in the [`AVATARS`] conversation: any signed-in user
+//! may read them.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use samvad_store::files::{FileRecord, Stored, AVATARS};
+use serde::Deserialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::http::{authenticated_user, parse, ApiError};
+use crate::session::{conversation, Conversation};
+use crate::signed_url::{DownloadGrant, UploadGrant, UrlError};
+use crate::state::Edge;
+
+/// Lifetime of an upload URL.
+pub const UPLOAD_URL_TTL_SECS: u64 = 15 * 60;
+/// Lifetime of a download URL: long enough to fetch, short enough that a
+/// leaked URL soon stops working.
+pub const DOWNLOAD_URL_TTL_SECS: u64 = 5 * 60;
+
+/// Size limits of files, from the edge's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct FileLimits {
+    /// Largest single file, in bytes.
+    pub max_file: u64,
+    /// Bytes one user may store in all.
+    pub quota: u64,
+}
+
+#[derive(Deserialize)]
+struct NewFile {
+    conversation: String,
+    size: u64,
+    content_type: String,
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A file id as the edge makes them: 32 lowercase hex digits.
+fn valid_file_id(id: &str) -> bool {
+    id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `type/subtype`, each an RFC 9110 token, at most 127 bytes, lowercase.
+/// Parameters are not kept: a stored file has one plain media type.
+fn valid_content_type(value: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$&^_.+-".contains(&b))
+    };
+    value.len() <= 127
+        && value
+            .split_once('/')
+            .is_some_and(|(t, s)| token(t) && token(s))
+}
+
+fn no_such_file(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no file {id:?} of yours"),
+    )
+}
+
+fn refused_url(e: UrlError) -> ApiError {
+    let code = match e {
+        UrlError::BadSignature => "bad_signature",
+        UrlError::Expired => "url_expired",
+    };
+    ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
+}
+
+/// Whether `me` may send a file into `conversation` (`upload`) or read one
+/// sent there. A refusal to read is 404, like an unknown file.
+async fn check_conversation(
+    edge: &Edge,
+    me: &str,
+    chat: &str,
+    upload: bool,
+) -> Result<(), ApiError> {
+    let refuse = |message: &str| {
+        if upload {
+            ApiError::new(StatusCode::FORBIDDEN, "not_member", message.to_string())
+        } else {
+            no_such_file("")
+        }
+    };
+    if chat == AVATARS {
+        return Ok(());
+    }
+    let kind = conversation(me, chat).map_err(|(_, why)| {
+        if upload {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why)
+        } else {
+            no_such_file("")
+        }
+    })?;
+    match kind {
+        Conversation::Chat { other } => {
+            if upload
+                && !edge
+                    .directory
+                    .exists(other)
+                    .await
+                    .map_err(ApiError::internal)?
+            {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_user",
+                    format!("no user {other:?}"),
+                ));
+            }
+            Ok(())
+        }
+        Conversation::Group => {
+            let group = edge
+                .directory
+                .group(chat)
+                .await
+                .map_err(ApiError::internal)?;
+            let allowed = group.is_some_and(|g| {
+                if upload {
+                    g.may_post(me)
+                } else {
+                    g.is_member(me)
+                }
+            });
+            if allowed {
+                Ok(())
+            } else {
+                Err(refuse("you may not send files to this group"))
+            }
+        }
+    }
+}
+
+async fn usage(edge: &Edge, user: &str) -> Result<u64, ApiError> {
+    edge.files.usage(user).await.map_err(ApiError::internal)
+}
+
+fn over_quota(used: u64, size: u64, quota: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "quota_exceeded",
+        format!("{used} of {quota} bytes used; {size} more do not fit"),
+    )
+}
+
+/// `POST /v1/files`: an upload URL for one file.
+pub async fn create(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let req: NewFile = parse(&body)?;
+    let limits = edge.file_limits;
+    if req.size == 0 || req.size > limits.max_file {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "file_too_large",
+            format!("files are 1 to {} bytes", limits.max_file),
+        ));
+    }
+    if !valid_content_type(&req.content_type) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_content_type",
+            "content_type is a lowercase `type/subtype` without parameters",
+        ));
+    }
+    check_conversation(&edge, &me, &req.conversation, true).await?;
+    let used = usage(&edge, &me).await?;
+    if used.saturating_add(req.size) > limits.quota {
+        return Err(over_quota(used, req.size, limits.quota));
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let query = edge.keys.urls.upload_query(
+        &id,
+        UploadGrant {
+            user: me,
+            conversation: req.conversation,
+            size: req.size,
+            content_type: req.content_type.clone(),
+            expires: now_secs() + UPLOAD_URL_TTL_SECS,
+        },
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "file_id": id,
+            "upload_url": format!("/v1/files/{id}/content?{query}"),
+            "method": "PUT",
+            "content_type": req.content_type,
+            "expires_in": UPLOAD_URL_TTL_SECS,
+        })),
+    )
+        .into_response())
+}
+
+/// `PUT /v1/files/{id}/content?<signed upload grant>`: the file's bytes.
+pub async fn upload(
+    State(edge): State<Arc<Edge>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if !valid_file_id(&id) {
+        return Err(refused_url(UrlError::BadSignature));
+    }
+    let grant = edge
+        .keys
+        .urls
+        .check_upload(&id, query.as_deref().unwrap_or(""), now_secs())
+        .map_err(refused_url)?;
+    if body.len() as u64 != grant.size {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "size_mismatch",
+            format!("the URL is for {} bytes, not {}", grant.size, body.len()),
+        ));
+    }
+    let sent_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if sent_type != grant.content_type {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "content_type_mismatch",
+            format!("the URL is for Content-Type {:?}", grant.content_type),
+        ));
+    }
+    let record = FileRecord {
+        id: id.clone(),
+        owner: grant.user,
+        conversation: grant.conversation,
+        sha256: hex::encode(Sha256::digest(&body)),
+        size: grant.size,
+        content_type: grant.content_type,
+        created_ms: samvad_store::inbox::now_ms(),
+    };
+    match edge
+        .files
+        .put(record.clone(), body, edge.file_limits.quota)
+        .await
+        .map_err(ApiError::internal)?
+    {
+        Stored::Stored => Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "file_id": record.id,
+                "sha256": record.sha256,
+                "size": record.size,
+                "content_type": record.content_type,
+                "conversation": record.conversation,
+            })),
+        )
+            .into_response()),
+        Stored::Exists => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_uploaded",
+            "this upload URL has been used",
+        )),
+        Stored::OverQuota { used } => Err(over_quota(used, record.size, edge.file_limits.quota)),
+    }
+}
+
+/// `POST /v1/files/{id}/download-url`: to members of the file's
+/// conversation only.
+pub async fn download_url(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    if !valid_file_id(&id) {
+        return Err(no_such_file(&id));
+    }
+    let record = edge
+        .files
+        .record(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| no_such_file(&id))?;
+    check_conversation(&edge, &me, &record.conversation, false)
+        .await
+        .map_err(|_| no_such_file(&id))?;
+    let query = edge.keys.urls.download_query(
+        &id,
+        DownloadGrant {
+            user: me,
+            expires: now_secs() + DOWNLOAD_URL_TTL_SECS,
+        },
+    );
+    Ok(Json(json!({
+        "url": format!("/v1/files/{id}/content?{query}"),
+        "size": record.size,
+        "content_type": record.content_type,
+        "sha256": record.sha256,
+        "expires_in": DOWNLOAD_URL_TTL_SECS,
+    })))
+}
+
+/// `GET /v1/files/{id}/content?<signed download grant>`: the bytes. The
+/// headers keep a browser from sniffing or running them on our origin.
+pub async fn download(
+    State(edge): State<Arc<Edge>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    if !valid_file_id(&id) {
+        return Err(refused_url(UrlError::BadSignature));
+    }
+    edge.keys
+        .urls
+        .check_download(&id, query.as_deref().unwrap_or(""), now_secs())
+        .map_err(refused_url)?;
+    let record = edge
+        .files
+        .record(&id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| no_such_file(&id))?;
+    let content = edge
+        .files
+        .content(&record.sha256)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::internal(format!("file {id}: content missing")))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, record.content_type),
+            (header::CONTENT_DISPOSITION, "attachment".into()),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".into()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox".into()),
+            (header::CACHE_CONTROL, "private, max-age=300".into()),
+            (header::ETAG, format!("\"{}\"", record.sha256)),
+        ],
+        content,
+    )
+        .into_response())
+}
+
+/// `GET /v1/me/storage`: bytes used and the quota.
+pub async fn storage(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let me = authenticated_user(&edge, &headers)?;
+    let used = usage(&edge, &me).await?;
+    Ok(Json(json!({
+        "used": used,
+        "quota": edge.file_limits.quota,
+        "max_file": edge.file_limits.max_file,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types_are_plain_media_types() {
+        for ok in [
+            "image/png",
+            "text/plain",
+            "application/vnd.samvad+json",
+            "video/mp4",
+        ] {
+            assert!(valid_content_type(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "image",
+            "image/",
+            "/png",
+            "Image/PNG",
+            "text/html; charset=utf-8",
+            "text/plain\r\nx-evil: 1",
+            "a/b/c",
+        ] {
+            assert!(!valid_content_type(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn file_ids_are_what_the_edge_makes() {
+        assert!(valid_file_id(&uuid::Uuid::new_v4().simple().to_string()));
+        for bad in [
+            "",
+            "../../etc/passwd",
+            "ABCDEF0123456789abcdef0123456789",
+            "a",
+        ] {
+            assert!(!valid_file_id(bad), "{bad}");
+        }
+    }
+}

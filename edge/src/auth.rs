@@ -57,6 +57,28 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The secret kept (hex) in `dir/name`, written from `fresh()` the first
+/// time: the single-process counterpart of `RedisDirectory::shared_secret`.
+pub fn secret_file(
+    dir: &Path,
+    name: &str,
+    fresh: impl FnOnce() -> Vec<u8>,
+) -> anyhow::Result<Vec<u8>> {
+    let path = dir.join(name);
+    match std::fs::read_to_string(&path) {
+        Ok(hex_secret) => {
+            hex::decode(hex_secret.trim()).with_context(|| format!("{name} is not hex"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let secret = fresh();
+            std::fs::write(&path, hex::encode(&secret))
+                .with_context(|| format!("writing {}", path.display()))?;
+            Ok(secret)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 impl TokenKeys {
     pub fn new(secret: &[u8], access_ttl: u64) -> Self {
         TokenKeys {
@@ -69,17 +91,7 @@ impl TokenKeys {
 
     /// Loads the signing secret from `dir/token.key`, creating it once.
     pub fn load_or_create(dir: &Path, access_ttl: u64) -> anyhow::Result<Self> {
-        let path = dir.join("token.key");
-        let secret = match std::fs::read_to_string(&path) {
-            Ok(hex_secret) => hex::decode(hex_secret.trim()).context("token.key is not hex")?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let secret: [u8; 32] = rand::random();
-                std::fs::write(&path, hex::encode(secret))
-                    .with_context(|| format!("writing {}", path.display()))?;
-                secret.to_vec()
-            }
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
+        let secret = secret_file(dir, "token.key", || rand::random::<[u8; 32]>().to_vec())?;
         Ok(Self::new(&secret, access_ttl))
     }
 

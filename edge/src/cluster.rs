@@ -14,14 +14,19 @@ use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::files::RedisFiles;
 use samvad_store::inbox::Inboxes;
+use samvad_store::push_subscriptions::RedisPushSubscriptions;
 use samvad_store::redis_presence::RedisPresence;
 use samvad_store::role::StoreRole;
 use samvad_store::PersistMode;
 use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
-use crate::config::{ClusterArgs, ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs};
+use crate::config::{
+    ClusterArgs, ClusterEdgeArgs, ClusterPushArgs, ClusterRouterArgs, ClusterStoreArgs,
+};
 use crate::node::{self, open_database, EdgeDeps};
+use crate::push::web_push::VapidKey;
+use crate::push::{self, PushRole};
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
@@ -96,10 +101,18 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
     let secret = directory
         .shared_secret("access-token-key", &rand::random::<[u8; 32]>())
         .await?;
+    let vapid = vapid_key(&directory).await?;
     let deps = EdgeDeps {
         bus,
         topics,
         presence,
+        push_subscriptions: RedisPushSubscriptions::connect(
+            &args.cluster.redis,
+            &args.cluster.topics.topic_prefix,
+        )
+        .await
+        .context("connecting to Redis")?,
+        vapid_public_key: vapid.public_base64(),
         directory,
         files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
             .await
@@ -117,6 +130,37 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
     let result = node::wait(&mut roles).await;
     running.endpoint.close(0u32.into(), b"server shutting down");
     result
+}
+
+/// The cluster's VAPID key, shared through Redis like the token key.
+async fn vapid_key(directory: &RedisDirectory) -> anyhow::Result<VapidKey> {
+    let secret = directory
+        .shared_secret("vapid-key", &VapidKey::generate_secret())
+        .await?;
+    VapidKey::from_secret(&secret)
+}
+
+/// `samvad push`: consumes `push`, notifies browsers and the webhook.
+pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
+    let (bus, topics) = bus(&args.cluster, "push").await?;
+    let prefix = &args.cluster.topics.topic_prefix;
+    let directory = RedisDirectory::connect(&args.cluster.redis, prefix)
+        .await
+        .context("connecting to Redis")?;
+    let subscriptions = RedisPushSubscriptions::connect(&args.cluster.redis, prefix)
+        .await
+        .context("connecting to Redis")?;
+    let sinks = push::sinks(&args.push, subscriptions, vapid_key(&directory).await?)?;
+    let mut roles = JoinSet::new();
+    roles.spawn(async move {
+        PushRole { bus, topics, sinks }
+            .run()
+            .await
+            .context("push role")
+    });
+    ready(args.ready_file.as_deref(), "push")?;
+    tracing::info!("push running");
+    node::wait(&mut roles).await
 }
 
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {

@@ -20,6 +20,26 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub topics: TopicArgs,
+
+    #[command(flatten)]
+    pub push: PushArgs,
+}
+
+/// Where notifications for offline users go (the push role).
+#[derive(Debug, Clone, Args)]
+pub struct PushArgs {
+    /// POST every notification, signed, to this URL (for a mobile push
+    /// gateway). Web Push to browser subscriptions happens regardless.
+    #[arg(long, requires = "push_webhook_secret", env = "SAMVAD_PUSH_WEBHOOK")]
+    pub push_webhook: Option<reqwest::Url>,
+
+    /// HMAC-SHA256 key of the webhook's `X-Samvad-Signature`.
+    #[arg(long, env = "SAMVAD_PUSH_WEBHOOK_SECRET", hide_env_values = true)]
+    pub push_webhook_secret: Option<String>,
+
+    /// Contact sent to push services with the VAPID signature.
+    #[arg(long, default_value = "mailto:push@localhost")]
+    pub vapid_contact: String,
 }
 
 /// What an edge listens on and how it treats sessions.
@@ -72,6 +92,19 @@ pub struct EdgeArgs {
     /// Bytes of files one user may store in all.
     #[arg(long, default_value_t = 1 << 30)]
     pub file_quota_bytes: u64,
+
+    /// Push services whose endpoints browsers may subscribe with (a host
+    /// and its subdomains). The server POSTs to these, so nothing else.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fcm.googleapis.com,push.services.mozilla.com,push.apple.com,notify.windows.com"
+    )]
+    pub push_endpoint_hosts: Vec<String>,
+
+    /// Accept plain-HTTP push endpoints (development and tests only).
+    #[arg(long)]
+    pub push_allow_http: bool,
 
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
@@ -148,6 +181,19 @@ pub struct ClusterStoreArgs {
     /// partitions of a dead store wait before another takes them.
     #[arg(long, default_value_t = 9)]
     pub lease_ttl: u64,
+
+    /// Write `{role, pid}` as JSON to this file once running.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterPushArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub push: PushArgs,
 
     /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]

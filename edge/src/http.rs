@@ -21,6 +21,7 @@ use crate::auth::{hash_password, hash_password_gated, verify_password_gated, Tok
 use crate::connection;
 use crate::file_api;
 use crate::group_api;
+use crate::push;
 use crate::session::valid_username;
 use crate::state::Edge;
 use crate::transport::WsTransport;
@@ -187,6 +188,16 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/files", post(file_api::create))
         .route("/v1/files/{id}/download-url", post(file_api::download_url))
         .route("/v1/me/storage", get(file_api::storage))
+        .route(
+            "/v1/push/vapid-public-key",
+            get(push::api::vapid_public_key),
+        )
+        .route(
+            "/v1/push/subscriptions",
+            get(push::api::list)
+                .post(push::api::subscribe)
+                .delete(push::api::unsubscribe),
+        )
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
         // File content has its own limit (the router's is for JSON).

@@ -9,6 +9,7 @@
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`user_api`]: user search and
 //!   contact matching; [`file_api`]: files through [`signed_url`]s.
+//! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
@@ -23,6 +24,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod push;
 pub mod quic;
 pub mod serve;
 pub mod session;

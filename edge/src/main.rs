@@ -2,7 +2,9 @@
 
 use clap::{Parser, Subcommand};
 
-use samvad::config::{ClusterEdgeArgs, ClusterRouterArgs, ClusterStoreArgs, ServeArgs};
+use samvad::config::{
+    ClusterEdgeArgs, ClusterPushArgs, ClusterRouterArgs, ClusterStoreArgs, ServeArgs,
+};
 
 /// Tunes glibc malloc for a server with many small, long-lived sessions
 /// and a few large short-lived buffers (an argon2 hash takes 19 MiB):
@@ -41,6 +43,8 @@ enum Command {
     Router(ClusterRouterArgs),
     /// Cluster store: owns the inboxes of its `deliver` partitions.
     Store(ClusterStoreArgs),
+    /// Cluster push: `push` → Web Push and the webhook.
+    Push(ClusterPushArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -61,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Command::Edge(args) => runtime.block_on(samvad::cluster::edge(args)),
         Command::Router(args) => runtime.block_on(samvad::cluster::router(args)),
         Command::Store(args) => runtime.block_on(samvad::cluster::store(args)),
+        Command::Push(args) => runtime.block_on(samvad::cluster::push(args)),
     }
 }

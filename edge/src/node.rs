@@ -15,6 +15,7 @@ use samvad_bus::{Bus, TopicSpec, Topics};
 use samvad_store::directory::Directory;
 use samvad_store::files::FileStore;
 use samvad_store::presence::Presence;
+use samvad_store::push_subscriptions::PushSubscriptions;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -24,6 +25,7 @@ use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
+use crate::push::api::EndpointPolicy;
 use crate::session::SessionConfig;
 use crate::state::Edge;
 use crate::tls::{self, Identity};
@@ -36,6 +38,8 @@ pub struct EdgeDeps {
     pub presence: Arc<dyn Presence>,
     pub directory: Arc<dyn Directory>,
     pub files: Arc<dyn FileStore>,
+    pub push_subscriptions: Arc<dyn PushSubscriptions>,
+    pub vapid_public_key: String,
     pub keys: TokenKeys,
 }
 
@@ -73,6 +77,12 @@ pub async fn start(
             max_file: args.max_file_bytes,
             quota: args.file_quota_bytes,
         },
+        push_subscriptions: deps.push_subscriptions,
+        push_endpoints: EndpointPolicy {
+            hosts: args.push_endpoint_hosts.clone(),
+            allow_http: args.push_allow_http,
+        },
+        vapid_public_key: deps.vapid_public_key,
         session_config: Arc::new(SessionConfig {
             node: args.node.as_str().into(),
             max_frame: args.max_frame,

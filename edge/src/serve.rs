@@ -1,5 +1,6 @@
 //! `samvad serve`: every role in one process. Embedded bus journaled in
-//! fjall, in-memory presence, the router, the store and the edge, wired
+//! fjall, in-memory presence, the router, the store, the push role and the
+//! edge, wired
 //! exactly as they are in a cluster, with nothing else to install or run.
 
 use std::sync::Arc;
@@ -13,13 +14,16 @@ use samvad_store::files::LocalFiles;
 use samvad_store::groups::Groups;
 use samvad_store::inbox::Inboxes;
 use samvad_store::presence::MemoryPresence;
+use samvad_store::push_subscriptions::LocalPushSubscriptions;
 use samvad_store::role::StoreRole;
 use samvad_store::tokens::RefreshTokens;
 use samvad_store::PersistMode;
 
-use crate::auth::TokenKeys;
+use crate::auth::{secret_file, TokenKeys};
 use crate::config::{DurabilityArg, ServeArgs};
 use crate::node::{self, open_database, EdgeDeps};
+use crate::push::web_push::VapidKey;
+use crate::push::{self, PushRole};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = open_database(&args.data_dir)?;
@@ -40,9 +44,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await?;
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await?;
-    // Nothing consumes `push` in one process yet (the notification sink is
-    // to come): bounded, in memory, so it cannot grow without end.
-    bus.ensure_topic(&topics.push(), TopicSpec::ephemeral(args.topics.partitions))
+    bus.ensure_topic(&topics.push(), TopicSpec::durable(args.topics.partitions))
         .await?;
     let presence = Arc::new(MemoryPresence::default());
     let directory = Arc::new(LocalDirectory {
@@ -69,12 +71,29 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         async move { role.run().await.context("store role") }
     });
+    let push_subscriptions = Arc::new(LocalPushSubscriptions::open(&db)?);
+    let vapid = VapidKey::from_secret(&secret_file(
+        &args.data_dir,
+        "vapid.key",
+        VapidKey::generate_secret,
+    )?)?;
+    let vapid_public_key = vapid.public_base64();
+    roles.spawn({
+        let role = PushRole {
+            bus: bus.clone(),
+            topics: topics.clone(),
+            sinks: push::sinks(&args.push, push_subscriptions.clone(), vapid)?,
+        };
+        async move { role.run().await.context("push role") }
+    });
     let deps = EdgeDeps {
         bus,
         topics,
         presence,
         directory,
         files: Arc::new(LocalFiles::open(&db)?),
+        push_subscriptions,
+        vapid_public_key,
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };
     let extra = serde_json::json!({ "data": args.data_dir.display().to_string() });

@@ -7,11 +7,13 @@ use samvad_bus::{Bus, Topics};
 use samvad_store::directory::Directory;
 use samvad_store::files::FileStore;
 use samvad_store::presence::Presence;
+use samvad_store::push_subscriptions::PushSubscriptions;
 
 use crate::auth::TokenKeys;
 use crate::file_api::FileLimits;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::push::api::EndpointPolicy;
 use crate::session::SessionConfig;
 
 pub struct Edge {
@@ -24,6 +26,11 @@ pub struct Edge {
     /// File records and content: fjall in `serve`, Redis in a cluster.
     pub files: Arc<dyn FileStore>,
     pub file_limits: FileLimits,
+    /// Browsers' Web Push subscriptions, and what endpoints may be used.
+    pub push_subscriptions: Arc<dyn PushSubscriptions>,
+    pub push_endpoints: EndpointPolicy,
+    /// The VAPID public key (base64url), for `pushManager.subscribe()`.
+    pub vapid_public_key: String,
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,

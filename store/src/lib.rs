@@ -13,6 +13,7 @@
 //! | `files` | file id | file record JSON (owner, conversation, SHA-256, size, type) |
 //! | `blobs` | SHA-256 | file content (key-value separated) |
 //! | `file_usage` | username | bytes stored (u64) |
+//! | `push_subscriptions` | username `\0` endpoint | Web Push subscription JSON |
 //!
 //! - [`inbox`]: the inbox rules (append, ack, sync) over a batch of bus records.
 //! - [`accounts`]: users and their password hashes.
@@ -20,6 +21,7 @@
 //! - [`directory`]: accounts and refresh tokens behind one trait, in fjall
 //!   (`samvad serve`) or Redis (the cluster).
 //! - [`presence`]: which sessions a user has, on which edge.
+//! - [`push_subscriptions`]: the Web Push endpoints of users' devices.
 //! - [`role`]: the store role: consume `deliver`, apply, route, commit.
 
 pub mod accounts;
@@ -30,6 +32,7 @@ pub mod groups;
 pub mod inbox;
 mod keys;
 pub mod presence;
+pub mod push_subscriptions;
 pub mod redis_presence;
 pub mod role;
 pub mod tokens;

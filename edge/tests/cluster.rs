@@ -474,3 +474,76 @@ async fn group_messages_fan_out_across_edges_and_outsiders_are_refused() {
         assert_eq!(ids, ["g0", "g1", "g2"], "in order, once each");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_and_pushes_work_across_edges() {
+    let mut cluster = Cluster::start(2, 1, 1);
+    cluster.add_push();
+    let (e0, e1) = (
+        cluster.edges[0].addr().http.clone(),
+        cluster.edges[1].addr().http.clone(),
+    );
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(1, "bob").await;
+
+    // A file uploaded through one edge is downloaded through the other:
+    // the URL key and the file store are the cluster's, not an edge's.
+    let (status, ticket) = call(
+        reqwest::Method::POST,
+        format!("{e0}/v1/files"),
+        &alice.access_token,
+        Some(serde_json::json!({"conversation": "alice:bob", "size": 5, "content_type": "text/plain"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ticket}");
+    let id = ticket["file_id"].as_str().unwrap();
+    let put = reqwest::Client::new()
+        .put(format!("{e1}{}", ticket["upload_url"].as_str().unwrap()))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    let (status, url) = call(
+        reqwest::Method::POST,
+        format!("{e1}/v1/files/{id}/download-url"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{url}");
+    let body = reqwest::get(format!("{e0}{}", url["url"].as_str().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, "hello");
+
+    // Bob subscribes on edge 1; Alice writes on edge 0 while Bob is
+    // offline; `samvad push` notifies his browser, signed with the key
+    // both edges publish.
+    let (endpoint, mut pushes) = push_service::push_endpoint().await;
+    let browser = push_service::Browser::new();
+    let (status, _) = call(
+        reqwest::Method::POST,
+        format!("{e1}/v1/push/subscriptions"),
+        &bob.access_token,
+        Some(browser.subscription(&format!("{endpoint}/wp/bob"))),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let vapid = push_service::vapid_public(&e1).await;
+    assert_eq!(vapid, push_service::vapid_public(&e0).await);
+    let mut a = cluster.edges[0].connect(TransportKind::Ws, &alice).await;
+    sync_all(&mut a, 0).await;
+    send_chat(&mut a, "m1", "alice", "bob", "ping").await;
+    next_of(&mut a, "accepted").await;
+    let push = push_service::next_at(&mut pushes, "/wp/bob").await;
+    let n = browser.open(&push, &vapid, "http://127.0.0.1");
+    assert_eq!(
+        (n["from"].as_str(), n["id"].as_str()),
+        (Some("alice"), Some("m1"))
+    );
+}

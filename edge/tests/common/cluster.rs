@@ -79,6 +79,7 @@ pub struct Cluster {
     pub edges: Vec<Node>,
     pub routers: Vec<Node>,
     pub stores: Vec<Node>,
+    pub pushes: Vec<Node>,
     // Dropped after the nodes (fields drop in order).
     pub redis: Redis,
     pub tansu: Tansu,
@@ -108,6 +109,7 @@ impl Cluster {
             edges: Vec::new(),
             routers: Vec::new(),
             stores: Vec::new(),
+            pushes: Vec::new(),
             redis: Redis::start(),
             tansu: Tansu::start(),
             dir: tempfile::tempdir().unwrap(),
@@ -137,6 +139,10 @@ impl Cluster {
                 "127.0.0.1:0".into(),
                 "--http-listen".into(),
                 "127.0.0.1:0".into(),
+                // The tests' push service is plain HTTP on loopback.
+                "--push-allow-http".into(),
+                "--push-endpoint-hosts".into(),
+                "127.0.0.1".into(),
             ]);
             let node = Node::spawn(args, cluster.path(&format!("edge{i}.json")));
             cluster.edges.push(node);
@@ -160,6 +166,15 @@ impl Cluster {
         ]);
         let node = Node::spawn(args, self.path(&format!("store{i}.json")));
         self.stores.push(node);
+    }
+
+    /// Starts a push role (`samvad push`).
+    pub fn add_push(&mut self) {
+        let mut args = vec!["push".to_string()];
+        args.extend(self.common());
+        let i = self.pushes.len();
+        let node = Node::spawn(args, self.path(&format!("push{i}.json")));
+        self.pushes.push(node);
     }
 
     pub fn data_dir(&self, store: usize) -> PathBuf {

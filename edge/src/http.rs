@@ -21,6 +21,7 @@ use crate::auth::{hash_password, hash_password_gated, verify_password_gated, Tok
 use crate::connection;
 use crate::file_api;
 use crate::group_api;
+use crate::history_api;
 use crate::push;
 use crate::session::valid_username;
 use crate::state::Edge;
@@ -188,6 +189,10 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/files", post(file_api::create))
         .route("/v1/files/{id}/download-url", post(file_api::download_url))
         .route("/v1/me/storage", get(file_api::storage))
+        .route(
+            "/v1/conversations/{chatid}/messages",
+            get(history_api::messages),
+        )
         .route(
             "/v1/push/vapid-public-key",
             get(push::api::vapid_public_key),

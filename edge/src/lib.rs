@@ -7,7 +7,7 @@
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
-//!   [`group_api`]: the group endpoints; [`user_api`]: user search and
+//!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
 //!   contact matching; [`file_api`]: files through [`signed_url`]s.
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod file_api;
 pub mod group_api;
+pub mod history_api;
 pub mod http;
 pub mod hub;
 pub mod metrics;

@@ -493,3 +493,118 @@ async fn delete_for_me_hides_a_message_from_me_only() {
         "invalid_envelope"
     );
 }
+
+async fn get(base: &str, token: &str, path: String) -> (u16, serde_json::Value) {
+    call(reqwest::Method::GET, format!("{base}{path}"), token, None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_over_rest_pages_the_same_and_keeps_others_out() {
+    let server = TestServer::start();
+    let base = server.addr.http.clone();
+    let (a, b, c) = (
+        server.user("alice").await,
+        server.user("bob").await,
+        server.user("carol").await,
+    );
+    let group = rest::create_group(&base, &a.access_token, "crew", &["bob".into()])
+        .await
+        .unwrap();
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    sync_all(&mut alice, 0).await;
+    sync_all(&mut bob, 0).await;
+    for i in 0..3 {
+        send_chat(
+            &mut alice,
+            &format!("c{i}"),
+            "alice",
+            "bob",
+            &format!("chat {i}"),
+        )
+        .await;
+        next_of(&mut alice, "accepted").await;
+        next_user_message(&mut bob).await;
+    }
+    alice
+        .send(client_frame::Kind::Send(Send {
+            envelope: Some(group_message("g0", "alice", &group.id, "to the crew")),
+        }))
+        .await
+        .unwrap();
+    next_of(&mut alice, "accepted").await;
+    next_user_message(&mut bob).await;
+
+    let (status, first) = get(
+        &base,
+        &b.access_token,
+        "/v1/conversations/alice:bob/messages?limit=2".into(),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&first), ["c2", "c1"]);
+    assert_eq!(first["more"], true);
+    assert_eq!(first["messages"][0]["body"]["text"], "chat 2");
+    let before = first["messages"][1]["seq"].as_u64().unwrap();
+    let (_, rest_page) = get(
+        &base,
+        &a.access_token,
+        format!("/v1/conversations/alice:bob/messages?before_seq={before}&limit=2"),
+    )
+    .await;
+    assert_eq!(ids(&rest_page), ["c0"]);
+    assert_eq!(rest_page["more"], false);
+    // The same page as the session's.
+    let (session_page, _) = page(&mut alice, "alice:bob", 0, 2).await;
+    let session_ids: Vec<String> = session_page.into_iter().map(|m| m.1).collect();
+    assert_eq!(session_ids, ids(&first));
+
+    let (status, group_page) = get(
+        &base,
+        &b.access_token,
+        format!("/v1/conversations/{}/messages", group.id),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(ids(&group_page).contains(&"g0".to_string()), "{group_page}");
+
+    // Carol: not her chat, not her group, the same 404 as nothing at all.
+    for path in [
+        "/v1/conversations/alice:bob/messages".to_string(),
+        format!("/v1/conversations/{}/messages", group.id),
+        "/v1/conversations/nonexistent-group/messages".to_string(),
+        "/v1/conversations/bob:alice/messages".to_string(),
+    ] {
+        let (status, answer) = get(&base, &c.access_token, path.clone()).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (404, Some("not_found")),
+            "{path}"
+        );
+    }
+    for query in ["limit=0", "limit=101", "limit=x", "before_seq=-1"] {
+        let (status, _) = get(
+            &base,
+            &a.access_token,
+            format!("/v1/conversations/alice:bob/messages?{query}"),
+        )
+        .await;
+        assert_eq!(status, 400, "{query}");
+    }
+    let (status, _) = call(
+        reqwest::Method::GET,
+        format!("{base}/v1/conversations/alice:bob/messages"),
+        "not a token",
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+}

@@ -126,7 +126,9 @@ async fn the_server_does_what_its_openapi_description_says() {
         let id = op["operationId"].as_str().unwrap();
         let mut url = format!(
             "{http}{}",
-            path.replace("{id}", &group.id).replace("{user}", "bob")
+            path.replace("{id}", &group.id)
+                .replace("{user}", "bob")
+                .replace("{chatid}", "alice:bob")
         );
         let query: Vec<String> = op["parameters"]
             .as_array()
@@ -197,7 +199,9 @@ async fn the_server_does_what_its_openapi_description_says() {
     for (path, item) in spec["paths"].as_object().unwrap() {
         let url = format!(
             "{http}{}",
-            path.replace("{id}", &group.id).replace("{user}", "bob")
+            path.replace("{id}", &group.id)
+                .replace("{user}", "bob")
+                .replace("{chatid}", "alice:bob")
         );
         for method in METHODS {
             if item.get(method).is_none() {

@@ -361,6 +361,13 @@ fn state_name(state: v1::DeliveryState) -> &'static str {
     }
 }
 
+/// A history page as JSON: `{chatid, messages, more}`, each message a
+/// JSON v2 envelope (also the REST answer for history).
+pub fn history_json(page: &v1::HistoryPage) -> Value {
+    let messages: Vec<EnvelopeJson> = page.messages.iter().map(EnvelopeJson::from).collect();
+    json!({"chatid": page.chatid, "messages": messages, "more": page.more})
+}
+
 /// Renders one server frame as a text frame.
 pub fn server_text(frame: &v1::ServerFrame) -> String {
     use server_frame::Kind;
@@ -390,10 +397,7 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
             json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}})
         }
         Some(Kind::Pong(p)) => json!({"pong": {"nonce": p.nonce}}),
-        Some(Kind::History(h)) => {
-            let messages: Vec<EnvelopeJson> = h.messages.iter().map(EnvelopeJson::from).collect();
-            json!({"history": {"chatid": h.chatid, "messages": messages, "more": h.more}})
-        }
+        Some(Kind::History(h)) => json!({ "history": history_json(h) }),
         None => json!({}),
     };
     value.to_string()

@@ -113,6 +113,9 @@ pub const MAX_DISPLAY_NAME: usize = 64;
 struct Profile {
     user: String,
     display_name: String,
+    /// File id of the profile picture, or empty: fetch it with
+    /// `POST /v1/files/{id}/download-url` (open to every user).
+    avatar: String,
 }
 
 async fn account_of(edge: &Edge, user: &str) -> Result<samvad_store::accounts::Account, ApiError> {
@@ -138,12 +141,37 @@ pub async fn me(
     me_json(&edge, &me).await
 }
 
+/// Fields left out are left as they are.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ProfileUpdate {
-    display_name: String,
+    display_name: Option<String>,
+    /// A file id, or empty to remove the picture.
+    avatar: Option<String>,
 }
 
-/// `PATCH /v1/me {display_name}`.
+/// Checks that `id` names an image I uploaded as an avatar (into
+/// `files::AVATARS`): nobody can show another user's file as theirs, or a
+/// conversation's file to everyone.
+async fn check_avatar(edge: &Edge, me: &str, id: &str) -> Result<(), ApiError> {
+    let record = edge.files.record(id).await.map_err(ApiError::internal)?;
+    match record {
+        Some(r)
+            if r.owner == me
+                && r.conversation == samvad_store::files::AVATARS
+                && r.content_type.starts_with("image/") =>
+        {
+            Ok(())
+        }
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_avatar",
+            "an avatar is an image file you uploaded with conversation `@avatars`",
+        )),
+    }
+}
+
+/// `PATCH /v1/me {display_name?, avatar?}`.
 pub async fn update_me(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
@@ -151,16 +179,24 @@ pub async fn update_me(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let me = authenticated_user(&edge, &headers)?;
     let req: ProfileUpdate = parse(&body)?;
-    let name = req.display_name.trim();
-    if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("a display name has at most {MAX_DISPLAY_NAME} printable characters"),
-        ));
-    }
     let mut account = account_of(&edge, &me).await?;
-    account.display_name = name.to_string();
+    if let Some(name) = &req.display_name {
+        let name = name.trim();
+        if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("a display name has at most {MAX_DISPLAY_NAME} printable characters"),
+            ));
+        }
+        account.display_name = name.to_string();
+    }
+    if let Some(avatar) = req.avatar {
+        if !avatar.is_empty() {
+            check_avatar(&edge, &me, &avatar).await?;
+        }
+        account.avatar = avatar;
+    }
     edge.directory
         .update_account(account)
         .await
@@ -173,6 +209,7 @@ async fn me_json(edge: &Edge, me: &str) -> Result<Json<serde_json::Value>, ApiEr
     Ok(Json(serde_json::json!({
         "user": account.username,
         "display_name": account.display_name,
+        "avatar": account.avatar,
         "created_ms": account.created_ms,
     })))
 }
@@ -188,6 +225,7 @@ pub async fn profile(
     Ok(Json(serde_json::json!(Profile {
         user: account.username,
         display_name: account.display_name,
+        avatar: account.avatar,
     })))
 }
 

@@ -33,7 +33,7 @@ async fn a_display_name_is_mine_to_set_and_everyone_logged_in_sees_it() {
         (s, v),
         (
             200,
-            json!({"user": "alice", "display_name": "Alice Liddell"})
+            json!({"user": "alice", "display_name": "Alice Liddell", "avatar": ""})
         )
     );
     let (s, _) = call(
@@ -123,4 +123,109 @@ async fn changing_the_password_ends_every_other_login() {
         .await
         .unwrap();
     assert_eq!(renewed.user, "alice");
+}
+
+/// Uploads `content` as `content_type` into `conversation`; the file id.
+async fn upload(http: &str, token: &str, conversation: &str, content_type: &str) -> String {
+    let (s, t) = call(
+        Method::POST,
+        format!("{http}/v1/files"),
+        token,
+        Some(json!({"conversation": conversation, "size": 4, "content_type": content_type})),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    let put = reqwest::Client::new()
+        .put(format!("{http}{}", t["upload_url"].as_str().unwrap()))
+        .header("content-type", content_type)
+        .body(&b"\x89PNG"[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 201);
+    t["file_id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_avatar_is_an_image_of_mine_that_everyone_may_see() {
+    let server = TestServer::start();
+    let http = &server.addr.http;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let picture = upload(http, &alice.access_token, "@avatars", "image/png").await;
+    let (s, v) = call(
+        Method::PATCH,
+        format!("{http}/v1/me"),
+        &alice.access_token,
+        Some(json!({"avatar": picture})),
+    )
+    .await;
+    assert_eq!((s, v["avatar"].as_str()), (200, Some(picture.as_str())));
+    let (_, profile) = call(
+        Method::GET,
+        format!("{http}/v1/users/alice"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(profile["avatar"], picture.as_str());
+    let (s, _) = call(
+        Method::POST,
+        format!("{http}/v1/files/{picture}/download-url"),
+        &bob.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "anyone may fetch an avatar");
+
+    // Not an avatar upload, not mine, not an image, not a file: refused,
+    // and the picture stays.
+    let chat_file = upload(http, &alice.access_token, "alice:bob", "image/png").await;
+    let bobs = upload(http, &bob.access_token, "@avatars", "image/png").await;
+    let text = upload(http, &alice.access_token, "@avatars", "text/plain").await;
+    for bad in [
+        chat_file.as_str(),
+        &bobs,
+        &text,
+        "0123456789abcdef0123456789abcdef",
+        "../x",
+    ] {
+        let (s, v) = call(
+            Method::PATCH,
+            format!("{http}/v1/me"),
+            &alice.access_token,
+            Some(json!({"avatar": bad})),
+        )
+        .await;
+        assert_eq!(
+            (s, v["error"]["code"].as_str()),
+            (400, Some("bad_avatar")),
+            "{bad}"
+        );
+    }
+    let (s, _) = call(
+        Method::PATCH,
+        format!("{http}/v1/me"),
+        &alice.access_token,
+        Some(json!({"avatar": picture, "user": "bob"})),
+    )
+    .await;
+    assert_eq!(s, 400, "no field names another user");
+    let (_, me) = call(
+        Method::GET,
+        format!("{http}/v1/me"),
+        &alice.access_token,
+        None,
+    )
+    .await;
+    assert_eq!(me["avatar"], picture.as_str());
+    // Empty removes it; the display name is untouched by an avatar change.
+    let (s, v) = call(
+        Method::PATCH,
+        format!("{http}/v1/me"),
+        &alice.access_token,
+        Some(json!({"avatar": ""})),
+    )
+    .await;
+    assert_eq!((s, v["avatar"].as_str()), (200, Some("")));
 }

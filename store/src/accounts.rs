@@ -35,6 +35,9 @@ pub struct Account {
     /// a password change logs every other device out.
     #[serde(default)]
     pub logins_valid_from: u64,
+    /// File id of the profile picture (a file in `files::AVATARS`), or empty.
+    #[serde(default)]
+    pub avatar: String,
 }
 
 #[derive(Clone)]

@@ -22,7 +22,7 @@ use crate::hub::SessionHandle;
 use crate::metrics::{CodeLabel, TransportLabel};
 use crate::session::{Action, Context, Session};
 use crate::state::Edge;
-use crate::transport::Transport;
+use crate::transport::{Datagrams, Transport};
 
 /// Envelopes of one session being made durable at once.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -40,13 +40,16 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
     let (tx, mut frames) = mpsc::channel(edge.session_queue);
     let kill = Arc::new(Notify::new());
+    let datagrams = transport.datagrams();
     edge.hub.insert(
         id.clone(),
         SessionHandle {
             frames: tx,
             kill: kill.clone(),
+            datagrams: datagrams.clone(),
         },
     );
+    let mut datagrams_open = datagrams.is_some();
     let gauge = edge
         .metrics
         .sessions
@@ -80,6 +83,33 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 if let Some(frame) = reply {
                     if Box::pin(send_reply(&edge, &mut transport, &frame)).await.is_err() {
                         break "write failed";
+                    }
+                }
+            }
+            datagram = next_datagram(datagrams.as_ref()), if datagrams_open => {
+                let Some(bytes) = datagram else {
+                    datagrams_open = false;
+                    continue;
+                };
+                // Only ephemeral frames are taken from datagrams, and only
+                // once the session is authenticated: anything that needs an
+                // answer or a guarantee goes on the stream.
+                let typing = samvad_proto::v1::ClientFrame::decode(bytes)
+                    .ok()
+                    .filter(|f| matches!(f.kind, Some(samvad_proto::v1::client_frame::Kind::Typing(_))));
+                match typing {
+                    Some(frame) if session.user().is_some() => {
+                        edge.metrics.datagrams_in.inc();
+                        let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                        session.on_frame(Ok(frame), &cx, &mut actions);
+                        match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
+                            Ok(true) => {}
+                            Ok(false) => break "closed by server",
+                            Err(_) => break "write failed",
+                        }
+                    }
+                    _ => {
+                        edge.metrics.datagrams_ignored.inc();
                     }
                 }
             }
@@ -126,6 +156,14 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     }
     gauge.dec();
     tracing::debug!(session = %id, reason, "session ended");
+}
+
+/// The next datagram of the session, if it has a channel for them.
+async fn next_datagram(datagrams: Option<&Datagrams>) -> Option<Bytes> {
+    match datagrams {
+        Some(d) => d.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn send_reply<T: Transport>(
@@ -346,6 +384,7 @@ async fn execute<T: Transport>(
                             let rec = EdgeRecord {
                                 session: r.session.to_string(),
                                 frame: frame.clone(),
+                                datagram: true,
                             };
                             Outgoing::new(
                                 edge.topics.edge(&r.edge),

@@ -102,6 +102,7 @@ pub async fn messages(
         SessionHandle {
             frames,
             kill: Arc::new(Notify::new()),
+            datagrams: None,
         },
     );
     let _entry = HubEntry {

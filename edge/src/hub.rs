@@ -16,12 +16,15 @@ use samvad_proto::bus::EdgeRecord;
 use tokio::sync::{mpsc, Notify};
 
 use crate::state::Edge;
+use crate::transport::Datagrams;
 
 /// How the hub reaches one session's connection loop.
 pub struct SessionHandle {
     pub frames: mpsc::Sender<Bytes>,
     /// Notified when the session must be cut off (queue full).
     pub kill: Arc<Notify>,
+    /// Where ephemeral frames go first, if the transport has datagrams.
+    pub datagrams: Option<Datagrams>,
 }
 
 #[derive(Default)]
@@ -47,11 +50,21 @@ impl Hub {
     }
 
     /// Queues an encoded frame for a session; false if it had to be cut off.
-    pub fn push(&self, session: &str, frame: Bytes) -> bool {
+    /// A `datagram` frame goes straight out as a datagram if it can, past
+    /// the queue: it is ephemeral, and must not wait behind messages.
+    pub fn push(&self, session: &str, frame: Bytes, datagram: bool) -> bool {
         let sessions = self.sessions.read();
         let Some(handle) = sessions.get(session) else {
             return true;
         };
+        if datagram
+            && handle
+                .datagrams
+                .as_ref()
+                .is_some_and(|d| d.send(frame.clone()))
+        {
+            return true;
+        }
         match handle.frames.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -75,7 +88,7 @@ pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
         for r in &records {
             match EdgeRecord::decode(r.payload.clone()) {
                 Ok(rec) => {
-                    if edge.hub.push(&rec.session, rec.frame) {
+                    if edge.hub.push(&rec.session, rec.frame, rec.datagram) {
                         edge.metrics.pushed.inc();
                     } else {
                         edge.metrics.slow_consumers.inc();

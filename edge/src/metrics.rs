@@ -23,6 +23,10 @@ pub struct Metrics {
     pub pushed: Counter,
     pub errors: Family<CodeLabel, Counter>,
     pub slow_consumers: Counter,
+    /// Typing frames taken from datagrams.
+    pub datagrams_in: Counter,
+    /// Datagrams that were not an authenticated session's typing frame.
+    pub datagrams_ignored: Counter,
     resident_memory: Gauge,
 }
 
@@ -51,6 +55,18 @@ impl Default for Metrics {
             "Sessions cut off for not reading",
             slow_consumers.clone(),
         );
+        let datagrams_in = Counter::default();
+        let datagrams_ignored = Counter::default();
+        registry.register(
+            "datagrams_received",
+            "Typing frames received as datagrams",
+            datagrams_in.clone(),
+        );
+        registry.register(
+            "datagrams_ignored",
+            "Datagrams dropped: not a typing frame, or before hello",
+            datagrams_ignored.clone(),
+        );
         let resident_memory = Gauge::default();
         registry.register(
             "process_resident_memory_bytes",
@@ -65,6 +81,8 @@ impl Default for Metrics {
             pushed,
             errors,
             slow_consumers,
+            datagrams_in,
+            datagrams_ignored,
         }
     }
 }

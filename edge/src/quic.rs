@@ -13,7 +13,7 @@ use wtransport::endpoint::IncomingSessionFuture;
 use crate::connection;
 use crate::state::Edge;
 use crate::tls::Identity;
-use crate::transport::StreamTransport;
+use crate::transport::{Datagrams, StreamTransport};
 
 /// ALPN of HTTP/3, which WebTransport runs on.
 pub const ALPN_H3: &[u8] = b"h3";
@@ -69,7 +69,9 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
         Some(ALPN_NATIVE) => {
             let conn = connecting.await?;
             let (send, recv) = conn.accept_bi().await?;
-            connection::run(edge, StreamTransport::new(recv, send, max_frame), "quic").await;
+            let transport = StreamTransport::new(recv, send, max_frame)
+                .with_datagrams(Datagrams::Quic(conn.clone()));
+            connection::run(edge, transport, "quic").await;
             // The transport waited for the client to acknowledge the last
             // frames, so closing now loses nothing.
             conn.close(0u32.into(), b"session ended");
@@ -82,12 +84,9 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
             }
             let conn = request.accept().await?;
             let (send, recv) = conn.accept_bi().await?;
-            connection::run(
-                edge,
-                StreamTransport::new(recv, send, max_frame),
-                "webtransport",
-            )
-            .await;
+            let transport = StreamTransport::new(recv, send, max_frame)
+                .with_datagrams(Datagrams::WebTransport(conn.clone()));
+            connection::run(edge, transport, "webtransport").await;
             conn.close(0u32.into(), b"session ended");
         }
         other => anyhow::bail!("unexpected ALPN {other:?}"),

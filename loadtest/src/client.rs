@@ -89,9 +89,17 @@ impl Conn {
     }
 }
 
+/// The datagram side of a QUIC or WebTransport session.
+#[derive(Clone)]
+enum Datagrams {
+    Quic(quinn::Connection),
+    Wt(wtransport::Connection),
+}
+
 /// One client session.
 pub struct Client {
     conn: Conn,
+    datagrams: Option<Datagrams>,
     pub kind: TransportKind,
 }
 
@@ -216,6 +224,7 @@ impl Connector {
 
     async fn open_unbounded(&self) -> anyhow::Result<Client> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut datagrams = None;
         let conn = match self.kind {
             TransportKind::Quic => {
                 let endpoint = &self.quic[n % self.quic.len()];
@@ -224,6 +233,7 @@ impl Connector {
                     .await
                     .context("QUIC connect")?;
                 let (send, recv) = conn.open_bi().await?;
+                datagrams = Some(Datagrams::Quic(conn.clone()));
                 Conn::stream(send, recv, (conn, endpoint.clone()))
             }
             TransportKind::Wt => {
@@ -237,6 +247,7 @@ impl Connector {
                     .await
                     .context("WebTransport connect")?;
                 let (send, recv) = conn.open_bi().await?.await?;
+                datagrams = Some(Datagrams::Wt(conn.clone()));
                 Conn::stream(send, recv, (conn, endpoint.clone()))
             }
             TransportKind::Ws => {
@@ -257,6 +268,7 @@ impl Connector {
         };
         Ok(Client {
             conn,
+            datagrams,
             kind: self.kind,
         })
     }
@@ -319,6 +331,32 @@ impl Client {
             Conn::Ws(ws) => ws.send(WsMessage::Binary(frame)).await?,
         }
         Ok(())
+    }
+
+    /// Sends one frame as a datagram (QUIC and WebTransport only): the
+    /// server takes typing indicators this way.
+    pub fn send_datagram(&self, kind: client_frame::Kind) -> anyhow::Result<()> {
+        let frame = Bytes::from(ClientFrame::of(kind).encode_to_vec());
+        match &self.datagrams {
+            Some(Datagrams::Quic(c)) => c.send_datagram(frame)?,
+            Some(Datagrams::Wt(c)) => c.send_datagram(frame)?,
+            None => bail!("{} has no datagrams", self.kind.name()),
+        }
+        Ok(())
+    }
+
+    /// The next frame that came as a datagram.
+    pub async fn recv_datagram(&self, timeout: Duration) -> anyhow::Result<ServerFrame> {
+        let bytes = tokio::time::timeout(timeout, async {
+            match &self.datagrams {
+                Some(Datagrams::Quic(c)) => Ok(c.read_datagram().await?),
+                Some(Datagrams::Wt(c)) => Ok(c.receive_datagram().await?.payload()),
+                None => Err(anyhow::anyhow!("{} has no datagrams", self.kind.name())),
+            }
+        })
+        .await
+        .context("timed out waiting for a datagram")??;
+        Ok(ServerFrame::decode(bytes)?)
     }
 
     /// Writes bytes to the stream as they are, with no length prefix.

@@ -163,6 +163,7 @@ impl StoreRole {
                     let rec = EdgeRecord {
                         session: route.session.to_string(),
                         frame,
+                        datagram: false,
                     };
                     pushes.push(Outgoing::new(
                         self.topics.edge(&route.edge),

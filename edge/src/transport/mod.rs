@@ -3,6 +3,7 @@
 //! session protocol itself lives in [`crate::session`] and
 //! [`crate::connection`].
 
+mod datagram;
 mod stream;
 mod ws;
 
@@ -11,6 +12,7 @@ use std::future::Future;
 use bytes::Bytes;
 use samvad_proto::v1::ClientFrame;
 
+pub use datagram::Datagrams;
 pub use stream::StreamTransport;
 pub use ws::WsTransport;
 
@@ -29,4 +31,9 @@ pub trait Transport: Send {
 
     /// Closes the transport after everything sent so far.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The session's datagram channel, if the transport has one.
+    fn datagrams(&self) -> Option<Datagrams> {
+        None
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::Transport;
+use super::{Datagrams, Transport};
 use crate::session::FrameFault;
 
 /// How long closing waits for the client to acknowledge the last frames
@@ -28,6 +28,7 @@ pub struct StreamTransport<R, W> {
     decoder: FrameDecoder,
     /// The stream lost sync (bad length prefix): nothing more can be read.
     broken: bool,
+    datagrams: Option<Datagrams>,
 }
 
 impl<R, W> StreamTransport<R, W> {
@@ -38,7 +39,14 @@ impl<R, W> StreamTransport<R, W> {
             buf: BytesMut::new(),
             decoder: FrameDecoder::new(max_frame),
             broken: false,
+            datagrams: None,
         }
+    }
+
+    /// The session's connection also carries datagrams.
+    pub fn with_datagrams(mut self, datagrams: Datagrams) -> Self {
+        self.datagrams = Some(datagrams);
+        self
     }
 }
 
@@ -109,6 +117,10 @@ where
         prost::encoding::encode_varint(frame.len() as u64, &mut prefix);
         self.send.write_all(&prefix).await?;
         self.send.write_all(&frame).await
+    }
+
+    fn datagrams(&self) -> Option<Datagrams> {
+        self.datagrams.clone()
     }
 
     async fn close(&mut self) {

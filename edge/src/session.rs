@@ -68,7 +68,7 @@ pub struct SessionConfig {
 #[derive(Debug)]
 enum Phase {
     AwaitingHello,
-    Active { user: Arc<str> },
+    Active { user: Arc<str>, device: Arc<str> },
 }
 
 /// Token bucket: `rate` per second, holding at most `burst`.
@@ -170,6 +170,17 @@ pub(crate) fn conversation<'a>(
     Ok(Conversation::Group)
 }
 
+/// The device of a hello that names none.
+pub const DEFAULT_DEVICE: &str = "default";
+
+/// Whether `name` is a valid device name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+fn valid_device(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
 /// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
 pub fn valid_username(name: &str) -> bool {
     (3..=32).contains(&name.len())
@@ -197,7 +208,7 @@ impl Session {
     /// The authenticated user, once hello succeeded.
     pub fn user(&self) -> Option<&Arc<str>> {
         match &self.phase {
-            Phase::Active { user } => Some(user),
+            Phase::Active { user, .. } => Some(user),
             Phase::AwaitingHello => None,
         }
     }
@@ -232,9 +243,9 @@ impl Session {
         let Some(kind) = frame.kind else {
             return out.push(error(ErrorCode::UnknownFrame, "unknown frame kind", ""));
         };
-        let user = match (&self.phase, &kind) {
+        let (user, device) = match (&self.phase, &kind) {
             (Phase::AwaitingHello, client_frame::Kind::Hello(hello)) => {
-                return self.hello(&hello.token, cx, out)
+                return self.hello(&hello.token, &hello.device, cx, out)
             }
             (Phase::AwaitingHello, client_frame::Kind::Ping(p)) => {
                 return out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Pong(
@@ -248,7 +259,7 @@ impl Session {
                     "",
                 ));
             }
-            (Phase::Active { user }, _) => user.clone(),
+            (Phase::Active { user, device }, _) => (user.clone(), device.clone()),
         };
         match kind {
             client_frame::Kind::Hello(_) => out.push(error(
@@ -266,7 +277,10 @@ impl Session {
             },
             client_frame::Kind::Ack(ack) => out.push(Action::Deliver(DeliverRecord {
                 user: user.to_string(),
-                kind: Some(deliver_record::Kind::Ack(AckRecord { seq: ack.seq })),
+                kind: Some(deliver_record::Kind::Ack(AckRecord {
+                    seq: ack.seq,
+                    device: device.to_string(),
+                })),
             })),
             client_frame::Kind::Sync(sync) => {
                 if !self.live {
@@ -279,6 +293,8 @@ impl Session {
                         session: self.id.to_string(),
                         edge: self.config.node.to_string(),
                         after_seq: sync.after_seq,
+                        device: device.to_string(),
+                        resume: sync.resume,
                     })),
                 }))
             }
@@ -430,7 +446,20 @@ impl Session {
         }
     }
 
-    fn hello(&mut self, token: &str, cx: &Context, out: &mut Vec<Action>) {
+    fn hello(&mut self, token: &str, device: &str, cx: &Context, out: &mut Vec<Action>) {
+        let device = if device.is_empty() {
+            DEFAULT_DEVICE
+        } else {
+            device
+        };
+        if !valid_device(device) {
+            out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "a device name is 1 to 64 of A-Z a-z 0-9 . _ -",
+                "hello",
+            ));
+            return out.push(Action::Close);
+        }
         match cx.keys.verify_access(token) {
             Ok(user) => {
                 let user: Arc<str> = user.into();
@@ -442,7 +471,10 @@ impl Session {
                         node: self.config.node.to_string(),
                     },
                 ))));
-                self.phase = Phase::Active { user };
+                self.phase = Phase::Active {
+                    user,
+                    device: device.into(),
+                };
             }
             Err(e) => {
                 let code = match e {
@@ -735,13 +767,19 @@ mod tests {
         let out = run(
             &mut s,
             &keys,
-            client_frame::Kind::Sync(Sync { after_seq: 0 }),
+            client_frame::Kind::Sync(Sync {
+                after_seq: 0,
+                resume: false,
+            }),
         );
         assert_eq!(out[0], Action::GoLive);
         let out = run(
             &mut s,
             &keys,
-            client_frame::Kind::Sync(Sync { after_seq: 3 }),
+            client_frame::Kind::Sync(Sync {
+                after_seq: 3,
+                resume: false,
+            }),
         );
         assert!(matches!(out[0], Action::Deliver(_)));
     }

@@ -328,3 +328,98 @@ async fn every_device_of_a_user_gets_every_message_from_its_own_cursor() {
     let ids: Vec<&str> = messages.iter().map(|m| m.1.as_str()).collect();
     assert_eq!(ids, ["m2", "m3"]);
 }
+
+/// Resumes `device`'s session from its cursor on the server: the ids of
+/// the messages replayed.
+async fn resume(
+    server: &TestServer,
+    tokens: &samvad_load::rest::Tokens,
+    device: &str,
+) -> Vec<String> {
+    let (mut c, _) = samvad_load::client::Client::connect_device(
+        TransportKind::Quic,
+        &server.addr,
+        &tokens.access_token,
+        device,
+    )
+    .await
+    .unwrap();
+    c.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
+        after_seq: 0,
+        resume: true,
+    }))
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    loop {
+        let frame = c.recv_timeout(T).await.unwrap();
+        match frame.kind {
+            Some(server_frame::Kind::Deliver(d)) => ids.push(d.envelope.unwrap().id),
+            Some(server_frame::Kind::SyncDone(done)) => {
+                assert!(!done.more);
+                return ids;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Each device has its own ack cursor on the server: a device that lost
+/// its local state resumes where it, not another device, had acked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_resumes_from_its_own_cursor_on_the_server() {
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    sync_all(&mut alice, 0).await;
+    let connect = |device: &'static str| {
+        samvad_load::client::Client::connect_device(
+            TransportKind::Ws,
+            &server.addr,
+            &b.access_token,
+            device,
+        )
+    };
+    let (mut phone, _) = connect("phone").await.unwrap();
+    let (mut laptop, _) = connect("laptop").await.unwrap();
+    // Stays online: once it has a message, the inbox has it.
+    let (mut watch, _) = connect("watch").await.unwrap();
+    for device in [&mut phone, &mut laptop, &mut watch] {
+        sync_all(device, 0).await;
+    }
+    let mut seqs = Vec::new();
+    for id in ["m1", "m2", "m3"] {
+        send_chat(&mut alice, id, "alice", "bob", "hello").await;
+        let env = next_user_message(&mut phone).await;
+        assert_eq!(next_user_message(&mut laptop).await.id, id);
+        seqs.push(env.seq);
+    }
+    // The phone acks everything, the laptop only the first.
+    let ack = |seq| client_frame::Kind::Ack(Ack { seq });
+    phone.send(ack(seqs[2])).await.unwrap();
+    laptop.send(ack(seqs[0])).await.unwrap();
+    phone.close().await;
+    laptop.close().await;
+    send_chat(&mut alice, "m4", "alice", "bob", "later").await;
+    for _ in 0..4 {
+        next_user_message(&mut watch).await;
+    }
+
+    assert_eq!(resume(&server, &b, "laptop").await, ["m2", "m3", "m4"]);
+    assert_eq!(resume(&server, &b, "phone").await, ["m4"]);
+    assert_eq!(
+        resume(&server, &b, "tablet").await,
+        ["m1", "m2", "m3", "m4"],
+        "a new device has acked nothing"
+    );
+
+    // A device name that is not one is refused at hello.
+    let refused = samvad_load::client::Client::connect_device(
+        TransportKind::Ws,
+        &server.addr,
+        &b.access_token,
+        "a device\nwith a newline",
+    )
+    .await;
+    assert!(refused.is_err());
+}

@@ -278,11 +278,20 @@ impl Connector {
         &self,
         token: &str,
     ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
+        self.connect_device(token, "samvad-load").await
+    }
+
+    /// [`Connector::connect`] as the named device (its own ack cursor).
+    pub async fn connect_device(
+        &self,
+        token: &str,
+        device: &str,
+    ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
         let mut client = self.open().await?;
         client
             .send(client_frame::Kind::Hello(samvad_proto::v1::Hello {
                 token: token.into(),
-                device: "samvad-load".into(),
+                device: device.into(),
             }))
             .await?;
         match client.recv_timeout(Duration::from_secs(10)).await?.kind {
@@ -310,6 +319,18 @@ impl Client {
     ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
         Connector::new(kind, server, 1, Vec::new())?
             .connect(token)
+            .await
+    }
+
+    /// [`Client::connect`] as the named device.
+    pub async fn connect_device(
+        kind: TransportKind,
+        server: &ServerAddr,
+        token: &str,
+        device: &str,
+    ) -> anyhow::Result<(Client, samvad_proto::v1::Welcome)> {
+        Connector::new(kind, server, 1, Vec::new())?
+            .connect_device(token, device)
             .await
     }
 
@@ -446,6 +467,7 @@ impl Client {
         loop {
             self.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
                 after_seq: after,
+                resume: false,
             }))
             .await?;
             loop {

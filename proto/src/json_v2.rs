@@ -252,6 +252,8 @@ struct SeqJson {
 struct SyncJson {
     #[serde(default)]
     after_seq: u64,
+    #[serde(default)]
+    resume: bool,
 }
 #[derive(Deserialize)]
 struct ReadJson {
@@ -317,9 +319,13 @@ pub fn parse_client_text(text: &str) -> Result<v1::ClientFrame, JsonError> {
         "ack" => client_frame::Kind::Ack(v1::Ack {
             seq: serde_json::from_value::<SeqJson>(inner)?.seq,
         }),
-        "sync" => client_frame::Kind::Sync(v1::Sync {
-            after_seq: serde_json::from_value::<SyncJson>(inner)?.after_seq,
-        }),
+        "sync" => {
+            let s: SyncJson = serde_json::from_value(inner)?;
+            client_frame::Kind::Sync(v1::Sync {
+                after_seq: s.after_seq,
+                resume: s.resume,
+            })
+        }
         "typing" => {
             let t: TypingJson = serde_json::from_value(inner)?;
             client_frame::Kind::Typing(v1::Typing {

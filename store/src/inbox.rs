@@ -84,6 +84,8 @@ pub struct Inboxes {
     /// `#<chatid> \0 user \0 message id` → empty: what a user deleted for
     /// themselves from a conversation's history.
     hidden: Keyspace,
+    /// `user \0 device` → the last seq that device acked.
+    device_cursors: Keyspace,
     persist: PersistMode,
     metas: Mutex<HashMap<String, InboxMeta>>,
     /// Per user, the sessions whose sync has replayed everything: only they
@@ -99,6 +101,8 @@ struct Pass<'a> {
     batch: OwnedWriteBatch,
     metas: HashMap<String, InboxMeta>,
     fresh: HashSet<Vec<u8>>,
+    /// Device cursors moved in this pass (also in `batch`).
+    device_cursors: HashMap<Vec<u8>, u64>,
     effects: Vec<Effect>,
 }
 
@@ -111,6 +115,7 @@ impl Inboxes {
             dedupe: db.keyspace("dedupe", KeyspaceCreateOptions::default)?,
             applied: db.keyspace("applied", KeyspaceCreateOptions::default)?,
             hidden: db.keyspace("hidden", KeyspaceCreateOptions::default)?,
+            device_cursors: db.keyspace("device_cursors", KeyspaceCreateOptions::default)?,
             persist,
             metas: Mutex::new(HashMap::new()),
             synced: Mutex::new(HashMap::new()),
@@ -205,6 +210,7 @@ impl Inboxes {
             batch: self.db.batch(),
             metas: HashMap::new(),
             fresh: HashSet::new(),
+            device_cursors: HashMap::new(),
             effects: Vec::new(),
         };
         for rec in records {
@@ -214,7 +220,7 @@ impl Inboxes {
                     pass.append_message(user, env, presence)?
                 }
                 Some(deliver_record::Kind::Receipt(r)) => pass.append_receipt(user, r, presence)?,
-                Some(deliver_record::Kind::Ack(ack)) => pass.ack(user, ack.seq)?,
+                Some(deliver_record::Kind::Ack(ack)) => pass.ack(user, &ack.device, ack.seq)?,
                 Some(deliver_record::Kind::Sync(sync)) => pass.sync(user, sync)?,
                 Some(deliver_record::Kind::History(request)) => pass.history(user, request)?,
                 Some(deliver_record::Kind::Hide(hide)) => pass.hide(user, hide)?,
@@ -408,9 +414,36 @@ impl Pass<'_> {
         )
     }
 
-    fn ack(&mut self, user: &str, seq: u64) -> Result<(), StoreError> {
+    /// The last seq `device` of `user` acked (0: none).
+    fn device_cursor(&self, user: &str, device: &str) -> Result<u64, StoreError> {
+        let key = dedupe_key(user, &[device]);
+        if let Some(c) = self.device_cursors.get(&key) {
+            return Ok(*c);
+        }
+        Ok(match self.inboxes.device_cursors.get(&key)? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "device cursor",
+                })?)
+            }
+            None => 0,
+        })
+    }
+
+    /// An ack moves the device's cursor, and the user's (the furthest any
+    /// device got, which drives DELIVERED receipts).
+    fn ack(&mut self, user: &str, device: &str, seq: u64) -> Result<(), StoreError> {
         let mut m = self.meta(user)?;
         let upto = seq.min(m.last_seq);
+        if !device.is_empty() && upto > self.device_cursor(user, device)? {
+            let key = dedupe_key(user, &[device]);
+            self.batch.insert(
+                &self.inboxes.device_cursors,
+                key.clone(),
+                upto.to_be_bytes(),
+            );
+            self.device_cursors.insert(key, upto);
+        }
         if upto <= m.cursor {
             return Ok(());
         }
@@ -460,15 +493,18 @@ impl Pass<'_> {
     fn sync(&mut self, user: &str, sync: &samvad_proto::bus::SyncRecord) -> Result<(), StoreError> {
         self.flush(None)?;
         let m = self.meta(user)?;
-        let entries = self
-            .inboxes
-            .entries_after(user, sync.after_seq, SYNC_PAGE + 1)?;
+        let after = if sync.resume {
+            self.device_cursor(user, &sync.device)?
+        } else {
+            sync.after_seq
+        };
+        let entries = self.inboxes.entries_after(user, after, SYNC_PAGE + 1)?;
         let more = entries.len() > SYNC_PAGE;
         let route = SessionRoute {
             session: sync.session.as_str().into(),
             edge: sync.edge.as_str().into(),
         };
-        let mut last = sync.after_seq;
+        let mut last = after;
         for (seq, frame) in entries.into_iter().take(SYNC_PAGE) {
             last = seq;
             self.effects.push(Effect::Push {
@@ -726,7 +762,10 @@ mod tests {
             .unwrap();
         let ack = DeliverRecord {
             user: "bob".into(),
-            kind: Some(deliver_record::Kind::Ack(AckRecord { seq: 3 })),
+            kind: Some(deliver_record::Kind::Ack(AckRecord {
+                seq: 3,
+                device: "phone".into(),
+            })),
         };
         let effects = inboxes.apply(&[ack], &presence).unwrap();
         let receipts: Vec<(String, String)> = effects

@@ -15,6 +15,7 @@ use samvad_bus::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use crate::directory::{blocking, unavailable};
+use crate::keys::{dedupe_key, user_prefix};
 use crate::StoreError;
 
 /// Devices one user may subscribe.
@@ -79,17 +80,8 @@ pub struct LocalPushSubscriptions {
     write_lock: Arc<Mutex<()>>,
 }
 
-fn user_prefix(user: &str) -> Vec<u8> {
-    let mut prefix = Vec::with_capacity(user.len() + 1);
-    prefix.extend_from_slice(user.as_bytes());
-    prefix.push(0);
-    prefix
-}
-
 fn key(user: &str, endpoint: &str) -> Vec<u8> {
-    let mut key = user_prefix(user);
-    key.extend_from_slice(endpoint.as_bytes());
-    key
+    dedupe_key(user, &[endpoint])
 }
 
 impl LocalPushSubscriptions {

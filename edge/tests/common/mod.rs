@@ -176,6 +176,7 @@ pub async fn sync_all(c: &mut Client, mut after: u64) -> (Vec<(u64, String, Stri
     loop {
         c.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
             after_seq: after,
+            resume: false,
         }))
         .await
         .unwrap();

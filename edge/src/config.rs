@@ -106,6 +106,15 @@ pub struct EdgeArgs {
     #[arg(long)]
     pub push_allow_http: bool,
 
+    /// The operator's SMS gateway: phone verification codes are POSTed
+    /// here as signed JSON (`X-Samvad-Signature`, as for push webhooks).
+    #[arg(long, requires = "sms_webhook_secret", env = "SAMVAD_SMS_WEBHOOK")]
+    pub sms_webhook: Option<reqwest::Url>,
+
+    /// HMAC-SHA256 key of the SMS webhook's signature.
+    #[arg(long, env = "SAMVAD_SMS_WEBHOOK_SECRET", hide_env_values = true)]
+    pub sms_webhook_secret: Option<String>,
+
     /// Write the bound addresses as JSON to this file once listening.
     #[arg(long)]
     pub ready_file: Option<PathBuf>,

@@ -22,6 +22,7 @@ use crate::connection;
 use crate::file_api;
 use crate::group_api;
 use crate::history_api;
+use crate::phone_api;
 use crate::push;
 use crate::session::valid_username;
 use crate::state::Edge;
@@ -169,7 +170,11 @@ pub fn router(edge: Arc<Edge>) -> Router {
         .route("/v1/users/{user}", get(user_api::profile))
         .route("/v1/me", get(user_api::me).patch(user_api::update_me))
         .route("/v1/me/password", post(user_api::change_password))
-        .route("/v1/contacts/match", post(user_api::match_contacts))
+        .route(
+            "/v1/me/phone",
+            post(phone_api::request_code).delete(phone_api::remove),
+        )
+        .route("/v1/me/phone/verify", post(phone_api::verify))
         .route("/v1/groups", post(group_api::create).get(group_api::list))
         .route(
             "/v1/groups/{id}",
@@ -205,6 +210,11 @@ pub fn router(edge: Arc<Edge>) -> Router {
         )
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))
+        // A full contact match (1000 hashes) is larger than other JSON.
+        .route(
+            "/v1/contacts/match",
+            post(user_api::match_contacts).layer(DefaultBodyLimit::max(256 * 1024)),
+        )
         // File content has its own limit (the router's is for JSON).
         .route(
             "/v1/files/{id}/content",

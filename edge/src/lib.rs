@@ -8,7 +8,7 @@
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
-//!   contact matching; [`file_api`]: files through [`signed_url`]s.
+//!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through [`signed_url`]s.
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
@@ -25,6 +25,7 @@ pub mod http;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod phone_api;
 pub mod push;
 pub mod quic;
 pub mod serve;

@@ -26,6 +26,7 @@ use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
 use crate::push::api::EndpointPolicy;
+use crate::push::webhook::SignedWebhook;
 use crate::session::SessionConfig;
 use crate::state::Edge;
 use crate::tls::{self, Identity};
@@ -83,6 +84,15 @@ pub async fn start(
             allow_http: args.push_allow_http,
         },
         vapid_public_key: deps.vapid_public_key,
+        sms: args.sms_webhook.clone().map(|url| {
+            SignedWebhook::new(
+                url,
+                args.sms_webhook_secret
+                    .clone()
+                    .unwrap_or_default()
+                    .into_bytes(),
+            )
+        }),
         session_config: Arc::new(SessionConfig {
             node: args.node.as_str().into(),
             max_frame: args.max_frame,

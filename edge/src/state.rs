@@ -14,6 +14,7 @@ use crate::file_api::FileLimits;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::push::api::EndpointPolicy;
+use crate::push::webhook::SignedWebhook;
 use crate::session::SessionConfig;
 
 pub struct Edge {
@@ -31,6 +32,8 @@ pub struct Edge {
     pub push_endpoints: EndpointPolicy,
     /// The VAPID public key (base64url), for `pushManager.subscribe()`.
     pub vapid_public_key: String,
+    /// The operator's SMS gateway, for phone verification codes.
+    pub sms: Option<SignedWebhook>,
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,

@@ -72,10 +72,15 @@ pub async fn search(
 
 #[derive(Deserialize)]
 struct ContactMatch {
+    #[serde(default)]
     usernames: Vec<String>,
+    /// Hex SHA-256 of E.164 numbers (see `phone_api`).
+    #[serde(default)]
+    phone_sha256s: Vec<String>,
 }
 
-/// `POST /v1/contacts/match {usernames}`: which of these names are users.
+/// `POST /v1/contacts/match {usernames, phone_sha256s}`: which of these
+/// names are users, and which of these numbers users verified.
 pub async fn match_contacts(
     State(edge): State<Arc<Edge>>,
     headers: HeaderMap,
@@ -83,13 +88,28 @@ pub async fn match_contacts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     authenticated_user(&edge, &headers)?;
     let req: ContactMatch = parse(&body)?;
-    if req.usernames.len() > MAX_CONTACTS {
+    if req.usernames.len() + req.phone_sha256s.len() > MAX_CONTACTS {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "too_many_contacts",
-            format!("at most {MAX_CONTACTS} names per call"),
+            format!("at most {MAX_CONTACTS} names and numbers per call"),
         ));
     }
+    let mut hashes: Vec<String> = req
+        .phone_sha256s
+        .into_iter()
+        .filter(|h| crate::phone_api::valid_phone_hash(h))
+        .collect();
+    hashes.sort();
+    hashes.dedup();
+    let phones: Vec<serde_json::Value> = edge
+        .directory
+        .users_by_phone(&hashes)
+        .await
+        .map_err(ApiError::internal)?
+        .into_iter()
+        .map(|(hash, user)| serde_json::json!({"phone_sha256": hash, "user": user}))
+        .collect();
     let mut users = Vec::new();
     for name in &req.usernames {
         if valid_username(name)
@@ -103,7 +123,9 @@ pub async fn match_contacts(
             users.push(name.clone());
         }
     }
-    Ok(Json(serde_json::json!({ "users": users })))
+    Ok(Json(
+        serde_json::json!({ "users": users, "phones": phones }),
+    ))
 }
 
 /// Longest display name, in characters.
@@ -118,7 +140,10 @@ struct Profile {
     avatar: String,
 }
 
-async fn account_of(edge: &Edge, user: &str) -> Result<samvad_store::accounts::Account, ApiError> {
+pub(crate) async fn account_of(
+    edge: &Edge,
+    user: &str,
+) -> Result<samvad_store::accounts::Account, ApiError> {
     edge.directory
         .account(user)
         .await
@@ -204,12 +229,13 @@ pub async fn update_me(
     me_json(&edge, &me).await
 }
 
-async fn me_json(edge: &Edge, me: &str) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn me_json(edge: &Edge, me: &str) -> Result<Json<serde_json::Value>, ApiError> {
     let account = account_of(edge, me).await?;
     Ok(Json(serde_json::json!({
         "user": account.username,
         "display_name": account.display_name,
         "avatar": account.avatar,
+        "phone_verified": !account.phone_sha256.is_empty(),
         "created_ms": account.created_ms,
     })))
 }

@@ -38,6 +38,24 @@ pub struct Account {
     /// File id of the profile picture (a file in `files::AVATARS`), or empty.
     #[serde(default)]
     pub avatar: String,
+    /// Hex SHA-256 of the verified phone number (E.164), or empty. Only
+    /// the hash is kept: it is what contact matching compares.
+    #[serde(default)]
+    pub phone_sha256: String,
+    /// A phone number waiting for its code.
+    #[serde(default)]
+    pub phone_pending: Option<PendingPhone>,
+}
+
+/// A phone number that was sent a code, not yet confirmed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PendingPhone {
+    pub phone_sha256: String,
+    /// Hex SHA-256 of `user:code`.
+    pub code_sha256: String,
+    pub expires_ms: i64,
+    /// Wrong codes tried so far.
+    pub attempts: u32,
 }
 
 #[derive(Clone)]
@@ -46,6 +64,8 @@ pub struct Accounts {
     accounts: Keyspace,
     /// `trigram \0 user name` → empty: the search index.
     trigrams: Keyspace,
+    /// Phone hash → user name: who verified which number.
+    phones: Keyspace,
     /// Serialises check-then-insert of new names.
     create_lock: std::sync::Arc<Mutex<()>>,
 }
@@ -56,6 +76,7 @@ impl Accounts {
             db: db.clone(),
             accounts: db.keyspace("accounts", KeyspaceCreateOptions::default)?,
             trigrams: db.keyspace("user_trigrams", KeyspaceCreateOptions::default)?,
+            phones: db.keyspace("phones", KeyspaceCreateOptions::default)?,
             create_lock: Default::default(),
         })
     }
@@ -113,6 +134,50 @@ impl Accounts {
 
     pub fn exists(&self, username: &str) -> Result<bool, StoreError> {
         Ok(self.accounts.contains_key(username)?)
+    }
+
+    /// Binds phone hash `new` to `user` (unless another user holds it:
+    /// `Ok(false)`) and releases `old` if `user` held it.
+    pub fn claim_phone(
+        &self,
+        user: &str,
+        new: Option<&str>,
+        old: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.create_lock.lock();
+        if let Some(new) = new {
+            match self.phones.get(new)? {
+                Some(holder) if holder.as_ref() != user.as_bytes() => return Ok(false),
+                _ => {}
+            }
+        }
+        let mut batch = self.db.batch();
+        if let Some(old) = old.filter(|o| Some(*o) != new) {
+            if self
+                .phones
+                .get(old)?
+                .is_some_and(|h| h.as_ref() == user.as_bytes())
+            {
+                batch.remove(&self.phones, old);
+            }
+        }
+        if let Some(new) = new {
+            batch.insert(&self.phones, new, user);
+        }
+        batch.commit()?;
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(true)
+    }
+
+    /// The users who verified each of `hashes`, as `(hash, user)`.
+    pub fn users_by_phone(&self, hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut found = Vec::new();
+        for hash in hashes {
+            if let Some(user) = self.phones.get(hash)? {
+                found.push((hash.clone(), String::from_utf8_lossy(&user).into_owned()));
+            }
+        }
+        Ok(found)
     }
 }
 

@@ -48,6 +48,19 @@ pub trait Directory: Send + Sync + 'static {
     /// twice revokes its whole family.
     fn redeem_refresh<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Redeemed, StoreError>>;
     fn revoke_family<'a>(&'a self, family: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Binds verified phone hash `new` to `user` (`Ok(false)` if another
+    /// user holds it) and releases `old` if `user` held it.
+    fn claim_phone<'a>(
+        &'a self,
+        user: &'a str,
+        new: Option<&'a str>,
+        old: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// `(hash, user)` for each of `hashes` some user verified.
+    fn users_by_phone<'a>(
+        &'a self,
+        hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
     /// Creates the group; `Ok(false)` if its id is taken.
     fn create_group(&self, group: Group) -> BoxFuture<'_, Result<bool, StoreError>>;
     fn group<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>>;
@@ -134,6 +147,30 @@ impl Directory for LocalDirectory {
         Box::pin(blocking(move || refresh.revoke_family(&family)))
     }
 
+    fn claim_phone<'a>(
+        &'a self,
+        user: &'a str,
+        new: Option<&'a str>,
+        old: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let accounts = self.accounts.clone();
+        let (user, new, old) = (
+            user.to_string(),
+            new.map(str::to_string),
+            old.map(str::to_string),
+        );
+        Box::pin(blocking(move || {
+            accounts.claim_phone(&user, new.as_deref(), old.as_deref())
+        }))
+    }
+
+    fn users_by_phone<'a>(
+        &'a self,
+        hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(async move { self.accounts.users_by_phone(hashes) })
+    }
+
     fn create_group(&self, group: Group) -> BoxFuture<'_, Result<bool, StoreError>> {
         let groups = self.groups.clone();
         Box::pin(blocking(move || groups.create(&group)))
@@ -205,10 +242,26 @@ for i = 2 + added, #KEYS do redis.call('SREM', KEYS[i], ARGV[3]) end
 return 1
 "#;
 
+/// Binds a phone hash to a user unless another holds it, and releases the
+/// user's old one. KEYS: new (or a key never set), old (likewise); ARGV:
+/// user, whether there is a new one.
+const CLAIM_PHONE_SCRIPT: &str = r#"
+if ARGV[2] == '1' then
+  local holder = redis.call('GET', KEYS[1])
+  if holder and holder ~= ARGV[1] then return 0 end
+end
+if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
+return 1
+"#;
+
 /// Redis-backed directory, shared by the edges of a cluster.
 pub struct RedisDirectory {
     redis: ConnectionManager,
     prefix: String,
+    claim_phone: redis::Script,
     redeem: redis::Script,
     create_group: redis::Script,
     replace_group: redis::Script,
@@ -226,6 +279,7 @@ impl RedisDirectory {
             redis,
             prefix: prefix.to_string(),
             redeem: redis::Script::new(REDEEM_SCRIPT),
+            claim_phone: redis::Script::new(CLAIM_PHONE_SCRIPT),
             create_group: redis::Script::new(CREATE_GROUP_SCRIPT),
             replace_group: redis::Script::new(REPLACE_GROUP_SCRIPT),
         }))
@@ -233,6 +287,10 @@ impl RedisDirectory {
 
     fn account_key(&self, username: &str) -> String {
         format!("{}account:{username}", self.prefix)
+    }
+
+    fn phone_key(&self, hash: &str) -> String {
+        format!("{}phone:{hash}", self.prefix)
     }
 
     fn trigram_key(&self, trigram: &str) -> String {
@@ -459,6 +517,51 @@ impl Directory for RedisDirectory {
                 .query_async::<()>(&mut conn)
                 .await
                 .map_err(unavailable)
+        })
+    }
+
+    fn claim_phone<'a>(
+        &'a self,
+        user: &'a str,
+        new: Option<&'a str>,
+        old: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // A key no hash can name stands in for "none".
+            let none = format!("{}phone:", self.prefix);
+            let key = |hash: Option<&str>| hash.map_or(none.clone(), |h| self.phone_key(h));
+            let claimed: u8 = self
+                .claim_phone
+                .key(key(new))
+                .key(key(old))
+                .arg(user)
+                .arg(if new.is_some() { "1" } else { "0" })
+                .invoke_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(claimed == 1)
+        })
+    }
+
+    fn users_by_phone<'a>(
+        &'a self,
+        hashes: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(async move {
+            if hashes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let keys: Vec<String> = hashes.iter().map(|h| self.phone_key(h)).collect();
+            let users: Vec<Option<String>> = redis::cmd("MGET")
+                .arg(keys)
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            Ok(hashes
+                .iter()
+                .zip(users)
+                .filter_map(|(h, u)| u.map(|u| (h.clone(), u)))
+                .collect())
         })
     }
 

@@ -34,7 +34,7 @@ use samvad_proto::bus::PushRecord;
 pub use notification::Notification;
 use samvad_store::push_subscriptions::PushSubscriptions;
 use web_push::{VapidKey, WebPushSink};
-use webhook::WebhookSink;
+use webhook::{SignedWebhook, WebhookSink};
 
 use crate::config::PushArgs;
 
@@ -111,10 +111,10 @@ pub fn sinks(
             .push_webhook_secret
             .as_ref()
             .context("--push-webhook needs --push-webhook-secret")?;
-        sinks.push(Arc::new(WebhookSink::new(
+        sinks.push(Arc::new(WebhookSink(SignedWebhook::new(
             url.clone(),
             secret.as_bytes().to_vec(),
-        )));
+        ))));
     }
     Ok(sinks)
 }

@@ -13,7 +13,7 @@ use samvad_bus::BoxFuture;
 use sha2::Sha256;
 
 use super::notification::Notification;
-use super::{send_with_retries, PushSink};
+use super::{send_with_retries, PushSink, SendError};
 
 pub const TIMESTAMP_HEADER: &str = "x-samvad-timestamp";
 pub const SIGNATURE_HEADER: &str = "x-samvad-signature";
@@ -27,15 +27,17 @@ pub fn signature(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
     format!("v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub struct WebhookSink {
+/// One operator URL that gets signed JSON POSTs: push notifications, and
+/// phone verification codes for an SMS gateway.
+pub struct SignedWebhook {
     url: reqwest::Url,
     secret: Vec<u8>,
     client: reqwest::Client,
 }
 
-impl WebhookSink {
+impl SignedWebhook {
     pub fn new(url: reqwest::Url, secret: Vec<u8>) -> Self {
-        WebhookSink {
+        SignedWebhook {
             url,
             secret,
             client: reqwest::Client::builder()
@@ -44,23 +46,30 @@ impl WebhookSink {
                 .expect("a plain client builds"),
         }
     }
+
+    /// POSTs `body` (JSON), signed, retrying what may pass.
+    pub async fn post(&self, body: &[u8]) -> Result<(), SendError> {
+        send_with_retries(|| {
+            let timestamp = super::now_secs();
+            self.client
+                .post(self.url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .header(TIMESTAMP_HEADER, timestamp)
+                .header(SIGNATURE_HEADER, signature(&self.secret, timestamp, body))
+                .body(body.to_vec())
+        })
+        .await
+    }
 }
+
+/// The webhook as a push sink.
+pub struct WebhookSink(pub SignedWebhook);
 
 impl PushSink for WebhookSink {
     fn notify<'a>(&'a self, notification: &'a Notification) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let body = serde_json::to_vec(notification).expect("notifications serialise");
-            let outcome = send_with_retries(|| {
-                let timestamp = super::now_secs();
-                self.client
-                    .post(self.url.clone())
-                    .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header(TIMESTAMP_HEADER, timestamp)
-                    .header(SIGNATURE_HEADER, signature(&self.secret, timestamp, &body))
-                    .body(body.clone())
-            })
-            .await;
-            if let Err(e) = outcome {
+            if let Err(e) = self.0.post(&body).await {
                 tracing::warn!(user = %notification.user, error = %e, "webhook push failed");
             }
         })

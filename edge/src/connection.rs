@@ -323,6 +323,34 @@ async fn execute<T: Transport>(
                 }));
             }
             Action::Deliver(record) => produce_deliver(edge, pending, record),
+            Action::Subscription {
+                channel,
+                subscribe,
+                id,
+            } => {
+                let Some(user) = session.user().cloned() else {
+                    continue;
+                };
+                let edge = edge.clone();
+                pending.push_back(Box::pin(async move {
+                    let outcome =
+                        crate::group_api::set_subscribed(&edge, &user, &channel, subscribe).await;
+                    Some(match outcome {
+                        Ok(()) => ServerFrame::of(server_frame::Kind::Accepted(Accepted {
+                            id,
+                            server_ts: samvad_store::inbox::now_ms(),
+                        })),
+                        Err(e) => {
+                            let code = match e.code() {
+                                "not_found" => ErrorCode::UnknownRecipient,
+                                "busy" | "internal" => ErrorCode::Unavailable,
+                                _ => ErrorCode::Forbidden,
+                            };
+                            ServerFrame::error(code, e.message(), id)
+                        }
+                    })
+                }));
+            }
             Action::DeliverIfMembers {
                 group,
                 others,

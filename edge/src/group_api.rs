@@ -390,6 +390,35 @@ pub async fn subscribe(
     Ok(Json(change(&edge, &me, &id, Change::Subscribe).await?))
 }
 
+/// Subscribes `me` to channel `id`, or unsubscribes (leaves a channel or
+/// a group): the REST calls' work, for the seed's in-envelope actions too.
+/// Subscribing again is no error.
+pub(crate) async fn set_subscribed(
+    edge: &Edge,
+    me: &str,
+    id: &str,
+    subscribe: bool,
+) -> Result<(), ApiError> {
+    let outcome = if subscribe {
+        change(edge, me, id, Change::Subscribe).await
+    } else {
+        change(
+            edge,
+            me,
+            id,
+            Change::Remove {
+                user: me.to_string(),
+            },
+        )
+        .await
+    };
+    match outcome {
+        Ok(_) => Ok(()),
+        Err(e) if subscribe && e.code() == "already_member" => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// `POST /v1/groups/{id}/unsubscribe`: leave a channel (or a group).
 pub async fn unsubscribe(
     State(edge): State<Arc<Edge>>,
@@ -397,7 +426,7 @@ pub async fn unsubscribe(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let me = authenticated_user(&edge, &headers)?;
-    change(&edge, &me, &id, Change::Remove { user: me.clone() }).await?;
+    set_subscribed(&edge, &me, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

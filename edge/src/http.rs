@@ -53,6 +53,15 @@ impl ApiError {
         }
     }
 
+    /// The stable error code (`not_found`, `forbidden`, …).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "request failed");
         Self::new(

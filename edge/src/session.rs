@@ -44,6 +44,14 @@ pub enum Action {
     GoLive,
     /// Ephemeral: show this frame to every live session of `to`.
     Ephemeral { to: String, frame: ServerFrame },
+    /// The seed's in-envelope `subscribe` / `unsubscribe` on a channel:
+    /// change the membership (the transport does it, as the REST call
+    /// would), then reply `Accepted{id}`.
+    Subscription {
+        channel: String,
+        subscribe: bool,
+        id: String,
+    },
     /// Close the session (after sending the replies before this).
     Close,
 }
@@ -529,7 +537,22 @@ impl Session {
                 ));
             }
         };
+        let mut subscription = None;
         match head.action() {
+            EnvAction::Subscribe | EnvAction::Unsubscribe => {
+                let empty = env.body.as_ref().is_none_or(|b| b.text.is_empty())
+                    && env.attachments.is_empty()
+                    && env.ref_id.is_empty()
+                    && env.ref_from.is_empty();
+                if head.r#type() != HeadType::Channel || !empty {
+                    return out.push(error(
+                        ErrorCode::InvalidEnvelope,
+                        "subscribe and unsubscribe name a channel (head.type CHANNEL) and carry nothing",
+                        id,
+                    ));
+                }
+                subscription = Some(head.action() == EnvAction::Subscribe);
+            }
             EnvAction::Message | EnvAction::Unspecified => {
                 head.action = EnvAction::Message as i32;
                 if !env.ref_id.is_empty() || !env.ref_from.is_empty() {
@@ -578,6 +601,13 @@ impl Session {
                 "too many messages; retry later with the same id",
                 id,
             ));
+        }
+        if let Some(subscribe) = subscription {
+            return out.push(Action::Subscription {
+                channel: head.to.clone(),
+                subscribe,
+                id,
+            });
         }
         // The conversation id keys `inbound`: one partition, one order per
         // conversation.

@@ -601,3 +601,126 @@ async fn anyone_subscribes_to_a_channel_and_only_its_admins_post() {
         "the subscriber hears of his own"
     );
 }
+
+/// The seed's in-envelope actions: an envelope with action SUBSCRIBE or
+/// UNSUBSCRIBE to a channel changes the subscription as the REST calls do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_and_unsubscribe_ride_the_session_as_envelope_actions() {
+    use samvad_proto::v1::{Action as EnvAction, HeadType};
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let (ann, bob) = (server.user("ann").await, server.user("bob").await);
+    let (_, channel) = call(
+        reqwest::Method::POST,
+        format!("{http}/v1/groups"),
+        &ann.access_token,
+        Some(serde_json::json!({"name": "news", "channel": true})),
+    )
+    .await;
+    let id = channel["id"].as_str().unwrap().to_string();
+    let private = rest::create_group(&http, &ann.access_token, "private", &[])
+        .await
+        .unwrap();
+    let action = |msg: &str, to: &str, kind: HeadType, action: EnvAction, text: &str| {
+        let mut env = group_message(msg, "bob", to, text);
+        let head = env.head.as_mut().unwrap();
+        head.r#type = kind as i32;
+        head.action = action as i32;
+        client_frame::Kind::Send(Send {
+            envelope: Some(env),
+        })
+    };
+    let mut a = server.connect(TransportKind::Ws, &ann).await;
+    let mut b = server.connect(TransportKind::Wt, &bob).await;
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+
+    b.send(action(
+        "s1",
+        &id,
+        HeadType::Channel,
+        EnvAction::Subscribe,
+        "",
+    ))
+    .await
+    .unwrap();
+    let Some(server_frame::Kind::Accepted(acc)) = next_of(&mut b, "accepted").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(acc.id, "s1");
+    let group = rest::group(&http, &bob.access_token, &id).await.unwrap();
+    assert!(group.members.iter().any(|m| m.user == "bob"));
+    // Subscribed: the channel's posts reach him.
+    let mut post = group_message("n1", "ann", &id, "news!");
+    post.head.as_mut().unwrap().r#type = HeadType::Channel as i32;
+    a.send(client_frame::Kind::Send(Send {
+        envelope: Some(post),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(next_user_message(&mut b).await.id, "n1");
+
+    // Subscribing twice is fine; a group, a channel that is not there, or
+    // an action with content is refused.
+    b.send(action(
+        "s2",
+        &id,
+        HeadType::Channel,
+        EnvAction::Subscribe,
+        "",
+    ))
+    .await
+    .unwrap();
+    next_of(&mut b, "accepted").await;
+    for (msg, to, kind, text, code) in [
+        (
+            "s3",
+            private.id.as_str(),
+            HeadType::Channel,
+            "",
+            "unknown_recipient",
+        ),
+        (
+            "s4",
+            "no-such-channel",
+            HeadType::Channel,
+            "",
+            "unknown_recipient",
+        ),
+        (
+            "s5",
+            private.id.as_str(),
+            HeadType::Group,
+            "",
+            "invalid_envelope",
+        ),
+        (
+            "s6",
+            id.as_str(),
+            HeadType::Channel,
+            "hello",
+            "invalid_envelope",
+        ),
+    ] {
+        b.send(action(msg, to, kind, EnvAction::Subscribe, text))
+            .await
+            .unwrap();
+        let err = next_of(&mut b, "error").await;
+        assert_eq!(error_code(&err), code, "{msg}");
+    }
+    let outsider = rest::group(&http, &bob.access_token, &private.id).await;
+    assert!(outsider.is_err(), "still not in the private group");
+
+    b.send(action(
+        "u1",
+        &id,
+        HeadType::Channel,
+        EnvAction::Unsubscribe,
+        "",
+    ))
+    .await
+    .unwrap();
+    next_of(&mut b, "accepted").await;
+    let group = rest::group(&http, &bob.access_token, &id).await.unwrap();
+    assert!(!group.members.iter().any(|m| m.user == "bob"));
+}

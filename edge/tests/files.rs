@@ -8,7 +8,9 @@ mod common;
 
 use common::*;
 use reqwest::Method;
+use samvad_load::client::{chat, TransportKind};
 use samvad_load::rest;
+use samvad_proto::v1::{client_frame, Attachment, Send};
 use serde_json::{json, Value};
 
 /// Asks for an upload URL: the status and the answer.
@@ -106,6 +108,28 @@ async fn a_file_sent_in_a_chat_reaches_its_two_users_and_nobody_else() {
     assert_eq!(status, 201, "{stored}");
     assert_eq!(stored["sha256"], hex_sha256(content));
     assert_eq!(stored["conversation"], "alice:bob");
+
+    // The message carries only the reference; Bob takes the id from it.
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    sync_all(&mut alice, 0).await;
+    sync_all(&mut bob, 0).await;
+    let mut env = chat("m1", "alice", "bob", "");
+    env.attachments.push(Attachment {
+        file_id: id.clone(),
+        name: "minutes.txt".into(),
+        content_type: "text/plain".into(),
+        size: content.len() as u64,
+        sha256: stored["sha256"].as_str().unwrap().into(),
+    });
+    alice
+        .send(client_frame::Kind::Send(Send {
+            envelope: Some(env),
+        }))
+        .await
+        .unwrap();
+    let got = next_user_message(&mut bob).await;
+    let id = got.attachments[0].file_id.clone();
 
     // Bob downloads it through his own URL; the headers keep a browser from
     // running it.

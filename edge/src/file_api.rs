@@ -99,6 +99,15 @@ fn refused_url(e: UrlError) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, code, e.to_string())
 }
 
+/// The record of file `id`, or the 404 of an unknown file.
+async fn record_of(edge: &Edge, id: &str) -> Result<FileRecord, ApiError> {
+    edge.files
+        .record(id)
+        .await
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| no_such_file(id))
+}
+
 /// Whether `me` may send a file into `conversation` (`upload`) or read one
 /// sent there. A refusal to read is 404, like an unknown file.
 async fn check_conversation(
@@ -307,12 +316,7 @@ pub async fn download_url(
     if !valid_file_id(&id) {
         return Err(no_such_file(&id));
     }
-    let record = edge
-        .files
-        .record(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| no_such_file(&id))?;
+    let record = record_of(&edge, &id).await?;
     check_conversation(&edge, &me, &record.conversation, false)
         .await
         .map_err(|_| no_such_file(&id))?;
@@ -346,12 +350,7 @@ pub async fn download(
         .urls
         .check_download(&id, query.as_deref().unwrap_or(""), now_secs())
         .map_err(refused_url)?;
-    let record = edge
-        .files
-        .record(&id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or_else(|| no_such_file(&id))?;
+    let record = record_of(&edge, &id).await?;
     let content = edge
         .files
         .content(&record.sha256)

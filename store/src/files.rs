@@ -211,6 +211,14 @@ impl RedisFiles {
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
     }
+
+    async fn get<T: redis::FromRedisValue>(&self, kind: &str, name: &str) -> Result<T, StoreError> {
+        redis::cmd("GET")
+            .arg(self.key(kind, name))
+            .query_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)
+    }
 }
 
 impl FileStore for RedisFiles {
@@ -243,33 +251,21 @@ impl FileStore for RedisFiles {
 
     fn record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<FileRecord>, StoreError>> {
         Box::pin(async move {
-            let value: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(self.key("file", id))
-                .query_async(&mut self.redis.clone())
-                .await
-                .map_err(unavailable)?;
+            let value: Option<Vec<u8>> = self.get("file", id).await?;
             value.map(|v| decode(&v)).transpose()
         })
     }
 
     fn content<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         Box::pin(async move {
-            let value: Option<Vec<u8>> = redis::cmd("GET")
-                .arg(self.key("blob", sha256))
-                .query_async(&mut self.redis.clone())
-                .await
-                .map_err(unavailable)?;
+            let value: Option<Vec<u8>> = self.get("blob", sha256).await?;
             Ok(value.map(Bytes::from))
         })
     }
 
     fn usage<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let used: Option<u64> = redis::cmd("GET")
-                .arg(self.key("file_usage", user))
-                .query_async(&mut self.redis.clone())
-                .await
-                .map_err(unavailable)?;
+            let used: Option<u64> = self.get("file_usage", user).await?;
             Ok(used.unwrap_or(0))
         })
     }

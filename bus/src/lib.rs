@@ -204,6 +204,11 @@ impl Topics {
         format!("{}edge.{node}", self.prefix)
     }
 
+    /// Signals for the media rooms pinned to `node`; key = room.
+    pub fn media(&self, node: &str) -> String {
+        format!("{}media.{node}", self.prefix)
+    }
+
     /// Notifications for users with no live session; key = user.
     pub fn push(&self) -> String {
         format!("{}push", self.prefix)

@@ -113,6 +113,9 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Redis")?,
         vapid_public_key: vapid.public_base64(),
+        // Media in the cluster (rooms pinned to `samvad media` nodes) is
+        // not wired yet.
+        media_node: None,
         directory,
         files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
             .await

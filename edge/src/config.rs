@@ -23,6 +23,43 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub push: PushArgs,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+/// The SFU's UDP socket.
+#[derive(Debug, Clone, Args)]
+pub struct MediaArgs {
+    /// UDP address of the media socket (every participant's ICE traffic,
+    /// DTLS and RTP go through it).
+    #[arg(long, default_value = "127.0.0.1:0", env = "SAMVAD_MEDIA_LISTEN")]
+    pub media_listen: SocketAddr,
+
+    /// The address participants reach the media socket at, offered as its
+    /// ICE candidate; default: --media-listen (which must then not be
+    /// 0.0.0.0).
+    #[arg(long, env = "SAMVAD_MEDIA_PUBLIC_ADDR")]
+    pub media_public_addr: Option<SocketAddr>,
+}
+
+impl MediaArgs {
+    /// Binds the socket; returns it with the address to offer.
+    pub async fn bind(&self) -> anyhow::Result<(tokio::net::UdpSocket, SocketAddr)> {
+        use anyhow::Context;
+        let socket = tokio::net::UdpSocket::bind(self.media_listen)
+            .await
+            .with_context(|| format!("binding media UDP {}", self.media_listen))?;
+        let local = socket.local_addr()?;
+        let public = match self.media_public_addr {
+            Some(addr) => addr,
+            None if local.ip().is_unspecified() => {
+                anyhow::bail!("--media-listen on 0.0.0.0 needs --media-public-addr")
+            }
+            None => local,
+        };
+        Ok((socket, public))
+    }
 }
 
 /// Where notifications for offline users go (the push role).

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
-use samvad_proto::bus::{DeliverRecord, EdgeRecord};
+use samvad_proto::bus::{DeliverRecord, EdgeRecord, MediaRecord};
 use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, ServerFrame};
 use samvad_store::presence::SessionRoute;
 use tokio::sync::{mpsc, Notify};
@@ -151,11 +151,94 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     }
     Box::pin(transport.close()).await;
     edge.hub.remove(&id);
+    if session.used_media() {
+        Box::pin(media_session_ended(&edge, &id)).await;
+    }
     if let Some(user) = session.user() {
         Box::pin(edge.presence.unregister(user, &id)).await;
     }
     gauge.dec();
     tracing::debug!(session = %id, reason, "session ended");
+}
+
+/// Passes a media signal to its room's node, if `user` is a member of the
+/// room's group; the refusal to answer otherwise.
+async fn forward_signal(
+    edge: &Edge,
+    session: &str,
+    user: &str,
+    signal: samvad_proto::v1::Signal,
+) -> Option<ServerFrame> {
+    let Some(node) = edge.media_node.as_deref() else {
+        return Some(ServerFrame::error(
+            ErrorCode::UnknownFrame,
+            "media is not served here",
+            "signal",
+        ));
+    };
+    let group = match edge.directory.group(&signal.room).await {
+        Ok(group) => group,
+        Err(e) => {
+            tracing::error!(error = %e, "group lookup failed");
+            return Some(ServerFrame::error(
+                ErrorCode::Unavailable,
+                "directory unavailable; retry",
+                "signal",
+            ));
+        }
+    };
+    let Some(member) = group.as_ref().and_then(|g| g.member(user)) else {
+        return Some(ServerFrame::error(
+            ErrorCode::NotMember,
+            format!("not a member of group {:?}", signal.room),
+            "signal",
+        ));
+    };
+    let record = MediaRecord {
+        session: session.to_string(),
+        edge: edge.session_config.node.to_string(),
+        user: user.to_string(),
+        room: signal.room.clone(),
+        kind: signal.kind,
+        payload: signal.payload,
+        may_mute: member.has(samvad_store::group_rules::Right::Mute),
+    };
+    let out = Outgoing::new(
+        edge.topics.media(node),
+        signal.room,
+        Bytes::from(record.encode_to_vec()),
+    );
+    match edge.bus.produce(vec![out]).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "media signal produce failed");
+            Some(ServerFrame::error(
+                ErrorCode::Unavailable,
+                "bus unavailable; retry",
+                "signal",
+            ))
+        }
+    }
+}
+
+/// Tells the media node a session that signaled is gone: it leaves its
+/// rooms at once instead of by ICE timeout.
+async fn media_session_ended(edge: &Edge, session: &str) {
+    let Some(node) = edge.media_node.as_deref() else {
+        return;
+    };
+    let record = MediaRecord {
+        session: session.to_string(),
+        edge: edge.session_config.node.to_string(),
+        kind: "session_ended".into(),
+        ..Default::default()
+    };
+    let out = Outgoing::new(
+        edge.topics.media(node),
+        session.to_string(),
+        Bytes::from(record.encode_to_vec()),
+    );
+    let _ = edge.bus.produce(vec![out]).await;
 }
 
 /// The next datagram of the session, if it has a channel for them.
@@ -323,6 +406,14 @@ async fn execute<T: Transport>(
                 }));
             }
             Action::Deliver(record) => produce_deliver(edge, pending, record),
+            Action::Signal(signal) => {
+                let Some(user) = session.user().cloned() else {
+                    continue;
+                };
+                if let Some(refusal) = forward_signal(edge, session.id(), &user, signal).await {
+                    send_reply(edge, transport, &refusal).await?;
+                }
+            }
             Action::Subscription {
                 channel,
                 subscribe,

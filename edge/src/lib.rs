@@ -9,6 +9,7 @@
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
 //!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through [`signed_url`]s.
+//! - [`media`]: the SFU (str0m) and its UDP loop; signaling rides sessions.
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
@@ -23,6 +24,7 @@ pub mod group_api;
 pub mod history_api;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod phone_api;

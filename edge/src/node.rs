@@ -41,6 +41,8 @@ pub struct EdgeDeps {
     pub files: Arc<dyn FileStore>,
     pub push_subscriptions: Arc<dyn PushSubscriptions>,
     pub vapid_public_key: String,
+    /// The media node rooms are pinned to, if media is served.
+    pub media_node: Option<String>,
     pub keys: TokenKeys,
 }
 
@@ -84,6 +86,7 @@ pub async fn start(
             allow_http: args.push_allow_http,
         },
         vapid_public_key: deps.vapid_public_key,
+        media_node: deps.media_node,
         sms: args.sms_webhook.clone().map(|url| {
             SignedWebhook::new(
                 url,

@@ -21,6 +21,7 @@ use samvad_store::PersistMode;
 
 use crate::auth::{secret_file, TokenKeys};
 use crate::config::{DurabilityArg, ServeArgs};
+use crate::media::MediaRole;
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
@@ -45,6 +46,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await?;
     bus.ensure_topic(&topics.push(), TopicSpec::durable(args.topics.partitions))
+        .await?;
+    let media_node = args.edge.node.clone();
+    bus.ensure_topic(&topics.media(&media_node), TopicSpec::ephemeral(1))
         .await?;
     let presence = Arc::new(MemoryPresence::default());
     let directory = Arc::new(LocalDirectory {
@@ -86,6 +90,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         };
         async move { role.run().await.context("push role") }
     });
+    let (media_socket, media_addr) = args.media.bind().await?;
+    roles.spawn({
+        let role = MediaRole {
+            bus: bus.clone(),
+            topics: topics.clone(),
+            node: media_node.clone(),
+            socket: media_socket,
+            public_addr: media_addr,
+        };
+        async move { role.run().await.context("media role") }
+    });
     let deps = EdgeDeps {
         bus,
         topics,
@@ -94,9 +109,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         files: Arc::new(LocalFiles::open(&db)?),
         push_subscriptions,
         vapid_public_key,
+        media_node: Some(media_node),
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };
-    let extra = serde_json::json!({ "data": args.data_dir.display().to_string() });
+    let extra = serde_json::json!({
+        "data": args.data_dir.display().to_string(),
+        "media": media_addr.to_string(),
+    });
     let running = node::start(&args.edge, deps, &mut roles, extra).await?;
     let result = node::wait(&mut roles).await;
     running.endpoint.close(0u32.into(), b"server shutting down");

@@ -52,6 +52,9 @@ pub enum Action {
         subscribe: bool,
         id: String,
     },
+    /// A media signal for a room: the transport checks that the user is a
+    /// member of the room's group and passes it to the room's media node.
+    Signal(samvad_proto::v1::Signal),
     /// Close the session (after sending the replies before this).
     Close,
 }
@@ -117,6 +120,8 @@ pub struct Session {
     config: Arc<SessionConfig>,
     phase: Phase,
     live: bool,
+    /// Signaled a media room.
+    media: bool,
     limiter: RateLimiter,
 }
 
@@ -130,6 +135,9 @@ pub struct Context<'a> {
 fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<String>) -> Action {
     Action::Reply(ServerFrame::error(code, message, reference))
 }
+
+/// Largest signal payload (an SDP with many tracks fits).
+pub const MAX_SIGNAL_PAYLOAD: usize = 64 * 1024;
 
 /// Most message ids one `Read` or `Hide` frame names.
 pub const MAX_IDS_PER_FRAME: usize = 256;
@@ -205,6 +213,7 @@ impl Session {
             config,
             phase: Phase::AwaitingHello,
             live: false,
+            media: false,
             limiter,
         }
     }
@@ -327,15 +336,38 @@ impl Session {
                     })),
                 })
             }
-            client_frame::Kind::Signal(_) => out.push(error(
-                ErrorCode::UnknownFrame,
-                "media signaling is not served by this node",
-                "signal",
-            )),
+            client_frame::Kind::Signal(signal) => self.signal(signal, out),
             client_frame::Kind::Ping(p) => out.push(Action::Reply(ServerFrame::of(
                 server_frame::Kind::Pong(Pong { nonce: p.nonce }),
             ))),
         }
+    }
+
+    /// Media signaling for a room (a group's call): passed on to the
+    /// room's media node once the transport has checked membership.
+    fn signal(&mut self, signal: samvad_proto::v1::Signal, out: &mut Vec<Action>) {
+        let client_kind = matches!(
+            signal.kind.as_str(),
+            "join" | "answer" | "offer" | "leave" | "mute"
+        );
+        if !client_kind
+            || !samvad_store::groups::valid_group_id(&signal.room)
+            || signal.payload.len() > MAX_SIGNAL_PAYLOAD
+        {
+            return out.push(error(
+                ErrorCode::InvalidEnvelope,
+                "a signal names a group as its room, a kind (join, answer, offer, leave, mute) and at most 64 KiB",
+                "signal",
+            ));
+        }
+        self.media = true;
+        out.push(Action::Signal(signal));
+    }
+
+    /// Whether the session ever signaled a media room (its end is then
+    /// told to the media node).
+    pub fn used_media(&self) -> bool {
+        self.media
     }
 
     /// A page of a conversation's history.

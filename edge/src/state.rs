@@ -32,6 +32,8 @@ pub struct Edge {
     pub push_endpoints: EndpointPolicy,
     /// The VAPID public key (base64url), for `pushManager.subscribe()`.
     pub vapid_public_key: String,
+    /// The media node rooms are pinned to (`None`: no media).
+    pub media_node: Option<String>,
     /// The operator's SMS gateway, for phone verification codes.
     pub sms: Option<SignedWebhook>,
     pub session_config: Arc<SessionConfig>,

@@ -1,0 +1,152 @@
+//! Media rooms: an SFU on str0m (`media` role).
+//!
+//! - [`demux`]: which participant a UDP packet is for (ICE ufrag, then
+//!   source address), plain data.
+//! - [`signal`]: the signaling vocabulary carried in `Signal` frames.
+//! - [`sfu`]: rooms, one `Rtc` per participant, forwarding; no sockets, no
+//!   clock.
+//! - This module: the I/O loop. One UDP socket for every participant; the
+//!   node's `media.<node>` topic brings signals from sessions (edges check
+//!   group membership and the mute right before they produce them), and
+//!   signals go back to sessions through their edge's `edge.<node>`.
+
+pub mod demux;
+pub mod sfu;
+pub mod signal;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prost::Message;
+use samvad_bus::{Bus, Outgoing, Topics, FROM_END};
+use samvad_proto::bus::{EdgeRecord, MediaRecord};
+use samvad_proto::v1::{server_frame, ServerFrame, Signal};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use sfu::{Out, SessionAddr, Sfu, SignalIn};
+use signal::SignalKind;
+
+/// Signals waiting for the media loop.
+const SIGNAL_QUEUE: usize = 1024;
+
+/// The media role of one node.
+pub struct MediaRole {
+    pub bus: Arc<dyn Bus>,
+    pub topics: Topics,
+    pub node: String,
+    pub socket: UdpSocket,
+    /// The address participants reach the socket at (its ICE candidate).
+    pub public_addr: SocketAddr,
+}
+
+impl MediaRole {
+    pub async fn run(self) -> anyhow::Result<()> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let local = self.socket.local_addr()?;
+        // Signals arrive on their own task, so the loop below only selects
+        // on cancel-safe futures.
+        let (signals_tx, mut signals) = mpsc::channel::<MediaRecord>(SIGNAL_QUEUE);
+        let mut consumer = self
+            .bus
+            .assign(&self.topics.media(&self.node), &[(0, FROM_END)])
+            .await?;
+        tokio::spawn(async move {
+            while let Ok(records) = consumer.poll(256).await {
+                for r in records {
+                    match MediaRecord::decode(r.payload) {
+                        Ok(rec) => {
+                            if signals_tx.send(rec).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "undecodable media record skipped"),
+                    }
+                }
+            }
+        });
+        let mut sfu = Sfu::new(self.public_addr);
+        let mut buf = vec![0u8; 2048];
+        let mut deadline = Instant::now();
+        tracing::info!(node = %self.node, addr = %local, "media running");
+        loop {
+            tokio::select! {
+                received = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = received?;
+                    sfu.handle_packet(Instant::now(), source, local, &buf[..n]);
+                }
+                signal = signals.recv() => {
+                    let Some(rec) = signal else { anyhow::bail!("media signal feed ended") };
+                    let session = SessionAddr { edge: rec.edge, session: rec.session };
+                    match SignalKind::parse(&rec.kind) {
+                        Some(kind) => sfu.handle_signal(Instant::now(), SignalIn {
+                            session,
+                            user: &rec.user,
+                            room: &rec.room,
+                            kind,
+                            payload: &rec.payload,
+                            may_mute: rec.may_mute,
+                        }),
+                        None if rec.kind == "session_ended" => sfu.session_ended(Instant::now(), &session),
+                        None => sfu.refuse(
+                            session,
+                            &rec.room,
+                            &sfu::MediaError::BadRequest(format!("unknown signal {:?}", rec.kind)),
+                        ),
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                deadline = sfu.handle_timeout(now);
+            }
+            self.flush(&mut sfu).await;
+        }
+    }
+
+    /// Sends what the SFU has to send: datagrams now, signals in one
+    /// produce.
+    async fn flush(&self, sfu: &mut Sfu) {
+        let mut signals = Vec::new();
+        while let Some(out) = sfu.poll_out() {
+            match out {
+                Out::Transmit { to, data } => {
+                    if let Err(e) = self.socket.send_to(&data, to).await {
+                        tracing::debug!(error = %e, %to, "media send failed");
+                    }
+                }
+                Out::Signal {
+                    to,
+                    room,
+                    kind,
+                    payload,
+                } => {
+                    let frame = ServerFrame::of(server_frame::Kind::Signal(Signal {
+                        room,
+                        kind: kind.as_str().to_string(),
+                        payload: payload.into(),
+                        from: String::new(),
+                    }));
+                    let rec = EdgeRecord {
+                        session: to.session.clone(),
+                        frame: Bytes::from(frame.encode_to_vec()),
+                        datagram: false,
+                    };
+                    signals.push(Outgoing::new(
+                        self.topics.edge(&to.edge),
+                        to.session,
+                        Bytes::from(rec.encode_to_vec()),
+                    ));
+                }
+            }
+        }
+        if !signals.is_empty() {
+            if let Err(e) = self.bus.produce(signals).await {
+                tracing::warn!(error = %e, "media signals lost");
+            }
+        }
+    }
+}

@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod compare;
+pub mod media;
 pub mod plot;
 pub mod report;
 pub mod rest;

@@ -1,0 +1,203 @@
+//! Group calls through the real binary: native str0m participants
+//! (`samvad_load::media`) join a group's room over their chat sessions,
+//! publish synthetic Opus and VP8, and receive each other through the SFU;
+//! mute three ways; outsiders are refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use samvad_load::client::TransportKind;
+use samvad_load::media::Participant;
+use samvad_load::rest;
+use serde_json::{json, Value};
+
+const T: Duration = Duration::from_secs(30);
+
+/// Runs every participant at once until `done` holds for each.
+async fn run_all_until(ps: &mut [Participant], done: impl Fn(&Participant) -> bool) {
+    let end = std::time::Instant::now() + T;
+    while !ps.iter().all(&done) {
+        assert!(
+            std::time::Instant::now() < end,
+            "not done in time: {:?}",
+            ps.iter()
+                .map(|p| (&p.user, &p.received.frames))
+                .collect::<Vec<_>>()
+        );
+        let rounds = ps.iter_mut().map(|p| p.run_for(Duration::from_millis(100)));
+        for r in futures_util::future::join_all(rounds).await {
+            r.unwrap();
+        }
+    }
+}
+
+async fn run_all_for(ps: &mut [Participant], d: Duration) {
+    let rounds = ps.iter_mut().map(|p| p.run_for(d));
+    for r in futures_util::future::join_all(rounds).await {
+        r.unwrap();
+    }
+}
+
+fn hears(p: &Participant, from: &str, at_least: u64) -> bool {
+    p.received.count(from, "audio") >= at_least && p.received.count(from, "video") >= at_least
+}
+
+fn counts(ps: &[Participant], to: usize, from: &str) -> (u64, u64) {
+    let r = &ps[to].received;
+    (r.count(from, "audio"), r.count(from, "video"))
+}
+
+fn mute(scope: &str, user: &str, muted: bool) -> Vec<u8> {
+    json!({"scope": scope, "user": user, "muted": muted})
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let cat = server.user("cat").await;
+    let eve = server.user("eve").await;
+    let group = rest::create_group(
+        &http,
+        &ann.access_token,
+        "call",
+        &["bob".into(), "cat".into()],
+    )
+    .await
+    .unwrap();
+
+    let mut ps = Vec::new();
+    for (name, tokens, kind) in [
+        ("ann", &ann, TransportKind::Ws),
+        ("bob", &bob, TransportKind::Quic),
+        ("cat", &cat, TransportKind::Wt),
+    ] {
+        let session = server.connect(kind, tokens).await;
+        ps.push(
+            Participant::join(session, name, &group.id, true)
+                .await
+                .unwrap(),
+        );
+    }
+    // Each receives audio and video from the two others.
+    run_all_until(&mut ps, |p| {
+        ["ann", "bob", "cat"]
+            .iter()
+            .filter(|u| **u != p.user)
+            .all(|u| hears(p, u, 10))
+    })
+    .await;
+    for p in &ps {
+        assert_eq!(
+            p.received.count(&p.user, "video"),
+            0,
+            "nobody gets their own media back"
+        );
+    }
+    let events: Vec<&Value> = ps[0].received.events.iter().collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["type"] == "joined" && e["user"] == "bob"),
+        "{events:?}"
+    );
+    assert!(events
+        .iter()
+        .any(|e| e["type"] == "published" && e["user"] == "cat"));
+
+    // Bob mutes Cat for himself: Bob stops getting her, Ann does not.
+    ps[1]
+        .signal("mute", mute("for_me", "cat", true))
+        .await
+        .unwrap();
+    run_all_for(&mut ps, Duration::from_millis(500)).await;
+    let (bob_from_cat, ann_from_cat) = (counts(&ps, 1, "cat"), counts(&ps, 0, "cat"));
+    run_all_for(&mut ps, Duration::from_secs(1)).await;
+    assert_eq!(counts(&ps, 1, "cat"), bob_from_cat, "muted for Bob");
+    assert!(
+        counts(&ps, 0, "cat").1 > ann_from_cat.1 + 10,
+        "still heard by Ann"
+    );
+    ps[1]
+        .signal("mute", mute("for_me", "cat", false))
+        .await
+        .unwrap();
+    let before = counts(&ps, 1, "cat").1;
+    run_all_until(&mut ps, |p| {
+        p.user != "bob" || p.received.count("cat", "video") > before + 10
+    })
+    .await;
+
+    // Cat has no mute right: she cannot mute Bob for everyone.
+    ps[2]
+        .signal("mute", mute("everyone", "bob", true))
+        .await
+        .unwrap();
+    run_all_until(&mut ps, |p| {
+        p.user != "cat" || !p.received.errors.is_empty()
+    })
+    .await;
+    assert_eq!(ps[2].received.errors[0]["code"], "forbidden");
+    // Ann (the creator) can: Bob is told, and nobody gets him.
+    ps[0]
+        .signal("mute", mute("everyone", "bob", true))
+        .await
+        .unwrap();
+    run_all_until(&mut ps, |p| {
+        p.received
+            .events
+            .iter()
+            .any(|e| e["type"] == "muted" && e["user"] == "bob" && e["by"] == "ann")
+    })
+    .await;
+    run_all_for(&mut ps, Duration::from_millis(500)).await;
+    let (ann_from_bob, cat_from_bob) = (counts(&ps, 0, "bob"), counts(&ps, 2, "bob"));
+    run_all_for(&mut ps, Duration::from_secs(1)).await;
+    assert_eq!(
+        (counts(&ps, 0, "bob"), counts(&ps, 2, "bob")),
+        (ann_from_bob, cat_from_bob)
+    );
+
+    // Mute yourself: Cat stops reaching everyone.
+    ps[2]
+        .signal("mute", mute("myself", "", true))
+        .await
+        .unwrap();
+    run_all_for(&mut ps, Duration::from_millis(500)).await;
+    let ann_from_cat = counts(&ps, 0, "cat");
+    run_all_for(&mut ps, Duration::from_secs(1)).await;
+    assert_eq!(counts(&ps, 0, "cat"), ann_from_cat);
+    // Unmuted, she is heard again (with a keyframe first).
+    ps[2]
+        .signal("mute", mute("myself", "", false))
+        .await
+        .unwrap();
+    let before = counts(&ps, 0, "cat").1;
+    run_all_until(&mut ps, |p| {
+        p.user != "ann" || p.received.count("cat", "video") > before + 10
+    })
+    .await;
+
+    // Eve is not a member: her join is refused at the edge.
+    let session = server.connect(TransportKind::Ws, &eve).await;
+    let refused = Participant::join(session, "eve", &group.id, true).await;
+    let message = refused.err().expect("an outsider cannot join").to_string();
+    assert!(message.contains("not_member"), "{message}");
+
+    // Leaving is told to the others.
+    ps[1].signal("leave", Vec::new()).await.unwrap();
+    run_all_until(&mut ps, |p| {
+        p.user == "bob"
+            || p.received
+                .events
+                .iter()
+                .any(|e| e["type"] == "left" && e["user"] == "bob")
+    })
+    .await;
+}

@@ -116,6 +116,7 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         // Media in the cluster (rooms pinned to `samvad media` nodes) is
         // not wired yet.
         media_node: None,
+        media_counters: None,
         directory,
         files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
             .await

@@ -16,6 +16,15 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+/// Counters of the media role, shared with the registry that serves them.
+#[derive(Clone, Default)]
+pub struct MediaCounters {
+    pub datagrams_received: Counter,
+    pub datagrams_sent: Counter,
+    pub frames_forwarded: Counter,
+    pub participants: Gauge,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub sessions: Family<TransportLabel, Gauge>,
@@ -28,6 +37,7 @@ pub struct Metrics {
     /// Datagrams that were not an authenticated session's typing frame.
     pub datagrams_ignored: Counter,
     resident_memory: Gauge,
+    cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -73,9 +83,16 @@ impl Default for Metrics {
             "Resident set size of this process (VmRSS), read at scrape time",
             resident_memory.clone(),
         );
+        let cpu_seconds = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "process_cpu_seconds",
+            "User and system CPU time of this process, read at scrape time",
+            cpu_seconds.clone(),
+        );
         Metrics {
             registry,
             resident_memory,
+            cpu_seconds,
             sessions,
             accepted,
             pushed,
@@ -88,14 +105,54 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Serves the media role's counters too.
+    pub fn register_media(&mut self, media: &MediaCounters) {
+        let r = &mut self.registry;
+        r.register(
+            "media_datagrams_received",
+            "UDP datagrams the media socket received",
+            media.datagrams_received.clone(),
+        );
+        r.register(
+            "media_datagrams_sent",
+            "UDP datagrams the media socket sent (RTP, RTCP, STUN, DTLS)",
+            media.datagrams_sent.clone(),
+        );
+        r.register(
+            "media_frames_forwarded",
+            "Media frames written to subscribers",
+            media.frames_forwarded.clone(),
+        );
+        r.register(
+            "media_participants",
+            "Participants in media rooms on this node",
+            media.participants.clone(),
+        );
+    }
+
     pub fn render(&self) -> String {
         if let Some(rss) = resident_memory_bytes() {
             self.resident_memory.set(rss as i64);
+        }
+        if let Some(cpu) = cpu_seconds() {
+            self.cpu_seconds.set(cpu);
         }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// utime + stime of this process from `/proc/self/stat` (Linux only).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (per_sec > 0).then(|| ticks as f64 / per_sec as f64)
 }
 
 /// VmRSS of this process from `/proc/self/status` (Linux only).

@@ -24,7 +24,7 @@ use crate::auth::TokenKeys;
 use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
-use crate::metrics::Metrics;
+use crate::metrics::{MediaCounters, Metrics};
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
 use crate::session::SessionConfig;
@@ -43,6 +43,8 @@ pub struct EdgeDeps {
     pub vapid_public_key: String,
     /// The media node rooms are pinned to, if media is served.
     pub media_node: Option<String>,
+    /// The media role's counters, served with the edge's metrics.
+    pub media_counters: Option<MediaCounters>,
     pub keys: TokenKeys,
 }
 
@@ -104,7 +106,13 @@ pub async fn start(
         session_queue: args.session_queue,
         hub: Hub::default(),
         cert_sha256: RwLock::new(identity.sha256_hex()),
-        metrics: Metrics::default(),
+        metrics: {
+            let mut metrics = Metrics::default();
+            if let Some(media) = &deps.media_counters {
+                metrics.register_media(media);
+            }
+            metrics
+        },
         quic_port: quic_addr.port(),
     });
     roles.spawn({

@@ -22,6 +22,7 @@ use samvad_store::PersistMode;
 use crate::auth::{secret_file, TokenKeys};
 use crate::config::{DurabilityArg, ServeArgs};
 use crate::media::MediaRole;
+use crate::metrics::MediaCounters;
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
@@ -91,6 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         async move { role.run().await.context("push role") }
     });
     let (media_socket, media_addr) = args.media.bind().await?;
+    let media_counters = MediaCounters::default();
     roles.spawn({
         let role = MediaRole {
             bus: bus.clone(),
@@ -98,6 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             node: media_node.clone(),
             socket: media_socket,
             public_addr: media_addr,
+            counters: media_counters.clone(),
         };
         async move { role.run().await.context("media role") }
     });
@@ -110,6 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         push_subscriptions,
         vapid_public_key,
         media_node: Some(media_node),
+        media_counters: Some(media_counters),
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };
     let extra = serde_json::json!({

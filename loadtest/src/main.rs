@@ -143,6 +143,20 @@ enum Scenario {
         #[arg(long)]
         markdown: Option<PathBuf>,
     },
+    /// R rooms of P publishers and S subscribers (native str0m
+    /// participants): forwarded frames per second and per core, loss,
+    /// join → first video.
+    Media {
+        #[arg(long, default_value_t = 2)]
+        rooms: usize,
+        #[arg(long, default_value_t = 2)]
+        publishers: usize,
+        #[arg(long, default_value_t = 4)]
+        subscribers: usize,
+        /// Seconds measured (after 2 s of warm-up).
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+    },
     /// Users offline while a backlog piles up, then all back at once: time
     /// until every backlog is synced, and that each arrived whole.
     Offline {
@@ -310,6 +324,22 @@ async fn main() -> anyhow::Result<()> {
             (report.summary(), serde_json::to_value(&report)?)
         }
         Scenario::Compare { .. } => unreachable!("handled before connecting"),
+        Scenario::Media {
+            rooms,
+            publishers,
+            subscribers,
+            duration,
+        } => {
+            let plan = samvad_load::scenario::media::MediaPlan {
+                setup,
+                rooms,
+                publishers,
+                subscribers,
+                duration: Duration::from_secs(duration),
+            };
+            let report = samvad_load::scenario::media::run(&samvad_only("media")?, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
         Scenario::Offline { users, backlog } => {
             let plan = offline::OfflinePlan {
                 setup,

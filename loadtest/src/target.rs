@@ -70,16 +70,20 @@ async fn loopback_target(url: &str, scheme: &str) -> anyhow::Result<(String, Soc
 
 /// Resident memory of the server in bytes, from its Prometheus metrics.
 pub async fn server_rss(http: &str) -> anyhow::Result<u64> {
+    Ok(server_metric(http, "samvad_process_resident_memory_bytes").await? as u64)
+}
+
+/// One unlabelled sample of the server's Prometheus metrics.
+pub async fn server_metric(http: &str, name: &str) -> anyhow::Result<f64> {
     let text = reqwest::get(format!("{http}/metrics"))
         .await?
         .error_for_status()?
         .text()
         .await?;
     text.lines()
-        .find_map(|l| l.strip_prefix("samvad_process_resident_memory_bytes "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .context("the server's /metrics has no samvad_process_resident_memory_bytes")
+        .with_context(|| format!("the server's /metrics has no {name}"))
 }
 
 /// Registers `names` (or logs them in when they exist), `parallel` at a

@@ -26,6 +26,7 @@ use samvad_proto::v1::{server_frame, ServerFrame, Signal};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::metrics::MediaCounters;
 use sfu::{Out, SessionAddr, Sfu, SignalIn};
 use signal::SignalKind;
 
@@ -40,6 +41,7 @@ pub struct MediaRole {
     pub socket: UdpSocket,
     /// The address participants reach the socket at (its ICE candidate).
     pub public_addr: SocketAddr,
+    pub counters: MediaCounters,
 }
 
 impl MediaRole {
@@ -75,6 +77,7 @@ impl MediaRole {
             tokio::select! {
                 received = self.socket.recv_from(&mut buf) => {
                     let (n, source) = received?;
+                    self.counters.datagrams_received.inc();
                     sfu.handle_packet(Instant::now(), source, local, &buf[..n]);
                 }
                 signal = signals.recv() => {
@@ -104,6 +107,10 @@ impl MediaRole {
                 deadline = sfu.handle_timeout(now);
             }
             self.flush(&mut sfu).await;
+            self.counters
+                .frames_forwarded
+                .inc_by(std::mem::take(&mut sfu.forwarded));
+            self.counters.participants.set(sfu.participants() as i64);
         }
     }
 
@@ -114,6 +121,7 @@ impl MediaRole {
         while let Some(out) = sfu.poll_out() {
             match out {
                 Out::Transmit { to, data } => {
+                    self.counters.datagrams_sent.inc();
                     if let Err(e) = self.socket.send_to(&data, to).await {
                         tracing::debug!(error = %e, %to, "media send failed");
                     }

@@ -225,3 +225,31 @@ async fn only_loopback_servers_are_targets() {
     let err = target::discover("http://192.0.2.1:8080").await.unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_runs_count_what_the_sfu_forwarded() {
+    let server = TestServer::start();
+    let addr = target::discover(&server.addr.http).await.unwrap();
+    let plan = samvad_load::scenario::media::MediaPlan {
+        setup: Setup {
+            transport: TransportKind::Quic,
+            prefix: "md".into(),
+            endpoints: 1,
+            ws_sources: 1,
+        },
+        rooms: 1,
+        publishers: 2,
+        subscribers: 1,
+        duration: Duration::from_secs(2),
+    };
+    let report = samvad_load::scenario::media::run(&addr, &plan)
+        .await
+        .unwrap();
+    // Two publishers, each heard by the two others: every pair saw video.
+    assert_eq!(report.join_to_first_video.count, 4, "{}", report.summary());
+    assert!(report.frames_received_per_sec > 0.0);
+    assert!(report.frames_forwarded_per_sec > 0.0);
+    assert!(report.datagrams_sent_per_sec > 0.0);
+    assert!(report.server_cores > 0.0);
+    assert!(report.loss < 0.5, "{}", report.summary());
+}

@@ -157,6 +157,28 @@ enum Scenario {
         #[arg(long, default_value_t = 10)]
         duration: u64,
     },
+    /// One native participant joins a room as a subscriber and waits for
+    /// video from a publisher (exit status 0 once it has enough frames):
+    /// for tests that pair it with browsers.
+    MediaProbe {
+        /// The room (group id).
+        #[arg(long)]
+        room: String,
+        /// The participant's user name and access token.
+        #[arg(long)]
+        user: String,
+        #[arg(long)]
+        token: String,
+        /// The publisher whose video to wait for.
+        #[arg(long)]
+        from: String,
+        /// Video frames to wait for.
+        #[arg(long, default_value_t = 20)]
+        frames: u64,
+        /// Seconds to wait at most.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
     /// Users offline while a backlog piles up, then all back at once: time
     /// until every backlog is synced, and that each arrived whole.
     Offline {
@@ -339,6 +361,35 @@ async fn main() -> anyhow::Result<()> {
             };
             let report = samvad_load::scenario::media::run(&samvad_only("media")?, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::MediaProbe {
+            room,
+            user,
+            token,
+            from,
+            frames,
+            timeout,
+        } => {
+            let server = samvad_only("media-probe")?;
+            let (session, _) =
+                samvad_load::client::Client::connect(setup.transport, &server, &token).await?;
+            let mut probe =
+                samvad_load::media::Participant::join(session, &user, &room, false).await?;
+            probe
+                .run_until(Duration::from_secs(timeout), |r| {
+                    r.count(&from, "video") >= frames
+                })
+                .await?;
+            let got = probe.received.count(&from, "video");
+            let first = probe
+                .received
+                .first_video
+                .get(&from)
+                .map(|t| t.duration_since(probe.joined_at).as_secs_f64() * 1000.0);
+            (
+                format!("{user} got {got} video frames from {from}; first after {first:?} ms"),
+                serde_json::json!({"from": from, "video_frames": got, "join_to_first_video_ms": first}),
+            )
         }
         Scenario::Offline { users, backlog } => {
             let plan = offline::OfflinePlan {

@@ -98,6 +98,8 @@ export const hello = (token) => new Writer().msg(1, new Writer().str(1, token).s
 export const ack = (seq) => new Writer().msg(3, new Writer().uint(1, seq)).finish();
 export const sync = (after) => new Writer().msg(4, new Writer().uint(1, after)).finish();
 export const ping = (nonce) => new Writer().msg(7, new Writer().uint(1, nonce)).finish();
+/** A media signal for a room (see the Signal message and README). */
+export const signal = (room, kind, payload) => new Writer().msg(6, new Writer().str(1, room).str(2, kind).str(3, payload)).finish();
 export function send(id, to, text) {
     const head = new Writer().uint(1, 1).str(2, to).str(5, "text").uint(6, 1);
     const body = new Writer().str(1, text).uint(2, Date.now());
@@ -140,6 +142,10 @@ export function decodeServerFrame(b) {
     }
     if (f.has(9))
         return { kind: "pong", nonce: num(sub(f, 9), 1) };
+    if (f.has(7)) {
+        const s = sub(f, 7);
+        return { kind: "signal", room: str(s, 1), signal: str(s, 2), payload: str(s, 3) };
+    }
     return { kind: "other" };
 }
 /** Prefixes a frame with its varint length (QUIC / WebTransport streams). */

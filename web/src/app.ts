@@ -66,8 +66,74 @@ function onFrame(bytes: Uint8Array) {
     case "error":
       log(`error ${f.code}: ${f.message}`, "error");
       break;
+    case "signal":
+      void onSignal(f.room, f.signal, f.payload);
+      break;
   }
 }
+
+// ---- group calls: one RTCPeerConnection to the SFU, signaling on the session.
+
+let pc: RTCPeerConnection | null = null;
+let callRoom = "";
+/** Whose track each incoming mid carries (from `track` events). */
+const trackOwner = new Map<string, string>();
+
+async function joinCall(room: string) {
+  if (!link || pc) return;
+  callRoom = room;
+  pc = new RTCPeerConnection();
+  const local = await navigator.mediaDevices.getUserMedia({ audio: true, video: true });
+  for (const track of local.getTracks()) pc.addTransceiver(track, { direction: "sendonly" });
+  pc.ontrack = (ev) => {
+    const mid = ev.transceiver.mid ?? "";
+    if (ev.track.kind !== "video") return;
+    const video = document.createElement("video");
+    video.autoplay = true;
+    video.muted = true;
+    video.dataset.user = trackOwner.get(mid) ?? "";
+    video.dataset.mid = mid;
+    video.srcObject = new MediaStream([ev.track]);
+    $("videos").appendChild(video);
+  };
+  pc.onconnectionstatechange = () => ($("call").dataset.state = pc?.connectionState ?? "");
+  const offer = await pc.createOffer();
+  await pc.setLocalDescription(offer);
+  await link.send(proto.signal(room, "join", offer.sdp ?? ""));
+}
+
+async function onSignal(room: string, kind: string, payload: string) {
+  if (!pc || room !== callRoom || !link) return;
+  if (kind === "answer") {
+    await pc.setRemoteDescription({ type: "answer", sdp: payload });
+  } else if (kind === "offer") {
+    await pc.setRemoteDescription({ type: "offer", sdp: payload });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await link.send(proto.signal(room, "answer", answer.sdp ?? ""));
+  } else if (kind === "event") {
+    const event = JSON.parse(payload);
+    if (event.type === "track") trackOwner.set(event.mid, event.user);
+    log(`call: ${event.type} ${event.user ?? ""}`, "call-event");
+  } else if (kind === "error") {
+    log(`call error: ${payload}`, "error");
+  }
+}
+
+/** Video frames decoded per sender, from getStats (for tests and the curious). */
+async function callStats(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  if (!pc) return out;
+  const stats = await pc.getStats();
+  stats.forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") {
+      const user = trackOwner.get(s.mid ?? "") ?? `mid ${s.mid}`;
+      out[user] = (out[user] ?? 0) + (s.framesDecoded ?? 0);
+    }
+  });
+  return out;
+}
+(window as unknown as { callStats: typeof callStats }).callStats = callStats;
 
 async function connectWebTransport(token: string): Promise<Link> {
   const info = await (await fetch("/cert-hash")).json();
@@ -137,6 +203,7 @@ async function connect(token: string) {
   link = await connectWebSocket(token);
 }
 
+$("join").onclick = () => void joinCall($<HTMLInputElement>("room").value.trim());
 $("register").onclick = () => void auth("/v1/register");
 $("login").onclick = () => void auth("/v1/login");
 $("send").onclick = () => {

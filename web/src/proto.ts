@@ -98,6 +98,10 @@ export const ack = (seq: number) => new Writer().msg(3, new Writer().uint(1, seq
 export const sync = (after: number) => new Writer().msg(4, new Writer().uint(1, after)).finish();
 export const ping = (nonce: number) => new Writer().msg(7, new Writer().uint(1, nonce)).finish();
 
+/** A media signal for a room (see the Signal message and README). */
+export const signal = (room: string, kind: string, payload: string) =>
+  new Writer().msg(6, new Writer().str(1, room).str(2, kind).str(3, payload)).finish();
+
 export function send(id: string, to: string, text: string): Uint8Array {
   const head = new Writer().uint(1, 1).str(2, to).str(5, "text").uint(6, 1);
   const body = new Writer().str(1, text).uint(2, Date.now());
@@ -113,6 +117,7 @@ export type ServerFrame =
   | { kind: "sync_done"; lastSeq: number; more: boolean }
   | { kind: "error"; code: number; message: string }
   | { kind: "pong"; nonce: number }
+  | { kind: "signal"; room: string; signal: string; payload: string }
   | { kind: "other" };
 
 export function decodeServerFrame(b: Uint8Array): ServerFrame {
@@ -150,6 +155,10 @@ export function decodeServerFrame(b: Uint8Array): ServerFrame {
     return { kind: "error", code: num(e, 1), message: str(e, 2) };
   }
   if (f.has(9)) return { kind: "pong", nonce: num(sub(f, 9), 1) };
+  if (f.has(7)) {
+    const s = sub(f, 7);
+    return { kind: "signal", room: str(s, 1), signal: str(s, 2), payload: str(s, 3) };
+  }
   return { kind: "other" };
 }
 

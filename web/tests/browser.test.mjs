@@ -8,6 +8,8 @@ import { mkdtempSync, readFileSync, existsSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
 
 const bin = process.env.SAMVAD_BIN ?? new URL("../../target/debug/samvad", import.meta.url).pathname;
 let server, dir, browser, base;
@@ -23,7 +25,9 @@ before(async () => {
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-      "--disable-component-update", "--disable-sync"],
+      "--disable-component-update", "--disable-sync",
+      // Calls: a synthetic camera and microphone, no permission prompt.
+      "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
     // Playwright gives every launch a fresh, empty profile directory.
   });
 });
@@ -63,4 +67,39 @@ test("chat between a WebTransport page and a WebSocket page", async () => {
   await bob.fill("#text", "and back over websocket");
   await bob.click("#send");
   await alice.waitForSelector("li.msg:has-text('bob: and back over websocket')", { timeout: 10000 });
+});
+
+const loadBin = process.env.SAMVAD_LOAD_BIN ?? new URL("../../target/debug/samvad-load", import.meta.url).pathname;
+
+async function rest(path, body, token) {
+  const resp = await fetch(`${base}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  const json = await resp.json();
+  assert.ok(resp.ok, `${path}: ${JSON.stringify(json)}`);
+  return json;
+}
+
+test("a group call from a page reaches a native participant and another page", async () => {
+  const ann = await open("callann", "wt");
+  const bob = await open("callbob", "ws");
+  const cat = await rest("/v1/register", { username: "callcat", password: "password-123" });
+  const annToken = (await rest("/v1/login", { username: "callann", password: "password-123" })).access_token;
+  const group = await rest("/v1/groups", { name: "call", members: ["callbob", "callcat"] }, annToken);
+
+  for (const page of [ann, bob]) {
+    await page.fill("#room", group.id);
+    await page.click("#join");
+  }
+  // The native participant (str0m) receives Ann's camera through the SFU.
+  const { stdout } = await promisify(execFile)(loadBin, ["--server", base, "--transport", "quic", "media-probe",
+    "--room", group.id, "--user", "callcat", "--token", cat.access_token, "--from", "callann", "--frames", "20"],
+    { timeout: 60000 });
+  assert.match(stdout, /got \d+ video frames from callann/);
+  // So does Bob's page: frames decoded, per getStats().
+  await bob.waitForFunction(async () => ((await window.callStats())["callann"] ?? 0) > 10, null, { timeout: 30000 });
+  // And Ann's page gets Bob's camera the same way.
+  await ann.waitForFunction(async () => ((await window.callStats())["callbob"] ?? 0) > 10, null, { timeout: 30000 });
 });

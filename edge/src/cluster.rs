@@ -22,8 +22,12 @@ use tokio::task::JoinSet;
 
 use crate::auth::TokenKeys;
 use crate::config::{
-    ClusterArgs, ClusterEdgeArgs, ClusterPushArgs, ClusterRouterArgs, ClusterStoreArgs,
+    ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
+    ClusterStoreArgs,
 };
+use crate::media::pins::RoomPins;
+use crate::media::{MediaRole, MediaRouting};
+use crate::metrics::MediaCounters;
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
@@ -113,9 +117,15 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         .await
         .context("connecting to Redis")?,
         vapid_public_key: vapid.public_base64(),
-        // Media in the cluster (rooms pinned to `samvad media` nodes) is
-        // not wired yet.
-        media_node: None,
+        media: MediaRouting::Pinned(
+            RoomPins::connect(
+                &args.cluster.redis,
+                &args.cluster.topics.topic_prefix,
+                Duration::from_secs(args.media_lease_ttl),
+            )
+            .await
+            .context("connecting to Redis")?,
+        ),
         media_counters: None,
         directory,
         files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
@@ -142,6 +152,45 @@ async fn vapid_key(directory: &RedisDirectory) -> anyhow::Result<VapidKey> {
         .shared_secret("vapid-key", &VapidKey::generate_secret())
         .await?;
     VapidKey::from_secret(&secret)
+}
+
+/// `samvad media`: an SFU node; rooms are pinned to it by Redis leases.
+pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
+    let (bus, topics) = bus(&args.cluster, &args.node).await?;
+    bus.ensure_topic(&topics.media(&args.node), TopicSpec::ephemeral(1))
+        .await?;
+    let pins = RoomPins::connect(
+        &args.cluster.redis,
+        &args.cluster.topics.topic_prefix,
+        Duration::from_secs(args.lease_ttl),
+    )
+    .await
+    .context("connecting to Redis")?;
+    // Announced before the ready file: an edge may pin a room to it at once.
+    pins.renew(&args.node, &[]).await?;
+    let (socket, public_addr) = args.media.bind().await?;
+    let mut roles = JoinSet::new();
+    roles.spawn(async move {
+        MediaRole {
+            bus,
+            topics,
+            node: args.node,
+            socket,
+            public_addr,
+            counters: MediaCounters::default(),
+            pins: Some(pins),
+        }
+        .run()
+        .await
+        .context("media role")
+    });
+    if let Some(path) = &args.ready_file {
+        node::write_ready(
+            path,
+            &serde_json::json!({ "role": "media", "pid": std::process::id(), "media": public_addr.to_string() }),
+        )?;
+    }
+    node::wait(&mut roles).await
 }
 
 /// `samvad push`: consumes `push`, notifies browsers and the webhook.

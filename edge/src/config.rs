@@ -202,6 +202,34 @@ pub struct ClusterEdgeArgs {
     pub cluster: ClusterArgs,
     #[command(flatten)]
     pub edge: EdgeArgs,
+    /// Seconds a media room's pin to its node lives without renewal (the
+    /// media nodes' --lease-ttl).
+    #[arg(long, default_value_t = 9)]
+    pub media_lease_ttl: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClusterMediaArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
+
+    /// Name of this node (its `media.<node>` topic and room pins): unique
+    /// per media node.
+    #[arg(long, default_value = "media", env = "SAMVAD_NODE")]
+    pub node: String,
+
+    /// Seconds this node's announcement and its rooms' pins live without
+    /// renewal: how long the rooms of a dead node wait before a rejoin
+    /// lands elsewhere.
+    #[arg(long, default_value_t = 9)]
+    pub lease_ttl: u64,
+
+    /// Write `{role, pid, media}` as JSON to this file once running.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

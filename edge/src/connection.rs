@@ -169,13 +169,13 @@ async fn forward_signal(
     user: &str,
     signal: samvad_proto::v1::Signal,
 ) -> Option<ServerFrame> {
-    let Some(node) = edge.media_node.as_deref() else {
+    if matches!(edge.media, crate::media::MediaRouting::Off) {
         return Some(ServerFrame::error(
             ErrorCode::UnknownFrame,
             "media is not served here",
             "signal",
         ));
-    };
+    }
     let group = match edge.directory.group(&signal.room).await {
         Ok(group) => group,
         Err(e) => {
@@ -194,6 +194,10 @@ async fn forward_signal(
             "signal",
         ));
     };
+    let node = match edge.media.node_for(&signal.room, &signal.kind).await {
+        Ok(node) => node,
+        Err(why) => return Some(ServerFrame::error(ErrorCode::Unavailable, why, "signal")),
+    };
     let record = MediaRecord {
         session: session.to_string(),
         edge: edge.session_config.node.to_string(),
@@ -204,7 +208,7 @@ async fn forward_signal(
         may_mute: member.has(samvad_store::group_rules::Right::Mute),
     };
     let out = Outgoing::new(
-        edge.topics.media(node),
+        edge.topics.media(&node),
         signal.room,
         Bytes::from(record.encode_to_vec()),
     );
@@ -224,21 +228,29 @@ async fn forward_signal(
 /// Tells the media node a session that signaled is gone: it leaves its
 /// rooms at once instead of by ICE timeout.
 async fn media_session_ended(edge: &Edge, session: &str) {
-    let Some(node) = edge.media_node.as_deref() else {
-        return;
-    };
     let record = MediaRecord {
         session: session.to_string(),
         edge: edge.session_config.node.to_string(),
         kind: "session_ended".into(),
         ..Default::default()
     };
-    let out = Outgoing::new(
-        edge.topics.media(node),
-        session.to_string(),
-        Bytes::from(record.encode_to_vec()),
-    );
-    let _ = edge.bus.produce(vec![out]).await;
+    let payload = Bytes::from(record.encode_to_vec());
+    let outs: Vec<Outgoing> = edge
+        .media
+        .all_nodes()
+        .await
+        .iter()
+        .map(|node| {
+            Outgoing::new(
+                edge.topics.media(node),
+                session.to_string(),
+                payload.clone(),
+            )
+        })
+        .collect();
+    if !outs.is_empty() {
+        let _ = edge.bus.produce(outs).await;
+    }
 }
 
 /// The next datagram of the session, if it has a channel for them.

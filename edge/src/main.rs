@@ -3,7 +3,8 @@
 use clap::{Parser, Subcommand};
 
 use samvad::config::{
-    ClusterEdgeArgs, ClusterPushArgs, ClusterRouterArgs, ClusterStoreArgs, ServeArgs,
+    ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs, ClusterStoreArgs,
+    ServeArgs,
 };
 
 /// Tunes glibc malloc for a server with many small, long-lived sessions
@@ -45,6 +46,8 @@ enum Command {
     Store(ClusterStoreArgs),
     /// Cluster push: `push` → Web Push and the webhook.
     Push(ClusterPushArgs),
+    /// Cluster media: an SFU node; rooms are pinned to it by Redis leases.
+    Media(ClusterMediaArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -66,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Command::Router(args) => runtime.block_on(samvad::cluster::router(args)),
         Command::Store(args) => runtime.block_on(samvad::cluster::store(args)),
         Command::Push(args) => runtime.block_on(samvad::cluster::push(args)),
+        Command::Media(args) => runtime.block_on(samvad::cluster::media(args)),
     }
 }

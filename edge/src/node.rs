@@ -24,6 +24,7 @@ use crate::auth::TokenKeys;
 use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
+use crate::media::MediaRouting;
 use crate::metrics::{MediaCounters, Metrics};
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
@@ -41,8 +42,8 @@ pub struct EdgeDeps {
     pub files: Arc<dyn FileStore>,
     pub push_subscriptions: Arc<dyn PushSubscriptions>,
     pub vapid_public_key: String,
-    /// The media node rooms are pinned to, if media is served.
-    pub media_node: Option<String>,
+    /// Where media rooms' signals go.
+    pub media: MediaRouting,
     /// The media role's counters, served with the edge's metrics.
     pub media_counters: Option<MediaCounters>,
     pub keys: TokenKeys,
@@ -88,7 +89,7 @@ pub async fn start(
             allow_http: args.push_allow_http,
         },
         vapid_public_key: deps.vapid_public_key,
-        media_node: deps.media_node,
+        media: deps.media,
         sms: args.sms_webhook.clone().map(|url| {
             SignedWebhook::new(
                 url,

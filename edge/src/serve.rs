@@ -21,7 +21,7 @@ use samvad_store::PersistMode;
 
 use crate::auth::{secret_file, TokenKeys};
 use crate::config::{DurabilityArg, ServeArgs};
-use crate::media::MediaRole;
+use crate::media::{MediaRole, MediaRouting};
 use crate::metrics::MediaCounters;
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
@@ -101,6 +101,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             socket: media_socket,
             public_addr: media_addr,
             counters: media_counters.clone(),
+            pins: None,
         };
         async move { role.run().await.context("media role") }
     });
@@ -112,7 +113,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         files: Arc::new(LocalFiles::open(&db)?),
         push_subscriptions,
         vapid_public_key,
-        media_node: Some(media_node),
+        media: MediaRouting::Local(media_node),
         media_counters: Some(media_counters),
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
     };

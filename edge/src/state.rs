@@ -12,6 +12,7 @@ use samvad_store::push_subscriptions::PushSubscriptions;
 use crate::auth::TokenKeys;
 use crate::file_api::FileLimits;
 use crate::hub::Hub;
+use crate::media::MediaRouting;
 use crate::metrics::Metrics;
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
@@ -32,8 +33,8 @@ pub struct Edge {
     pub push_endpoints: EndpointPolicy,
     /// The VAPID public key (base64url), for `pushManager.subscribe()`.
     pub vapid_public_key: String,
-    /// The media node rooms are pinned to (`None`: no media).
-    pub media_node: Option<String>,
+    /// Where media rooms' signals go.
+    pub media: MediaRouting,
     /// The operator's SMS gateway, for phone verification codes.
     pub sms: Option<SignedWebhook>,
     pub session_config: Arc<SessionConfig>,

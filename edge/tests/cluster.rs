@@ -547,3 +547,90 @@ async fn files_and_pushes_work_across_edges() {
         (Some("alice"), Some("m1"))
     );
 }
+
+/// The media node a room is pinned to, per Redis.
+async fn pinned_node(cluster: &Cluster, room: &str) -> Option<String> {
+    let client = redis::Client::open(cluster.redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("GET")
+        .arg(format!("samvad.media:room:{room}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Ann on one edge, Bob on the other, in a call; both hear each other.
+async fn join_call(
+    cluster: &Cluster,
+    room: &str,
+    ann: &rest::Tokens,
+    bob: &rest::Tokens,
+) -> Vec<samvad_load::media::Participant> {
+    let mut ps = Vec::new();
+    for (edge, name, tokens) in [(0, "ann", ann), (1, "bob", bob)] {
+        let session = cluster.edges[edge]
+            .connect(TransportKind::Quic, tokens)
+            .await;
+        ps.push(
+            samvad_load::media::Participant::join(session, name, room, true)
+                .await
+                .unwrap(),
+        );
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let heard = ps[0].received.count("bob", "video") >= 10
+            && ps[1].received.count("ann", "video") >= 10;
+        if heard {
+            return ps;
+        }
+        assert!(std::time::Instant::now() < end, "no media across edges");
+        let rounds = ps
+            .iter_mut()
+            .map(|p| p.run_for(std::time::Duration::from_millis(100)));
+        for r in futures_util::future::join_all(rounds).await {
+            r.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_is_pinned_to_one_media_node_and_moves_when_it_dies() {
+    let mut cluster = Cluster::start(2, 1, 1);
+    cluster.add_media(0);
+    cluster.add_media(1);
+    let ann = cluster.user(0, "ann").await;
+    let bob = cluster.user(1, "bob").await;
+    let group = rest::create_group(
+        &cluster.edges[0].addr().http,
+        &ann.access_token,
+        "call",
+        &["bob".into()],
+    )
+    .await
+    .unwrap();
+
+    // Both edges send the room's signals to the one node it is pinned to.
+    let ps = join_call(&cluster, &group.id, &ann, &bob).await;
+    let first = pinned_node(&cluster, &group.id)
+        .await
+        .expect("the room is pinned");
+    drop(ps);
+
+    // That node dies; once its lease runs out, a rejoin lands on the other.
+    let index: usize = first.trim_start_matches('m').parse().unwrap();
+    cluster.medias[index].kill9();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while pinned_node(&cluster, &group.id).await.as_deref() == Some(first.as_str()) {
+        assert!(
+            std::time::Instant::now() < end,
+            "the dead node's pin never ran out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ps = join_call(&cluster, &group.id, &ann, &bob).await;
+    let second = pinned_node(&cluster, &group.id)
+        .await
+        .expect("pinned again");
+    assert_ne!(second, first);
+}

@@ -11,6 +11,7 @@
 //!   signals go back to sessions through their edge's `edge.<node>`.
 
 pub mod demux;
+pub mod pins;
 pub mod sfu;
 pub mod signal;
 
@@ -27,6 +28,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::metrics::MediaCounters;
+use pins::RoomPins;
 use sfu::{Out, SessionAddr, Sfu, SignalIn};
 use signal::SignalKind;
 
@@ -42,6 +44,55 @@ pub struct MediaRole {
     /// The address participants reach the socket at (its ICE candidate).
     pub public_addr: SocketAddr,
     pub counters: MediaCounters,
+    /// In a cluster: the room leases this node renews.
+    pub pins: Option<RoomPins>,
+}
+
+/// Where an edge sends a room's signals.
+#[derive(Clone)]
+pub enum MediaRouting {
+    /// No media here.
+    Off,
+    /// Every room on this one node (`samvad serve`).
+    Local(String),
+    /// Rooms pinned to nodes by Redis leases (the cluster).
+    Pinned(RoomPins),
+}
+
+impl MediaRouting {
+    /// The node for a signal of `kind` about `room`: a join pins the room
+    /// if it is not; other signals need the pin to exist.
+    pub async fn node_for(&self, room: &str, kind: &str) -> Result<String, &'static str> {
+        match self {
+            MediaRouting::Off => Err("media is not served here"),
+            MediaRouting::Local(node) => Ok(node.clone()),
+            MediaRouting::Pinned(pins) => {
+                let found = if kind == "join" {
+                    pins.pin(room).await
+                } else {
+                    pins.node_of(room).await
+                };
+                match found {
+                    Ok(Some(node)) => Ok(node),
+                    Ok(None) if kind == "join" => Err("no media node is live"),
+                    Ok(None) => Err("no call in this room: join it first"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "room pin lookup failed");
+                        Err("media routing unavailable; retry")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The nodes a session may have rooms on.
+    pub async fn all_nodes(&self) -> Vec<String> {
+        match self {
+            MediaRouting::Off => Vec::new(),
+            MediaRouting::Local(node) => vec![node.clone()],
+            MediaRouting::Pinned(pins) => pins.live_nodes().await.unwrap_or_default(),
+        }
+    }
 }
 
 impl MediaRole {
@@ -72,6 +123,11 @@ impl MediaRole {
         let mut sfu = Sfu::new(self.public_addr);
         let mut buf = vec![0u8; 2048];
         let mut deadline = Instant::now();
+        let renew_every = self
+            .pins
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(3600), |p| p.lease() / 3);
+        let mut renew = tokio::time::interval(renew_every);
         tracing::info!(node = %self.node, addr = %local, "media running");
         loop {
             tokio::select! {
@@ -101,6 +157,16 @@ impl MediaRole {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = renew.tick(), if self.pins.is_some() => {
+                    if let Some(pins) = self.pins.clone() {
+                        let (node, rooms) = (self.node.clone(), sfu.rooms());
+                        tokio::spawn(async move {
+                            if let Err(e) = pins.renew(&node, &rooms).await {
+                                tracing::warn!(error = %e, "renewing room leases failed");
+                            }
+                        });
+                    }
+                }
             }
             let now = Instant::now();
             if now >= deadline {

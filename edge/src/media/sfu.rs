@@ -183,6 +183,11 @@ impl Sfu {
         self.participants.len()
     }
 
+    /// The rooms with participants on this node.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
+    }
+
     fn signal(&mut self, pid: Pid, kind: SignalKind, payload: Vec<u8>) {
         if let Some(p) = self.participants.get(&pid) {
             self.out.push_back(Out::Signal {

@@ -80,6 +80,7 @@ pub struct Cluster {
     pub routers: Vec<Node>,
     pub stores: Vec<Node>,
     pub pushes: Vec<Node>,
+    pub medias: Vec<Node>,
     // Dropped after the nodes (fields drop in order).
     pub redis: Redis,
     pub tansu: Tansu,
@@ -110,6 +111,7 @@ impl Cluster {
             routers: Vec::new(),
             stores: Vec::new(),
             pushes: Vec::new(),
+            medias: Vec::new(),
             redis: Redis::start(),
             tansu: Tansu::start(),
             dir: tempfile::tempdir().unwrap(),
@@ -143,6 +145,8 @@ impl Cluster {
                 "--push-allow-http".into(),
                 "--push-endpoint-hosts".into(),
                 "127.0.0.1".into(),
+                "--media-lease-ttl".into(),
+                "3".into(),
             ]);
             let node = Node::spawn(args, cluster.path(&format!("edge{i}.json")));
             cluster.edges.push(node);
@@ -175,6 +179,22 @@ impl Cluster {
         let i = self.pushes.len();
         let node = Node::spawn(args, self.path(&format!("push{i}.json")));
         self.pushes.push(node);
+    }
+
+    /// Starts media node `m<i>` (`samvad media`), with 3-second room leases.
+    pub fn add_media(&mut self, i: usize) {
+        let mut args = vec!["media".to_string()];
+        args.extend(self.common());
+        args.extend([
+            "--node".into(),
+            format!("m{i}"),
+            "--lease-ttl".into(),
+            "3".into(),
+            "--media-listen".into(),
+            "127.0.0.1:0".into(),
+        ]);
+        let node = Node::spawn(args, self.path(&format!("media{i}.json")));
+        self.medias.push(node);
     }
 
     pub fn data_dir(&self, store: usize) -> PathBuf {

@@ -348,7 +348,7 @@ impl Session {
     fn signal(&mut self, signal: samvad_proto::v1::Signal, out: &mut Vec<Action>) {
         let client_kind = matches!(
             signal.kind.as_str(),
-            "join" | "answer" | "offer" | "leave" | "mute"
+            "join" | "answer" | "offer" | "leave" | "mute" | "layer"
         );
         if !client_kind
             || !samvad_store::groups::valid_group_id(&signal.room)
@@ -356,7 +356,7 @@ impl Session {
         {
             return out.push(error(
                 ErrorCode::InvalidEnvelope,
-                "a signal names a group as its room, a kind (join, answer, offer, leave, mute) and at most 64 KiB",
+                "a signal names a group as its room, a kind (join, answer, offer, leave, mute, layer) and at most 64 KiB",
                 "signal",
             ));
         }

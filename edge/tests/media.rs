@@ -201,3 +201,78 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     })
     .await;
 }
+
+/// A publisher sends two simulcast layers; each subscriber gets one, the
+/// high one unless it chose otherwise, and can switch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
+    use samvad_load::media::Publish;
+    let server = TestServer::start();
+    let http = server.addr.http.clone();
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let cat = server.user("cat").await;
+    let group = rest::create_group(
+        &http,
+        &ann.access_token,
+        "call",
+        &["bob".into(), "cat".into()],
+    )
+    .await
+    .unwrap();
+    let mut ps = Vec::new();
+    for (name, tokens, publish) in [
+        ("ann", &ann, Publish::Simulcast),
+        ("bob", &bob, Publish::Nothing),
+        ("cat", &cat, Publish::Nothing),
+    ] {
+        let session = server.connect(TransportKind::Quic, tokens).await;
+        ps.push(
+            Participant::join_as(session, name, &group.id, publish)
+                .await
+                .unwrap(),
+        );
+    }
+    run_all_until(&mut ps, |p| {
+        p.user == "ann" || p.received.count("ann", "video") >= 10
+    })
+    .await;
+    // The low layer's frames are all smaller than 500 bytes, the high
+    // layer's all larger.
+    let size = |ps: &[Participant], i: usize| ps[i].received.last_video_size["ann"];
+    assert!(
+        size(&ps, 1) > 500 && size(&ps, 2) > 500,
+        "both get the high layer first"
+    );
+
+    ps[1]
+        .signal(
+            "layer",
+            json!({"user": "ann", "rid": "l"}).to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+    let before = ps[1].received.count("ann", "video");
+    run_all_until(&mut ps, |p| {
+        p.user != "bob" || p.received.count("ann", "video") > before + 10
+    })
+    .await;
+    for _ in 0..10 {
+        run_all_for(&mut ps, Duration::from_millis(100)).await;
+        assert!(size(&ps, 1) < 500, "Bob switched to the low layer");
+        assert!(size(&ps, 2) > 500, "Cat still gets the high one");
+    }
+    // A layer that is not sent is refused.
+    ps[2]
+        .signal(
+            "layer",
+            json!({"user": "ann", "rid": "x"}).to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+    run_all_until(&mut ps, |p| {
+        p.user != "cat" || !p.received.errors.is_empty()
+    })
+    .await;
+    assert_eq!(ps[2].received.errors[0]["code"], "bad_request");
+}

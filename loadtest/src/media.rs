@@ -16,7 +16,9 @@ use samvad_proto::v1::{client_frame, server_frame, Signal};
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -28,18 +30,33 @@ const VIDEO_EVERY: Duration = Duration::from_millis(33);
 /// Video frames between keyframes when nobody asks for one.
 const KEYFRAME_EVERY: u64 = 30;
 
+/// Sizes of the synthetic frames: (keyframe, delta) padding per layer.
+/// The low layer's frames are all smaller than the high layer's, so a
+/// receiver can tell which layer it gets.
+const HIGH: (usize, usize) = (1200, 600);
+const LOW: (usize, usize) = (400, 100);
+
+/// What a participant sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing: a subscriber (a data channel carries the transport).
+    Nothing,
+    /// Opus and VP8.
+    AudioVideo,
+    /// Opus, and VP8 in two simulcast layers, `h` and `l`.
+    Simulcast,
+}
+
 /// A keyframe's VP8 frame tag: keyframe bit clear, version 0, shown; the
 /// start code; 640×480.
-fn vp8_frame(key: bool, n: u64) -> Vec<u8> {
+fn vp8_frame(key: bool, n: u64, sizes: (usize, usize)) -> Vec<u8> {
     let mut frame = if key {
         vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]
     } else {
         vec![0x11, 0x02, 0x00]
     };
-    frame.extend(std::iter::repeat_n(
-        (n % 251) as u8,
-        if key { 1200 } else { 300 },
-    ));
+    let padding = if key { sizes.0 } else { sizes.1 };
+    frame.extend(std::iter::repeat_n((n % 251) as u8, padding));
     frame
 }
 
@@ -50,6 +67,8 @@ pub struct Received {
     pub frames: HashMap<(String, String), u64>,
     /// When the first video frame of each publisher arrived.
     pub first_video: HashMap<String, Instant>,
+    /// The size of the last video frame from each publisher.
+    pub last_video_size: HashMap<String, usize>,
     /// Events the server sent (`event` signals), in order.
     pub events: Vec<Value>,
     /// `error` signals.
@@ -79,6 +98,7 @@ pub struct Participant {
     mids: HashMap<Mid, (String, String)>,
     audio: Option<Mid>,
     video: Option<Mid>,
+    simulcast: bool,
     /// Sending media (false: muted ourselves, nothing goes out).
     pub sending: bool,
     started: Instant,
@@ -95,10 +115,25 @@ impl Participant {
     /// publishing audio and video if `publish`. Returns once the server
     /// answered.
     pub async fn join(
-        mut session: Client,
+        session: Client,
         user: &str,
         room: &str,
         publish: bool,
+    ) -> anyhow::Result<Participant> {
+        let publish = if publish {
+            Publish::AudioVideo
+        } else {
+            Publish::Nothing
+        };
+        Self::join_as(session, user, room, publish).await
+    }
+
+    /// [`Participant::join`], publishing `publish`.
+    pub async fn join_as(
+        mut session: Client,
+        user: &str,
+        room: &str,
+        publish: Publish,
     ) -> anyhow::Result<Participant> {
         str0m::crypto::from_feature_flags().install_process_default();
         let socket = UdpSocket::bind("127.0.0.1:0").await?;
@@ -107,15 +142,20 @@ impl Participant {
         let mut rtc = Rtc::builder().build(now);
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
         let mut change = rtc.sdp_api();
-        let (audio, video) = if publish {
-            (
-                Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None)),
-                Some(change.add_media(MediaKind::Video, Direction::SendOnly, None, None, None)),
-            )
-        } else {
+        let simulcast = publish == Publish::Simulcast;
+        let (audio, video) = if publish == Publish::Nothing {
             // Something to negotiate the transport with.
             change.add_channel("samvad".into());
             (None, None)
+        } else {
+            let layers = simulcast.then(|| Simulcast {
+                send: vec![SimulcastLayer::new("h"), SimulcastLayer::new("l")],
+                recv: Vec::new(),
+            });
+            (
+                Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None)),
+                Some(change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers)),
+            )
         };
         let (offer, pending) = change.apply().context("an offer")?;
         let joined_at = Instant::now();
@@ -138,7 +178,8 @@ impl Participant {
             mids: HashMap::new(),
             audio,
             video,
-            sending: publish,
+            simulcast,
+            sending: publish != Publish::Nothing,
             started: now,
             next_audio: now,
             next_video: now,
@@ -289,14 +330,14 @@ impl Participant {
                 Frequency::FORTY_EIGHT_KHZ,
             );
             // An Opus TOC byte (SILK, 20 ms) and a little payload.
-            write_frame(
-                &mut self.rtc,
+            let opus = Frame {
                 mid,
-                Codec::Opus,
-                now,
+                rid: None,
+                codec: Codec::Opus,
                 rtp,
-                vec![0x78, 1, 2, 3],
-            )?;
+                data: vec![0x78, 1, 2, 3],
+            };
+            write_frame(&mut self.rtc, now, opus)?;
             self.next_audio += AUDIO_EVERY;
         }
         if let Some(mid) = self.video.filter(|_| now >= self.next_video) {
@@ -306,14 +347,21 @@ impl Participant {
                 Frequency::NINETY_KHZ,
             );
             let key = self.keyframe_asked || self.video_frames.is_multiple_of(KEYFRAME_EVERY);
-            if write_frame(
-                &mut self.rtc,
+            let n = self.video_frames;
+            let frame = |rid: Option<&str>, sizes| Frame {
                 mid,
-                Codec::Vp8,
-                now,
+                rid: rid.map(Rid::from),
+                codec: Codec::Vp8,
                 rtp,
-                vp8_frame(key, self.video_frames),
-            )? {
+                data: vp8_frame(key, n, sizes),
+            };
+            let written = if self.simulcast {
+                write_frame(&mut self.rtc, now, frame(Some("h"), HIGH))?
+                    && write_frame(&mut self.rtc, now, frame(Some("l"), LOW))?
+            } else {
+                write_frame(&mut self.rtc, now, frame(None, HIGH))?
+            };
+            if written {
                 self.keyframe_asked = false;
                 self.video_frames += 1;
             }
@@ -338,6 +386,9 @@ impl Participant {
                                     .first_video
                                     .entry(from.clone())
                                     .or_insert_with(Instant::now);
+                                self.received
+                                    .last_video_size
+                                    .insert(from.clone(), data.data.len());
                             }
                             *self.received.frames.entry((from, kind)).or_default() += 1;
                         }
@@ -354,26 +405,31 @@ impl Participant {
     }
 }
 
-/// Writes one frame of `codec` on `mid`; false if the mid or the codec was
-/// not negotiated (yet).
-fn write_frame(
-    rtc: &mut Rtc,
+/// One frame to send.
+struct Frame {
     mid: Mid,
+    /// The simulcast layer, if the track has layers.
+    rid: Option<Rid>,
     codec: Codec,
-    now: Instant,
     rtp: MediaTime,
     data: Vec<u8>,
-) -> anyhow::Result<bool> {
-    let Some(writer) = rtc.writer(mid) else {
+}
+
+/// Writes `frame`; false if its mid or codec was not negotiated (yet).
+fn write_frame(rtc: &mut Rtc, now: Instant, frame: Frame) -> anyhow::Result<bool> {
+    let Some(mut writer) = rtc.writer(frame.mid) else {
         return Ok(false);
     };
+    if let Some(rid) = frame.rid {
+        writer = writer.rid(rid);
+    }
     let pt = writer
         .payload_params()
-        .find(|p| p.spec().codec == codec)
+        .find(|p| p.spec().codec == frame.codec)
         .map(|p| p.pt());
     match pt {
         Some(pt) => {
-            writer.write(pt, now, rtp, data)?;
+            writer.write(pt, now, frame.rtp, frame.data)?;
             Ok(true)
         }
         None => Ok(false),

@@ -13,12 +13,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::demux::Demux;
-use super::signal::{MediaEvent, Mute, MuteScope, SignalKind};
+use super::signal::{Layer, MediaEvent, Mute, MuteScope, SignalKind};
 
 /// A participant of this node.
 pub type Pid = u64;
@@ -112,7 +112,22 @@ struct TrackOut {
 struct TrackIn {
     mid: Mid,
     kind: MediaKind,
+    /// Simulcast layers the publisher sends (empty: none).
+    rids: Vec<Rid>,
     last_keyframe_request: Option<Instant>,
+}
+
+impl TrackIn {
+    /// The layer a subscriber gets unless it chose: `h` (the convention
+    /// for the highest) if sent, else the first announced.
+    fn default_rid(&self) -> Option<Rid> {
+        let high = Rid::from("h");
+        if self.rids.contains(&high) {
+            Some(high)
+        } else {
+            self.rids.first().copied()
+        }
+    }
 }
 
 struct Participant {
@@ -128,6 +143,8 @@ struct Participant {
     muted: bool,
     /// Participants this one muted for itself.
     not_hearing: HashSet<Pid>,
+    /// The simulcast layer this one chose per publisher.
+    layers: HashMap<Pid, Rid>,
 }
 
 /// Work found while polling one participant, done once all were polled
@@ -135,7 +152,7 @@ struct Participant {
 /// allocation per frame.
 #[allow(clippy::large_enum_variant)]
 enum Propagate {
-    TrackAdded(Pid, Mid, MediaKind),
+    TrackAdded(Pid, Mid, MediaKind, Vec<Rid>),
     Media(Pid, MediaData),
     /// Subscriber `0` wants a keyframe on its outgoing `1`.
     Keyframe(Pid, Mid),
@@ -245,6 +262,7 @@ impl Sfu {
                 Ok(())
             }
             (SignalKind::Mute, Some(pid)) => self.mute(pid, payload, may_mute),
+            (SignalKind::Layer, Some(pid)) => self.choose_layer(pid, payload),
             (SignalKind::Event | SignalKind::Error, Some(_)) => Err(MediaError::BadRequest(
                 "events and errors go from the server, not to it".into(),
             )),
@@ -314,6 +332,7 @@ impl Sfu {
                 pending: None,
                 muted: false,
                 not_hearing: HashSet::new(),
+                layers: HashMap::new(),
             },
         );
         self.rooms.entry(room.to_string()).or_default().push(pid);
@@ -357,7 +376,8 @@ impl Sfu {
         }
         // A new subscriber should see video at once: ask the publishers.
         for (origin, mid) in opened {
-            self.request_keyframe(origin, mid, true);
+            let rid = self.layer_for(pid, origin, mid);
+            self.request_keyframe(origin, mid, rid, true);
         }
         Ok(())
     }
@@ -496,21 +516,75 @@ impl Sfu {
         }
     }
 
+    /// Keyframes on every video track (every layer) of `pid`.
     fn request_keyframes_of(&mut self, pid: Pid) {
-        let mids: Vec<Mid> = self.participants[&pid]
+        let wanted: Vec<(Mid, Option<Rid>)> = self.participants[&pid]
             .tracks_in
             .iter()
             .filter(|t| t.kind == MediaKind::Video)
-            .map(|t| t.mid)
+            .flat_map(|t| {
+                let rids: Vec<Option<Rid>> = if t.rids.is_empty() {
+                    vec![None]
+                } else {
+                    t.rids.iter().copied().map(Some).collect()
+                };
+                rids.into_iter().map(move |r| (t.mid, r))
+            })
             .collect();
-        for mid in mids {
-            self.request_keyframe(pid, mid, true);
+        for (mid, rid) in wanted {
+            self.request_keyframe(pid, mid, rid, true);
         }
     }
 
-    /// Asks publisher `pid` for a keyframe on its track `mid` (at most
-    /// every [`KEYFRAME_INTERVAL`] unless `now_please`).
-    fn request_keyframe(&mut self, pid: Pid, mid: Mid, now_please: bool) {
+    /// The simulcast layer `subscriber` gets of `origin`'s track `mid`.
+    fn layer_for(&self, subscriber: Pid, origin: Pid, mid: Mid) -> Option<Rid> {
+        let track = self
+            .participants
+            .get(&origin)?
+            .tracks_in
+            .iter()
+            .find(|t| t.mid == mid)?;
+        if track.rids.is_empty() {
+            return None;
+        }
+        self.participants
+            .get(&subscriber)
+            .and_then(|s| s.layers.get(&origin).copied())
+            .or_else(|| track.default_rid())
+    }
+
+    /// A subscriber picks the simulcast layer it gets of a publisher.
+    fn choose_layer(&mut self, pid: Pid, payload: &[u8]) -> Result<(), MediaError> {
+        let choice: Layer = serde_json::from_slice(payload)
+            .map_err(|e| MediaError::BadRequest(format!("layer: {e}")))?;
+        let room = self.participants[&pid].room.clone();
+        let origin = self.pid_of(&room, &choice.user)?;
+        let rid = Rid::from(choice.rid.as_str());
+        let tracks: Vec<Mid> = self.participants[&origin]
+            .tracks_in
+            .iter()
+            .filter(|t| t.rids.contains(&rid))
+            .map(|t| t.mid)
+            .collect();
+        if tracks.is_empty() {
+            return Err(MediaError::BadRequest(format!(
+                "{} sends no layer {:?}",
+                choice.user, choice.rid
+            )));
+        }
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.layers.insert(origin, rid);
+        }
+        // The new layer must start on a keyframe.
+        for mid in tracks {
+            self.request_keyframe(origin, mid, Some(rid), true);
+        }
+        Ok(())
+    }
+
+    /// Asks publisher `pid` for a keyframe on its track `mid` (layer
+    /// `rid`), at most every [`KEYFRAME_INTERVAL`] unless `now_please`.
+    fn request_keyframe(&mut self, pid: Pid, mid: Mid, rid: Option<Rid>, now_please: bool) {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
@@ -530,7 +604,7 @@ impl Sfu {
         }
         track.last_keyframe_request = Some(now);
         if let Some(mut writer) = p.rtc.writer(mid) {
-            let _ = writer.request_keyframe(None, KeyframeRequestKind::Pli);
+            let _ = writer.request_keyframe(rid, KeyframeRequestKind::Pli);
         }
     }
 
@@ -594,7 +668,19 @@ impl Sfu {
                                     added.direction,
                                     Direction::RecvOnly | Direction::SendRecv
                                 ) {
-                                    work.push(Propagate::TrackAdded(*pid, added.mid, added.kind));
+                                    let rids = added
+                                        .simulcast
+                                        .map(|s| {
+                                            s.recv
+                                                .into_iter()
+                                                .chain(s.send)
+                                                .map(|l| l.rid)
+                                                .collect()
+                                        })
+                                        .unwrap_or_default();
+                                    work.push(Propagate::TrackAdded(
+                                        *pid, added.mid, added.kind, rids,
+                                    ));
                                 }
                             }
                             Event::MediaData(data) => work.push(Propagate::Media(*pid, data)),
@@ -626,7 +712,7 @@ impl Sfu {
     fn propagate(&mut self, item: Propagate) {
         match item {
             Propagate::Gone(pid) => self.leave(pid),
-            Propagate::TrackAdded(pid, mid, kind) => {
+            Propagate::TrackAdded(pid, mid, kind, rids) => {
                 let Some(p) = self.participants.get_mut(&pid) else {
                     return;
                 };
@@ -636,6 +722,7 @@ impl Sfu {
                 p.tracks_in.push(TrackIn {
                     mid,
                     kind,
+                    rids,
                     last_keyframe_request: None,
                 });
                 let (room, user) = (p.room.clone(), p.user.clone());
@@ -668,7 +755,8 @@ impl Sfu {
                         .map(|t| (t.origin, t.origin_mid))
                 });
                 if let Some((origin, origin_mid)) = target {
-                    self.request_keyframe(origin, origin_mid, false);
+                    let rid = self.layer_for(subscriber, origin, origin_mid);
+                    self.request_keyframe(origin, origin_mid, rid, false);
                 }
             }
         }
@@ -682,6 +770,11 @@ impl Sfu {
         if p.muted {
             return;
         }
+        let p_tracks_default: Vec<(Mid, Option<Rid>)> = p
+            .tracks_in
+            .iter()
+            .map(|t| (t.mid, t.default_rid()))
+            .collect();
         let members = self.rooms.get(&p.room).cloned().unwrap_or_default();
         for sub in members.into_iter().filter(|s| *s != origin) {
             let Some(s) = self.participants.get_mut(&sub) else {
@@ -689,6 +782,18 @@ impl Sfu {
             };
             if s.not_hearing.contains(&origin) {
                 continue;
+            }
+            // Of a simulcast track, only the layer this subscriber gets.
+            if let Some(rid) = data.rid {
+                let wanted = s.layers.get(&origin).copied().or_else(|| {
+                    p_tracks_default
+                        .iter()
+                        .find(|(mid, _)| *mid == data.mid)
+                        .and_then(|(_, r)| *r)
+                });
+                if wanted != Some(rid) {
+                    continue;
+                }
             }
             let Some(mid) = s.tracks_out.iter().find_map(|t| match t.state {
                 TrackState::Open(mid) if t.origin == origin && t.origin_mid == data.mid => {

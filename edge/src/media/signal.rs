@@ -8,6 +8,7 @@
 //! | `offer` | both | SDP offer: ours when others' tracks come, theirs to publish more |
 //! | `leave` | client | empty |
 //! | `mute` | client | JSON [`Mute`] |
+//! | `layer` | client | JSON [`Layer`]: which simulcast layer of a publisher to get |
 //! | `event` | server | JSON [`MediaEvent`] |
 //! | `error` | server | JSON `{code, message}` |
 
@@ -20,6 +21,7 @@ pub enum SignalKind {
     Offer,
     Leave,
     Mute,
+    Layer,
     Event,
     Error,
 }
@@ -32,6 +34,7 @@ impl SignalKind {
             "offer" => SignalKind::Offer,
             "leave" => SignalKind::Leave,
             "mute" => SignalKind::Mute,
+            "layer" => SignalKind::Layer,
             "event" => SignalKind::Event,
             "error" => SignalKind::Error,
             _ => return None,
@@ -45,6 +48,7 @@ impl SignalKind {
             SignalKind::Offer => "offer",
             SignalKind::Leave => "leave",
             SignalKind::Mute => "mute",
+            SignalKind::Layer => "layer",
             SignalKind::Event => "event",
             SignalKind::Error => "error",
         }
@@ -71,6 +75,13 @@ pub struct Mute {
     pub user: String,
     /// False unmutes.
     pub muted: bool,
+}
+
+/// The simulcast layer (`rid`) to get of `user`'s video.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    pub user: String,
+    pub rid: String,
 }
 
 /// What the server tells participants.
@@ -117,7 +128,9 @@ mod tests {
 
     #[test]
     fn kinds_round_trip_and_unknown_ones_do_not_parse() {
-        for kind in ["join", "answer", "offer", "leave", "mute", "event", "error"] {
+        for kind in [
+            "join", "answer", "offer", "leave", "mute", "layer", "event", "error",
+        ] {
             assert_eq!(SignalKind::parse(kind).unwrap().as_str(), kind);
         }
         assert_eq!(SignalKind::parse("hangup"), None);

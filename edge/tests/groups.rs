@@ -99,9 +99,11 @@ async fn outsiders_cannot_post_to_read_or_list_a_group() {
         .await
         .unwrap();
 
-    // Posting: a clear error frame, and nothing reaches the members.
+    // Posting: a clear error frame, and nothing reaches the members. Bob
+    // first has the group's creation event (it may still be on its way
+    // when he connects).
     let mut bob = server.connect(TransportKind::Ws, &b).await;
-    sync_all(&mut bob, 0).await;
+    sync_expecting(&mut bob, 0, 1).await;
     let mut intruder = server.connect(TransportKind::Quic, &eve).await;
     send_group(&mut intruder, "x-1", "eve", &group.id).await;
     let refusal = next_of(&mut intruder, "error").await;

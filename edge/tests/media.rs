@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use samvad_load::client::TransportKind;
-use samvad_load::media::Participant;
+use samvad_load::media::{Participant, Publish};
 use samvad_load::rest;
 use serde_json::{json, Value};
 
@@ -55,9 +55,12 @@ fn mute(scope: &str, user: &str, muted: bool) -> Vec<u8> {
         .into_bytes()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
-    let server = TestServer::start();
+/// Ann, Bob and Cat in a call of their group (Ann created it), joined as
+/// `how` says (transport, what each publishes), and Eve, who is not in it.
+async fn call_of_three(
+    server: &TestServer,
+    how: [(TransportKind, Publish); 3],
+) -> (String, Vec<Participant>, rest::Tokens) {
     let http = server.addr.http.clone();
     let ann = server.user("ann").await;
     let bob = server.user("bob").await;
@@ -71,20 +74,33 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     )
     .await
     .unwrap();
-
     let mut ps = Vec::new();
-    for (name, tokens, kind) in [
-        ("ann", &ann, TransportKind::Ws),
-        ("bob", &bob, TransportKind::Quic),
-        ("cat", &cat, TransportKind::Wt),
-    ] {
+    for ((name, tokens), (kind, publish)) in [("ann", &ann), ("bob", &bob), ("cat", &cat)]
+        .into_iter()
+        .zip(how)
+    {
         let session = server.connect(kind, tokens).await;
         ps.push(
-            Participant::join(session, name, &group.id, true)
+            Participant::join_as(session, name, &group.id, publish)
                 .await
                 .unwrap(),
         );
     }
+    (group.id, ps, eve)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
+    let server = TestServer::start();
+    let (room, mut ps, eve) = call_of_three(
+        &server,
+        [
+            (TransportKind::Ws, Publish::AudioVideo),
+            (TransportKind::Quic, Publish::AudioVideo),
+            (TransportKind::Wt, Publish::AudioVideo),
+        ],
+    )
+    .await;
     // Each receives audio and video from the two others.
     run_all_until(&mut ps, |p| {
         ["ann", "bob", "cat"]
@@ -186,7 +202,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 
     // Eve is not a member: her join is refused at the edge.
     let session = server.connect(TransportKind::Ws, &eve).await;
-    let refused = Participant::join(session, "eve", &group.id, true).await;
+    let refused = Participant::join(session, "eve", &room, true).await;
     let message = refused.err().expect("an outsider cannot join").to_string();
     assert!(message.contains("not_member"), "{message}");
 
@@ -206,33 +222,16 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 /// high one unless it chose otherwise, and can switch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
-    use samvad_load::media::Publish;
     let server = TestServer::start();
-    let http = server.addr.http.clone();
-    let ann = server.user("ann").await;
-    let bob = server.user("bob").await;
-    let cat = server.user("cat").await;
-    let group = rest::create_group(
-        &http,
-        &ann.access_token,
-        "call",
-        &["bob".into(), "cat".into()],
+    let (_, mut ps, _) = call_of_three(
+        &server,
+        [
+            (TransportKind::Quic, Publish::Simulcast),
+            (TransportKind::Quic, Publish::Nothing),
+            (TransportKind::Quic, Publish::Nothing),
+        ],
     )
-    .await
-    .unwrap();
-    let mut ps = Vec::new();
-    for (name, tokens, publish) in [
-        ("ann", &ann, Publish::Simulcast),
-        ("bob", &bob, Publish::Nothing),
-        ("cat", &cat, Publish::Nothing),
-    ] {
-        let session = server.connect(TransportKind::Quic, tokens).await;
-        ps.push(
-            Participant::join_as(session, name, &group.id, publish)
-                .await
-                .unwrap(),
-        );
-    }
+    .await;
     run_all_until(&mut ps, |p| {
         p.user == "ann" || p.received.count("ann", "video") >= 10
     })

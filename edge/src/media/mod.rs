@@ -170,8 +170,9 @@ impl MediaRole {
             }
             let now = Instant::now();
             if now >= deadline {
-                deadline = sfu.handle_timeout(now);
+                sfu.handle_timeout(now);
             }
+            deadline = sfu.next_deadline(now, std::time::Duration::from_millis(100));
             self.flush(&mut sfu).await;
             self.counters
                 .frames_forwarded

@@ -145,6 +145,8 @@ struct Participant {
     not_hearing: HashSet<Pid>,
     /// The simulcast layer this one chose per publisher.
     layers: HashMap<Pid, Rid>,
+    /// When its `Rtc` wants time next.
+    deadline: Instant,
 }
 
 /// Work found while polling one participant, done once all were polled
@@ -167,6 +169,9 @@ pub struct Sfu {
     by_session: HashMap<(SessionAddr, String), Pid>,
     demux: Demux<Pid>,
     out: VecDeque<Out>,
+    /// Participants whose `Rtc` was given something since it was last
+    /// polled: only they are polled (not every `Rtc` on every packet).
+    dirty: HashSet<Pid>,
     next_id: Pid,
     /// Packets forwarded (media frames written to subscribers).
     pub forwarded: u64,
@@ -186,6 +191,7 @@ impl Sfu {
             by_session: HashMap::new(),
             demux: Demux::default(),
             out: VecDeque::new(),
+            dirty: HashSet::new(),
             next_id: 1,
             forwarded: 0,
         }
@@ -333,9 +339,11 @@ impl Sfu {
                 muted: false,
                 not_hearing: HashSet::new(),
                 layers: HashMap::new(),
+                deadline: now,
             },
         );
         self.rooms.entry(room.to_string()).or_default().push(pid);
+        self.dirty.insert(pid);
         self.by_session.insert((session, room.to_string()), pid);
         self.signal(pid, SignalKind::Answer, answer.to_sdp_string().into_bytes());
         self.event(pid, &MediaEvent::Participants { users: roster });
@@ -367,6 +375,7 @@ impl Sfu {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| MediaError::Refused(e.to_string()))?;
+        self.dirty.insert(pid);
         let mut opened = Vec::new();
         for t in &mut p.tracks_out {
             if let TrackState::Negotiating(mid) = t.state {
@@ -404,6 +413,7 @@ impl Sfu {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| MediaError::Refused(e.to_string()))?;
+        self.dirty.insert(pid);
         self.signal(pid, SignalKind::Answer, answer.to_sdp_string().into_bytes());
         Ok(())
     }
@@ -606,6 +616,7 @@ impl Sfu {
         if let Some(mut writer) = p.rtc.writer(mid) {
             let _ = writer.request_keyframe(rid, KeyframeRequestKind::Pli);
         }
+        self.dirty.insert(pid);
     }
 
     /// A datagram from the media socket.
@@ -626,28 +637,48 @@ impl Sfu {
             if p.rtc.handle_input(Input::Receive(now, receive)).is_err() {
                 p.rtc.disconnect();
             }
+            self.dirty.insert(pid);
         }
         self.drive(now);
     }
 
-    /// Time passes; returns when to call again at the latest.
-    pub fn handle_timeout(&mut self, now: Instant) -> Instant {
-        for p in self.participants.values_mut() {
-            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
-                p.rtc.disconnect();
+    /// Time passes for the participants whose deadline came.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (pid, p) in self.participants.iter_mut() {
+            if p.deadline <= now {
+                if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                    p.rtc.disconnect();
+                }
+                self.dirty.insert(*pid);
             }
         }
-        self.drive(now)
+        self.drive(now);
     }
 
-    /// Polls every `Rtc` until each waits for time, doing what their
-    /// events ask (forwarding media between them), and starts the
-    /// negotiations that new tracks need. Returns the earliest deadline.
-    fn drive(&mut self, now: Instant) -> Instant {
-        let mut deadline = now + Duration::from_millis(100);
+    /// When [`Sfu::handle_timeout`] is due next (at most `max` from now).
+    pub fn next_deadline(&self, now: Instant, max: Duration) -> Instant {
+        self.participants
+            .values()
+            .map(|p| p.deadline)
+            .fold(now + max, Instant::min)
+    }
+
+    /// Polls the `Rtc`s that were given something until each waits for
+    /// time, doing what their events ask (forwarding media to others marks
+    /// those for polling in turn), and starts the negotiations that new
+    /// tracks need.
+    fn drive(&mut self, now: Instant) {
         loop {
             let mut work = Vec::new();
-            for (pid, p) in self.participants.iter_mut() {
+            let dirty: Vec<Pid> = self.dirty.drain().collect();
+            if dirty.is_empty() {
+                break;
+            }
+            for pid in dirty {
+                let Some(p) = self.participants.get_mut(&pid) else {
+                    continue;
+                };
+                let pid = &pid;
                 loop {
                     if !p.rtc.is_alive() {
                         work.push(Propagate::Gone(*pid));
@@ -659,7 +690,7 @@ impl Sfu {
                             data: t.contents.to_vec(),
                         }),
                         Ok(Output::Timeout(t)) => {
-                            deadline = deadline.min(t);
+                            p.deadline = t.max(now);
                             break;
                         }
                         Ok(Output::Event(event)) => match event {
@@ -698,15 +729,11 @@ impl Sfu {
                     }
                 }
             }
-            if work.is_empty() {
-                break;
-            }
             for item in work {
                 self.propagate(item);
             }
+            self.negotiate();
         }
-        self.negotiate();
-        deadline
     }
 
     fn propagate(&mut self, item: Propagate) {
@@ -817,6 +844,7 @@ impl Sfu {
             } else {
                 s.rtc.disconnect();
             }
+            self.dirty.insert(sub);
         }
     }
 
@@ -839,6 +867,7 @@ impl Sfu {
             }
             if let Some((offer, pending)) = change.apply() {
                 p.pending = Some(pending);
+                self.dirty.insert(*pid);
                 offers.push((*pid, offer.to_sdp_string(), announced));
             }
         }

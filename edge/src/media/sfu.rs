@@ -10,6 +10,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -131,7 +132,8 @@ impl TrackIn {
 }
 
 struct Participant {
-    room: String,
+    /// Shared: forwarding looks the room up per frame without allocating.
+    room: Arc<str>,
     user: String,
     session: SessionAddr,
     rtc: Rtc,
@@ -215,7 +217,7 @@ impl Sfu {
         if let Some(p) = self.participants.get(&pid) {
             self.out.push_back(Out::Signal {
                 to: p.session.clone(),
-                room: p.room.clone(),
+                room: p.room.to_string(),
                 kind,
                 payload,
             });
@@ -328,7 +330,7 @@ impl Sfu {
         self.participants.insert(
             pid,
             Participant {
-                room: room.to_string(),
+                room: room.into(),
                 user: user.to_string(),
                 session: session.clone(),
                 rtc,
@@ -424,11 +426,12 @@ impl Sfu {
         };
         p.rtc.disconnect();
         self.demux.remove(&p.ufrag, pid);
-        self.by_session.remove(&(p.session.clone(), p.room.clone()));
-        if let Some(members) = self.rooms.get_mut(&p.room) {
+        self.by_session
+            .remove(&(p.session.clone(), p.room.to_string()));
+        if let Some(members) = self.rooms.get_mut(&*p.room) {
             members.retain(|m| *m != pid);
             if members.is_empty() {
-                self.rooms.remove(&p.room);
+                self.rooms.remove(&*p.room);
             }
         }
         // Its tracks stop for everyone (they keep an inactive m-line).
@@ -687,7 +690,7 @@ impl Sfu {
                     match p.rtc.poll_output() {
                         Ok(Output::Transmit(t)) => self.out.push_back(Out::Transmit {
                             to: t.destination,
-                            data: t.contents.to_vec(),
+                            data: t.contents.into(),
                         }),
                         Ok(Output::Timeout(t)) => {
                             p.deadline = t.max(now);
@@ -753,7 +756,7 @@ impl Sfu {
                     last_keyframe_request: None,
                 });
                 let (room, user) = (p.room.clone(), p.user.clone());
-                let members = self.rooms.get(&room).cloned().unwrap_or_default();
+                let members = self.rooms.get(&*room).cloned().unwrap_or_default();
                 for other in members.into_iter().filter(|o| *o != pid) {
                     if let Some(o) = self.participants.get_mut(&other) {
                         o.tracks_out.push(TrackOut {
@@ -791,19 +794,26 @@ impl Sfu {
 
     /// Writes a publisher's frame to every subscriber that takes it.
     fn forward(&mut self, origin: Pid, data: &MediaData) {
-        let Some(p) = self.participants.get(&origin) else {
+        // Per frame: no allocation, one pass over the room.
+        let (room, default_rid) = {
+            let Some(p) = self.participants.get(&origin) else {
+                return;
+            };
+            if p.muted {
+                return;
+            }
+            let default_rid = data.rid.and_then(|_| {
+                p.tracks_in
+                    .iter()
+                    .find(|t| t.mid == data.mid)
+                    .and_then(TrackIn::default_rid)
+            });
+            (p.room.clone(), default_rid)
+        };
+        let Some(members) = self.rooms.get(&*room) else {
             return;
         };
-        if p.muted {
-            return;
-        }
-        let p_tracks_default: Vec<(Mid, Option<Rid>)> = p
-            .tracks_in
-            .iter()
-            .map(|t| (t.mid, t.default_rid()))
-            .collect();
-        let members = self.rooms.get(&p.room).cloned().unwrap_or_default();
-        for sub in members.into_iter().filter(|s| *s != origin) {
+        for &sub in members.iter().filter(|s| **s != origin) {
             let Some(s) = self.participants.get_mut(&sub) else {
                 continue;
             };
@@ -812,13 +822,7 @@ impl Sfu {
             }
             // Of a simulcast track, only the layer this subscriber gets.
             if let Some(rid) = data.rid {
-                let wanted = s.layers.get(&origin).copied().or_else(|| {
-                    p_tracks_default
-                        .iter()
-                        .find(|(mid, _)| *mid == data.mid)
-                        .and_then(|(_, r)| *r)
-                });
-                if wanted != Some(rid) {
+                if s.layers.get(&origin).copied().or(default_rid) != Some(rid) {
                     continue;
                 }
             }

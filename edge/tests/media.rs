@@ -275,3 +275,99 @@ async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
     .await;
     assert_eq!(ps[2].received.errors[0]["code"], "bad_request");
 }
+
+/// The `error` signal's code the server answers `kind` / `payload` with.
+async fn signal_error(
+    c: &mut samvad_load::client::Client,
+    room: &str,
+    kind: &str,
+    payload: &[u8],
+) -> String {
+    use samvad_proto::v1::{client_frame, server_frame, Signal};
+    c.send(client_frame::Kind::Signal(Signal {
+        room: room.into(),
+        kind: kind.into(),
+        payload: payload.to_vec().into(),
+        from: String::new(),
+    }))
+    .await
+    .unwrap();
+    loop {
+        let Some(server_frame::Kind::Signal(s)) = next_of(c, "signal").await.kind else {
+            unreachable!()
+        };
+        if s.kind == "error" {
+            let v: Value = serde_json::from_slice(&s.payload).unwrap();
+            return v["code"].as_str().unwrap().to_string();
+        }
+    }
+}
+
+/// Bad signals get a clear error: malformed frames at the edge, wrong
+/// signals for the room's state at the SFU; the call goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signals_are_refused_with_clear_errors() {
+    use samvad_proto::v1::{client_frame, Signal};
+    let server = TestServer::start_with(&["--max-frame", "200000"]);
+    let ann = server.user("ann").await;
+    let group = rest::create_group(&server.addr.http, &ann.access_token, "call", &[])
+        .await
+        .unwrap();
+    let mut c = server.connect(TransportKind::Ws, &ann).await;
+    // Refused at the edge: unknown kinds, rooms that are not group ids,
+    // payloads over 64 KiB, kinds only the server sends.
+    for (room, kind, size) in [
+        (group.id.as_str(), "hangup", 10),
+        ("../etc", "join", 10),
+        (group.id.as_str(), "join", 64 * 1024 + 1),
+        (group.id.as_str(), "event", 10),
+    ] {
+        c.send(client_frame::Kind::Signal(Signal {
+            room: room.into(),
+            kind: kind.into(),
+            payload: vec![b'x'; size].into(),
+            from: String::new(),
+        }))
+        .await
+        .unwrap();
+        let refusal = next_of(&mut c, "error").await;
+        assert_eq!(
+            error_code(&refusal),
+            "invalid_envelope",
+            "{kind} {room} {size}"
+        );
+    }
+    // Refused by the SFU: signals before joining, a join that is no SDP.
+    assert_eq!(
+        signal_error(&mut c, &group.id, "answer", b"v=0").await,
+        "not_joined"
+    );
+    assert_eq!(
+        signal_error(&mut c, &group.id, "mute", b"{}").await,
+        "not_joined"
+    );
+    assert_eq!(
+        signal_error(&mut c, &group.id, "join", b"not sdp").await,
+        "bad_sdp"
+    );
+
+    // Joined: a second join, an answer to nothing, a malformed mute or
+    // layer, a mute of someone not in the room.
+    let mut p = Participant::join(c, "ann", &group.id, true).await.unwrap();
+    let cases: [(&str, &[u8], &str); 5] = [
+        ("join", b"v=0", "already_joined"),
+        ("answer", b"not sdp", "bad_sdp"),
+        ("mute", b"not json", "bad_request"),
+        ("layer", b"{\"rid\": 1}", "bad_request"),
+        (
+            "mute",
+            br#"{"scope":"for_me","user":"nobody","muted":true}"#,
+            "no_such_participant",
+        ),
+    ];
+    for (i, (kind, payload, code)) in cases.into_iter().enumerate() {
+        p.signal(kind, payload.to_vec()).await.unwrap();
+        p.run_until(T, |r| r.errors.len() > i).await.unwrap();
+        assert_eq!(p.received.errors[i]["code"], code, "{kind}");
+    }
+}

@@ -208,3 +208,22 @@ async fn bad_numbers_and_a_server_without_a_gateway_are_refused() {
         (400, Some("too_many_contacts"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_refuses_the_code_is_a_bad_gateway() {
+    // The local receiver answers 410 under /gone/.
+    let (gateway, mut sms) = push_endpoint().await;
+    let server = TestServer::start_with(&[
+        "--sms-webhook",
+        &format!("{gateway}/gone/sms"),
+        "--sms-webhook-secret",
+        SECRET,
+    ]);
+    let a = server.user("alice").await;
+    let (status, v) = request_code(&server.addr.http, &a.access_token, PHONE).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (502, Some("sms_failed"))
+    );
+    next_at(&mut sms, "/gone/sms").await;
+}

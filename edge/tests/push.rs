@@ -144,6 +144,29 @@ async fn gone_subscriptions_are_forgotten_and_bad_ones_refused() {
     .await;
     assert_eq!(status, 404, "{answer}");
 
+    // At most 20 devices: Alice's 21st subscription is refused.
+    for n in 0..20 {
+        let (status, _) = call(
+            Method::POST,
+            subscriptions.clone(),
+            &a.access_token,
+            Some(browser.subscription(&format!("{endpoint}/wp/alice/{n}"))),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let (status, answer) = call(
+        Method::POST,
+        subscriptions.clone(),
+        &a.access_token,
+        Some(browser.subscription(&format!("{endpoint}/wp/alice/20"))),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (409, Some("too_many_subscriptions"))
+    );
+
     let gone = format!("{endpoint}/gone/bob");
     let (status, _) = call(
         Method::POST,

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use crate::http::{authenticated_user, parse, ApiError};
 use crate::state::Edge;
-use crate::user_api::{account_of, me_json};
+use crate::user_api::{account_of, me_json, save_account};
 
 /// How long a code is good for.
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -101,10 +101,7 @@ pub async fn request_code(
         expires_ms: samvad_store::inbox::now_ms() + CODE_TTL_MS,
         attempts: 0,
     });
-    edge.directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)?;
+    save_account(&edge, account).await?;
     let message =
         json!({"type": "phone_verification", "user": me, "phone": req.phone, "code": code});
     sms.post(message.to_string().as_bytes())
@@ -143,20 +140,14 @@ pub async fn verify(
     let mut pending = account.phone_pending.clone().ok_or_else(no_code)?;
     if pending.expires_ms < samvad_store::inbox::now_ms() || pending.attempts >= MAX_ATTEMPTS {
         account.phone_pending = None;
-        edge.directory
-            .update_account(account)
-            .await
-            .map_err(ApiError::internal)?;
+        save_account(&edge, account).await?;
         return Err(no_code());
     }
     if code_hash(&me, req.code.trim()) != pending.code_sha256 {
         pending.attempts += 1;
         let left = MAX_ATTEMPTS - pending.attempts;
         account.phone_pending = (left > 0).then_some(pending);
-        edge.directory
-            .update_account(account)
-            .await
-            .map_err(ApiError::internal)?;
+        save_account(&edge, account).await?;
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "wrong_code",
@@ -178,11 +169,9 @@ pub async fn verify(
     }
     account.phone_sha256 = pending.phone_sha256;
     account.phone_pending = None;
-    edge.directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)?;
-    me_json(&edge, &me).await
+    let json = me_json(&account);
+    save_account(&edge, account).await?;
+    Ok(json)
 }
 
 /// `DELETE /v1/me/phone`: I can no longer be found by my number.
@@ -200,10 +189,7 @@ pub async fn remove(
     }
     account.phone_sha256.clear();
     account.phone_pending = None;
-    edge.directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)?;
+    save_account(&edge, account).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

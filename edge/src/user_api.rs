@@ -11,6 +11,8 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use samvad_store::accounts::Account;
+
 use crate::http::{authenticated_user, parse, ApiError};
 use crate::session::valid_username;
 use crate::state::Edge;
@@ -140,10 +142,7 @@ struct Profile {
     avatar: String,
 }
 
-pub(crate) async fn account_of(
-    edge: &Edge,
-    user: &str,
-) -> Result<samvad_store::accounts::Account, ApiError> {
+pub(crate) async fn account_of(edge: &Edge, user: &str) -> Result<Account, ApiError> {
     edge.directory
         .account(user)
         .await
@@ -163,7 +162,7 @@ pub async fn me(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let me = authenticated_user(&edge, &headers)?;
-    me_json(&edge, &me).await
+    Ok(me_json(&account_of(&edge, &me).await?))
 }
 
 /// Fields left out are left as they are.
@@ -222,22 +221,28 @@ pub async fn update_me(
         }
         account.avatar = avatar;
     }
-    edge.directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)?;
-    me_json(&edge, &me).await
+    let json = me_json(&account);
+    save_account(&edge, account).await?;
+    Ok(json)
 }
 
-pub(crate) async fn me_json(edge: &Edge, me: &str) -> Result<Json<serde_json::Value>, ApiError> {
-    let account = account_of(edge, me).await?;
-    Ok(Json(serde_json::json!({
+/// My profile as `GET /v1/me` shows it.
+pub(crate) fn me_json(account: &Account) -> Json<serde_json::Value> {
+    Json(serde_json::json!({
         "user": account.username,
         "display_name": account.display_name,
         "avatar": account.avatar,
         "phone_verified": !account.phone_sha256.is_empty(),
         "created_ms": account.created_ms,
-    })))
+    }))
+}
+
+/// Writes back an account read with [`account_of`] and changed.
+pub(crate) async fn save_account(edge: &Edge, account: Account) -> Result<(), ApiError> {
+    edge.directory
+        .update_account(account)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// `GET /v1/users/{user}`: someone's public profile.
@@ -297,10 +302,7 @@ pub async fn change_password(
         .map_or(0, |d| d.as_secs());
     // Logins from this second on stay valid: the one issued below included.
     account.logins_valid_from = now;
-    edge.directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)?;
+    save_account(&edge, account).await?;
     Ok(Json(
         crate::http::issue(&edge, &me, &crate::http::new_family()).await?,
     ))

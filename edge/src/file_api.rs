@@ -108,47 +108,29 @@ async fn record_of(edge: &Edge, id: &str) -> Result<FileRecord, ApiError> {
         .ok_or_else(|| no_such_file(id))
 }
 
-/// Whether `me` may send a file into `conversation` (`upload`) or read one
-/// sent there. A refusal to read is 404, like an unknown file.
-async fn check_conversation(
-    edge: &Edge,
-    me: &str,
-    chat: &str,
-    upload: bool,
-) -> Result<(), ApiError> {
-    let refuse = |message: &str| {
-        if upload {
-            ApiError::new(StatusCode::FORBIDDEN, "not_member", message.to_string())
-        } else {
-            no_such_file("")
-        }
-    };
+/// Refuses unless `me` may send a file into `chat`: one of a chat's two
+/// users (the other must exist), a group member who may post, or anyone
+/// for avatars.
+async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiError> {
     if chat == AVATARS {
         return Ok(());
     }
-    let kind = conversation(me, chat).map_err(|(_, why)| {
-        if upload {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why)
-        } else {
-            no_such_file("")
-        }
-    })?;
+    let kind = conversation(me, chat)
+        .map_err(|(_, why)| ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why))?;
     match kind {
         Conversation::Chat { other } => {
-            if upload
-                && !edge
-                    .directory
-                    .exists(other)
-                    .await
-                    .map_err(ApiError::internal)?
-            {
+            let exists = edge
+                .directory
+                .exists(other)
+                .await
+                .map_err(ApiError::internal)?;
+            if !exists {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_user",
                     format!("no user {other:?}"),
                 ));
             }
-            Ok(())
         }
         Conversation::Group => {
             let group = edge
@@ -156,19 +138,33 @@ async fn check_conversation(
                 .group(chat)
                 .await
                 .map_err(ApiError::internal)?;
-            let allowed = group.is_some_and(|g| {
-                if upload {
-                    g.may_post(me)
-                } else {
-                    g.is_member(me)
-                }
-            });
-            if allowed {
-                Ok(())
-            } else {
-                Err(refuse("you may not send files to this group"))
+            if !group.is_some_and(|g| g.may_post(me)) {
+                return Err(ApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "not_member",
+                    "you may not send files to this group",
+                ));
             }
         }
+    }
+    Ok(())
+}
+
+/// Whether `me` may read files sent in `chat`: a chat's two users, the
+/// group's current members, anyone for avatars.
+async fn may_read(edge: &Edge, me: &str, chat: &str) -> Result<bool, ApiError> {
+    if chat == AVATARS {
+        return Ok(true);
+    }
+    match conversation(me, chat) {
+        Ok(Conversation::Chat { .. }) => Ok(true),
+        Ok(Conversation::Group) => Ok(edge
+            .directory
+            .group(chat)
+            .await
+            .map_err(ApiError::internal)?
+            .is_some_and(|g| g.is_member(me))),
+        Err(_) => Ok(false),
     }
 }
 
@@ -207,7 +203,7 @@ pub async fn create(
             "content_type is a lowercase `type/subtype` without parameters",
         ));
     }
-    check_conversation(&edge, &me, &req.conversation, true).await?;
+    check_may_post(&edge, &me, &req.conversation).await?;
     let used = usage(&edge, &me).await?;
     if used.saturating_add(req.size) > limits.quota {
         return Err(over_quota(used, req.size, limits.quota));
@@ -317,9 +313,9 @@ pub async fn download_url(
         return Err(no_such_file(&id));
     }
     let record = record_of(&edge, &id).await?;
-    check_conversation(&edge, &me, &record.conversation, false)
-        .await
-        .map_err(|_| no_such_file(&id))?;
+    if !may_read(&edge, &me, &record.conversation).await? {
+        return Err(no_such_file(&id));
+    }
     let query = edge.keys.urls.download_query(
         &id,
         DownloadGrant {

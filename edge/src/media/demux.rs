@@ -64,14 +64,6 @@ impl<Id: Copy + PartialEq> Demux<Id> {
         }
         self.by_addr.get(&source).copied()
     }
-
-    pub fn len(&self) -> usize {
-        self.by_ufrag.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_ufrag.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -131,6 +123,7 @@ mod tests {
         assert_eq!(demux.route(y, &binding_request("nobody:z")), None);
         demux.remove("b", 2);
         assert_eq!(demux.route(x, b"rtp"), None);
-        assert_eq!(demux.len(), 1);
+        assert_eq!(demux.route(x, &binding_request("b:z")), None, "its ufrag is gone too");
+        assert_eq!(demux.route(y, &binding_request("a:z")), Some(1));
     }
 }

@@ -236,11 +236,6 @@ impl Participant {
         send_signal(&mut self.session, &self.room, kind, payload).await
     }
 
-    /// The session, for other frames.
-    pub fn session(&mut self) -> &mut Client {
-        &mut self.session
-    }
-
     /// One round: wait for a packet, a signal or a timer (at most `max`),
     /// handle it, then send what str0m has to send.
     async fn step(&mut self, max: Duration) -> anyhow::Result<()> {

@@ -123,7 +123,11 @@ mod tests {
         assert_eq!(demux.route(y, &binding_request("nobody:z")), None);
         demux.remove("b", 2);
         assert_eq!(demux.route(x, b"rtp"), None);
-        assert_eq!(demux.route(x, &binding_request("b:z")), None, "its ufrag is gone too");
+        assert_eq!(
+            demux.route(x, &binding_request("b:z")),
+            None,
+            "its ufrag is gone too"
+        );
         assert_eq!(demux.route(y, &binding_request("a:z")), Some(1));
     }
 }

@@ -145,7 +145,8 @@ enum Scenario {
     },
     /// R rooms of P publishers and S subscribers (native str0m
     /// participants): forwarded frames per second and per core, loss,
-    /// join → first video.
+    /// join → first video. With `--janus`, the same plan runs against a
+    /// Janus videoroom right after, and the ratios are reported.
     Media {
         #[arg(long, default_value_t = 2)]
         rooms: usize,
@@ -156,6 +157,13 @@ enum Scenario {
         /// Seconds measured (after 2 s of warm-up).
         #[arg(long, default_value_t = 10)]
         duration: u64,
+        /// A Janus HTTP API (`http://127.0.0.1:8088/janus`) to run the same
+        /// plan against.
+        #[arg(long, requires = "janus_pid")]
+        janus: Option<String>,
+        /// The Janus process, whose CPU time is read from /proc.
+        #[arg(long, requires = "janus")]
+        janus_pid: Option<u32>,
     },
     /// One native participant joins a room as a subscriber and waits for
     /// video from a publisher (exit status 0 once it has enough frames):
@@ -351,16 +359,27 @@ async fn main() -> anyhow::Result<()> {
             publishers,
             subscribers,
             duration,
+            janus,
+            janus_pid,
         } => {
-            let plan = samvad_load::scenario::media::MediaPlan {
+            use samvad_load::scenario::media::{self, JanusTarget, MediaComparison, MediaPlan};
+            let plan = MediaPlan {
                 setup,
                 rooms,
                 publishers,
                 subscribers,
                 duration: Duration::from_secs(duration),
             };
-            let report = samvad_load::scenario::media::run(&samvad_only("media")?, &plan).await?;
-            (report.summary(), serde_json::to_value(&report)?)
+            let report = media::run(&samvad_only("media")?, &plan).await?;
+            match janus.zip(janus_pid) {
+                Some((url, pid)) => {
+                    let addr = samvad_load::media::JanusAddr::new(&url)?;
+                    let janus = media::run_janus(&JanusTarget { addr, pid }, &plan).await?;
+                    let both = MediaComparison::new(report, janus);
+                    (both.summary(), serde_json::to_value(&both)?)
+                }
+                None => (report.summary(), serde_json::to_value(&report)?),
+            }
         }
         Scenario::MediaProbe {
             room,

@@ -285,6 +285,24 @@ pub fn process_rss(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS in /proc status")
 }
 
+/// CPU time (user + system) a local process has used, from /proc.
+pub fn process_cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // The fields after the command name (which may hold spaces) start at
+    // field 3; utime and stime are fields 14 and 15.
+    let rest = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok());
+    let ticks = field(11).zip(field(12)).map(|(u, s)| u + s);
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    match ticks {
+        Some(ticks) if per_sec > 0 => Ok(ticks as f64 / per_sec as f64),
+        _ => bail!("no CPU times in /proc/{pid}/stat"),
+    }
+}
+
 /// One user's session with the system under test.
 pub enum Session {
     Samvad { client: Client, user: String },

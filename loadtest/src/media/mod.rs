@@ -1,0 +1,59 @@
+//! Native media participants on str0m, for tests and the `media`
+//! scenario: [`Peer`] is one peer connection that publishes synthetic
+//! Opus and VP8 and counts what it receives; [`Participant`] joins a
+//! Samvad room over its chat session; [`JanusParticipant`] joins a Janus
+//! videoroom over Janus's HTTP API, so that the same publishers can be
+//! measured against both.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use serde_json::Value;
+
+mod janus;
+mod peer;
+mod samvad;
+
+pub use janus::{JanusAddr, JanusParticipant, JanusRoom};
+pub use peer::Peer;
+pub use samvad::Participant;
+
+/// What a participant sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Publish {
+    /// Nothing: a subscriber (a data channel carries the transport).
+    Nothing,
+    /// Opus and VP8.
+    AudioVideo,
+    /// Opus, and VP8 in two simulcast layers, `h` and `l`.
+    Simulcast,
+}
+
+/// What happened to a participant, for tests and reports.
+#[derive(Debug, Default, Clone)]
+pub struct Received {
+    /// Frames received per (publisher, `audio` | `video`).
+    pub frames: HashMap<(String, String), u64>,
+    /// When the first video frame of each publisher arrived.
+    pub first_video: HashMap<String, Instant>,
+    /// The size of the last video frame from each publisher.
+    pub last_video_size: HashMap<String, usize>,
+    /// Events the server sent (`event` signals), in order.
+    pub events: Vec<Value>,
+    /// `error` signals.
+    pub errors: Vec<Value>,
+}
+
+impl Received {
+    pub fn count(&self, from: &str, kind: &str) -> u64 {
+        self.frames
+            .get(&(from.to_string(), kind.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Frames of every publisher and kind.
+    pub fn total(&self) -> u64 {
+        self.frames.values().sum()
+    }
+}

@@ -1,0 +1,310 @@
+//! One WebRTC peer connection on str0m, with no signaling in it: it makes
+//! or takes SDP, publishes synthetic Opus (20 ms frames) and VP8 (30
+//! frames/s, a keyframe every second or when asked) with real timestamps,
+//! and counts the frames it receives per publisher and kind. Samvad's
+//! participant ([`super::Participant`]) and Janus's
+//! ([`super::JanusParticipant`]) carry its SDP over their own signaling.
+//!
+//! The synthetic VP8 frames carry a real frame tag (keyframe bit, start
+//! code, size) so that keyframe detection works; their content is not a
+//! picture. Browsers decode real video in the Chromium test.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+use super::{Publish, Received};
+
+const AUDIO_EVERY: Duration = Duration::from_millis(20);
+const VIDEO_EVERY: Duration = Duration::from_millis(33);
+/// Video frames between keyframes when nobody asks for one.
+const KEYFRAME_EVERY: u64 = 30;
+/// How long a peer with nothing to send sleeps between timer checks.
+const IDLE_TICK: Duration = Duration::from_millis(50);
+
+/// Sizes of the synthetic frames: (keyframe, delta) padding per layer.
+/// The low layer's frames are all smaller than the high layer's, so a
+/// receiver can tell which layer it gets.
+const HIGH: (usize, usize) = (1200, 600);
+const LOW: (usize, usize) = (400, 100);
+
+/// A keyframe's VP8 frame tag: keyframe bit clear, version 0, shown; the
+/// start code; 640×480.
+fn vp8_frame(key: bool, n: u64, sizes: (usize, usize)) -> Vec<u8> {
+    let mut frame = if key {
+        vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0xe0, 0x01]
+    } else {
+        vec![0x11, 0x02, 0x00]
+    };
+    let padding = if key { sizes.0 } else { sizes.1 };
+    frame.extend(std::iter::repeat_n((n % 251) as u8, padding));
+    frame
+}
+
+pub struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    buf: Vec<u8>,
+    /// Our offer, until its answer comes.
+    pending: Option<SdpPendingOffer>,
+    /// Whose track each receiving mid carries: (publisher, `audio` |
+    /// `video`).
+    owners: HashMap<Mid, (String, String)>,
+    audio: Option<Mid>,
+    video: Option<Mid>,
+    simulcast: bool,
+    /// Sending media (false: muted ourselves, nothing goes out).
+    pub sending: bool,
+    started: Instant,
+    next_audio: Instant,
+    next_video: Instant,
+    video_frames: u64,
+    keyframe_asked: bool,
+    /// UDP datagrams that reached the socket.
+    datagrams: u64,
+}
+
+impl Peer {
+    async fn new(ip: IpAddr) -> anyhow::Result<Peer> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let socket = UdpSocket::bind((ip, 0)).await?;
+        let local = socket.local_addr()?;
+        let now = Instant::now();
+        let mut rtc = Rtc::builder().build(now);
+        rtc.add_local_candidate(Candidate::host(local, "udp")?);
+        Ok(Peer {
+            rtc,
+            socket,
+            local,
+            buf: vec![0; 2048],
+            pending: None,
+            owners: HashMap::new(),
+            audio: None,
+            video: None,
+            simulcast: false,
+            sending: false,
+            started: now,
+            next_audio: now,
+            next_video: now,
+            video_frames: 0,
+            keyframe_asked: false,
+            datagrams: 0,
+        })
+    }
+
+    /// A peer on `ip` that offers to send `publish` (or, publishing
+    /// nothing, a data channel to negotiate the transport with). Returns
+    /// the offer's SDP; the answer goes to [`Peer::accept_answer`].
+    pub async fn offering(ip: IpAddr, publish: Publish) -> anyhow::Result<(Peer, String)> {
+        let mut peer = Peer::new(ip).await?;
+        let mut change = peer.rtc.sdp_api();
+        if publish == Publish::Nothing {
+            change.add_channel("samvad".into());
+        } else {
+            let layers = (publish == Publish::Simulcast).then(|| Simulcast {
+                send: vec![SimulcastLayer::new("h"), SimulcastLayer::new("l")],
+                recv: Vec::new(),
+            });
+            peer.audio =
+                Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+            peer.video =
+                Some(change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers));
+        }
+        let (offer, pending) = change.apply().context("an offer")?;
+        peer.pending = Some(pending);
+        peer.simulcast = publish == Publish::Simulcast;
+        peer.sending = publish != Publish::Nothing;
+        Ok((peer, offer.to_sdp_string()))
+    }
+
+    /// A peer on `ip` that only receives, negotiated by the other side's
+    /// offer ([`Peer::accept_offer`]).
+    pub async fn answering(ip: IpAddr) -> anyhow::Result<Peer> {
+        Peer::new(ip).await
+    }
+
+    /// Whether our offer still waits for its answer.
+    pub fn negotiating(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    pub fn accept_answer(&mut self, sdp: &str) -> anyhow::Result<()> {
+        let answer = SdpAnswer::from_sdp_string(sdp)?;
+        if let Some(pending) = self.pending.take() {
+            self.rtc.sdp_api().accept_answer(pending, answer)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the other side's offer; returns our answer's SDP.
+    pub fn accept_offer(&mut self, sdp: &str) -> anyhow::Result<String> {
+        let offer = SdpOffer::from_sdp_string(sdp)?;
+        Ok(self.rtc.sdp_api().accept_offer(offer)?.to_sdp_string())
+    }
+
+    /// Says whose track arrives on `mid`.
+    pub fn carries(&mut self, mid: &str, publisher: &str, kind: &str) {
+        self.owners.insert(
+            Mid::from(mid),
+            (publisher.to_string(), kind.to_string()),
+        );
+    }
+
+    /// UDP datagrams received so far.
+    pub fn datagrams(&self) -> u64 {
+        self.datagrams
+    }
+
+    /// When the peer next has something to do of its own accord.
+    pub fn wake_at(&self) -> Instant {
+        if self.sending {
+            self.next_audio.min(self.next_video)
+        } else {
+            Instant::now() + IDLE_TICK
+        }
+    }
+
+    /// Waits for a datagram (and takes it in) until `until`. Cancel-safe:
+    /// nothing is lost if another event wins a `select!` against it.
+    pub async fn recv(&mut self, until: Instant) -> anyhow::Result<()> {
+        tokio::select! {
+            got = self.socket.recv_from(&mut self.buf) => {
+                let (n, source) = got?;
+                self.datagrams += 1;
+                if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n]) {
+                    self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                }
+            }
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+        Ok(())
+    }
+
+    /// Advances str0m's clock, sends the media that is due, and sends what
+    /// str0m has to send; counts the frames that arrived.
+    pub async fn tick(&mut self, received: &mut Received) -> anyhow::Result<()> {
+        let now = Instant::now();
+        self.rtc.handle_input(Input::Timeout(now))?;
+        if self.sending && self.pending.is_none() {
+            self.send_media(now)?;
+        }
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Transmit(t) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination).await;
+                }
+                Output::Timeout(_) => return Ok(()),
+                Output::Event(Event::MediaData(data)) => {
+                    let Some((from, kind)) = self.owners.get(&data.mid) else {
+                        continue;
+                    };
+                    if kind == "video" {
+                        received
+                            .first_video
+                            .entry(from.clone())
+                            .or_insert_with(Instant::now);
+                        received
+                            .last_video_size
+                            .insert(from.clone(), data.data.len());
+                    }
+                    *received
+                        .frames
+                        .entry((from.clone(), kind.clone()))
+                        .or_default() += 1;
+                }
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_asked = true,
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn send_media(&mut self, now: Instant) -> anyhow::Result<()> {
+        if let Some(mid) = self.audio.filter(|_| now >= self.next_audio) {
+            let elapsed = now.duration_since(self.started);
+            let rtp = MediaTime::new(
+                elapsed.as_micros() as u64 * 48 / 1000,
+                Frequency::FORTY_EIGHT_KHZ,
+            );
+            // An Opus TOC byte (SILK, 20 ms) and a little payload.
+            let opus = Frame {
+                mid,
+                rid: None,
+                codec: Codec::Opus,
+                rtp,
+                data: vec![0x78, 1, 2, 3],
+            };
+            write_frame(&mut self.rtc, now, opus)?;
+            self.next_audio += AUDIO_EVERY;
+        }
+        if let Some(mid) = self.video.filter(|_| now >= self.next_video) {
+            let elapsed = now.duration_since(self.started);
+            let rtp = MediaTime::new(
+                elapsed.as_micros() as u64 * 90 / 1000,
+                Frequency::NINETY_KHZ,
+            );
+            let key = self.keyframe_asked || self.video_frames.is_multiple_of(KEYFRAME_EVERY);
+            let n = self.video_frames;
+            let frame = |rid: Option<&str>, sizes| Frame {
+                mid,
+                rid: rid.map(Rid::from),
+                codec: Codec::Vp8,
+                rtp,
+                data: vp8_frame(key, n, sizes),
+            };
+            let written = if self.simulcast {
+                write_frame(&mut self.rtc, now, frame(Some("h"), HIGH))?
+                    && write_frame(&mut self.rtc, now, frame(Some("l"), LOW))?
+            } else {
+                write_frame(&mut self.rtc, now, frame(None, HIGH))?
+            };
+            if written {
+                self.keyframe_asked = false;
+                self.video_frames += 1;
+            }
+            self.next_video += VIDEO_EVERY;
+        }
+        Ok(())
+    }
+}
+
+/// One frame to send.
+struct Frame {
+    mid: Mid,
+    /// The simulcast layer, if the track has layers.
+    rid: Option<Rid>,
+    codec: Codec,
+    rtp: MediaTime,
+    data: Vec<u8>,
+}
+
+/// Writes `frame`; false if its mid or codec was not negotiated (yet).
+fn write_frame(rtc: &mut Rtc, now: Instant, frame: Frame) -> anyhow::Result<bool> {
+    let Some(mut writer) = rtc.writer(frame.mid) else {
+        return Ok(false);
+    };
+    if let Some(rid) = frame.rid {
+        writer = writer.rid(rid);
+    }
+    let pt = writer
+        .payload_params()
+        .find(|p| p.spec().codec == frame.codec)
+        .map(|p| p.pt());
+    match pt {
+        Some(pt) => {
+            writer.write(pt, now, frame.rtp, frame.data)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}

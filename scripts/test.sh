@@ -5,12 +5,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: Chromium (browser tests), redis-server (cluster tests),
-# nats-server and ejabberd (the harness's side-by-side clients).
+# nats-server and ejabberd (the harness's side-by-side clients), janus (its
+# media comparison).
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 command -v ejabberdctl >/dev/null 2>&1 || missing+=(ejabberd)
+command -v janus >/dev/null 2>&1 || missing+=(janus)
 if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null

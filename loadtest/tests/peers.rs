@@ -1,7 +1,8 @@
 //! The harness's XMPP and NATS clients against the real servers it is
 //! compared with (ejabberd, nats-server, as `bench/run.sh` starts them):
 //! short runs of connect, chat and group whose accounting must add up, so
-//! that the side-by-side numbers come from clients that work.
+//! that the side-by-side numbers come from clients that work. The same for
+//! its Janus videoroom client (Janus as `bench/media.sh` starts it).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use samvad_load::client::TransportKind;
 use samvad_load::scenario::{chat, connect, group, Setup};
 use samvad_load::system::{Sources, System};
 use samvad_load::target;
-use samvad_testkit::{Ejabberd, Nats};
+use samvad_testkit::{Ejabberd, Janus, Nats};
 
 fn setup(prefix: &str) -> Setup {
     Setup {
@@ -109,4 +110,30 @@ async fn the_xmpp_client_accounts_for_every_message_with_ejabberd() {
         sources: Sources::new(target::loopback_sources(2)),
     }))
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janus_client_hears_every_publisher_through_a_videoroom() {
+    use samvad_load::media::JanusAddr;
+    use samvad_load::scenario::media::{run_janus, JanusTarget, MediaPlan};
+    let janus = Janus::start();
+    let target = JanusTarget {
+        addr: JanusAddr::new(&janus.api).unwrap(),
+        pid: janus.pid(),
+    };
+    let plan = MediaPlan {
+        setup: setup("jm"),
+        rooms: 1,
+        publishers: 2,
+        subscribers: 1,
+        duration: Duration::from_secs(2),
+    };
+    let report = run_janus(&target, &plan).await.unwrap();
+    // Two publishers, each heard by the two others: every pair saw video.
+    assert_eq!(report.join_to_first_video.count, 4, "{}", report.summary());
+    assert!(report.frames_received_per_sec > 0.0);
+    assert!(report.datagrams_received_per_sec > 0.0);
+    assert!(report.server_cores > 0.0, "Janus's CPU time is read");
+    assert!(report.loss < 0.5, "{}", report.summary());
+    assert_eq!(report.server_frames_forwarded_per_sec, None);
 }

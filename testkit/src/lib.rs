@@ -1,7 +1,7 @@
 //! Real external services for tests, each on a free loopback port, started
 //! for one test and killed when dropped: a Kafka-protocol broker (tansu,
 //! in-memory storage) and redis-server; and the peers samvad-load is
-//! compared with, nats-server and ejabberd. Nothing is mocked.
+//! compared with, nats-server, ejabberd and Janus. Nothing is mocked.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -151,6 +151,66 @@ impl Nats {
         Nats {
             child,
             ws_url: format!("ws://127.0.0.1:{ws}"),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}
+
+/// The Janus configuration of the media comparison (`bench/media.sh`).
+const JANUS_CONFIG: [(&str, &str); 3] = [
+    (
+        "janus.jcfg",
+        include_str!("../../bench/peers/janus/janus.jcfg"),
+    ),
+    (
+        "janus.transport.http.jcfg",
+        include_str!("../../bench/peers/janus/janus.transport.http.jcfg"),
+    ),
+    (
+        "janus.plugin.videoroom.jcfg",
+        include_str!("../../bench/peers/janus/janus.plugin.videoroom.jcfg"),
+    ),
+];
+
+/// Janus with its videoroom plugin and HTTP API, configured as in
+/// `bench/media.sh`.
+pub struct Janus {
+    child: Guard,
+    /// `http://127.0.0.1:PORT/janus`.
+    pub api: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Janus {
+    pub fn start() -> Janus {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let root = dir.path().to_str().expect("a UTF-8 temporary path");
+        for (name, text) in JANUS_CONFIG {
+            let text = text
+                .replace("@DIR@", root)
+                .replace("@PORT@", &port.to_string());
+            std::fs::write(dir.path().join(name), text).expect("writing Janus's configuration");
+        }
+        let log = std::fs::File::create(dir.path().join("janus.log")).expect("a log file");
+        let child = Command::new("janus")
+            .arg("--configs-folder")
+            .arg(dir.path())
+            .arg("--config")
+            .arg(dir.path().join("janus.jcfg"))
+            .stdout(log)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("janus is installed (scripts/test.sh installs it)");
+        let child = Guard(child);
+        wait_listening(port, "janus");
+        Janus {
+            child,
+            api: format!("http://127.0.0.1:{port}/janus"),
             _dir: dir,
         }
     }

@@ -195,7 +195,11 @@ pub struct JanusRoom {
 impl JanusRoom {
     /// Creates room `id` for up to `publishers`, with Opus and VP8, as
     /// Samvad's rooms forward them.
-    pub async fn create(janus: &JanusAddr, id: u64, publishers: usize) -> anyhow::Result<JanusRoom> {
+    pub async fn create(
+        janus: &JanusAddr,
+        id: u64,
+        publishers: usize,
+    ) -> anyhow::Result<JanusRoom> {
         let mut session = Session::create(&janus.api).await?;
         let handle = session.attach().await?;
         session
@@ -282,7 +286,8 @@ impl JanusParticipant {
         };
         if publish {
             let handle = participant.session.attach().await?;
-            let (mut peer, offer) = Peer::offering(participant.media_ip, Publish::AudioVideo).await?;
+            let (mut peer, offer) =
+                Peer::offering(participant.media_ip, Publish::AudioVideo).await?;
             participant.published_at = Some(Instant::now());
             let (_, jsep) = participant
                 .session

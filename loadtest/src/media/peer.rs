@@ -155,10 +155,8 @@ impl Peer {
 
     /// Says whose track arrives on `mid`.
     pub fn carries(&mut self, mid: &str, publisher: &str, kind: &str) {
-        self.owners.insert(
-            Mid::from(mid),
-            (publisher.to_string(), kind.to_string()),
-        );
+        self.owners
+            .insert(Mid::from(mid), (publisher.to_string(), kind.to_string()));
     }
 
     /// UDP datagrams received so far.

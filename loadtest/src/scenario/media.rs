@@ -358,9 +358,12 @@ pub async fn run_janus(janus: &JanusTarget, plan: &MediaPlan) -> anyhow::Result<
     let first_room = rand::random::<u32>() as u64 * 1000;
     let mut rooms = Vec::new();
     for room in 0..plan.rooms {
-        let mut janus_room =
-            JanusRoom::create(&janus.addr, first_room + room as u64, plan.publishers.max(1))
-                .await?;
+        let mut janus_room = JanusRoom::create(
+            &janus.addr,
+            first_room + room as u64,
+            plan.publishers.max(1),
+        )
+        .await?;
         let members = &names[room * per_room..(room + 1) * per_room];
         let feed = |i: usize| i as u64 + 1;
         for (i, name) in members[..plan.publishers].iter().enumerate() {
@@ -372,10 +375,7 @@ pub async fn run_janus(janus: &JanusTarget, plan: &MediaPlan) -> anyhow::Result<
             .wait_for_publishers(plan.publishers, Duration::from_secs(20))
             .await?;
         for (i, name) in members.iter().enumerate() {
-            let others: Vec<u64> = (0..plan.publishers)
-                .filter(|&p| p != i)
-                .map(feed)
-                .collect();
+            let others: Vec<u64> = (0..plan.publishers).filter(|&p| p != i).map(feed).collect();
             if others.is_empty() {
                 continue;
             }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The SFU side by side with Janus (Debian's janus, videoroom plugin), in one
+# run: for each room shape, a fresh `samvad serve` and a fresh Janus, and
+# `samvad-load media --janus …` drives the same synthetic publishers and
+# subscribers through both, counting on the receiving side.
+#
+#   bash bench/media.sh                        # the shapes below, 10 s each
+#   SHAPES="4x3+6" DURATION=5 bash bench/media.sh
+#
+# Output: bench/out/media/<shape>.json (both reports and the ratios), and
+# the table of ratios on stdout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHAPES=${SHAPES:-"2x2+4 4x3+6 10x2+8"}
+DURATION=${DURATION:-10}
+TRANSPORT=${TRANSPORT:-quic}
+
+if ! command -v janus >/dev/null 2>&1; then
+  sudo_=""; [ "$(id -u)" = 0 ] || sudo_=sudo
+  $sudo_ apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -qq janus >/dev/null
+fi
+cargo build --release -q -p samvad -p samvad-load
+out=bench/out/media
+mkdir -p "$out"
+work=$(mktemp -d)
+pids=()
+stop_all() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  pids=()
+}
+trap 'stop_all; rm -rf "$work"' EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done; echo "$1 did not come up" >&2; return 1; }
+
+start_samvad() {
+  rm -rf "$work/samvad"; mkdir -p "$work/samvad"
+  local http; http=$(free_port)
+  ./target/release/samvad serve --data-dir "$work/samvad/db" --listen "127.0.0.1:$(free_port)" \
+    --http-listen "127.0.0.1:$http" >"$work/samvad/log" 2>&1 &
+  pids+=($!); SERVER="http://127.0.0.1:$http"
+  wait_http "$SERVER/healthz"
+}
+start_janus() {
+  rm -rf "$work/janus"; mkdir -p "$work/janus"
+  local port; port=$(free_port)
+  for f in bench/peers/janus/*.jcfg; do
+    sed -e "s|@DIR@|$work/janus|" -e "s|@PORT@|$port|" "$f" >"$work/janus/$(basename "$f")"
+  done
+  janus --configs-folder "$work/janus" --config "$work/janus/janus.jcfg" >"$work/janus/log" 2>&1 &
+  pids+=($!); JANUS_PID=$!; JANUS="http://127.0.0.1:$port/janus"
+  for _ in $(seq 100); do curl -s -o /dev/null -X POST "$JANUS" -d '{}' && return 0; sleep 0.1; done
+  echo "janus did not come up" >&2; cat "$work/janus/log" >&2; return 1
+}
+
+for shape in $SHAPES; do
+  rooms=${shape%%x*}; rest=${shape#*x}; publishers=${rest%%+*}; subscribers=${rest#*+}
+  start_samvad
+  start_janus
+  ./target/release/samvad-load --server "$SERVER" --transport "$TRANSPORT" --out "$out/$shape.json" \
+    media --rooms "$rooms" --publishers "$publishers" --subscribers "$subscribers" \
+    --duration "$DURATION" --janus "$JANUS" --janus-pid "$JANUS_PID"
+  stop_all
+done

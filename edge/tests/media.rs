@@ -274,6 +274,91 @@ async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
     })
     .await;
     assert_eq!(ps[2].received.errors[0]["code"], "bad_request");
+
+    // `auto` leaves Bob's layer to his bandwidth again, which on loopback
+    // fits the high one.
+    ps[1]
+        .signal(
+            "layer",
+            json!({"user": "ann", "rid": "auto"})
+                .to_string()
+                .into_bytes(),
+        )
+        .await
+        .unwrap();
+    run_all_until(&mut ps, |p| p.user != "bob" || size_of(p, "ann") > 500).await;
+}
+
+fn size_of(p: &Participant, from: &str) -> usize {
+    p.received.last_video_size.get(from).copied().unwrap_or(0)
+}
+
+/// Whether `p` was told that its bandwidth now fits layer `rid` of
+/// `user`, after its first `skip` events.
+fn moved_to(p: &Participant, user: &str, rid: &str, skip: usize) -> bool {
+    p.received.events[skip.min(p.received.events.len())..]
+        .iter()
+        .any(|e| e["type"] == "layer" && e["user"] == user && e["rid"] == rid)
+}
+
+/// Layers by bandwidth: a subscriber behind a narrow downlink is moved to
+/// the low layer by the server's estimate of its bandwidth, while one with
+/// room keeps the high layer; once the link widens, it is raised again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_on_a_narrow_downlink_gets_the_layer_that_fits() {
+    let server = TestServer::start();
+    let (_, mut ps, _) = call_of_three(
+        &server,
+        [
+            (TransportKind::Quic, Publish::Simulcast),
+            (TransportKind::Quic, Publish::Nothing),
+            (TransportKind::Quic, Publish::Nothing),
+        ],
+    )
+    .await;
+    // The high layer and audio take about 190 kbit/s on the wire, the
+    // low one and audio about 70.
+    ps[2].limit_downlink(Some(120_000));
+    run_all_until(&mut ps, |p| p.user != "cat" || moved_to(p, "ann", "l", 0)).await;
+    // Frames of the high layer may still be on their way (queued,
+    // retransmitted): judge by the average frame over the next 2 s.
+    run_all_for(&mut ps, Duration::from_secs(1)).await;
+    let (bob, cat) = (ps[1].received.video("ann"), ps[2].received.video("ann"));
+    run_all_for(&mut ps, Duration::from_secs(2)).await;
+    assert!(
+        average_frame(cat, ps[2].received.video("ann")) < 300,
+        "Cat gets the low layer"
+    );
+    assert!(
+        average_frame(bob, ps[1].received.video("ann")) > 500,
+        "Bob, with room, keeps the high one"
+    );
+    assert!(
+        !ps[1].received.events.iter().any(|e| e["type"] == "layer"),
+        "Bob was never moved"
+    );
+
+    let seen = ps[2].received.events.len();
+    ps[2].limit_downlink(None);
+    run_all_until(&mut ps, |p| {
+        p.user != "cat" || moved_to(p, "ann", "h", seen)
+    })
+    .await;
+    run_all_for(&mut ps, Duration::from_millis(500)).await;
+    let cat = ps[2].received.video("ann");
+    run_all_for(&mut ps, Duration::from_secs(1)).await;
+    assert!(
+        average_frame(cat, ps[2].received.video("ann")) > 500,
+        "Cat is back on the high layer"
+    );
+}
+
+/// The average size of the video frames received between two readings of
+/// [`samvad_load::media::Received::video`].
+fn average_frame(before: (u64, u64), after: (u64, u64)) -> u64 {
+    let frames = after.0 - before.0;
+    assert!(frames > 10, "video kept coming: {frames} frames");
+    (after.1 - before.1) / frames
 }
 
 /// The `error` signal's code the server answers `kind` / `payload` with.

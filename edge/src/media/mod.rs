@@ -11,6 +11,7 @@
 //!   signals go back to sessions through their edge's `edge.<node>`.
 
 pub mod demux;
+pub mod layers;
 pub mod pins;
 pub mod sfu;
 pub mod signal;

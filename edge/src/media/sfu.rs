@@ -13,19 +13,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::demux::Demux;
-use super::signal::{Layer, MediaEvent, Mute, MuteScope, SignalKind};
+use super::layers::{self, Rate};
+use super::signal::{Layer, MediaEvent, Mute, MuteScope, SignalKind, AUTO_LAYER};
 
 /// A participant of this node.
 pub type Pid = u64;
 
 /// Keyframe requests to one publisher's track at most this often.
 const KEYFRAME_INTERVAL: Duration = Duration::from_millis(500);
+
+/// What a subscriber's downlink is taken to carry until str0m's estimate
+/// (from the subscriber's transport-wide congestion feedback) says more.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1_000);
 
 /// Where a participant's signals go: its session on its edge.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -115,6 +121,8 @@ struct TrackIn {
     kind: MediaKind,
     /// Simulcast layers the publisher sends (empty: none).
     rids: Vec<Rid>,
+    /// What each layer (or the track, `None`) costs, as measured.
+    rates: Vec<(Option<Rid>, Rate)>,
     last_keyframe_request: Option<Instant>,
 }
 
@@ -127,6 +135,25 @@ impl TrackIn {
             Some(high)
         } else {
             self.rids.first().copied()
+        }
+    }
+
+    /// The measured bitrate of layer `rid` (or of the whole track).
+    fn bps(&self, rid: Option<Rid>) -> u64 {
+        self.rates
+            .iter()
+            .find(|(r, _)| *r == rid)
+            .map_or(0, |(_, rate)| rate.bps())
+    }
+
+    fn record(&mut self, rid: Option<Rid>, bytes: usize, now: Instant) {
+        match self.rates.iter_mut().find(|(r, _)| *r == rid) {
+            Some((_, rate)) => rate.record(bytes, now),
+            None => {
+                let mut rate = Rate::new(now);
+                rate.record(bytes, now);
+                self.rates.push((rid, rate));
+            }
         }
     }
 }
@@ -147,8 +174,24 @@ struct Participant {
     not_hearing: HashSet<Pid>,
     /// The simulcast layer this one chose per publisher.
     layers: HashMap<Pid, Rid>,
+    /// The layer its bandwidth allows per publisher, where it did not
+    /// choose.
+    auto_layers: HashMap<Pid, Rid>,
+    /// Its downlink's estimated bitrate (str0m's BWE), once known.
+    estimate: Option<u64>,
     /// When its `Rtc` wants time next.
     deadline: Instant,
+}
+
+impl Participant {
+    /// The layer of `origin`'s video this one gets, if chosen (by itself,
+    /// or for it by bandwidth).
+    fn layer_of(&self, origin: Pid) -> Option<Rid> {
+        self.layers
+            .get(&origin)
+            .or_else(|| self.auto_layers.get(&origin))
+            .copied()
+    }
 }
 
 /// Work found while polling one participant, done once all were polled
@@ -160,6 +203,8 @@ enum Propagate {
     Media(Pid, MediaData),
     /// Subscriber `0` wants a keyframe on its outgoing `1`.
     Keyframe(Pid, Mid),
+    /// Subscriber `0`'s downlink is estimated at `1` bits per second.
+    Estimate(Pid, u64),
     Gone(Pid),
 }
 
@@ -295,6 +340,7 @@ impl Sfu {
             .ok_or_else(|| MediaError::BadSdp("a join carries an SDP offer".into()))?;
         let ufrag = random_token(16);
         let mut rtc = Rtc::builder()
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_ice_lite(true)
             .set_local_ice_credentials(IceCreds {
                 ufrag: ufrag.clone(),
@@ -341,6 +387,8 @@ impl Sfu {
                 muted: false,
                 not_hearing: HashSet::new(),
                 layers: HashMap::new(),
+                auto_layers: HashMap::new(),
+                estimate: None,
                 deadline: now,
             },
         );
@@ -562,16 +610,24 @@ impl Sfu {
         }
         self.participants
             .get(&subscriber)
-            .and_then(|s| s.layers.get(&origin).copied())
+            .and_then(|s| s.layer_of(origin))
             .or_else(|| track.default_rid())
     }
 
-    /// A subscriber picks the simulcast layer it gets of a publisher.
+    /// A subscriber picks the simulcast layer it gets of a publisher, or
+    /// (`auto`) leaves it to its bandwidth again.
     fn choose_layer(&mut self, pid: Pid, payload: &[u8]) -> Result<(), MediaError> {
         let choice: Layer = serde_json::from_slice(payload)
             .map_err(|e| MediaError::BadRequest(format!("layer: {e}")))?;
         let room = self.participants[&pid].room.clone();
         let origin = self.pid_of(&room, &choice.user)?;
+        if choice.rid == AUTO_LAYER {
+            if let Some(p) = self.participants.get_mut(&pid) {
+                p.layers.remove(&origin);
+            }
+            self.fit_layers(pid);
+            return Ok(());
+        }
         let rid = Rid::from(choice.rid.as_str());
         let tracks: Vec<Mid> = self.participants[&origin]
             .tracks_in
@@ -593,6 +649,94 @@ impl Sfu {
             self.request_keyframe(origin, mid, Some(rid), true);
         }
         Ok(())
+    }
+
+    /// Fits the simulcast layers `pid` gets (where it did not choose) to
+    /// its estimated downlink: see [`layers::allocate`]. A switch starts
+    /// on a keyframe and is announced to the subscriber.
+    fn fit_layers(&mut self, pid: Pid) {
+        let Some(s) = self.participants.get(&pid) else {
+            return;
+        };
+        let Some(estimate) = s.estimate else {
+            return;
+        };
+        // What the subscriber gets: fixed streams, and simulcast tracks
+        // whose layer is ours to pick.
+        let mut fixed = 0;
+        let mut desired = 0;
+        let mut fitted = Vec::new();
+        for t in &s.tracks_out {
+            let TrackState::Open(_) = t.state else {
+                continue;
+            };
+            let Some(origin) = self.participants.get(&t.origin) else {
+                continue;
+            };
+            if origin.muted || s.not_hearing.contains(&t.origin) {
+                continue;
+            }
+            let Some(track) = origin.tracks_in.iter().find(|i| i.mid == t.origin_mid) else {
+                continue;
+            };
+            let chosen = s.layers.get(&t.origin).copied();
+            if track.rids.is_empty() || chosen.is_some() {
+                let bps = track.bps(chosen);
+                fixed += bps;
+                desired += bps;
+                continue;
+            }
+            let layers: Vec<(Rid, u64)> = track
+                .rids
+                .iter()
+                .map(|&rid| (rid, track.bps(Some(rid))))
+                .filter(|(_, bps)| *bps > 0)
+                .collect();
+            desired += layers.iter().map(|(_, bps)| *bps).max().unwrap_or(0);
+            fitted.push((
+                t.origin,
+                track.mid,
+                layers::Track {
+                    layers,
+                    // Until bandwidth chose, the subscriber gets the default.
+                    current: s
+                        .auto_layers
+                        .get(&t.origin)
+                        .copied()
+                        .or_else(|| track.default_rid()),
+                },
+            ));
+        }
+        let tracks: Vec<layers::Track> = fitted.iter().map(|(_, _, t)| t.clone()).collect();
+        let choice = layers::allocate(estimate, fixed, &tracks);
+        let mut switched = Vec::new();
+        for ((origin, mid, track), rid) in fitted.into_iter().zip(choice) {
+            if let Some(rid) = rid.filter(|r| track.current != Some(*r)) {
+                switched.push((origin, mid, rid));
+            }
+        }
+        if let Some(s) = self.participants.get_mut(&pid) {
+            // Probe for what the best layers would need.
+            let desired = layers::probe_for(desired).max(estimate);
+            s.rtc
+                .bwe()
+                .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
+            for (origin, _, rid) in &switched {
+                s.auto_layers.insert(*origin, *rid);
+            }
+            self.dirty.insert(pid);
+        }
+        for (origin, mid, rid) in switched {
+            self.request_keyframe(origin, mid, Some(rid), true);
+            let user = self.participants[&origin].user.clone();
+            self.event(
+                pid,
+                &MediaEvent::Layer {
+                    user,
+                    rid: rid.to_string(),
+                },
+            );
+        }
     }
 
     /// Asks publisher `pid` for a keyframe on its track `mid` (layer
@@ -721,6 +865,9 @@ impl Sfu {
                             Event::KeyframeRequest(req) => {
                                 work.push(Propagate::Keyframe(*pid, req.mid))
                             }
+                            Event::EgressBitrateEstimate(
+                                BweKind::Twcc { estimate, .. } | BweKind::Remb { estimate, .. },
+                            ) => work.push(Propagate::Estimate(*pid, estimate.as_u64())),
                             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                                 p.rtc.disconnect();
                             }
@@ -753,6 +900,7 @@ impl Sfu {
                     mid,
                     kind,
                     rids,
+                    rates: Vec::new(),
                     last_keyframe_request: None,
                 });
                 let (room, user) = (p.room.clone(), p.user.clone());
@@ -777,6 +925,12 @@ impl Sfu {
                 );
             }
             Propagate::Media(origin, data) => self.forward(origin, &data),
+            Propagate::Estimate(subscriber, bps) => {
+                if let Some(s) = self.participants.get_mut(&subscriber) {
+                    s.estimate = Some(bps);
+                }
+                self.fit_layers(subscriber);
+            }
             Propagate::Keyframe(subscriber, mid) => {
                 let target = self.participants.get(&subscriber).and_then(|s| {
                     s.tracks_out
@@ -796,18 +950,21 @@ impl Sfu {
     fn forward(&mut self, origin: Pid, data: &MediaData) {
         // Per frame: no allocation, one pass over the room.
         let (room, default_rid) = {
-            let Some(p) = self.participants.get(&origin) else {
+            let Some(p) = self.participants.get_mut(&origin) else {
                 return;
             };
+            let Some(track) = p.tracks_in.iter_mut().find(|t| t.mid == data.mid) else {
+                return;
+            };
+            track.record(
+                data.rid,
+                layers::wire_bytes(data.data.len()),
+                data.network_time,
+            );
             if p.muted {
                 return;
             }
-            let default_rid = data.rid.and_then(|_| {
-                p.tracks_in
-                    .iter()
-                    .find(|t| t.mid == data.mid)
-                    .and_then(TrackIn::default_rid)
-            });
+            let default_rid = data.rid.and_then(|_| track.default_rid());
             (p.room.clone(), default_rid)
         };
         let Some(members) = self.rooms.get(&*room) else {
@@ -822,7 +979,7 @@ impl Sfu {
             }
             // Of a simulcast track, only the layer this subscriber gets.
             if let Some(rid) = data.rid {
-                if s.layers.get(&origin).copied().or(default_rid) != Some(rid) {
+                if s.layer_of(origin).or(default_rid) != Some(rid) {
                     continue;
                 }
             }

@@ -8,7 +8,7 @@
 //! | `offer` | both | SDP offer: ours when others' tracks come, theirs to publish more |
 //! | `leave` | client | empty |
 //! | `mute` | client | JSON [`Mute`] |
-//! | `layer` | client | JSON [`Layer`]: which simulcast layer of a publisher to get |
+//! | `layer` | client | JSON [`Layer`]: which simulcast layer of a publisher to get, or `auto` (by bandwidth, the default) |
 //! | `event` | server | JSON [`MediaEvent`] |
 //! | `error` | server | JSON `{code, message}` |
 
@@ -77,7 +77,12 @@ pub struct Mute {
     pub muted: bool,
 }
 
-/// The simulcast layer (`rid`) to get of `user`'s video.
+/// The `rid` of a [`Layer`] that leaves the choice to the subscriber's
+/// estimated bandwidth (the default).
+pub const AUTO_LAYER: &str = "auto";
+
+/// The simulcast layer (`rid`) to get of `user`'s video, or
+/// [`AUTO_LAYER`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Layer {
     pub user: String,
@@ -113,6 +118,11 @@ pub enum MediaEvent {
         user: String,
         by: String,
         muted: bool,
+    },
+    /// The subscriber's bandwidth now fits layer `rid` of `user`'s video.
+    Layer {
+        user: String,
+        rid: String,
     },
 }
 

@@ -38,6 +38,8 @@ pub struct Received {
     pub first_video: HashMap<String, Instant>,
     /// The size of the last video frame from each publisher.
     pub last_video_size: HashMap<String, usize>,
+    /// Bytes of video received from each publisher.
+    pub video_bytes: HashMap<String, u64>,
     /// Events the server sent (`event` signals), in order.
     pub events: Vec<Value>,
     /// `error` signals.
@@ -50,6 +52,14 @@ impl Received {
             .get(&(from.to_string(), kind.to_string()))
             .copied()
             .unwrap_or(0)
+    }
+
+    /// The (frames, bytes) of video received from `from` so far.
+    pub fn video(&self, from: &str) -> (u64, u64) {
+        (
+            self.count(from, "video"),
+            self.video_bytes.get(from).copied().unwrap_or(0),
+        )
     }
 
     /// Frames of every publisher and kind.

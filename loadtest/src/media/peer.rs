@@ -9,7 +9,7 @@
 //! code, size) so that keyframe detection works; their content is not a
 //! picture. Browsers decode real video in the Chromium test.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,47 @@ pub struct Peer {
     keyframe_asked: bool,
     /// UDP datagrams that reached the socket.
     datagrams: u64,
+    /// A narrow downlink the datagrams pass through, if any.
+    downlink: Option<Downlink>,
+}
+
+/// A bottleneck on the way in: datagrams leave it at `bps`, in order,
+/// after those before them; what would wait longer than [`QUEUE_LIMIT`]
+/// is dropped, as a router's queue does. The receiver's congestion
+/// feedback then shows the sender growing delays and losses, as on a
+/// real narrow link.
+struct Downlink {
+    bps: u64,
+    queue: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
+    /// When the link is free again.
+    free_at: Instant,
+}
+
+/// The longest a datagram waits in a [`Downlink`] before it is dropped.
+const QUEUE_LIMIT: Duration = Duration::from_millis(300);
+
+impl Downlink {
+    /// Queues a datagram that arrived at `now`; false if it was dropped.
+    fn enter(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> bool {
+        let start = self.free_at.max(now);
+        if start.duration_since(now) > QUEUE_LIMIT {
+            return false;
+        }
+        let airtime = Duration::from_secs_f64(data.len() as f64 * 8.0 / self.bps as f64);
+        self.free_at = start + airtime;
+        self.queue.push_back((self.free_at, source, data.to_vec()));
+        true
+    }
+
+    /// The next datagram through the link by `now`.
+    fn leave(&mut self, now: Instant) -> Option<(SocketAddr, Vec<u8>)> {
+        if self.queue.front()?.0 > now {
+            return None;
+        }
+        self.queue
+            .pop_front()
+            .map(|(_, source, data)| (source, data))
+    }
 }
 
 impl Peer {
@@ -100,6 +141,7 @@ impl Peer {
             video_frames: 0,
             keyframe_asked: false,
             datagrams: 0,
+            downlink: None,
         })
     }
 
@@ -159,6 +201,16 @@ impl Peer {
             .insert(Mid::from(mid), (publisher.to_string(), kind.to_string()));
     }
 
+    /// Puts a bottleneck of `bps` on the peer's way in (a narrow
+    /// downlink); `None` takes it away.
+    pub fn limit_downlink(&mut self, bps: Option<u64>) {
+        self.downlink = bps.map(|bps| Downlink {
+            bps,
+            queue: VecDeque::new(),
+            free_at: Instant::now(),
+        });
+    }
+
     /// UDP datagrams received so far.
     pub fn datagrams(&self) -> u64 {
         self.datagrams
@@ -166,11 +218,17 @@ impl Peer {
 
     /// When the peer next has something to do of its own accord.
     pub fn wake_at(&self) -> Instant {
-        if self.sending {
+        let own = if self.sending {
             self.next_audio.min(self.next_video)
         } else {
             Instant::now() + IDLE_TICK
-        }
+        };
+        let queued = self
+            .downlink
+            .as_ref()
+            .and_then(|d| d.queue.front())
+            .map(|(at, _, _)| *at);
+        queued.map_or(own, |at| at.min(own))
     }
 
     /// Waits for a datagram (and takes it in) until `until`. Cancel-safe:
@@ -180,8 +238,11 @@ impl Peer {
             got = self.socket.recv_from(&mut self.buf) => {
                 let (n, source) = got?;
                 self.datagrams += 1;
-                if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &self.buf[..n]) {
-                    self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                match &mut self.downlink {
+                    Some(link) => {
+                        link.enter(Instant::now(), source, &self.buf[..n]);
+                    }
+                    None => take_in(&mut self.rtc, self.local, source, &self.buf[..n])?,
                 }
             }
             _ = tokio::time::sleep_until(until.into()) => {}
@@ -193,6 +254,11 @@ impl Peer {
     /// str0m has to send; counts the frames that arrived.
     pub async fn tick(&mut self, received: &mut Received) -> anyhow::Result<()> {
         let now = Instant::now();
+        if let Some(link) = &mut self.downlink {
+            while let Some((source, data)) = link.leave(now) {
+                take_in(&mut self.rtc, self.local, source, &data)?;
+            }
+        }
         self.rtc.handle_input(Input::Timeout(now))?;
         if self.sending && self.pending.is_none() {
             self.send_media(now)?;
@@ -215,6 +281,8 @@ impl Peer {
                         received
                             .last_video_size
                             .insert(from.clone(), data.data.len());
+                        *received.video_bytes.entry(from.clone()).or_default() +=
+                            data.data.len() as u64;
                     }
                     *received
                         .frames
@@ -274,6 +342,19 @@ impl Peer {
         }
         Ok(())
     }
+}
+
+/// Hands a datagram to str0m (what does not parse is not ours).
+fn take_in(
+    rtc: &mut Rtc,
+    local: SocketAddr,
+    source: SocketAddr,
+    data: &[u8],
+) -> anyhow::Result<()> {
+    if let Ok(receive) = Receive::new(Protocol::Udp, source, local, data) {
+        rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+    }
+    Ok(())
 }
 
 /// One frame to send.

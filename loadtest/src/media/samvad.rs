@@ -103,6 +103,12 @@ impl Participant {
         Ok(())
     }
 
+    /// Puts a bottleneck of `bps` on the participant's downlink (`None`:
+    /// none), to see the server fit what it sends to it.
+    pub fn limit_downlink(&mut self, bps: Option<u64>) {
+        self.peer.limit_downlink(bps);
+    }
+
     /// UDP datagrams the participant received.
     pub fn datagrams(&self) -> u64 {
         self.peer.datagrams()

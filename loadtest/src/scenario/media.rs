@@ -157,10 +157,11 @@ impl MediaComparison {
     }
 }
 
-/// A participant of either server.
+/// A participant of either server (boxed: a str0m `Rtc` is kilobytes,
+/// and members move into their tasks).
 enum Member {
-    Samvad(Participant),
-    Janus(JanusParticipant),
+    Samvad(Box<Participant>),
+    Janus(Box<JanusParticipant>),
 }
 
 impl Member {
@@ -321,7 +322,7 @@ pub async fn run(server: &ServerAddr, plan: &MediaPlan) -> anyhow::Result<MediaR
             let (session, _) = connector.connect(&tokens[room * per_room + i]).await?;
             let publish = i < plan.publishers;
             let participant = Participant::join(session, name, &group.id, publish).await?;
-            crowd.add(Member::Samvad(participant));
+            crowd.add(Member::Samvad(Box::new(participant)));
         }
     }
     let start = SamvadCounters::read(&server.http).await?;
@@ -369,7 +370,7 @@ pub async fn run_janus(janus: &JanusTarget, plan: &MediaPlan) -> anyhow::Result<
         for (i, name) in members[..plan.publishers].iter().enumerate() {
             let publisher =
                 JanusParticipant::join(&janus.addr, janus_room.id, name, feed(i), true).await?;
-            crowd.add(Member::Janus(publisher));
+            crowd.add(Member::Janus(Box::new(publisher)));
         }
         janus_room
             .wait_for_publishers(plan.publishers, Duration::from_secs(20))
@@ -382,7 +383,7 @@ pub async fn run_janus(janus: &JanusTarget, plan: &MediaPlan) -> anyhow::Result<
             let mut receiver =
                 JanusParticipant::join(&janus.addr, janus_room.id, name, 0, false).await?;
             receiver.subscribe(&others).await?;
-            crowd.add(Member::Janus(receiver));
+            crowd.add(Member::Janus(Box::new(receiver)));
         }
         rooms.push(janus_room);
     }

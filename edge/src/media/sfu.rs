@@ -707,6 +707,7 @@ impl Sfu {
                 },
             ));
         }
+        let has_layers = !fitted.is_empty();
         let tracks: Vec<layers::Track> = fitted.iter().map(|(_, _, t)| t.clone()).collect();
         let choice = layers::allocate(estimate, fixed, &tracks);
         let mut switched = Vec::new();
@@ -716,8 +717,13 @@ impl Sfu {
             }
         }
         if let Some(s) = self.participants.get_mut(&pid) {
-            // Probe for what the best layers would need.
-            let desired = layers::probe_for(desired).max(estimate);
+            // Probe for what the best layers would need, and only then:
+            // probing costs padding packets on the subscriber's downlink.
+            let desired = if has_layers {
+                layers::probe_for(desired)
+            } else {
+                0
+            };
             s.rtc
                 .bwe()
                 .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));

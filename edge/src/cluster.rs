@@ -4,6 +4,7 @@
 //! are the very ones `samvad serve` runs; only their bus, presence and
 //! directory differ.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,11 +24,11 @@ use tokio::task::JoinSet;
 use crate::auth::TokenKeys;
 use crate::config::{
     ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
-    ClusterStoreArgs,
+    ClusterStoreArgs, MetricsArgs,
 };
 use crate::media::pins::RoomPins;
 use crate::media::{MediaRole, MediaRouting};
-use crate::metrics::MediaCounters;
+use crate::metrics::{self, MediaCounters, NodeMetrics};
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
@@ -85,15 +86,41 @@ async fn leases(
     .context("connecting to Redis")
 }
 
-/// Writes a ready file for a role without listeners (tests wait for it).
-fn ready(path: Option<&std::path::Path>, role: &str) -> anyhow::Result<()> {
+/// Writes a ready file for a role without session listeners (tests wait
+/// for it): its pid, and where it serves metrics if it does.
+fn ready(
+    path: Option<&std::path::Path>,
+    role: &str,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if let Some(path) = path {
         node::write_ready(
             path,
-            &serde_json::json!({ "role": role, "pid": std::process::id() }),
+            &serde_json::json!({
+                "role": role,
+                "pid": std::process::id(),
+                "metrics": metrics.map(|a| a.to_string()),
+            }),
         )?;
     }
     Ok(())
+}
+
+/// Serves `node_metrics` where `args` asks, if it does.
+async fn serve_metrics(
+    args: &MetricsArgs,
+    node_metrics: NodeMetrics,
+    roles: &mut JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    match args.metrics_listen {
+        Some(listen) => {
+            let addr = metrics::serve(listen, Arc::new(node_metrics), roles)
+                .await
+                .with_context(|| format!("serving metrics on {listen}"))?;
+            Ok(Some(addr))
+        }
+        None => Ok(None),
+    }
 }
 
 pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
@@ -170,6 +197,10 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
     pins.renew(&args.node, &[]).await?;
     let (socket, public_addr) = args.media.bind().await?;
     let mut roles = JoinSet::new();
+    let counters = MediaCounters::default();
+    let mut node_metrics = NodeMetrics::default();
+    node_metrics.register_media(&counters);
+    let metrics = serve_metrics(&args.metrics, node_metrics, &mut roles).await?;
     roles.spawn(async move {
         MediaRole {
             bus,
@@ -177,7 +208,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
             node: args.node,
             socket,
             public_addr,
-            counters: MediaCounters::default(),
+            counters,
             pins: Some(pins),
         }
         .run()
@@ -187,7 +218,12 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.ready_file {
         node::write_ready(
             path,
-            &serde_json::json!({ "role": "media", "pid": std::process::id(), "media": public_addr.to_string() }),
+            &serde_json::json!({
+                "role": "media",
+                "pid": std::process::id(),
+                "media": public_addr.to_string(),
+                "metrics": metrics.map(|a| a.to_string()),
+            }),
         )?;
     }
     node::wait(&mut roles).await
@@ -211,7 +247,8 @@ pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
             .await
             .context("push role")
     });
-    ready(args.ready_file.as_deref(), "push")?;
+    let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
+    ready(args.ready_file.as_deref(), "push", metrics)?;
     tracing::info!("push running");
     node::wait(&mut roles).await
 }
@@ -233,7 +270,8 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
         .await
         .context("router role")
     });
-    ready(args.ready_file.as_deref(), "router")?;
+    let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
+    ready(args.ready_file.as_deref(), "router", metrics)?;
     tracing::info!(node = %args.node, "router running");
     node::wait(&mut roles).await
 }
@@ -256,7 +294,8 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
         .await
         .context("store role")
     });
-    ready(args.ready_file.as_deref(), "store")?;
+    let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
+    ready(args.ready_file.as_deref(), "store", metrics)?;
     tracing::info!(node = %args.node, data = %args.data_dir.display(), "store running");
     let result = node::wait(&mut roles).await;
     db.persist(PersistMode::SyncAll)?;

@@ -196,6 +196,15 @@ pub struct ClusterArgs {
     pub topics: TopicArgs,
 }
 
+/// Where a node without an HTTP listener of its own serves `/metrics`.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsArgs {
+    /// Serve Prometheus metrics at `http://<this>/metrics` (off when not
+    /// given). Port 0 picks a free one, written to the ready file.
+    #[arg(long, env = "SAMVAD_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct ClusterEdgeArgs {
     #[command(flatten)]
@@ -212,6 +221,9 @@ pub struct ClusterEdgeArgs {
 pub struct ClusterMediaArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     #[command(flatten)]
     pub media: MediaArgs,
@@ -236,6 +248,9 @@ pub struct ClusterMediaArgs {
 pub struct ClusterStoreArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Directory of this store node's fjall database (inboxes). A cache of
     /// the `deliver` partitions it owns: losing it costs a replay, not data.
@@ -267,6 +282,9 @@ pub struct ClusterPushArgs {
     pub cluster: ClusterArgs,
 
     #[command(flatten)]
+    pub metrics: MetricsArgs,
+
+    #[command(flatten)]
     pub push: PushArgs,
 
     /// Write `{role, pid}` as JSON to this file once running.
@@ -278,6 +296,9 @@ pub struct ClusterPushArgs {
 pub struct ClusterRouterArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
+
+    #[command(flatten)]
+    pub metrics: MetricsArgs,
 
     /// Name of this node (logs, Kafka client id, partition leases): unique
     /// per router.

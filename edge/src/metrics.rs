@@ -1,4 +1,6 @@
-//! Prometheus metrics of the edge, served at `/metrics`.
+//! Prometheus metrics, served at `/metrics`: [`NodeMetrics`] of every
+//! process (CPU, memory; a media node's counters), and the edge's own
+//! [`Metrics`] on top.
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -25,58 +27,17 @@ pub struct MediaCounters {
     pub participants: Gauge,
 }
 
-pub struct Metrics {
+/// What every node serves: its process's CPU time and memory, read at
+/// scrape time, and the counters of the roles it runs that have any.
+pub struct NodeMetrics {
     registry: Registry,
-    pub sessions: Family<TransportLabel, Gauge>,
-    pub accepted: Counter,
-    pub pushed: Counter,
-    pub errors: Family<CodeLabel, Counter>,
-    pub slow_consumers: Counter,
-    /// Typing frames taken from datagrams.
-    pub datagrams_in: Counter,
-    /// Datagrams that were not an authenticated session's typing frame.
-    pub datagrams_ignored: Counter,
     resident_memory: Gauge,
     cpu_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
-impl Default for Metrics {
+impl Default for NodeMetrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("samvad");
-        let sessions = Family::<TransportLabel, Gauge>::default();
-        let accepted = Counter::default();
-        let pushed = Counter::default();
-        let errors = Family::<CodeLabel, Counter>::default();
-        let slow_consumers = Counter::default();
-        registry.register("sessions", "Live client sessions", sessions.clone());
-        registry.register(
-            "messages_accepted",
-            "Envelopes made durable and acknowledged",
-            accepted.clone(),
-        );
-        registry.register(
-            "frames_pushed",
-            "Frames pushed from the bus to sessions",
-            pushed.clone(),
-        );
-        registry.register("error_frames", "Error frames sent, by code", errors.clone());
-        registry.register(
-            "slow_consumers",
-            "Sessions cut off for not reading",
-            slow_consumers.clone(),
-        );
-        let datagrams_in = Counter::default();
-        let datagrams_ignored = Counter::default();
-        registry.register(
-            "datagrams_received",
-            "Typing frames received as datagrams",
-            datagrams_in.clone(),
-        );
-        registry.register(
-            "datagrams_ignored",
-            "Datagrams dropped: not a typing frame, or before hello",
-            datagrams_ignored.clone(),
-        );
         let resident_memory = Gauge::default();
         registry.register(
             "process_resident_memory_bytes",
@@ -89,22 +50,15 @@ impl Default for Metrics {
             "User and system CPU time of this process, read at scrape time",
             cpu_seconds.clone(),
         );
-        Metrics {
+        NodeMetrics {
             registry,
             resident_memory,
             cpu_seconds,
-            sessions,
-            accepted,
-            pushed,
-            errors,
-            slow_consumers,
-            datagrams_in,
-            datagrams_ignored,
         }
     }
 }
 
-impl Metrics {
+impl NodeMetrics {
     /// Serves the media role's counters too.
     pub fn register_media(&mut self, media: &MediaCounters) {
         let r = &mut self.registry;
@@ -141,6 +95,109 @@ impl Metrics {
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
     }
+}
+
+/// The edge's metrics: sessions, messages, errors, datagrams.
+pub struct Metrics {
+    node: NodeMetrics,
+    pub sessions: Family<TransportLabel, Gauge>,
+    pub accepted: Counter,
+    pub pushed: Counter,
+    pub errors: Family<CodeLabel, Counter>,
+    pub slow_consumers: Counter,
+    /// Typing frames taken from datagrams.
+    pub datagrams_in: Counter,
+    /// Datagrams that were not an authenticated session's typing frame.
+    pub datagrams_ignored: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut node = NodeMetrics::default();
+        let registry = &mut node.registry;
+        let sessions = Family::<TransportLabel, Gauge>::default();
+        let accepted = Counter::default();
+        let pushed = Counter::default();
+        let errors = Family::<CodeLabel, Counter>::default();
+        let slow_consumers = Counter::default();
+        registry.register("sessions", "Live client sessions", sessions.clone());
+        registry.register(
+            "messages_accepted",
+            "Envelopes made durable and acknowledged",
+            accepted.clone(),
+        );
+        registry.register(
+            "frames_pushed",
+            "Frames pushed from the bus to sessions",
+            pushed.clone(),
+        );
+        registry.register("error_frames", "Error frames sent, by code", errors.clone());
+        registry.register(
+            "slow_consumers",
+            "Sessions cut off for not reading",
+            slow_consumers.clone(),
+        );
+        let datagrams_in = Counter::default();
+        let datagrams_ignored = Counter::default();
+        registry.register(
+            "datagrams_received",
+            "Typing frames received as datagrams",
+            datagrams_in.clone(),
+        );
+        registry.register(
+            "datagrams_ignored",
+            "Datagrams dropped: not a typing frame, or before hello",
+            datagrams_ignored.clone(),
+        );
+        Metrics {
+            node,
+            sessions,
+            accepted,
+            pushed,
+            errors,
+            slow_consumers,
+            datagrams_in,
+            datagrams_ignored,
+        }
+    }
+}
+
+impl Metrics {
+    /// Serves the media role's counters too (`samvad serve`).
+    pub fn register_media(&mut self, media: &MediaCounters) {
+        self.node.register_media(media);
+    }
+
+    pub fn render(&self) -> String {
+        self.node.render()
+    }
+}
+
+/// Serves `metrics` at `/metrics` on `listen`, for a node with no HTTP
+/// listener of its own (router, store, push, media); returns the address
+/// it listens on (`listen` may ask for port 0).
+pub async fn serve(
+    listen: std::net::SocketAddr,
+    metrics: std::sync::Arc<NodeMetrics>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use axum::http::header;
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                    metrics.render(),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    tasks.spawn(async move { Ok(axum::serve(listener, app).await?) });
+    Ok(addr)
 }
 
 /// utime + stime of this process from `/proc/self/stat` (Linux only).

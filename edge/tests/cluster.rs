@@ -615,10 +615,22 @@ async fn a_room_is_pinned_to_one_media_node_and_moves_when_it_dies() {
     let first = pinned_node(&cluster, &group.id)
         .await
         .expect("the room is pinned");
+    let index: usize = first.trim_start_matches('m').parse().unwrap();
+    // The node serves its own metrics: the two participants, and the
+    // frames it forwarded between them.
+    let metrics_url = format!(
+        "http://{}",
+        cluster.medias[index].ready_info["metrics"]
+            .as_str()
+            .expect("the media node serves metrics")
+    );
+    let metric = |name: &'static str| samvad_load::target::server_metric(&metrics_url, name);
+    assert_eq!(metric("samvad_media_participants").await.unwrap(), 2.0);
+    assert!(metric("samvad_media_frames_forwarded_total").await.unwrap() > 0.0);
+    assert!(metric("samvad_process_cpu_seconds").await.unwrap() > 0.0);
     drop(ps);
 
     // That node dies; once its lease runs out, a rejoin lands on the other.
-    let index: usize = first.trim_start_matches('m').parse().unwrap();
     cluster.medias[index].kill9();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while pinned_node(&cluster, &group.id).await.as_deref() == Some(first.as_str()) {

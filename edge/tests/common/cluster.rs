@@ -15,6 +15,8 @@ pub struct Node {
     ready: PathBuf,
     /// Set for edges.
     pub addr: Option<ServerAddr>,
+    /// What the node wrote to its ready file.
+    pub ready_info: serde_json::Value,
 }
 
 impl Node {
@@ -39,6 +41,7 @@ impl Node {
             args,
             ready,
             addr,
+            ready_info: info,
         }
     }
 
@@ -181,7 +184,8 @@ impl Cluster {
         self.pushes.push(node);
     }
 
-    /// Starts media node `m<i>` (`samvad media`), with 3-second room leases.
+    /// Starts media node `m<i>` (`samvad media`), with 3-second room
+    /// leases, serving its metrics on a free port.
     pub fn add_media(&mut self, i: usize) {
         let mut args = vec!["media".to_string()];
         args.extend(self.common());
@@ -191,6 +195,8 @@ impl Cluster {
             "--lease-ttl".into(),
             "3".into(),
             "--media-listen".into(),
+            "127.0.0.1:0".into(),
+            "--metrics-listen".into(),
             "127.0.0.1:0".into(),
         ]);
         let node = Node::spawn(args, self.path(&format!("media{i}.json")));

@@ -15,7 +15,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 fail() { echo "$1" >&2; for f in "$dir"/*.log; do echo "== $f" >&2; tail -n 5 "$f" >&2; done; exit 1; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source bench/lib.sh
 wait_file() { for _ in $(seq 300); do [ -f "$1" ] && return; sleep 0.1; done; fail "no $1"; }
 
 kport=$(free_port); rport=$(free_port)

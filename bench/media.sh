@@ -31,17 +31,7 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done; echo "$1 did not come up" >&2; return 1; }
-
-start_samvad() {
-  rm -rf "$work/samvad"; mkdir -p "$work/samvad"
-  local http; http=$(free_port)
-  ./target/release/samvad serve --data-dir "$work/samvad/db" --listen "127.0.0.1:$(free_port)" \
-    --http-listen "127.0.0.1:$http" >"$work/samvad/log" 2>&1 &
-  pids+=($!); SERVER="http://127.0.0.1:$http"
-  wait_http "$SERVER/healthz"
-}
+source bench/lib.sh
 start_janus() {
   rm -rf "$work/janus"; mkdir -p "$work/janus"
   local port; port=$(free_port)
@@ -56,7 +46,7 @@ start_janus() {
 
 for shape in $SHAPES; do
   rooms=${shape%%x*}; rest=${shape#*x}; publishers=${rest%%+*}; subscribers=${rest#*+}
-  start_samvad
+  serve_fresh "$work/samvad"
   start_janus
   ./target/release/samvad-load --server "$SERVER" --transport "$TRANSPORT" --out "$out/$shape.json" \
     media --rooms "$rooms" --publishers "$publishers" --subscribers "$subscribers" \

@@ -55,18 +55,12 @@ stop_all() {
 }
 trap 'stop_all; rm -rf "$work"' EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 300); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done; echo "$1 did not come up" >&2; return 1; }
+source bench/lib.sh
 
 # Starts one system fresh; sets SERVER and PID for samvad-load.
 start_samvad() {
-  rm -rf "$work/samvad"; mkdir -p "$work/samvad"
-  local http; http=$(free_port)
-  ./target/release/samvad serve --data-dir "$work/samvad/db" --listen "127.0.0.1:$(free_port)" \
-    --http-listen "127.0.0.1:$http" "$@" >"$work/samvad/log" 2>&1 &
-  pids+=($!); PID=$!; SERVER="http://127.0.0.1:$http"
+  serve_fresh "$work/samvad" "$@"
   KIND=samvad; LABEL=samvad/ws
-  wait_http "$SERVER/healthz"
 }
 start_samvad_buffered() {
   start_samvad --durability buffer

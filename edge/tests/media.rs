@@ -89,6 +89,16 @@ async fn call_of_three(
     (group.id, ps, eve)
 }
 
+/// Ann publishes two simulcast layers to Bob and Cat, who publish nothing.
+async fn simulcast_call(server: &TestServer) -> Vec<Participant> {
+    let how = [
+        (TransportKind::Quic, Publish::Simulcast),
+        (TransportKind::Quic, Publish::Nothing),
+        (TransportKind::Quic, Publish::Nothing),
+    ];
+    call_of_three(server, how).await.1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     let server = TestServer::start();
@@ -223,15 +233,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
     let server = TestServer::start();
-    let (_, mut ps, _) = call_of_three(
-        &server,
-        [
-            (TransportKind::Quic, Publish::Simulcast),
-            (TransportKind::Quic, Publish::Nothing),
-            (TransportKind::Quic, Publish::Nothing),
-        ],
-    )
-    .await;
+    let mut ps = simulcast_call(&server).await;
     run_all_until(&mut ps, |p| {
         p.user == "ann" || p.received.count("ann", "video") >= 10
     })
@@ -307,15 +309,7 @@ fn moved_to(p: &Participant, user: &str, rid: &str, skip: usize) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscriber_on_a_narrow_downlink_gets_the_layer_that_fits() {
     let server = TestServer::start();
-    let (_, mut ps, _) = call_of_three(
-        &server,
-        [
-            (TransportKind::Quic, Publish::Simulcast),
-            (TransportKind::Quic, Publish::Nothing),
-            (TransportKind::Quic, Publish::Nothing),
-        ],
-    )
-    .await;
+    let mut ps = simulcast_call(&server).await;
     // The high layer and audio take about 190 kbit/s on the wire, the
     // low one and audio about 70.
     ps[2].limit_downlink(Some(120_000));

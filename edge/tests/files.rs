@@ -82,11 +82,7 @@ fn code(answer: &Value) -> &str {
 async fn a_file_sent_in_a_chat_reaches_its_two_users_and_nobody_else() {
     let server = TestServer::start();
     let base = server.addr.http.clone();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let content = b"the minutes of the meeting".as_slice();
     let (status, t) = ticket(
         &base,
@@ -183,11 +179,7 @@ fn hex_sha256(content: &[u8]) -> String {
 async fn group_files_are_for_current_members_and_avatars_for_everyone() {
     let server = TestServer::start();
     let base = server.addr.http.clone();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let group = rest::create_group(&base, &a.access_token, "crew", &["bob".into()])
         .await
         .unwrap();

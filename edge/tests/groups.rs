@@ -27,11 +27,7 @@ async fn send_group(c: &mut samvad_load::client::Client, id: &str, from: &str, g
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_message_reaches_every_other_member_on_every_transport() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let group = rest::create_group(
         &server.addr.http,
         &a.access_token,

@@ -44,11 +44,7 @@ async fn all_ids(c: &mut Client, chatid: &str, limit: u32) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_history_pages_newest_first_for_its_two_users_only() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let mut alice = server.connect(TransportKind::Quic, &a).await;
     let mut bob = server.connect(TransportKind::Ws, &b).await;
     sync_all(&mut alice, 0).await;
@@ -176,11 +172,7 @@ async fn next_receipt(c: &mut Client) -> samvad_proto::v1::Receipt {
 async fn read_receipts_reach_the_author_from_members_only() {
     use samvad_proto::v1::DeliveryState;
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let group = rest::create_group(&server.addr.http, &a.access_token, "crew", &["bob".into()])
         .await
         .unwrap();
@@ -302,11 +294,7 @@ async fn inbox(c: &mut Client) -> Vec<(String, String, bool)> {
 async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_message() {
     let server = TestServer::start();
     let http = server.addr.http.clone();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let mut alice = server.connect(TransportKind::Ws, &a).await;
     let mut bob = server.connect(TransportKind::Quic, &b).await;
     let mut carol = server.connect(TransportKind::Ws, &c).await;
@@ -424,11 +412,7 @@ async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_messa
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_for_me_hides_a_message_from_me_only() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let mut alice = server.connect(TransportKind::Ws, &a).await;
     let mut bob = server.connect(TransportKind::Quic, &b).await;
     sync_all(&mut alice, 0).await;
@@ -502,11 +486,7 @@ async fn get(base: &str, token: &str, path: String) -> (u16, serde_json::Value) 
 async fn history_over_rest_pages_the_same_and_keeps_others_out() {
     let server = TestServer::start();
     let base = server.addr.http.clone();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let group = rest::create_group(&base, &a.access_token, "crew", &["bob".into()])
         .await
         .unwrap();

@@ -61,11 +61,7 @@ async fn a_verified_number_finds_its_owner_and_nobody_else_can_take_it() {
         SECRET,
     ]);
     let base = server.addr.http.clone();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
 
     let (status, _) = request_code(&base, &a.access_token, PHONE).await;
     assert_eq!(status, 202);

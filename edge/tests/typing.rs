@@ -38,11 +38,7 @@ async fn metric(server: &TestServer, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_rides_datagrams_where_the_transport_has_them() {
     let server = TestServer::start();
-    let (a, b, c) = (
-        server.user("alice").await,
-        server.user("bob").await,
-        server.user("carol").await,
-    );
+    let (a, b, c) = server.alice_bob_carol().await;
     let mut alice = server.connect(TransportKind::Quic, &a).await;
     let mut bob = server.connect(TransportKind::Wt, &b).await;
     let mut carol = server.connect(TransportKind::Ws, &c).await;

@@ -112,6 +112,15 @@ impl TestServer {
             .unwrap()
     }
 
+    /// The three users most tests need: Alice, Bob and Carol.
+    pub async fn alice_bob_carol(&self) -> (rest::Tokens, rest::Tokens, rest::Tokens) {
+        (
+            self.user("alice").await,
+            self.user("bob").await,
+            self.user("carol").await,
+        )
+    }
+
     pub async fn connect(&self, kind: TransportKind, tokens: &rest::Tokens) -> Client {
         Client::connect(kind, &self.addr, &tokens.access_token)
             .await

@@ -23,7 +23,15 @@ async fn run_all_until(ps: &mut [Participant], done: impl Fn(&Participant) -> bo
             std::time::Instant::now() < end,
             "not done in time: {:?}",
             ps.iter()
-                .map(|p| (&p.user, &p.received.frames))
+                .map(|p| (
+                    &p.user,
+                    &p.received.frames,
+                    p.received
+                        .events
+                        .iter()
+                        .filter(|e| e["type"] == "layer")
+                        .collect::<Vec<_>>()
+                ))
                 .collect::<Vec<_>>()
         );
         let rounds = ps.iter_mut().map(|p| p.run_for(Duration::from_millis(100)));
@@ -313,7 +321,10 @@ async fn a_subscriber_on_a_narrow_downlink_gets_the_layer_that_fits() {
     // The high layer and audio take about 190 kbit/s on the wire, the
     // low one and audio about 70.
     ps[2].limit_downlink(Some(120_000));
-    run_all_until(&mut ps, |p| p.user != "cat" || moved_to(p, "ann", "l", 0)).await;
+    run_all_until(&mut ps, |p| {
+        p.user != "cat" || (moved_to(p, "ann", "l", 0) && size_of(p, "ann") < 500)
+    })
+    .await;
     // Frames of the high layer may still be on their way (queued,
     // retransmitted): judge by the average frame over the next 2 s.
     run_all_for(&mut ps, Duration::from_secs(1)).await;
@@ -321,7 +332,13 @@ async fn a_subscriber_on_a_narrow_downlink_gets_the_layer_that_fits() {
     run_all_for(&mut ps, Duration::from_secs(2)).await;
     assert!(
         average_frame(cat, ps[2].received.video("ann")) < 300,
-        "Cat gets the low layer"
+        "Cat gets the low layer: {:?}",
+        ps[2]
+            .received
+            .events
+            .iter()
+            .filter(|e| e["type"] == "layer")
+            .collect::<Vec<_>>()
     );
     assert!(
         average_frame(bob, ps[1].received.video("ann")) > 500,

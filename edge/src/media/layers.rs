@@ -16,6 +16,11 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// bandwidth. The current layer stays while it fits the whole estimate.
 const UPGRADE_HEADROOM: f64 = 0.85;
 
+/// How long a track that was lowered stays at most at its layer: a
+/// congested link needs time to drain before the estimate means anything
+/// again, and raising at once would just congest it again.
+pub const RAISE_HOLD: Duration = Duration::from_secs(5);
+
 /// What a frame of `payload` bytes takes on the wire: RTP, SRTP, UDP and
 /// IP headers on each packet of up to 1200 bytes. The estimates layers
 /// are fitted to are of the wire, not of the payload.
@@ -72,6 +77,8 @@ pub struct Track {
     /// (layer, bits per second); layers not measured yet are left out.
     pub layers: Vec<(Rid, u64)>,
     pub current: Option<Rid>,
+    /// Lowered lately ([`RAISE_HOLD`]): not to rise above `current`.
+    pub held: bool,
 }
 
 /// Picks a layer for each of `tracks` within `estimate_bps`, of which
@@ -111,7 +118,11 @@ pub fn allocate(estimate_bps: u64, fixed_bps: u64, tracks: &[Track]) -> Vec<Opti
             let current = tracks[i]
                 .current
                 .and_then(|c| ladder.iter().position(|(r, _)| *r == c));
-            let budget = if current.is_some_and(|c| c > level) {
+            let below_current = current.is_some_and(|c| c > level);
+            if tracks[i].held && !below_current {
+                continue;
+            }
+            let budget = if below_current {
                 estimate_bps as f64
             } else {
                 estimate_bps as f64 * UPGRADE_HEADROOM
@@ -137,6 +148,7 @@ mod tests {
         Track {
             layers: layers.iter().map(|(r, b)| (Rid::from(*r), *b)).collect(),
             current: current.map(Rid::from),
+            held: false,
         }
     }
 
@@ -179,6 +191,24 @@ mod tests {
         assert_eq!(rids(&hold), [Some("q".into())]);
         let up = allocate(700_000, 50_000, &[track(&THREE, Some("q"))]);
         assert_eq!(rids(&up), [Some("h".into())]);
+    }
+
+    #[test]
+    fn a_lowered_track_is_held_at_its_layer_however_large_the_estimate() {
+        let held = Track {
+            held: true,
+            ..track(&THREE, Some("q"))
+        };
+        assert_eq!(rids(&allocate(3_000_000, 0, &[held])), [Some("q".into())]);
+        // It may still go down.
+        let held_high = Track {
+            held: true,
+            ..track(&THREE, Some("h"))
+        };
+        assert_eq!(
+            rids(&allocate(300_000, 0, &[held_high])),
+            [Some("q".into())]
+        );
     }
 
     #[test]

@@ -177,6 +177,8 @@ struct Participant {
     /// The layer its bandwidth allows per publisher, where it did not
     /// choose.
     auto_layers: HashMap<Pid, Rid>,
+    /// When bandwidth last lowered its layer of a publisher.
+    lowered: HashMap<Pid, Instant>,
     /// Its downlink's estimated bitrate (str0m's BWE), once known.
     estimate: Option<u64>,
     /// When its `Rtc` wants time next.
@@ -388,6 +390,7 @@ impl Sfu {
                 not_hearing: HashSet::new(),
                 layers: HashMap::new(),
                 auto_layers: HashMap::new(),
+                lowered: HashMap::new(),
                 estimate: None,
                 deadline: now,
             },
@@ -655,6 +658,7 @@ impl Sfu {
     /// its estimated downlink: see [`layers::allocate`]. A switch starts
     /// on a keyframe and is announced to the subscriber.
     fn fit_layers(&mut self, pid: Pid) {
+        let now = Instant::now();
         let Some(s) = self.participants.get(&pid) else {
             return;
         };
@@ -665,7 +669,9 @@ impl Sfu {
         // whose layer is ours to pick.
         let mut fixed = 0;
         let mut desired = 0;
-        let mut fitted = Vec::new();
+        // (origin, its track's mid) beside each track to fit.
+        let mut targets = Vec::new();
+        let mut tracks = Vec::new();
         for t in &s.tracks_out {
             let TrackState::Open(_) = t.state else {
                 continue;
@@ -693,33 +699,44 @@ impl Sfu {
                 .filter(|(_, bps)| *bps > 0)
                 .collect();
             desired += layers.iter().map(|(_, bps)| *bps).max().unwrap_or(0);
-            fitted.push((
-                t.origin,
-                track.mid,
-                layers::Track {
-                    layers,
-                    // Until bandwidth chose, the subscriber gets the default.
-                    current: s
-                        .auto_layers
-                        .get(&t.origin)
-                        .copied()
-                        .or_else(|| track.default_rid()),
-                },
-            ));
+            targets.push((t.origin, track.mid));
+            tracks.push(layers::Track {
+                layers,
+                // Until bandwidth chose, the subscriber gets the default.
+                current: s
+                    .auto_layers
+                    .get(&t.origin)
+                    .copied()
+                    .or_else(|| track.default_rid()),
+                held: s
+                    .lowered
+                    .get(&t.origin)
+                    .is_some_and(|at| now.duration_since(*at) < layers::RAISE_HOLD),
+            });
         }
-        let has_layers = !fitted.is_empty();
-        let tracks: Vec<layers::Track> = fitted.iter().map(|(_, _, t)| t.clone()).collect();
         let choice = layers::allocate(estimate, fixed, &tracks);
-        let mut switched = Vec::new();
-        for ((origin, mid, track), rid) in fitted.into_iter().zip(choice) {
-            if let Some(rid) = rid.filter(|r| track.current != Some(*r)) {
-                switched.push((origin, mid, rid));
-            }
-        }
+        // (origin, mid, new layer, whether it is lower).
+        let switched: Vec<(Pid, Mid, Rid, bool)> = targets
+            .into_iter()
+            .zip(&tracks)
+            .zip(choice)
+            .filter_map(|(((origin, mid), track), rid)| {
+                let rid = rid.filter(|r| track.current != Some(*r))?;
+                let bps = |r: Option<Rid>| {
+                    track
+                        .layers
+                        .iter()
+                        .find(|(l, _)| Some(*l) == r)
+                        .map(|(_, b)| *b)
+                };
+                let lower = bps(Some(rid)) < bps(track.current);
+                Some((origin, mid, rid, lower))
+            })
+            .collect();
         if let Some(s) = self.participants.get_mut(&pid) {
             // Probe for what the best layers would need, and only then:
             // probing costs padding packets on the subscriber's downlink.
-            let desired = if has_layers {
+            let desired = if !tracks.is_empty() {
                 layers::probe_for(desired)
             } else {
                 0
@@ -727,12 +744,15 @@ impl Sfu {
             s.rtc
                 .bwe()
                 .set_bitrate(Bitrate::ZERO, Bitrate::bps(desired));
-            for (origin, _, rid) in &switched {
+            for (origin, _, rid, lower) in &switched {
                 s.auto_layers.insert(*origin, *rid);
+                if *lower {
+                    s.lowered.insert(*origin, now);
+                }
             }
             self.dirty.insert(pid);
         }
-        for (origin, mid, rid) in switched {
+        for (origin, mid, rid, _) in switched {
             self.request_keyframe(origin, mid, Some(rid), true);
             let user = self.participants[&origin].user.clone();
             self.event(

@@ -448,9 +448,9 @@ async fn bad_signals_are_refused_with_clear_errors() {
     );
 
     // Joined: a second join, an answer to nothing, a malformed mute or
-    // layer, a mute of someone not in the room.
+    // layer, a mute or an `auto` layer of someone not in the room.
     let mut p = Participant::join(c, "ann", &group.id, true).await.unwrap();
-    let cases: [(&str, &[u8], &str); 5] = [
+    let cases: [(&str, &[u8], &str); 6] = [
         ("join", b"v=0", "already_joined"),
         ("answer", b"not sdp", "bad_sdp"),
         ("mute", b"not json", "bad_request"),
@@ -458,6 +458,12 @@ async fn bad_signals_are_refused_with_clear_errors() {
         (
             "mute",
             br#"{"scope":"for_me","user":"nobody","muted":true}"#,
+            "no_such_participant",
+        ),
+        // Handing a layer back to bandwidth names a publisher too.
+        (
+            "layer",
+            br#"{"user":"nobody","rid":"auto"}"#,
             "no_such_participant",
         ),
     ];

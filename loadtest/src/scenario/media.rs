@@ -357,6 +357,7 @@ pub async fn run_janus(janus: &JanusTarget, plan: &MediaPlan) -> anyhow::Result<
     // Room ids unique to this run, so that runs against one Janus do not
     // meet.
     let first_room = rand::random::<u32>() as u64 * 1000;
+    // Held to the end: each room's session lives as long as the run.
     let mut rooms = Vec::new();
     for room in 0..plan.rooms {
         let mut janus_room = JanusRoom::create(

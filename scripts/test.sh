@@ -17,8 +17,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-# A real Kafka-protocol broker for the cluster tests (DESIGN.md).
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+# The test runner: a fresh machine has cargo but not cargo-nextest.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  cargo install cargo-nextest --locked
+fi
+# A real Kafka-protocol broker for the cluster tests (DESIGN.md).
 if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi

@@ -4,11 +4,13 @@
 //! - [`bus`]: records exchanged between roles over the bus (`proto/bus.proto`).
 //! - [`frame`]: length-prefixed framing of protobuf frames on byte streams.
 //! - [`json_v2`]: the seed's JSON v2 envelope, for WebSocket text mode.
+//! - [`splice`]: server frames built around an envelope's bytes (encode once).
 //!
 //! Everything here is plain data and pure functions: no I/O.
 
 pub mod frame;
 pub mod json_v2;
+pub mod splice;
 
 /// Generated code, nested as the protobuf packages are (prost refers
 /// across packages by relative paths).

@@ -15,7 +15,9 @@
 //! | `file_usage` | username | bytes stored (u64) |
 //! | `push_subscriptions` | username `\0` endpoint | Web Push subscription JSON |
 //!
-//! - [`inbox`]: the inbox rules (append, ack, sync) over a batch of bus records.
+//! - [`engine`]: the delivery engine: the inbox rules as a sans-IO state
+//!   machine, its fjall state, and the shard writers of `samvad serve`.
+//! - [`inbox`]: the cluster store's driver of those rules over `deliver`.
 //! - [`accounts`]: users and their password hashes.
 //! - [`files`]: content-addressed file blobs, their records and quotas.
 //! - [`directory`]: accounts and refresh tokens behind one trait, in fjall
@@ -26,6 +28,7 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod engine;
 pub mod files;
 pub mod group_rules;
 pub mod groups;

@@ -33,6 +33,24 @@ pub struct MemoryPresence {
     users: RwLock<HashMap<String, Vec<SessionRoute>>>,
 }
 
+impl MemoryPresence {
+    /// The live sessions of each of `users`, now (the inbox writers of
+    /// `samvad serve` read it without a round trip).
+    pub fn snapshot<'u>(&self, users: impl Iterator<Item = &'u str>) -> PresenceMap {
+        let map = self.users.read();
+        let mut out = PresenceMap::new();
+        for user in users {
+            if out.contains_key(user) {
+                continue;
+            }
+            if let Some(sessions) = map.get(user) {
+                out.insert(user.to_string(), sessions.clone());
+            }
+        }
+        out
+    }
+}
+
 impl Presence for MemoryPresence {
     fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()> {
         Box::pin(async move {

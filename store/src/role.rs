@@ -1,11 +1,13 @@
 //! The store role: consume `deliver`, apply to the inboxes, carry out the
 //! effects, commit.
 //!
-//! Order of a batch: apply (durable in fjall) → produce receipts to
-//! `deliver` (durable on the bus) → push frames to edges (best effort: a
-//! session that misses one gets it on its next sync) → commit the offsets.
-//! A crash anywhere before the commit replays the batch, which the inbox
-//! rules make idempotent.
+//! Order of a batch: apply (durable in fjall, with the applied offsets and
+//! the batch's outbox in the same write) → produce the outbox (receipts to
+//! `deliver`, notifications to `push`) → push frames to edges (best
+//! effort: a session that misses one gets it on its next sync) → commit
+//! the offsets. A crash before the commit replays the batch, which the
+//! inbox rules make idempotent; a crash after the apply but before the
+//! outbox was produced is made good at start ([`Inboxes::outbox`]).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -13,10 +15,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 use samvad_bus::{Bus, Outgoing, Record, Topics};
-use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord, PushRecord};
+use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord};
 
-use crate::inbox::{Effect, Inboxes};
-use crate::presence::{Presence, PresenceMap};
+use crate::inbox::{Effects, Inboxes};
+use crate::presence::Presence;
 use samvad_bus::ownership::{last_offsets, LeaseError, Leases, Owned, OwnedReader};
 
 /// Records one batch takes from the bus.
@@ -54,6 +56,7 @@ impl StoreRole {
         let deliver = self.topics.deliver();
         let mut owned = OwnedReader::new(leases);
         let mut silent_upto: HashMap<u32, u64> = HashMap::new();
+        self.carry_out(self.inboxes.outbox()?).await?;
         loop {
             match owned.next(BATCH).await? {
                 Owned::Changed(partitions) => {
@@ -106,8 +109,8 @@ impl StoreRole {
         let inboxes = self.inboxes.clone();
         let effects = tokio::task::spawn_blocking(move || {
             // Replayed work first, its effects already carried out.
-            inboxes.apply(&silent, &PresenceMap::new())?;
-            inboxes.apply_at(&live, &presence, &offsets)
+            inboxes.apply_silently(silent)?;
+            inboxes.apply(live, &presence, &offsets)
         })
         .await
         .expect("inbox apply panicked")?;
@@ -118,6 +121,7 @@ impl StoreRole {
     pub async fn run(self) -> Result<(), RoleError> {
         let deliver = self.topics.deliver();
         let mut consumer = self.bus.subscribe(&deliver, "store").await?;
+        self.carry_out(self.inboxes.outbox()?).await?;
         loop {
             let records = consumer.poll(BATCH).await?;
             let mut decoded = Vec::with_capacity(records.len());
@@ -133,64 +137,57 @@ impl StoreRole {
             }
             let presence = self.presence.lookup(&users_to_route(&decoded)).await;
             let inboxes = self.inboxes.clone();
-            let effects = tokio::task::spawn_blocking(move || inboxes.apply(&decoded, &presence))
-                .await
-                .expect("inbox apply panicked")?;
+            let offsets = last_offsets(&records);
+            let effects =
+                tokio::task::spawn_blocking(move || inboxes.apply(decoded, &presence, &offsets))
+                    .await
+                    .expect("inbox apply panicked")?;
             self.carry_out(effects).await?;
             consumer.commit(&records)?;
         }
     }
 
-    async fn carry_out(&self, effects: Vec<Effect>) -> Result<(), RoleError> {
+    async fn carry_out(&self, effects: Effects) -> Result<(), RoleError> {
         let deliver: Arc<str> = self.topics.deliver().into();
-        let mut receipts = Vec::new();
-        let mut pushes = Vec::new();
-        let mut notifications = Vec::new();
-        for effect in effects {
-            match effect {
-                Effect::Receipt { user, receipt } => {
-                    let rec = DeliverRecord {
-                        user: user.clone(),
-                        kind: Some(deliver_record::Kind::Receipt(receipt)),
-                    };
-                    receipts.push(Outgoing::new(
-                        deliver.clone(),
-                        user,
-                        Bytes::from(rec.encode_to_vec()),
-                    ));
-                }
-                Effect::Push { route, frame } => {
-                    let rec = EdgeRecord {
-                        session: route.session.to_string(),
-                        frame,
-                        datagram: false,
-                    };
-                    pushes.push(Outgoing::new(
-                        self.topics.edge(&route.edge),
-                        route.session.to_string(),
-                        Bytes::from(rec.encode_to_vec()),
-                    ));
-                }
-                Effect::Offline { user, seq, frame } => {
-                    let rec = PushRecord {
-                        user: user.clone(),
-                        seq,
-                        frame,
-                    };
-                    notifications.push(Outgoing::new(
-                        self.topics.push(),
-                        user,
-                        Bytes::from(rec.encode_to_vec()),
-                    ));
-                }
-            }
+        let push: Arc<str> = self.topics.push().into();
+        // The outbox is durable work of this batch: on the bus before the
+        // batch counts as done.
+        let mut owed = Vec::with_capacity(effects.records.len() + effects.notifications.len());
+        for rec in effects.records {
+            let key = rec.user.clone();
+            owed.push(Outgoing::new(
+                deliver.clone(),
+                key,
+                Bytes::from(rec.encode_to_vec()),
+            ));
         }
-        // Receipts and notifications are durable work of this batch: on
-        // the bus before the batch counts as done.
-        receipts.append(&mut notifications);
-        if !receipts.is_empty() {
-            self.bus.produce(receipts).await?;
+        for rec in effects.notifications {
+            let key = rec.user.clone();
+            owed.push(Outgoing::new(
+                push.clone(),
+                key,
+                Bytes::from(rec.encode_to_vec()),
+            ));
         }
+        if !owed.is_empty() {
+            self.bus.produce(owed).await?;
+        }
+        let pushes: Vec<Outgoing> = effects
+            .pushes
+            .into_iter()
+            .map(|(route, frame)| {
+                let rec = EdgeRecord {
+                    session: route.session.to_string(),
+                    frame,
+                    datagram: false,
+                };
+                Outgoing::new(
+                    self.topics.edge(&route.edge),
+                    route.session.to_string(),
+                    Bytes::from(rec.encode_to_vec()),
+                )
+            })
+            .collect();
         if !pushes.is_empty() {
             if let Err(e) = self.bus.produce(pushes).await {
                 tracing::warn!(error = %e, "push to edge failed; sessions catch up on sync");

@@ -1,0 +1,1230 @@
+//! The inbox rules as a state machine with no I/O and no clock.
+//!
+//! [`InboxRules::apply`] takes a batch of [`Input`]s over a read view of
+//! committed state and returns an [`Output`]: the changes to commit (one
+//! atomic write batch), the effects to carry out once they are durable
+//! (pushes to sessions, inputs for inboxes held elsewhere, push
+//! notifications) and the cache updates to keep once the commit succeeded
+//! ([`InboxRules::committed`]; after a failed commit, [`InboxRules::forget`]).
+//! Its caches only ever hold committed state, so replaying a batch that
+//! was never committed gives the same output again.
+//!
+//! - A message gets the owner's next sequence number, gap-free, unless its
+//!   `(from, id)` is already in the inbox: then nothing happens, so a
+//!   resent or replayed message is never delivered twice.
+//! - An ack moves the owner's cursor (and the device's) and yields a
+//!   DELIVERED receipt for each 1:1 message it covers, found in a bounded
+//!   in-memory window of unacked entries (a range read only past it).
+//!   The receipt is an input for the sender's inbox: applied in the same
+//!   batch where that inbox is held here, else an effect committed with
+//!   the cursor, so a crash can never move the cursor and lose the receipt.
+//! - A sync replays a page of entries to one session; until its last page
+//!   the session gets no live pushes, so replay and live never interleave.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use quick_cache::unsync::Cache;
+use quick_cache::Weighter;
+use samvad_proto::bus::{deliver_record, DeliverRecord, HideRecord, HistoryRecord, SyncRecord};
+use samvad_proto::splice::deliver_frame;
+use samvad_proto::v1::{self, server_frame, DeliveryState, ServerFrame};
+
+use super::view::{Committed, Space, View};
+use crate::keys::{dedupe_key, inbox_key, seq_of_inbox_key, user_prefix};
+use crate::presence::{PresenceMap, SessionRoute};
+use crate::StoreError;
+
+/// Entries one sync page replays.
+pub const SYNC_PAGE: usize = 256;
+/// Most entries one history page holds.
+pub const HISTORY_PAGE_MAX: usize = 100;
+const HISTORY_PAGE_DEFAULT: usize = 50;
+/// Unacked 1:1 entries remembered per inbox for O(1) acks; an ack that
+/// reaches further back reads the rest from the inbox.
+pub const UNACKED_WINDOW: usize = 256;
+/// Cache budget: inboxes plus their remembered unacked entries.
+const INBOX_CACHE_WEIGHT: u64 = 1 << 20;
+const DEVICE_CACHE_ITEMS: usize = 1 << 16;
+
+/// An accepted envelope, encoded once: every inbox entry of it is these
+/// bytes with its seq spliced in ([`deliver_frame`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub envelope: v1::Envelope,
+    pub bytes: Bytes,
+}
+
+impl Message {
+    pub fn new(envelope: v1::Envelope) -> Arc<Self> {
+        let bytes = Bytes::from(envelope.encode_to_vec());
+        Arc::new(Message { envelope, bytes })
+    }
+
+    fn head(&self) -> &v1::Head {
+        static EMPTY: std::sync::OnceLock<v1::Head> = std::sync::OnceLock::new();
+        self.envelope
+            .head
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(v1::Head::default))
+    }
+}
+
+/// One thing that happens to one inbox.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// Append a message (idempotent by `(from, id)`).
+    Message {
+        owner: String,
+        message: Arc<Message>,
+    },
+    /// Append a receipt about a message the owner sent.
+    Receipt { owner: String, receipt: v1::Receipt },
+    /// Move the cursor of the owner and of one device.
+    Ack {
+        owner: String,
+        device: String,
+        seq: u64,
+    },
+    /// Replay the inbox to one session.
+    Sync { owner: String, sync: SyncRecord },
+    /// One page of a conversation's history to one session.
+    History {
+        owner: String,
+        request: HistoryRecord,
+    },
+    /// Delete for me.
+    Hide { owner: String, hide: HideRecord },
+}
+
+impl Input {
+    pub fn owner(&self) -> &str {
+        match self {
+            Input::Message { owner, .. }
+            | Input::Receipt { owner, .. }
+            | Input::Ack { owner, .. }
+            | Input::Sync { owner, .. }
+            | Input::History { owner, .. }
+            | Input::Hide { owner, .. } => owner,
+        }
+    }
+
+    /// The input a bus record asks for (`None`: a record without a kind).
+    pub fn from_record(record: DeliverRecord) -> Option<Input> {
+        let owner = record.user;
+        Some(match record.kind? {
+            deliver_record::Kind::Message(envelope) => Input::Message {
+                owner,
+                message: Message::new(envelope),
+            },
+            deliver_record::Kind::Receipt(receipt) => Input::Receipt { owner, receipt },
+            deliver_record::Kind::Ack(ack) => Input::Ack {
+                owner,
+                device: ack.device,
+                seq: ack.seq,
+            },
+            deliver_record::Kind::Sync(sync) => Input::Sync { owner, sync },
+            deliver_record::Kind::History(request) => Input::History { owner, request },
+            deliver_record::Kind::Hide(hide) => Input::Hide { owner, hide },
+        })
+    }
+
+    /// The bus record of this input.
+    pub fn to_record(&self) -> DeliverRecord {
+        let kind = match self {
+            Input::Message { message, .. } => {
+                deliver_record::Kind::Message(message.envelope.clone())
+            }
+            Input::Receipt { receipt, .. } => deliver_record::Kind::Receipt(receipt.clone()),
+            Input::Ack { device, seq, .. } => {
+                deliver_record::Kind::Ack(samvad_proto::bus::AckRecord {
+                    seq: *seq,
+                    device: device.clone(),
+                })
+            }
+            Input::Sync { sync, .. } => deliver_record::Kind::Sync(sync.clone()),
+            Input::History { request, .. } => deliver_record::Kind::History(request.clone()),
+            Input::Hide { hide, .. } => deliver_record::Kind::Hide(hide.clone()),
+        };
+        DeliverRecord {
+            user: self.owner().to_string(),
+            kind: Some(kind),
+        }
+    }
+}
+
+/// What the driver carries out once a batch is durable.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Send an encoded `ServerFrame` to one session.
+    Push { route: SessionRoute, frame: Bytes },
+    /// An input for an inbox this machine does not hold: durable work of
+    /// the batch, to be committed with it (an outbox) and handed on.
+    Forward(Input),
+    /// `user` has no live session for entry `seq`: a push notification.
+    Offline {
+        user: String,
+        seq: u64,
+        frame: Bytes,
+    },
+}
+
+/// A 1:1 entry whose sender gets a DELIVERED receipt once it is acked.
+#[derive(Debug, Clone, PartialEq)]
+struct Unacked {
+    seq: u64,
+    sender: String,
+    id: String,
+    chatid: String,
+}
+
+/// The in-memory state of one inbox.
+#[derive(Debug, Clone, PartialEq)]
+struct InboxState {
+    last_seq: u64,
+    cursor: u64,
+    /// Receipt-worthy entries not acked yet, oldest first.
+    unacked: VecDeque<Unacked>,
+    /// `unacked` holds every receipt-worthy entry from this seq on.
+    complete_from: u64,
+    /// The cursor moved in this batch (its meta must be written).
+    cursor_moved: bool,
+}
+
+#[derive(Clone)]
+struct InboxWeight;
+
+impl Weighter<String, InboxState> for InboxWeight {
+    fn weight(&self, _key: &String, state: &InboxState) -> u64 {
+        1 + state.unacked.len() as u64
+    }
+}
+
+/// Cache updates of a batch, kept only once it is committed.
+#[derive(Debug, Default)]
+pub struct Touched {
+    inboxes: HashMap<String, InboxState>,
+    devices: HashMap<Vec<u8>, u64>,
+}
+
+/// The result of one batch.
+#[derive(Debug)]
+pub struct Output {
+    /// Writes of the batch, to commit atomically.
+    pub pending: super::view::Pending,
+    pub effects: Vec<Effect>,
+    pub touched: Touched,
+}
+
+/// Which inboxes a machine holds.
+pub enum Holding {
+    /// A cluster store: every input it is given is for an inbox it holds
+    /// (its `deliver` partitions), and every input those generate (a
+    /// receipt) goes back through the bus, in its partition's order.
+    Given,
+    /// A writer of `samvad serve`: the inboxes this says are held here are
+    /// applied at once, generated inputs included; the others' inputs are
+    /// forwarded.
+    Shard(Box<dyn Fn(&str) -> bool + Send>),
+}
+
+impl Holding {
+    fn holds(&self, owner: &str) -> bool {
+        match self {
+            Holding::Given => true,
+            Holding::Shard(holds) => holds(owner),
+        }
+    }
+
+    fn holds_generated(&self, owner: &str) -> bool {
+        match self {
+            Holding::Given => false,
+            Holding::Shard(holds) => holds(owner),
+        }
+    }
+}
+
+pub struct InboxRules {
+    inboxes: Cache<String, InboxState, InboxWeight>,
+    devices: Cache<Vec<u8>, u64>,
+    /// Per user, the sessions whose sync replayed everything: only they
+    /// get live pushes. Bounded by live sessions: forgotten as presence
+    /// loses them.
+    synced: HashMap<String, HashSet<Arc<str>>>,
+    holding: Holding,
+}
+
+impl InboxRules {
+    pub fn new(holding: Holding) -> Self {
+        InboxRules {
+            inboxes: Cache::with_weighter(1 << 16, INBOX_CACHE_WEIGHT, InboxWeight),
+            devices: Cache::new(DEVICE_CACHE_ITEMS),
+            synced: HashMap::new(),
+            holding,
+        }
+    }
+
+    /// Applies a batch; nothing changes until [`InboxRules::committed`].
+    pub fn apply(
+        &mut self,
+        committed: &dyn Committed,
+        inputs: impl IntoIterator<Item = Input>,
+        presence: &PresenceMap,
+        now_ms: i64,
+    ) -> Result<Output, StoreError> {
+        let mut pass = Pass {
+            rules: self,
+            view: View::new(committed),
+            touched: Touched::default(),
+            effects: Vec::new(),
+            presence,
+            now_ms,
+        };
+        let mut queue: VecDeque<Input> = inputs.into_iter().collect();
+        while let Some(input) = queue.pop_front() {
+            if !pass.rules.holding.holds(input.owner()) {
+                pass.effects.push(Effect::Forward(input));
+                continue;
+            }
+            let mut generated = Vec::new();
+            pass.apply_one(input, &mut generated)?;
+            for input in generated {
+                if pass.rules.holding.holds_generated(input.owner()) {
+                    queue.push_back(input);
+                } else {
+                    pass.effects.push(Effect::Forward(input));
+                }
+            }
+        }
+        let Pass {
+            mut view,
+            touched,
+            effects,
+            ..
+        } = pass;
+        for (owner, state) in &touched.inboxes {
+            if state.cursor_moved {
+                view.pending.put(
+                    Space::Meta,
+                    owner.as_bytes().to_vec(),
+                    encode_meta(state).to_vec(),
+                );
+            }
+        }
+        Ok(Output {
+            pending: view.pending,
+            effects,
+            touched,
+        })
+    }
+
+    /// The batch of `touched` is durable: its state is now the committed one.
+    pub fn committed(&mut self, touched: Touched) {
+        for (owner, mut state) in touched.inboxes {
+            state.cursor_moved = false;
+            self.inboxes.insert(owner, state);
+        }
+        for (key, cursor) in touched.devices {
+            self.devices.insert(key, cursor);
+        }
+    }
+
+    /// A commit failed: forget what may be ahead of the disk.
+    pub fn forget(&mut self) {
+        self.inboxes.clear();
+        self.devices.clear();
+    }
+
+    /// The last seq and cursor of `owner`'s inbox, as committed.
+    pub fn counters(
+        &mut self,
+        committed: &dyn Committed,
+        owner: &str,
+    ) -> Result<(u64, u64), StoreError> {
+        let state = match self.inboxes.get(owner) {
+            Some(s) => s.clone(),
+            None => load_state(&View::new(committed), owner)?,
+        };
+        Ok((state.last_seq, state.cursor))
+    }
+}
+
+fn encode_meta(state: &InboxState) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&state.last_seq.to_be_bytes());
+    out[8..].copy_from_slice(&state.cursor.to_be_bytes());
+    out
+}
+
+fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
+    Ok(u64::from_be_bytes(
+        bytes
+            .get(..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(StoreError::Corrupt { what })?,
+    ))
+}
+
+/// An inbox's state from storage: the cursor from its meta, the last seq
+/// from its newest entry (meta is only written when the cursor moves).
+fn load_state(view: &View, owner: &str) -> Result<InboxState, StoreError> {
+    let (stored_last, cursor) = match view.get(Space::Meta, owner.as_bytes())? {
+        Some(v) if v.len() == 16 => (be_u64(&v, "inbox meta")?, be_u64(&v[8..], "inbox meta")?),
+        Some(_) => return Err(StoreError::Corrupt { what: "inbox meta" }),
+        None => (0, 0),
+    };
+    let newest = view.range(
+        Space::Inbox,
+        &inbox_key(owner, 0),
+        &inbox_key(owner, u64::MAX),
+        true,
+        1,
+    )?;
+    let scanned = match newest.first() {
+        Some((key, _)) => seq_of_inbox_key(key).ok_or(StoreError::Corrupt { what: "inbox key" })?,
+        None => 0,
+    };
+    let last_seq = stored_last.max(scanned);
+    Ok(InboxState {
+        last_seq,
+        cursor,
+        unacked: VecDeque::new(),
+        complete_from: last_seq + 1,
+        cursor_moved: false,
+    })
+}
+
+/// One batch in progress.
+struct Pass<'a, 'r> {
+    rules: &'r mut InboxRules,
+    view: View<'a>,
+    touched: Touched,
+    effects: Vec<Effect>,
+    presence: &'r PresenceMap,
+    now_ms: i64,
+}
+
+/// The inbox that holds conversation `chatid`'s history. User names and
+/// group ids never contain `#`.
+pub fn history_owner(chatid: &str) -> String {
+    format!("#{chatid}")
+}
+
+pub fn is_history(owner: &str) -> bool {
+    owner.starts_with('#')
+}
+
+impl Pass<'_, '_> {
+    fn apply_one(&mut self, input: Input, generated: &mut Vec<Input>) -> Result<(), StoreError> {
+        match input {
+            Input::Message { owner, message } => self.message(&owner, &message),
+            Input::Receipt { owner, receipt } => self.receipt(&owner, &receipt),
+            Input::Ack { owner, device, seq } => self.ack(&owner, &device, seq, generated),
+            Input::Sync { owner, sync } => self.sync(&owner, &sync),
+            Input::History { owner, request } => self.history(&owner, &request),
+            Input::Hide { owner, hide } => self.hide(&owner, &hide),
+        }
+    }
+
+    /// The state of `owner`'s inbox in this batch.
+    fn state(&mut self, owner: &str) -> Result<&mut InboxState, StoreError> {
+        if !self.touched.inboxes.contains_key(owner) {
+            // Taken out of the cache (not cloned: the unacked window may be
+            // long); put back by `committed`, reloaded after `forget`.
+            let state = match self.rules.inboxes.remove(owner) {
+                Some((_, s)) => s,
+                None => load_state(&self.view, owner)?,
+            };
+            self.touched.inboxes.insert(owner.to_string(), state);
+        }
+        Ok(self.touched.inboxes.get_mut(owner).expect("inserted above"))
+    }
+
+    /// Appends one entry under the owner's next seq and routes it live;
+    /// `None` if its dedupe key is already there.
+    fn append(
+        &mut self,
+        owner: &str,
+        dedupe: Vec<u8>,
+        frame_for: impl FnOnce(u64) -> Bytes,
+        unacked: Option<(String, String, String)>,
+    ) -> Result<Option<u64>, StoreError> {
+        if self.view.contains(Space::Dedupe, &dedupe)? {
+            return Ok(None);
+        }
+        let state = self.state(owner)?;
+        state.last_seq += 1;
+        let seq = state.last_seq;
+        if let Some((sender, id, chatid)) = unacked {
+            state.unacked.push_back(Unacked {
+                seq,
+                sender,
+                id,
+                chatid,
+            });
+            if state.unacked.len() > UNACKED_WINDOW {
+                if let Some(oldest) = state.unacked.pop_front() {
+                    state.complete_from = oldest.seq + 1;
+                }
+            }
+        }
+        let frame = frame_for(seq);
+        self.view
+            .pending
+            .put(Space::Inbox, inbox_key(owner, seq), frame.clone());
+        self.view
+            .pending
+            .put(Space::Dedupe, dedupe, seq.to_be_bytes().to_vec());
+        if is_history(owner) {
+            // A conversation's history is read page by page, never pushed.
+            return Ok(Some(seq));
+        }
+        let routes = self.presence.get(owner).map_or(&[][..], Vec::as_slice);
+        for route in live_routes(&mut self.rules.synced, owner, routes) {
+            self.effects.push(Effect::Push {
+                route: route.clone(),
+                frame: frame.clone(),
+            });
+        }
+        if !self.presence.contains_key(owner) {
+            self.effects.push(Effect::Offline {
+                user: owner.to_string(),
+                seq,
+                frame,
+            });
+        }
+        Ok(Some(seq))
+    }
+
+    fn message(&mut self, owner: &str, message: &Message) -> Result<(), StoreError> {
+        let env = &message.envelope;
+        let head = message.head();
+        if head.action() == v1::Action::Delete && !env.ref_id.is_empty() {
+            self.tombstone(owner, &env.ref_from, &env.ref_id)?;
+        }
+        let receipt_worthy = !is_history(owner)
+            && !head.from.is_empty()
+            && head.from != owner
+            && !matches!(head.r#type(), v1::HeadType::Group | v1::HeadType::Channel);
+        let unacked =
+            receipt_worthy.then(|| (head.from.clone(), env.id.clone(), head.chatid.clone()));
+        let dedupe = dedupe_key(owner, &[&head.from, &env.id]);
+        self.append(
+            owner,
+            dedupe,
+            |seq| deliver_frame(&message.bytes, seq),
+            unacked,
+        )?;
+        Ok(())
+    }
+
+    fn receipt(&mut self, owner: &str, r: &v1::Receipt) -> Result<(), StoreError> {
+        let state = r.state.to_string();
+        // `\x01` cannot start a user name, so receipts never collide with messages.
+        let dedupe = dedupe_key(owner, &["\u{1}", &r.by, &r.message_id, &state]);
+        self.append(
+            owner,
+            dedupe,
+            |seq| {
+                Bytes::from(
+                    ServerFrame::of(server_frame::Kind::Receipt(v1::Receipt {
+                        seq,
+                        ..r.clone()
+                    }))
+                    .encode_to_vec(),
+                )
+            },
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Deleted for everyone (or for me): `author`'s message `id` in
+    /// `owner`'s inbox keeps its place and id, loses its content. The dedupe
+    /// key holds the author, so a delete that names the wrong author finds
+    /// nothing.
+    fn tombstone(&mut self, owner: &str, author: &str, id: &str) -> Result<(), StoreError> {
+        let Some(seq) = self
+            .view
+            .get(Space::Dedupe, &dedupe_key(owner, &[author, id]))?
+        else {
+            return Ok(());
+        };
+        let key = inbox_key(owner, be_u64(&seq, "dedupe entry")?);
+        let Some(stored) = self.view.get(Space::Inbox, &key)? else {
+            return Ok(());
+        };
+        let frame = ServerFrame::decode(stored).map_err(|_| StoreError::Corrupt {
+            what: "inbox entry",
+        })?;
+        if let Some(server_frame::Kind::Deliver(v1::Deliver {
+            envelope: Some(mut original),
+        })) = frame.kind
+        {
+            original.body = None;
+            original.attachments.clear();
+            original.meta = None;
+            if let Some(head) = original.head.as_mut() {
+                head.action = v1::Action::Delete as i32;
+            }
+            let tomb = ServerFrame::of(server_frame::Kind::Deliver(v1::Deliver {
+                envelope: Some(original),
+            }));
+            self.view
+                .pending
+                .put(Space::Inbox, key, tomb.encode_to_vec());
+        }
+        Ok(())
+    }
+
+    /// The last seq `device` of `owner` acked (0: none).
+    fn device_cursor(&mut self, key: &[u8]) -> Result<u64, StoreError> {
+        if let Some(c) = self.touched.devices.get(key) {
+            return Ok(*c);
+        }
+        if let Some(c) = self.rules.devices.get(key) {
+            return Ok(*c);
+        }
+        match self.view.get(Space::DeviceCursors, key)? {
+            Some(v) => be_u64(&v, "device cursor"),
+            None => Ok(0),
+        }
+    }
+
+    /// An ack moves the device's cursor, and the owner's (the furthest any
+    /// device got, which drives DELIVERED receipts).
+    fn ack(
+        &mut self,
+        owner: &str,
+        device: &str,
+        seq: u64,
+        generated: &mut Vec<Input>,
+    ) -> Result<(), StoreError> {
+        let (last_seq, cursor, complete_from) = {
+            let s = self.state(owner)?;
+            (s.last_seq, s.cursor, s.complete_from)
+        };
+        let upto = seq.min(last_seq);
+        if !device.is_empty() {
+            let key = dedupe_key(owner, &[device]);
+            if upto > self.device_cursor(&key)? {
+                self.view.pending.put(
+                    Space::DeviceCursors,
+                    key.clone(),
+                    upto.to_be_bytes().to_vec(),
+                );
+                self.touched.devices.insert(key, upto);
+            }
+        }
+        if upto <= cursor {
+            return Ok(());
+        }
+        let mut covered = Vec::new();
+        if cursor + 1 < complete_from {
+            // Older than the window: read those entries back.
+            let end = upto.min(complete_from - 1);
+            let entries = self.view.range(
+                Space::Inbox,
+                &inbox_key(owner, cursor + 1),
+                &inbox_key(owner, end),
+                false,
+                usize::MAX,
+            )?;
+            for (_, frame) in entries {
+                if let Some(u) = unacked_of(owner, &frame)? {
+                    covered.push(u);
+                }
+            }
+        }
+        let state = self.state(owner)?;
+        while state.unacked.front().is_some_and(|u| u.seq <= upto) {
+            covered.extend(state.unacked.pop_front());
+        }
+        state.cursor = upto;
+        state.cursor_moved = true;
+        state.complete_from = state.complete_from.max(upto + 1);
+        for u in covered {
+            generated.push(Input::Receipt {
+                owner: u.sender,
+                receipt: v1::Receipt {
+                    seq: 0,
+                    message_id: u.id,
+                    by: owner.to_string(),
+                    state: DeliveryState::Delivered as i32,
+                    chatid: u.chatid,
+                    ts: self.now_ms,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self, owner: &str, sync: &SyncRecord) -> Result<(), StoreError> {
+        let last_seq = self.state(owner)?.last_seq;
+        let after = if sync.resume {
+            self.device_cursor(&dedupe_key(owner, &[&sync.device]))?
+        } else {
+            sync.after_seq
+        };
+        let entries = self.view.range(
+            Space::Inbox,
+            &inbox_key(owner, after.saturating_add(1)),
+            &inbox_key(owner, u64::MAX),
+            false,
+            SYNC_PAGE + 1,
+        )?;
+        let more = entries.len() > SYNC_PAGE;
+        let route = SessionRoute {
+            session: sync.session.as_str().into(),
+            edge: sync.edge.as_str().into(),
+        };
+        let mut last = after;
+        for (key, frame) in entries.into_iter().take(SYNC_PAGE) {
+            last = seq_of_inbox_key(&key).ok_or(StoreError::Corrupt { what: "inbox key" })?;
+            self.effects.push(Effect::Push {
+                route: route.clone(),
+                frame,
+            });
+        }
+        if !more {
+            last = last.max(last_seq);
+        }
+        let done = ServerFrame::of(server_frame::Kind::SyncDone(v1::SyncDone {
+            last_seq: last,
+            more,
+        }));
+        self.effects.push(Effect::Push {
+            route: route.clone(),
+            frame: Bytes::from(done.encode_to_vec()),
+        });
+        let sessions = self.rules.synced.entry(owner.to_string()).or_default();
+        if more {
+            sessions.remove(&route.session);
+        } else {
+            sessions.insert(route.session);
+        }
+        Ok(())
+    }
+
+    /// Sends one page of a conversation's history to the asking session.
+    fn history(&mut self, owner: &str, request: &HistoryRecord) -> Result<(), StoreError> {
+        if !is_history(owner) {
+            tracing::warn!(owner, "history request for a user's inbox; skipped");
+            return Ok(());
+        }
+        let limit = match request.limit as usize {
+            0 => HISTORY_PAGE_DEFAULT,
+            n => n.min(HISTORY_PAGE_MAX),
+        };
+        let entries = if request.before_seq == 1 {
+            Vec::new()
+        } else {
+            let before = match request.before_seq {
+                0 => u64::MAX,
+                b => b - 1,
+            };
+            self.view.range(
+                Space::Inbox,
+                &inbox_key(owner, 1),
+                &inbox_key(owner, before),
+                true,
+                limit + 1,
+            )?
+        };
+        let more = entries.len() > limit;
+        let mut messages = Vec::with_capacity(limit);
+        for (_, frame) in entries.into_iter().take(limit) {
+            let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
+                what: "history entry",
+            })?;
+            if let Some(server_frame::Kind::Deliver(v1::Deliver {
+                envelope: Some(env),
+            })) = frame.kind
+            {
+                if !self
+                    .view
+                    .contains(Space::Hidden, &hidden_key(owner, &request.user, &env.id))?
+                {
+                    messages.push(env);
+                }
+            }
+        }
+        let page = ServerFrame::of(server_frame::Kind::History(v1::HistoryPage {
+            chatid: request.chatid.clone(),
+            messages,
+            more,
+        }));
+        self.effects.push(Effect::Push {
+            route: SessionRoute {
+                session: request.session.as_str().into(),
+                edge: request.edge.as_str().into(),
+            },
+            frame: Bytes::from(page.encode_to_vec()),
+        });
+        Ok(())
+    }
+
+    /// Delete for me: in the user's own inbox the entries are emptied in
+    /// place; in a conversation's history they are marked hidden for them.
+    fn hide(&mut self, owner: &str, hide: &HideRecord) -> Result<(), StoreError> {
+        for id in &hide.message_ids {
+            if is_history(owner) {
+                self.view.pending.put(
+                    Space::Hidden,
+                    hidden_key(owner, &hide.user, id),
+                    Bytes::new(),
+                );
+            } else if owner == hide.user {
+                self.tombstone(owner, &hide.author, id)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The receipt-worthy part of a stored entry, if it is one.
+fn unacked_of(owner: &str, frame: &[u8]) -> Result<Option<Unacked>, StoreError> {
+    let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
+        what: "inbox entry",
+    })?;
+    let Some(server_frame::Kind::Deliver(v1::Deliver {
+        envelope: Some(env),
+    })) = frame.kind
+    else {
+        return Ok(None);
+    };
+    let head = env.head.unwrap_or_default();
+    // No per-member DELIVERED receipts for group messages: they would
+    // multiply every message by its group's size on the way back.
+    if head.from.is_empty()
+        || head.from == owner
+        || matches!(head.r#type(), v1::HeadType::Group | v1::HeadType::Channel)
+    {
+        return Ok(None);
+    }
+    Ok(Some(Unacked {
+        seq: env.seq,
+        sender: head.from,
+        id: env.id,
+        chatid: head.chatid,
+    }))
+}
+
+/// The sessions of `routes` that are synced. Forgets synced sessions
+/// that are not among a user's live ones (when presence names any).
+fn live_routes<'r>(
+    synced: &mut HashMap<String, HashSet<Arc<str>>>,
+    user: &str,
+    routes: &'r [SessionRoute],
+) -> Vec<&'r SessionRoute> {
+    if routes.is_empty() {
+        // No live session, or presence could not be read (Redis down, an
+        // entry briefly expired): forgetting the synced sessions here would
+        // stop their live pushes for good. Nothing to push anyway.
+        return Vec::new();
+    }
+    let Some(sessions) = synced.get_mut(user) else {
+        return Vec::new();
+    };
+    sessions.retain(|s| routes.iter().any(|r| r.session == *s));
+    routes
+        .iter()
+        .filter(|r| sessions.contains(&r.session))
+        .collect()
+}
+
+pub(crate) fn hidden_key(owner: &str, user: &str, id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + user.len() + id.len() + 2);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(user.as_bytes());
+    key.push(0);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// Seqs of every entry of `owner`, for tests and diagnostics.
+pub fn entry_seqs(committed: &dyn Committed, owner: &str) -> Result<Vec<u64>, StoreError> {
+    let mut to = user_prefix(owner);
+    to.extend_from_slice(&[0xff; 8]);
+    committed
+        .range(Space::Inbox, &user_prefix(owner), &to, false, usize::MAX)?
+        .into_iter()
+        .map(|(k, _)| seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" }))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::view::MemoryState;
+
+    fn chat(id: &str, from: &str, to: &str) -> Input {
+        let kind = v1::HeadType::Chat;
+        message(id, kind, from, to, to)
+    }
+
+    fn message(id: &str, kind: v1::HeadType, from: &str, to: &str, owner: &str) -> Input {
+        Input::Message {
+            owner: owner.into(),
+            message: Message::new(v1::Envelope {
+                id: id.into(),
+                head: Some(v1::Head {
+                    r#type: kind as i32,
+                    from: from.into(),
+                    to: to.into(),
+                    chatid: format!("{from}:{to}"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn ack(owner: &str, seq: u64) -> Input {
+        Input::Ack {
+            owner: owner.into(),
+            device: "phone".into(),
+            seq,
+        }
+    }
+
+    fn sync(owner: &str, session: &str, after: u64) -> Input {
+        Input::Sync {
+            owner: owner.into(),
+            sync: SyncRecord {
+                session: session.into(),
+                edge: "e1".into(),
+                after_seq: after,
+                device: "phone".into(),
+                resume: false,
+            },
+        }
+    }
+
+    fn online(user: &str, session: &str) -> PresenceMap {
+        let mut presence = PresenceMap::new();
+        presence.insert(
+            user.into(),
+            vec![SessionRoute {
+                session: session.into(),
+                edge: "e1".into(),
+            }],
+        );
+        presence
+    }
+
+    /// A store in memory with the rules over it; `run` applies and commits.
+    struct Store {
+        state: MemoryState,
+        rules: InboxRules,
+    }
+
+    impl Store {
+        fn new(holding: Holding) -> Self {
+            Store {
+                state: MemoryState::default(),
+                rules: InboxRules::new(holding),
+            }
+        }
+
+        fn run(&mut self, inputs: Vec<Input>, presence: &PresenceMap) -> Vec<Effect> {
+            let out = self.rules.apply(&self.state, inputs, presence, 42).unwrap();
+            self.state.commit(&out.pending);
+            self.rules.committed(out.touched);
+            out.effects
+        }
+
+        fn seqs(&self, owner: &str) -> Vec<u64> {
+            entry_seqs(&self.state, owner).unwrap()
+        }
+    }
+
+    fn frames(effects: &[Effect]) -> Vec<ServerFrame> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Push { frame, .. } => Some(ServerFrame::decode(frame.clone()).unwrap()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn receipts(effects: &[Effect]) -> Vec<(String, String)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Forward(Input::Receipt { owner, receipt }) => {
+                    Some((owner.clone(), receipt.message_id.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn messages_get_gap_free_seqs_and_a_resend_is_dropped() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        store.run(
+            vec![chat("a", "alice", "bob"), chat("b", "alice", "bob")],
+            &none,
+        );
+        // Resent in the same batch and in a later one.
+        let effects = store.run(
+            vec![
+                chat("b", "alice", "bob"),
+                chat("c", "carol", "bob"),
+                chat("c", "carol", "bob"),
+            ],
+            &none,
+        );
+        assert_eq!(store.seqs("bob"), [1, 2, 3]);
+        // Nobody online: one notification, for the one new entry.
+        let offline: Vec<u64> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Offline { seq, .. } => Some(*seq),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(offline, [3]);
+        // The same id from another sender is another message.
+        store.run(vec![chat("a", "carol", "bob")], &none);
+        assert_eq!(store.seqs("bob"), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn live_pushes_only_after_the_sync_and_frames_carry_their_seq() {
+        let mut store = Store::new(Holding::Given);
+        let presence = online("bob", "s1");
+        store.run(vec![chat("a", "alice", "bob")], &presence);
+        // Not synced yet: no live push.
+        let effects = store.run(vec![chat("b", "alice", "bob")], &presence);
+        assert!(frames(&effects).is_empty(), "{effects:?}");
+        let effects = store.run(
+            vec![sync("bob", "s1", 0), chat("c", "alice", "bob")],
+            &presence,
+        );
+        let seqs: Vec<(u64, bool)> = frames(&effects)
+            .into_iter()
+            .map(|f| match f.kind {
+                Some(server_frame::Kind::Deliver(d)) => (d.envelope.unwrap().seq, false),
+                Some(server_frame::Kind::SyncDone(done)) => (done.last_seq, true),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        // Replay of 1 and 2, done at 2, then 3 live: in order, never twice.
+        assert_eq!(seqs, [(1, false), (2, false), (2, true), (3, false)]);
+    }
+
+    #[test]
+    fn acks_send_delivered_receipts_for_chats_not_for_group_messages() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        store.run(
+            vec![
+                chat("c1", "alice", "bob"),
+                message("g1", v1::HeadType::Group, "alice", "g-crew", "bob"),
+                chat("c2", "carol", "bob"),
+            ],
+            &none,
+        );
+        let effects = store.run(vec![ack("bob", 3)], &none);
+        assert_eq!(
+            receipts(&effects),
+            [
+                ("alice".to_string(), "c1".to_string()),
+                ("carol".to_string(), "c2".to_string())
+            ]
+        );
+        // Acking again, or less, yields nothing more.
+        assert!(receipts(&store.run(vec![ack("bob", 3), ack("bob", 1)], &none)).is_empty());
+    }
+
+    #[test]
+    fn an_ack_past_the_window_or_after_a_restart_reads_the_inbox_back() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        let n = UNACKED_WINDOW + 10;
+        store.run(
+            (0..n)
+                .map(|i| chat(&format!("m{i}"), "alice", "bob"))
+                .collect(),
+            &none,
+        );
+        let effects = store.run(vec![ack("bob", n as u64)], &none);
+        let ids: Vec<String> = receipts(&effects).into_iter().map(|(_, id)| id).collect();
+        let expected: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        assert_eq!(ids, expected);
+
+        // A restart forgets the window; the inbox still knows.
+        store.run(
+            vec![chat("x", "alice", "bob"), chat("y", "alice", "bob")],
+            &none,
+        );
+        store.rules = InboxRules::new(Holding::Given);
+        let effects = store.run(vec![ack("bob", n as u64 + 2)], &none);
+        assert_eq!(
+            receipts(&effects),
+            [
+                ("alice".to_string(), "x".to_string()),
+                ("alice".to_string(), "y".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_batch_replayed_after_a_crash_gives_the_same_writes_and_effects() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        store.run(vec![chat("a", "alice", "bob")], &none);
+        let batch = vec![
+            chat("b", "alice", "bob"),
+            ack("bob", 2),
+            chat("c", "alice", "bob"),
+        ];
+        // Applied, then the process dies before the commit.
+        let lost = store
+            .rules
+            .apply(&store.state, batch.clone(), &none, 42)
+            .unwrap();
+        store.rules.forget();
+        let replayed = store.rules.apply(&store.state, batch, &none, 42).unwrap();
+        assert_eq!(lost.pending, replayed.pending);
+        assert_eq!(lost.effects, replayed.effects);
+        // The cursor, the entries and the receipts are in the one batch:
+        // an ack can never be applied without its receipts.
+        assert_eq!(receipts(&replayed.effects).len(), 2);
+        assert!(replayed
+            .pending
+            .iter()
+            .any(|(space, key, _)| space == Space::Meta && key == b"bob"));
+        store.state.commit(&replayed.pending);
+        store.rules.committed(replayed.touched);
+        assert_eq!(store.seqs("bob"), [1, 2, 3]);
+        // Replayed once more after it was committed: nothing new.
+        let again = store.run(
+            vec![
+                chat("b", "alice", "bob"),
+                ack("bob", 2),
+                chat("c", "alice", "bob"),
+            ],
+            &none,
+        );
+        assert!(receipts(&again).is_empty());
+        assert_eq!(store.seqs("bob"), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_shard_applies_what_it_holds_and_forwards_the_rest() {
+        // This shard holds bob and alice but not carol nor the history.
+        let holds = |o: &str| o == "bob" || o == "alice";
+        let mut store = Store::new(Holding::Shard(Box::new(holds)));
+        let none = PresenceMap::new();
+        let effects = store.run(
+            vec![
+                chat("a", "alice", "bob"),
+                message("a", v1::HeadType::Chat, "alice", "bob", "#alice:bob"),
+                chat("c", "carol", "bob"),
+            ],
+            &none,
+        );
+        let forwarded: Vec<&str> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Forward(i) => Some(i.owner()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forwarded, ["#alice:bob"]);
+        // Bob's ack: alice's receipt is applied here, in the same batch;
+        // carol's goes to her shard.
+        let effects = store.run(vec![ack("bob", 2)], &none);
+        assert_eq!(receipts(&effects), [("carol".to_string(), "c".to_string())]);
+        assert_eq!(store.seqs("alice"), [1]);
+    }
+
+    #[test]
+    fn history_pages_newest_first_see_their_own_batch_and_are_never_pushed() {
+        let mut store = Store::new(Holding::Given);
+        let owner = history_owner("alice:bob");
+        let presence = online(&owner, "s1");
+        let mut inputs: Vec<Input> = (0..5)
+            .map(|i| message(&format!("m{i}"), v1::HeadType::Chat, "alice", "bob", &owner))
+            .collect();
+        let page = |before_seq, limit| Input::History {
+            owner: owner.clone(),
+            request: HistoryRecord {
+                session: "s1".into(),
+                edge: "e1".into(),
+                chatid: "alice:bob".into(),
+                before_seq,
+                limit,
+                user: "bob".into(),
+            },
+        };
+        // The page is asked in the same batch as the entries it shows.
+        inputs.push(page(0, 2));
+        inputs.push(page(4, 2));
+        inputs.push(page(1, 2));
+        let pages: Vec<(Vec<u64>, bool)> = frames(&store.run(inputs, &presence))
+            .into_iter()
+            .map(|f| match f.kind {
+                Some(server_frame::Kind::History(p)) => {
+                    (p.messages.iter().map(|e| e.seq).collect(), p.more)
+                }
+                other => panic!("a history page, not {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            pages,
+            [(vec![5, 4], true), (vec![3, 2], true), (vec![], false)]
+        );
+    }
+
+    #[test]
+    fn a_delete_for_everyone_empties_the_authors_message_in_place() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        let Input::Message { message: m, .. } = chat("m1", "alice", "bob") else {
+            unreachable!()
+        };
+        let mut delete = m.envelope.clone();
+        delete.id = "d1".into();
+        delete.ref_id = "m1".into();
+        delete.ref_from = "alice".into();
+        delete.head.as_mut().unwrap().action = v1::Action::Delete as i32;
+        let mut forged = delete.clone();
+        forged.id = "d2".into();
+        forged.ref_from = "carol".into();
+        store.run(
+            vec![
+                chat("m1", "alice", "bob"),
+                Input::Message {
+                    owner: "bob".into(),
+                    message: Message::new(forged),
+                },
+                Input::Message {
+                    owner: "bob".into(),
+                    message: Message::new(delete),
+                },
+            ],
+            &none,
+        );
+        let first = store
+            .state
+            .get(Space::Inbox, &inbox_key("bob", 1))
+            .unwrap()
+            .unwrap();
+        let Some(server_frame::Kind::Deliver(d)) = ServerFrame::decode(first).unwrap().kind else {
+            panic!("a deliver entry")
+        };
+        let env = d.envelope.unwrap();
+        assert_eq!((env.id.as_str(), env.seq), ("m1", 1));
+        assert_eq!(env.head.unwrap().action(), v1::Action::Delete);
+        assert_eq!(store.seqs("bob"), [1, 2, 3]);
+    }
+}

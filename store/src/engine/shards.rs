@@ -1,0 +1,343 @@
+//! Inbox writers of `samvad serve`: one thread per shard, a group commit
+//! per batch, no bus between the edge and the inboxes.
+//!
+//! An inbox belongs to shard `hash(owner) mod N`. Each shard's writer takes
+//! everything queued for it (up to [`MAX_BATCH`] inputs), applies it with
+//! [`InboxRules`] and commits the changes, the batch's outbox and the
+//! removal of the outbox entries it applied as ONE fjall batch with one
+//! fsync; then it answers the submitters, pushes the new entries straight
+//! into the recipients' session queues ([`Outlet`]) and hands inputs for
+//! other shards' inboxes to their writers.
+//!
+//! Across shards, the outbox keeps every promise: an input for another
+//! shard is written as `o | target | source | lsn` in the batch that made
+//! it, and removed in the batch of the target that applies it. A crash
+//! between the two leaves the entry, and the next start hands it to its
+//! target again before anything else (applying it twice is harmless: the
+//! inbox rules drop duplicates). Order across shards holds per pair of
+//! shards (one FIFO channel each way), which is what a conversation needs:
+//! a 1:1 chat's entries and a group's fan-out each travel from one shard.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use crossbeam_channel::{Receiver, Sender};
+use fjall::{Database, PersistMode};
+use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
+use prost::Message as _;
+use samvad_proto::bus::{DeliverBatch, PushRecord};
+use tokio::sync::oneshot;
+
+use super::fjall_state::FjallState;
+use super::rules::{Effect, Holding, InboxRules, Input};
+use super::view::Space;
+use crate::presence::{MemoryPresence, SessionRoute};
+use crate::StoreError;
+
+/// Most inputs one writer applies in one batch.
+pub const MAX_BATCH: usize = 1024;
+
+/// Where a writer's effects leave the store.
+pub trait Outlet: Send + Sync + 'static {
+    /// An encoded frame for one live session of this process.
+    fn push(&self, route: &SessionRoute, frame: Bytes);
+    /// Entries for users with no live session (push notifications).
+    fn offline(&self, notifications: Vec<PushRecord>);
+}
+
+/// Why a submission was not applied.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ShardError {
+    #[error("the inbox writer failed to commit: {0}")]
+    Commit(String),
+    #[error("the inbox writer has stopped")]
+    Stopped,
+}
+
+enum Command {
+    /// Inputs from a session; `done` hears once they are durable.
+    Submit {
+        inputs: Vec<Input>,
+        done: Option<oneshot::Sender<Result<(), ShardError>>>,
+    },
+    /// Inputs from another shard's outbox entry `key`.
+    Forwarded { key: Vec<u8>, inputs: Vec<Input> },
+}
+
+/// The shard that holds `owner`'s inbox (FNV-1a, as the bus partitions).
+pub fn shard_of(owner: &str, shards: usize) -> usize {
+    samvad_bus::partition_for(owner.as_bytes(), shards as u32) as usize
+}
+
+/// Handles to the writers; cheap to clone.
+#[derive(Clone)]
+pub struct Shards {
+    senders: Arc<Vec<Sender<Command>>>,
+}
+
+/// A started set of writers.
+pub struct Writers {
+    pub shards: Shards,
+    /// Each writer's thread; one ends only if its storage failed.
+    pub threads: Vec<JoinHandle<Result<(), StoreError>>>,
+}
+
+fn outbox_key(target: usize, source: usize, lsn: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(13);
+    key.push(b'o');
+    key.extend_from_slice(&(target as u16).to_be_bytes());
+    key.extend_from_slice(&(source as u16).to_be_bytes());
+    key.extend_from_slice(&lsn.to_be_bytes());
+    key
+}
+
+/// A batch of inputs as `DeliverBatch` bytes. A message's envelope is
+/// written as its bytes from the edge, not encoded again.
+fn encode_batch(inputs: &[Input]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    for input in inputs {
+        let record = match input {
+            Input::Message { owner, message } => {
+                let mut r = BytesMut::with_capacity(owner.len() + message.bytes.len() + 12);
+                encode_key(1, WireType::LengthDelimited, &mut r);
+                encode_varint(owner.len() as u64, &mut r);
+                r.put_slice(owner.as_bytes());
+                encode_key(2, WireType::LengthDelimited, &mut r);
+                encode_varint(message.bytes.len() as u64, &mut r);
+                r.put_slice(&message.bytes);
+                r.freeze()
+            }
+            other => Bytes::from(other.to_record().encode_to_vec()),
+        };
+        encode_key(1, WireType::LengthDelimited, &mut out);
+        out.reserve(encoded_len_varint(record.len() as u64) + record.len());
+        encode_varint(record.len() as u64, &mut out);
+        out.put_slice(&record);
+    }
+    out.to_vec()
+}
+
+fn decode_batch(bytes: &[u8]) -> Result<Vec<Input>, StoreError> {
+    let batch = DeliverBatch::decode(bytes).map_err(|_| StoreError::Corrupt { what: "outbox" })?;
+    Ok(batch
+        .records
+        .into_iter()
+        .filter_map(Input::from_record)
+        .collect())
+}
+
+impl Shards {
+    /// Opens the writers over `db`. Outbox entries left by a crash are
+    /// queued to their targets before anything a session submits.
+    pub fn start(
+        db: &Database,
+        count: usize,
+        persist: PersistMode,
+        presence: Arc<MemoryPresence>,
+        outlet: Arc<dyn Outlet>,
+    ) -> Result<Writers, StoreError> {
+        let count = count.clamp(1, u16::MAX as usize);
+        let state = FjallState::open(db)?;
+        let channels: Vec<(Sender<Command>, Receiver<Command>)> =
+            (0..count).map(|_| crossbeam_channel::unbounded()).collect();
+        let senders: Arc<Vec<Sender<Command>>> =
+            Arc::new(channels.iter().map(|(tx, _)| tx.clone()).collect());
+        let mut next_lsn = 1;
+        for (key, value) in state.scan_prefix(Space::Applied, b"o")? {
+            if let Some(lsn) = key.get(5..13).and_then(|b| b.try_into().ok()) {
+                next_lsn = next_lsn.max(u64::from_be_bytes(lsn) + 1);
+            }
+            let inputs = decode_batch(&value)?;
+            let Some(first) = inputs.first() else {
+                continue;
+            };
+            // The shard of its first input applies (and removes) the entry;
+            // if the shard count changed, it forwards what it no longer holds.
+            let target = shard_of(first.owner(), count);
+            tracing::info!(target, inputs = inputs.len(), "replaying an outbox entry");
+            let _ = senders[target].send(Command::Forwarded { key, inputs });
+        }
+        let mut threads = Vec::with_capacity(count);
+        for (me, (_, rx)) in channels.into_iter().enumerate() {
+            let writer = Writer {
+                me,
+                count,
+                rx,
+                peers: senders.clone(),
+                state: state.clone(),
+                persist,
+                presence: presence.clone(),
+                outlet: outlet.clone(),
+                next_lsn,
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("inbox-writer-{me}"))
+                    .spawn(move || writer.run())
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+            );
+        }
+        Ok(Writers {
+            shards: Shards { senders },
+            threads,
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Hands `inputs` to the writer of `owner`'s shard, which applies them
+    /// in one batch (forwarding those for other shards through its outbox).
+    /// Order is fixed when this is called; the future resolves once the
+    /// batch is durable.
+    pub fn submit(
+        &self,
+        owner: &str,
+        inputs: Vec<Input>,
+    ) -> impl std::future::Future<Output = Result<(), ShardError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let shard = shard_of(owner, self.count());
+        let sent = self.senders[shard]
+            .send(Command::Submit {
+                inputs,
+                done: Some(tx),
+            })
+            .is_ok();
+        async move {
+            if !sent {
+                return Err(ShardError::Stopped);
+            }
+            rx.await.unwrap_or(Err(ShardError::Stopped))
+        }
+    }
+
+    /// Hands `inputs` to `owner`'s shard without waiting for them (what a
+    /// session does not need an answer for: its syncs and acks answer
+    /// through the session itself).
+    pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
+        let shard = shard_of(owner, self.count());
+        self.senders[shard]
+            .send(Command::Submit { inputs, done: None })
+            .map_err(|_| ShardError::Stopped)
+    }
+}
+
+struct Writer {
+    me: usize,
+    count: usize,
+    rx: Receiver<Command>,
+    peers: Arc<Vec<Sender<Command>>>,
+    state: FjallState,
+    persist: PersistMode,
+    presence: Arc<MemoryPresence>,
+    outlet: Arc<dyn Outlet>,
+    next_lsn: u64,
+}
+
+impl Writer {
+    fn run(mut self) -> Result<(), StoreError> {
+        let (me, count) = (self.me, self.count);
+        let mut rules = InboxRules::new(Holding::Shard(Box::new(move |owner| {
+            shard_of(owner, count) == me
+        })));
+        while let Ok(first) = self.rx.recv() {
+            let mut inputs = Vec::new();
+            let mut dones = Vec::new();
+            let mut applied_outbox = Vec::new();
+            let mut take = |command: Command, inputs: &mut Vec<Input>| match command {
+                Command::Submit { inputs: i, done } => {
+                    inputs.extend(i);
+                    dones.extend(done);
+                }
+                Command::Forwarded { key, inputs: i } => {
+                    inputs.extend(i);
+                    applied_outbox.push(key);
+                }
+            };
+            take(first, &mut inputs);
+            while inputs.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(command) => take(command, &mut inputs),
+                    Err(_) => break,
+                }
+            }
+            if let Err(e) = self.batch(&mut rules, inputs, applied_outbox) {
+                rules.forget();
+                tracing::error!(shard = me, error = %e, "inbox writer stops: commit failed");
+                for done in dones {
+                    let _ = done.send(Err(ShardError::Commit(e.to_string())));
+                }
+                return Err(e);
+            }
+            for done in dones {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies, commits and carries out one batch.
+    fn batch(
+        &mut self,
+        rules: &mut InboxRules,
+        inputs: Vec<Input>,
+        applied_outbox: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        let presence = self.presence.snapshot(
+            inputs
+                .iter()
+                .filter(|i| matches!(i, Input::Message { .. } | Input::Receipt { .. }))
+                .map(Input::owner),
+        );
+        let output = rules.apply(&self.state, inputs, &presence, now_ms())?;
+        let mut batch = self.state.batch(&output.pending);
+        for key in &applied_outbox {
+            self.state.remove(&mut batch, Space::Applied, key);
+        }
+        let mut forwards: BTreeMap<usize, Vec<Input>> = BTreeMap::new();
+        let mut pushes = Vec::new();
+        let mut offline = Vec::new();
+        for effect in output.effects {
+            match effect {
+                Effect::Forward(input) => forwards
+                    .entry(shard_of(input.owner(), self.count))
+                    .or_default()
+                    .push(input),
+                Effect::Push { route, frame } => pushes.push((route, frame)),
+                Effect::Offline { user, seq, frame } => {
+                    offline.push(PushRecord { user, seq, frame })
+                }
+            }
+        }
+        let mut handoffs = Vec::with_capacity(forwards.len());
+        for (target, inputs) in forwards {
+            let key = outbox_key(target, self.me, self.next_lsn);
+            self.next_lsn += 1;
+            self.state
+                .put(&mut batch, Space::Applied, &key, &encode_batch(&inputs));
+            handoffs.push((target, key, inputs));
+        }
+        self.state.commit(batch, Some(self.persist))?;
+        rules.committed(output.touched);
+        for (target, key, inputs) in handoffs {
+            let _ = self.peers[target].send(Command::Forwarded { key, inputs });
+        }
+        for (route, frame) in &pushes {
+            self.outlet.push(route, frame.clone());
+        }
+        if !offline.is_empty() {
+            self.outlet.offline(offline);
+        }
+        Ok(())
+    }
+}
+
+/// Milliseconds since the Unix epoch (the writers' receipts' time).
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -159,6 +159,8 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
             .await
             .context("connecting to Redis")?,
         keys: TokenKeys::new(&secret, args.edge.access_ttl),
+        hub: Default::default(),
+        delivery: crate::delivery::Delivery::Bus,
     };
     let mut roles = JoinSet::new();
     let running = node::start(

@@ -15,6 +15,11 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     pub durability: DurabilityArg,
 
+    /// Inbox writers: an inbox belongs to shard hash(owner) mod this
+    /// (default: one per core).
+    #[arg(long, env = "SAMVAD_SHARDS")]
+    pub shards: Option<usize>,
+
     #[command(flatten)]
     pub edge: EdgeArgs,
 

@@ -15,9 +15,12 @@ use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
 use samvad_proto::bus::{DeliverRecord, EdgeRecord, MediaRecord};
 use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, ServerFrame};
+use samvad_router::RouteError;
+use samvad_store::groups::Group;
 use samvad_store::presence::SessionRoute;
 use tokio::sync::{mpsc, Notify};
 
+use crate::delivery::DeliveryError;
 use crate::hub::SessionHandle;
 use crate::metrics::{CodeLabel, TransportLabel};
 use crate::session::{Action, Context, Session};
@@ -279,87 +282,84 @@ async fn send_reply<T: Transport>(
 
 /// Why an envelope cannot be accepted for its recipient, as the error frame
 /// to answer: a chat's recipient must exist, a group's sender must be a
-/// member of it, a channel's an admin (the router checks again when it fans
-/// out).
-async fn check_recipient(edge: &Edge, env: &Envelope) -> Option<ServerFrame> {
-    let head = env.head.as_ref()?;
-    let refusal = |code, message: String| Some(ServerFrame::error(code, message, &env.id));
+/// member of it, a channel's an admin (routing checks again when it fans
+/// out). Else the group a group message goes to.
+async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, ServerFrame> {
+    let Some(head) = env.head.as_ref() else {
+        return Ok(None);
+    };
+    let refusal = |code, message: String| Err(ServerFrame::error(code, message, &env.id));
     let kind = head.r#type();
-    let lookup = if matches!(kind, HeadType::Group | HeadType::Channel) {
-        edge.directory
-            .group(&head.to)
-            .await
-            .map(|group| match group {
-                None => refusal(
-                    ErrorCode::UnknownRecipient,
-                    format!("no group {:?}", head.to),
+    if matches!(kind, HeadType::Group | HeadType::Channel) {
+        let group = match edge.directory.group(&head.to).await {
+            Ok(group) => group,
+            Err(e) => {
+                tracing::error!(error = %e, "directory lookup failed");
+                return refusal(ErrorCode::Unavailable, "storage unavailable; retry".into());
+            }
+        };
+        match group {
+            None => refusal(
+                ErrorCode::UnknownRecipient,
+                format!("no group {:?}", head.to),
+            ),
+            Some(g) if !g.is_member(&head.from) => refusal(
+                ErrorCode::NotMember,
+                format!("not a member of group {:?}", head.to),
+            ),
+            Some(g) if g.channel != (kind == HeadType::Channel) => refusal(
+                ErrorCode::InvalidEnvelope,
+                format!(
+                    "{:?} is a {}",
+                    head.to,
+                    if g.channel { "channel" } else { "group" }
                 ),
-                Some(g) if !g.is_member(&head.from) => refusal(
-                    ErrorCode::NotMember,
-                    format!("not a member of group {:?}", head.to),
-                ),
-                Some(g) if g.channel != (kind == HeadType::Channel) => refusal(
-                    ErrorCode::InvalidEnvelope,
-                    format!(
-                        "{:?} is a {}",
-                        head.to,
-                        if g.channel { "channel" } else { "group" }
-                    ),
-                ),
-                Some(g) if !g.may_post(&head.from) => refusal(
+            ),
+            Some(g) if !g.may_post(&head.from) => refusal(
+                ErrorCode::Forbidden,
+                "only a channel's admins post in it".to_string(),
+            ),
+            Some(g)
+                if head.action() == samvad_proto::v1::Action::Delete
+                    && !g.may_delete(&head.from, &env.ref_from) =>
+            {
+                refusal(
                     ErrorCode::Forbidden,
-                    "only a channel's admins post in it".to_string(),
-                ),
-                Some(g)
-                    if head.action() == samvad_proto::v1::Action::Delete
-                        && !g.may_delete(&head.from, &env.ref_from) =>
-                {
-                    refusal(
-                        ErrorCode::Forbidden,
-                        "deleting someone else's message needs the delete_messages right over a lower role"
-                            .to_string(),
-                    )
-                }
-                Some(_) => None,
-            })
+                    "deleting someone else's message needs the delete_messages right over a lower role"
+                        .to_string(),
+                )
+            }
+            Some(g) => Ok(Some(g)),
+        }
     } else if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
-        return refusal(
+        refusal(
             ErrorCode::Forbidden,
             "in a chat only the author deletes a message".to_string(),
-        );
+        )
     } else {
-        edge.directory
-            .exists(&head.to)
-            .await
-            .map(|exists| match exists {
-                false => refusal(
-                    ErrorCode::UnknownRecipient,
-                    format!("no user {:?}", head.to),
-                ),
-                true => None,
-            })
-    };
-    lookup.unwrap_or_else(|e| {
-        tracing::error!(error = %e, "directory lookup failed");
-        refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
-    })
+        match edge.directory.exists(&head.to).await {
+            Ok(false) => refusal(
+                ErrorCode::UnknownRecipient,
+                format!("no user {:?}", head.to),
+            ),
+            Ok(true) => Ok(None),
+            Err(e) => {
+                tracing::error!(error = %e, "directory lookup failed");
+                refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
+            }
+        }
+    }
 }
 
-/// Produces `record` to `deliver` (keyed by its inbox owner); a failure
-/// answers the session with `UNAVAILABLE`, in order with its other replies.
-fn produce_deliver(edge: &Edge, pending: &mut Pending, record: DeliverRecord) {
-    let key = record.user.clone();
-    let out = Outgoing::new(
-        edge.topics.deliver(),
-        key,
-        Bytes::from(record.encode_to_vec()),
-    );
-    let produced = edge.bus.produce(vec![out]);
+/// Hands `records` to their inboxes; a failure answers the session with
+/// `UNAVAILABLE`, in order with its other replies.
+fn produce_deliver(edge: &Edge, pending: &mut Pending, records: Vec<DeliverRecord>) {
+    let taken = edge.delivery.deliver(&edge.bus, &edge.topics, records);
     pending.push_back(Box::pin(async move {
-        match produced.await {
+        match taken.await {
             Ok(()) => None,
             Err(e) => {
-                tracing::warn!(error = %e, "deliver produce failed");
+                tracing::warn!(error = %e, "inbox records not taken");
                 Some(ServerFrame::error(
                     ErrorCode::Unavailable,
                     "bus unavailable; retry",
@@ -382,23 +382,21 @@ async fn execute<T: Transport>(
         match action {
             Action::Reply(frame) => send_reply(edge, transport, &frame).await?,
             Action::Accept(env) => {
-                if let Some(refusal) = check_recipient(edge, &env).await {
-                    send_reply(edge, transport, &refusal).await?;
-                    continue;
-                }
-                let key = env
-                    .head
-                    .as_ref()
-                    .map(|h| h.chatid.clone())
-                    .unwrap_or_default();
+                let group = match check_recipient(edge, &env).await {
+                    Ok(group) => group,
+                    Err(refusal) => {
+                        send_reply(edge, transport, &refusal).await?;
+                        continue;
+                    }
+                };
                 let (id, server_ts) = (env.id.clone(), env.server_ts);
-                let record =
-                    Outgoing::new(edge.topics.inbound(), key, Bytes::from(env.encode_to_vec()));
-                // Called now, so the bus keeps this session's send order.
-                let produced = edge.bus.produce(vec![record]);
+                // Called now, so this session's send order is kept.
+                let durable = edge
+                    .delivery
+                    .accept(&edge.bus, &edge.topics, env, group.as_ref());
                 let edge = edge.clone();
                 pending.push_back(Box::pin(async move {
-                    Some(match produced.await {
+                    Some(match durable.await {
                         Ok(()) => {
                             edge.metrics.accepted.inc();
                             ServerFrame::of(server_frame::Kind::Accepted(Accepted {
@@ -406,18 +404,30 @@ async fn execute<T: Transport>(
                                 server_ts,
                             }))
                         }
+                        Err(DeliveryError::Refused(e)) => {
+                            let code = match e {
+                                RouteError::NotMember { .. } | RouteError::NotAuthor { .. } => {
+                                    ErrorCode::NotMember
+                                }
+                                RouteError::UnknownGroup(_) => ErrorCode::UnknownRecipient,
+                                RouteError::NoHead
+                                | RouteError::NoRecipient
+                                | RouteError::Unsupported(_) => ErrorCode::InvalidEnvelope,
+                            };
+                            ServerFrame::error(code, e.to_string(), id)
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "inbound produce failed");
+                            tracing::warn!(error = %e, "send not made durable");
                             ServerFrame::error(
                                 ErrorCode::Unavailable,
-                                "bus unavailable; retry with the same id",
+                                "unavailable; retry with the same id",
                                 id,
                             )
                         }
                     })
                 }));
             }
-            Action::Deliver(record) => produce_deliver(edge, pending, record),
+            Action::Deliver(record) => produce_deliver(edge, pending, vec![record]),
             Action::Signal(signal) => {
                 let Some(user) = session.user().cloned() else {
                     continue;
@@ -468,11 +478,7 @@ async fn execute<T: Transport>(
                     (Err(e), _) => Err(e),
                 };
                 match members {
-                    Ok(true) => {
-                        for record in records {
-                            produce_deliver(edge, pending, record);
-                        }
-                    }
+                    Ok(true) => produce_deliver(edge, pending, records),
                     Ok(false) => {
                         let frame = ServerFrame::error(
                             ErrorCode::NotMember,

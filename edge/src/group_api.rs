@@ -14,8 +14,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use prost::Message;
-use samvad_bus::Outgoing;
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
 use samvad_store::group_rules::{Change, Event, GroupError, Right};
@@ -235,26 +233,36 @@ async fn announce_to(
     direct: &[&str],
 ) -> Result<(), ApiError> {
     let env = system_message(group_id, event);
-    let mut records = Vec::with_capacity(1 + direct.len());
-    if to_members {
-        records.push(Outgoing::new(
-            edge.topics.inbound(),
-            group_id.to_string(),
-            bytes::Bytes::from(env.encode_to_vec()),
-        ));
-    }
-    for user in direct {
-        let record = DeliverRecord {
+    let records: Vec<DeliverRecord> = direct
+        .iter()
+        .map(|user| DeliverRecord {
             user: user.to_string(),
             kind: Some(deliver_record::Kind::Message(env.clone())),
-        };
-        records.push(Outgoing::new(
-            edge.topics.deliver(),
-            user.to_string(),
-            bytes::Bytes::from(record.encode_to_vec()),
-        ));
+        })
+        .collect();
+    if !records.is_empty() {
+        edge.delivery
+            .deliver(&edge.bus, &edge.topics, records)
+            .await
+            .map_err(ApiError::internal)?;
     }
-    edge.bus.produce(records).await.map_err(ApiError::internal)
+    if to_members {
+        // Routed to the members as the group is now (the router of a
+        // cluster looks it up itself).
+        let group = match edge.delivery {
+            crate::delivery::Delivery::Bus => None,
+            crate::delivery::Delivery::Shards(_) => edge
+                .directory
+                .group(group_id)
+                .await
+                .map_err(ApiError::internal)?,
+        };
+        edge.delivery
+            .accept(&edge.bus, &edge.topics, env, group.as_ref())
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    Ok(())
 }
 
 async fn announce(edge: &Edge, group_id: &str, event: &Event) -> Result<(), ApiError> {

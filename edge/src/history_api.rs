@@ -15,9 +15,7 @@ use std::time::Duration;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use bytes::Bytes;
 use prost::Message;
-use samvad_bus::Outgoing;
 use samvad_proto::bus::{deliver_record, DeliverRecord, HistoryRecord};
 use samvad_proto::v1::{server_frame, ServerFrame};
 use samvad_store::inbox::{history_owner, HISTORY_PAGE_MAX};
@@ -120,12 +118,8 @@ pub async fn messages(
             user: me,
         })),
     };
-    edge.bus
-        .produce(vec![Outgoing::new(
-            edge.topics.deliver(),
-            record.user.clone(),
-            Bytes::from(record.encode_to_vec()),
-        )])
+    edge.delivery
+        .deliver(&edge.bus, &edge.topics, vec![record])
         .await
         .map_err(|e| unavailable(&e))?;
     let frame = tokio::time::timeout(PAGE_TIMEOUT, replies.recv())

@@ -6,6 +6,8 @@
 //! - [`transport`]: frame I/O for WebSocket and for QUIC/WebTransport streams.
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
+//! - [`delivery`]: where sends, acks and syncs go: the bus (cluster) or the
+//!   inbox writers of this process (`samvad serve`).
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
 //!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through [`signed_url`]s.
@@ -19,6 +21,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod connection;
+pub mod delivery;
 pub mod file_api;
 pub mod group_api;
 pub mod history_api;

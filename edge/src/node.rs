@@ -47,6 +47,9 @@ pub struct EdgeDeps {
     /// The media role's counters, served with the edge's metrics.
     pub media_counters: Option<MediaCounters>,
     pub keys: TokenKeys,
+    /// The live sessions (shared with `samvad serve`'s inbox writers).
+    pub hub: Arc<Hub>,
+    pub delivery: crate::delivery::Delivery,
 }
 
 /// A started edge.
@@ -105,7 +108,8 @@ pub async fn start(
             rate_per_sec: args.rate_limit,
         }),
         session_queue: args.session_queue,
-        hub: Hub::default(),
+        hub: deps.hub,
+        delivery: deps.delivery,
         cert_sha256: RwLock::new(identity.sha256_hex()),
         metrics: {
             let mut metrics = Metrics::default();

@@ -1,26 +1,29 @@
-//! `samvad serve`: every role in one process. Embedded bus journaled in
-//! fjall, in-memory presence, the router, the store, the push role and the
-//! edge, wired
-//! exactly as they are in a cluster, with nothing else to install or run.
+//! `samvad serve`: every role in one process, with nothing else to install
+//! or run. Sessions hand what they send straight to the inbox writers
+//! (`samvad_store::engine::shards`: one thread per shard, group commit),
+//! which push into the sessions' queues themselves: no bus hop between
+//! edge, router and store. The embedded bus (journaled in fjall) still
+//! carries what is not on that path: push notifications to the push role,
+//! media signals, typing.
 
 use std::sync::Arc;
 
 use anyhow::Context;
 use samvad_bus::{Bus, Durability, EmbeddedBus, TopicSpec, Topics};
-use samvad_router::RouterRole;
 use samvad_store::accounts::Accounts;
 use samvad_store::directory::LocalDirectory;
+use samvad_store::engine::Shards;
 use samvad_store::files::LocalFiles;
 use samvad_store::groups::Groups;
-use samvad_store::inbox::Inboxes;
 use samvad_store::presence::MemoryPresence;
 use samvad_store::push_subscriptions::LocalPushSubscriptions;
-use samvad_store::role::StoreRole;
 use samvad_store::tokens::RefreshTokens;
 use samvad_store::PersistMode;
 
 use crate::auth::{secret_file, TokenKeys};
 use crate::config::{DurabilityArg, ServeArgs};
+use crate::delivery::{Delivery, LocalOutlet};
+use crate::hub::Hub;
 use crate::media::{MediaRole, MediaRouting};
 use crate::metrics::MediaCounters;
 use crate::node::{self, open_database, EdgeDeps};
@@ -37,13 +40,6 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(db.clone(), durability)?);
     let topics = Topics::new(args.topics.topic_prefix.clone());
     // A send is acknowledged once on `inbound`: that produce is synced.
-    bus.ensure_topic(&topics.inbound(), TopicSpec::synced(args.topics.partitions))
-        .await?;
-    bus.ensure_topic(
-        &topics.deliver(),
-        TopicSpec::durable(args.topics.partitions),
-    )
-    .await?;
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await?;
     bus.ensure_topic(&topics.push(), TopicSpec::durable(args.topics.partitions))
@@ -52,30 +48,39 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     bus.ensure_topic(&topics.media(&media_node), TopicSpec::ephemeral(1))
         .await?;
     let presence = Arc::new(MemoryPresence::default());
+    let hub = Arc::new(Hub::default());
+    let shards = args.shards.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let writers = Shards::start(
+        &db,
+        shards,
+        persist,
+        presence.clone(),
+        Arc::new(LocalOutlet {
+            hub: hub.clone(),
+            bus: bus.clone(),
+            push_topic: topics.push().into(),
+            runtime: tokio::runtime::Handle::current(),
+        }),
+    )?;
+    let mut roles = tokio::task::JoinSet::new();
+    for (shard, thread) in writers.threads.into_iter().enumerate() {
+        // A writer ends only when its storage failed: so does the server.
+        roles.spawn(async move {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .context("joining an inbox writer")?
+                .map_err(|_| anyhow::anyhow!("inbox writer {shard} panicked"))?
+                .with_context(|| format!("inbox writer {shard}"))
+        });
+    }
     let directory = Arc::new(LocalDirectory {
         accounts: Accounts::open(&db)?,
         refresh: RefreshTokens::open(&db)?,
         groups: Groups::open(&db)?,
     });
 
-    let mut roles = tokio::task::JoinSet::new();
-    roles.spawn({
-        let role = RouterRole {
-            bus: bus.clone(),
-            topics: topics.clone(),
-            directory: directory.clone(),
-        };
-        async move { role.run().await.context("router role") }
-    });
-    roles.spawn({
-        let role = StoreRole {
-            bus: bus.clone(),
-            topics: topics.clone(),
-            inboxes: Arc::new(Inboxes::open(&db, persist)?),
-            presence: presence.clone(),
-        };
-        async move { role.run().await.context("store role") }
-    });
     let push_subscriptions = Arc::new(LocalPushSubscriptions::open(&db)?);
     let vapid = VapidKey::from_secret(&secret_file(
         &args.data_dir,
@@ -116,6 +121,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         media: MediaRouting::Local(media_node),
         media_counters: Some(media_counters),
         keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
+        hub,
+        delivery: Delivery::Shards(writers.shards),
     };
     let extra = serde_json::json!({
         "data": args.data_dir.display().to_string(),

@@ -40,7 +40,9 @@ pub struct Edge {
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// Where sends, acks and syncs go: the bus, or this process's inbox writers.
+    pub delivery: crate::delivery::Delivery,
     /// SHA-256 (hex) of the current certificate, served at `/cert-hash`.
     pub cert_sha256: RwLock<String>,
     pub metrics: Metrics,

@@ -55,23 +55,29 @@ pub fn chat_id(a: &str, b: &str) -> String {
 /// `#<chatid>`). `group` is the group a group message is addressed to, as
 /// the directory has it (`None` if there is no such group).
 pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
+    Ok(owners(env, group)?
+        .into_iter()
+        .map(|user| DeliverRecord {
+            user,
+            kind: Some(deliver_record::Kind::Message(env.clone())),
+        })
+        .collect())
+}
+
+/// The inboxes [`route`] delivers to, in the same order: the recipients,
+/// then the conversation's history.
+pub fn owners(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, RouteError> {
     let mut out = recipients(env, group)?;
     let chatid = env.head.as_ref().map_or("", |h| h.chatid.as_str());
     if !chatid.is_empty() {
-        out.push(DeliverRecord {
-            user: history_owner(chatid),
-            kind: Some(deliver_record::Kind::Message(env.clone())),
-        });
+        out.push(history_owner(chatid));
     }
     Ok(out)
 }
 
-fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
+fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, RouteError> {
     let head = env.head.as_ref().ok_or(RouteError::NoHead)?;
-    let deliver = |user: &str| DeliverRecord {
-        user: user.to_string(),
-        kind: Some(deliver_record::Kind::Message(env.clone())),
-    };
+    let deliver = |user: &str| user.to_string();
     match head.r#type() {
         HeadType::Chat | HeadType::Unspecified => {
             if head.to.is_empty() {

@@ -1,0 +1,179 @@
+//! Where an edge hands what a session sends: the bus (the cluster), or the
+//! inbox writers of this process (`samvad serve`).
+//!
+//! In the cluster an accepted envelope goes to `inbound` and the router
+//! and the stores take it from there. In `samvad serve` there is no bus
+//! between the roles: the edge routes the envelope itself (the same pure
+//! [`samvad_router::owners`]) and hands it, encoded once, to the writer of
+//! the shard that orders it (the recipient's inbox for a 1:1 chat, the
+//! group's history for a group), which acknowledges once it is durable.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prost::Message as _;
+use samvad_bus::{BoxFuture, Bus, Outgoing, Topics};
+use samvad_proto::bus::{DeliverRecord, PushRecord};
+use samvad_proto::v1::{Envelope, HeadType};
+use samvad_router::RouteError;
+use samvad_store::engine::{history_owner, Input, Message, Outlet, Shards};
+use samvad_store::groups::Group;
+use samvad_store::presence::SessionRoute;
+
+use crate::hub::Hub;
+
+/// The way into the inboxes.
+#[derive(Clone)]
+pub enum Delivery {
+    /// Through `inbound` and `deliver` on the bus.
+    Bus,
+    /// Straight to this process's inbox writers.
+    Shards(Shards),
+}
+
+/// Why an envelope or a record was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// Routing refused it (checked again where it is applied).
+    #[error("{0}")]
+    Refused(#[from] RouteError),
+    /// The bus or an inbox writer failed: retry with the same id.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+type Durable = BoxFuture<'static, Result<(), DeliveryError>>;
+
+impl Delivery {
+    /// Makes `env` durable in its conversation. `group` is the group a
+    /// group message is addressed to (as the edge checked it). Order is
+    /// fixed when this is called; the future resolves once durable.
+    pub fn accept(
+        &self,
+        bus: &Arc<dyn Bus>,
+        topics: &Topics,
+        env: Envelope,
+        group: Option<&Group>,
+    ) -> Durable {
+        match self {
+            Delivery::Bus => {
+                let key = env
+                    .head
+                    .as_ref()
+                    .map(|h| h.chatid.clone())
+                    .unwrap_or_default();
+                let record = Outgoing::new(topics.inbound(), key, Bytes::from(env.encode_to_vec()));
+                let produced = bus.produce(vec![record]);
+                Box::pin(async move {
+                    produced
+                        .await
+                        .map_err(|e| DeliveryError::Unavailable(e.to_string()))
+                })
+            }
+            Delivery::Shards(shards) => {
+                let owners = match samvad_router::owners(&env, group) {
+                    Ok(owners) => owners,
+                    Err(e) => return Box::pin(async move { Err(DeliveryError::Refused(e)) }),
+                };
+                let head = env.head.as_ref();
+                let grouped =
+                    head.is_some_and(|h| matches!(h.r#type(), HeadType::Group | HeadType::Channel));
+                // A group's order is its history's; a chat's, the recipient's.
+                let order = match (grouped, head) {
+                    (true, Some(h)) => history_owner(&h.chatid),
+                    _ => owners.first().cloned().unwrap_or_default(),
+                };
+                let message = Message::new(env);
+                let inputs = owners
+                    .into_iter()
+                    .map(|owner| Input::Message {
+                        owner,
+                        message: message.clone(),
+                    })
+                    .collect();
+                let durable = shards.submit(&order, inputs);
+                Box::pin(async move {
+                    durable
+                        .await
+                        .map_err(|e| DeliveryError::Unavailable(e.to_string()))
+                })
+            }
+        }
+    }
+
+    /// Hands records to their inboxes (acks, syncs, receipts, hides,
+    /// history requests, system messages for one user). The future
+    /// resolves once they are taken: on the bus, or queued to their writer
+    /// (in order with everything the session sent before).
+    pub fn deliver(
+        &self,
+        bus: &Arc<dyn Bus>,
+        topics: &Topics,
+        records: Vec<DeliverRecord>,
+    ) -> Durable {
+        match self {
+            Delivery::Bus => {
+                let deliver: Arc<str> = topics.deliver().into();
+                let outs = records
+                    .into_iter()
+                    .map(|record| {
+                        let key = record.user.clone();
+                        Outgoing::new(deliver.clone(), key, Bytes::from(record.encode_to_vec()))
+                    })
+                    .collect();
+                let produced = bus.produce(outs);
+                Box::pin(async move {
+                    produced
+                        .await
+                        .map_err(|e| DeliveryError::Unavailable(e.to_string()))
+                })
+            }
+            Delivery::Shards(shards) => {
+                let mut result = Ok(());
+                for record in records {
+                    let owner = record.user.clone();
+                    let Some(input) = Input::from_record(record) else {
+                        continue;
+                    };
+                    if let Err(e) = shards.send(&owner, vec![input]) {
+                        result = Err(DeliveryError::Unavailable(e.to_string()));
+                    }
+                }
+                Box::pin(async move { result })
+            }
+        }
+    }
+}
+
+/// Where the inbox writers of `samvad serve` put their effects: frames
+/// into this edge's session queues, notifications onto `push`.
+pub struct LocalOutlet {
+    pub hub: Arc<Hub>,
+    pub bus: Arc<dyn Bus>,
+    pub push_topic: Arc<str>,
+    /// The runtime the notifications' produce runs on (writers are threads).
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl Outlet for LocalOutlet {
+    fn push(&self, route: &SessionRoute, frame: Bytes) {
+        self.hub.push(&route.session, frame, false);
+    }
+
+    fn offline(&self, notifications: Vec<PushRecord>) {
+        let records: Vec<Outgoing> = notifications
+            .into_iter()
+            .map(|n| {
+                let key = n.user.clone();
+                Outgoing::new(self.push_topic.clone(), key, Bytes::from(n.encode_to_vec()))
+            })
+            .collect();
+        let produced = self.bus.produce(records);
+        self.runtime.spawn(async move {
+            // A push notification is a hint: its entry is in the inbox.
+            if let Err(e) = produced.await {
+                tracing::warn!(error = %e, "push notifications not queued");
+            }
+        });
+    }
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt};
+use futures_util::FutureExt;
 use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
 use samvad_proto::bus::{DeliverRecord, EdgeRecord, MediaRecord};
@@ -78,15 +79,14 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 break "slow consumer";
             }
             Some(frame) = frames.recv() => {
-                if Box::pin(transport.send(frame)).await.is_err() {
+                // Everything already queued goes out in one write.
+                if Box::pin(write_queued(&mut transport, frame, &mut frames)).await.is_err() {
                     break "write failed";
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
-                if let Some(frame) = reply {
-                    if Box::pin(send_reply(&edge, &mut transport, &frame)).await.is_err() {
-                        break "write failed";
-                    }
+                if Box::pin(write_replies(&edge, &mut transport, reply, &mut pending)).await.is_err() {
+                    break "write failed";
                 }
             }
             datagram = next_datagram(datagrams.as_ref()), if datagrams_open => {
@@ -264,11 +264,49 @@ async fn next_datagram(datagrams: Option<&Datagrams>) -> Option<Bytes> {
     }
 }
 
-async fn send_reply<T: Transport>(
+/// Most frames one write carries.
+const WRITE_BATCH_FRAMES: usize = 256;
+
+/// Writes `first` and whatever else is queued for the session, then
+/// flushes once.
+async fn write_queued<T: Transport>(
+    transport: &mut T,
+    first: Bytes,
+    frames: &mut mpsc::Receiver<Bytes>,
+) -> std::io::Result<()> {
+    transport.feed(first).await?;
+    for _ in 1..WRITE_BATCH_FRAMES {
+        match frames.try_recv() {
+            Ok(frame) => transport.feed(frame).await?,
+            Err(_) => break,
+        }
+    }
+    transport.flush().await
+}
+
+/// Writes `first` and every further reply that is ready now, in order,
+/// then flushes once.
+async fn write_replies<T: Transport>(
     edge: &Edge,
     transport: &mut T,
-    frame: &ServerFrame,
+    first: Option<ServerFrame>,
+    pending: &mut Pending,
 ) -> std::io::Result<()> {
+    let mut reply = first;
+    for _ in 0..WRITE_BATCH_FRAMES {
+        if let Some(frame) = &reply {
+            count_error(edge, frame);
+            transport.feed(encode(frame)).await?;
+        }
+        match pending.next().now_or_never() {
+            Some(Some(next)) => reply = next,
+            _ => break,
+        }
+    }
+    transport.flush().await
+}
+
+fn count_error(edge: &Edge, frame: &ServerFrame) {
     if let Some(server_frame::Kind::Error(e)) = &frame.kind {
         edge.metrics
             .errors
@@ -277,6 +315,14 @@ async fn send_reply<T: Transport>(
             })
             .inc();
     }
+}
+
+async fn send_reply<T: Transport>(
+    edge: &Edge,
+    transport: &mut T,
+    frame: &ServerFrame,
+) -> std::io::Result<()> {
+    count_error(edge, frame);
     transport.send(encode(frame)).await
 }
 

@@ -26,8 +26,21 @@ pub trait Transport: Send {
         &mut self,
     ) -> impl Future<Output = std::io::Result<Option<Result<ClientFrame, FrameFault>>>> + Send;
 
-    /// Writes one encoded `ServerFrame`.
-    fn send(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+    /// Writes one encoded `ServerFrame` and flushes.
+    fn send(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send {
+        async move {
+            self.feed(frame).await?;
+            self.flush().await
+        }
+    }
+
+    /// Queues one encoded `ServerFrame` to be written by the next
+    /// [`Transport::flush`]: a session drains everything queued for it into
+    /// one write.
+    fn feed(&mut self, frame: Bytes) -> impl Future<Output = std::io::Result<()>> + Send;
+
+    /// Writes everything fed so far.
+    fn flush(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
 
     /// Closes the transport after everything sent so far.
     fn close(&mut self) -> impl Future<Output = ()> + Send;

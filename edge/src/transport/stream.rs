@@ -21,10 +21,15 @@ const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// read buffer at all.
 const READ_CHUNK: usize = 2048;
 
+/// Fed frames are written once this much is waiting, flush or not.
+const WRITE_BATCH: usize = 64 * 1024;
+
 pub struct StreamTransport<R, W> {
     recv: R,
     send: W,
     buf: BytesMut,
+    /// Frames fed and not yet flushed.
+    out: BytesMut,
     decoder: FrameDecoder,
     /// The stream lost sync (bad length prefix): nothing more can be read.
     broken: bool,
@@ -37,6 +42,7 @@ impl<R, W> StreamTransport<R, W> {
             recv,
             send,
             buf: BytesMut::new(),
+            out: BytesMut::new(),
             decoder: FrameDecoder::new(max_frame),
             broken: false,
             datagrams: None,
@@ -112,11 +118,24 @@ where
         }
     }
 
-    async fn send(&mut self, frame: Bytes) -> std::io::Result<()> {
-        let mut prefix = BytesMut::with_capacity(10);
-        prost::encoding::encode_varint(frame.len() as u64, &mut prefix);
-        self.send.write_all(&prefix).await?;
-        self.send.write_all(&frame).await
+    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
+        // Held only while frames wait for their flush: idle sessions keep
+        // no write buffer.
+        self.out.reserve(frame.len() + 10);
+        prost::encoding::encode_varint(frame.len() as u64, &mut self.out);
+        self.out.extend_from_slice(&frame);
+        if self.out.len() >= WRITE_BATCH {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.send.write_all(&out).await
     }
 
     fn datagrams(&self) -> Option<Datagrams> {
@@ -124,6 +143,7 @@ where
     }
 
     async fn close(&mut self) {
+        let _ = Transport::flush(self).await;
         let _ = self.send.flush().await;
         let _ = tokio::time::timeout(CLOSE_GRACE, self.send.finish_acked()).await;
     }

@@ -4,7 +4,7 @@
 
 use axum::extract::ws::{Message as WsMessage, WebSocket};
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use prost::Message;
 use samvad_proto::json_v2::{self, JsonError};
 use samvad_proto::v1::{ClientFrame, ServerFrame};
@@ -67,14 +67,20 @@ impl Transport for WsTransport {
         }
     }
 
-    async fn send(&mut self, frame: Bytes) -> std::io::Result<()> {
+    async fn feed(&mut self, frame: Bytes) -> std::io::Result<()> {
         let msg = if self.text == Some(true) {
             let decoded = ServerFrame::decode(frame).map_err(std::io::Error::other)?;
             WsMessage::Text(json_v2::server_text(&decoded).into())
         } else {
             WsMessage::Binary(frame)
         };
-        self.ws.send(msg).await.map_err(std::io::Error::other)
+        self.ws.feed(msg).await.map_err(std::io::Error::other)
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        SinkExt::flush(&mut self.ws)
+            .await
+            .map_err(std::io::Error::other)
     }
 
     async fn close(&mut self) {

@@ -26,6 +26,11 @@ fi
 if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
+# Centrifugo, the harness's main yardstick (its client is tested against it).
+export PATH="$PATH:$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
+if ! command -v centrifugo >/dev/null 2>&1; then
+  go install github.com/centrifugal/centrifugo/v6@v6.9.1
+fi
 # npm: on PATH, or the copy that ships with the machine's Node.js.
 if command -v npm >/dev/null 2>&1; then NPM=(npm); else NPM=(node /usr/lib/node_modules/npm/bin/npm-cli.js); fi
 

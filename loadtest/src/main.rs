@@ -45,6 +45,9 @@ struct Common {
     /// XMPP domain of the ejabberd users.
     #[arg(long, global = true, default_value = "localhost")]
     xmpp_domain: String,
+    /// Centrifugo's HMAC key for connection tokens (`client.token.hmac_secret_key`).
+    #[arg(long, global = true, env = "CENTRIFUGO_KEY")]
+    centrifugo_key: Option<String>,
     /// Transport of every session.
     #[arg(long, global = true, value_enum, default_value = "ws")]
     transport: TransportKind,
@@ -267,6 +270,17 @@ async fn main() -> anyhow::Result<()> {
             pid: c
                 .server_pid
                 .context("--server-pid is needed for nats-server's memory")?,
+            sources: Sources::new(target::loopback_sources(c.ws_sources)),
+        },
+        SystemKind::Centrifugo => System::Centrifugo {
+            url: target::loopback_url(&c.server, "ws://").await?,
+            hmac_key: c
+                .centrifugo_key
+                .clone()
+                .context("--centrifugo-key is needed to sign Centrifugo's tokens")?,
+            pid: c
+                .server_pid
+                .context("--server-pid is needed for Centrifugo's memory")?,
             sources: Sources::new(target::loopback_sources(c.ws_sources)),
         },
     });

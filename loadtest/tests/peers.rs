@@ -1,5 +1,5 @@
-//! The harness's XMPP and NATS clients against the real servers it is
-//! compared with (ejabberd, nats-server, as `bench/run.sh` starts them):
+//! The harness's XMPP, NATS and Centrifugo clients against the real servers
+//! it is compared with (ejabberd, nats-server, Centrifugo, as `bench/run.sh` starts them):
 //! short runs of connect, chat and group whose accounting must add up, so
 //! that the side-by-side numbers come from clients that work. The same for
 //! its Janus videoroom client (Janus as `bench/media.sh` starts it).
@@ -11,7 +11,7 @@ use samvad_load::client::TransportKind;
 use samvad_load::scenario::{chat, connect, group, Setup};
 use samvad_load::system::{Sources, System};
 use samvad_load::target;
-use samvad_testkit::{Ejabberd, Janus, Nats};
+use samvad_testkit::{Centrifugo, Ejabberd, Janus, Nats, CENTRIFUGO_KEY};
 
 fn setup(prefix: &str) -> Setup {
     Setup {
@@ -95,6 +95,18 @@ async fn the_nats_client_accounts_for_every_message() {
     scenarios_add_up(Arc::new(System::Nats {
         url: nats.ws_url.clone(),
         pid: nats.pid(),
+        sources: Sources::new(target::loopback_sources(2)),
+    }))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_centrifugo_client_accounts_for_every_message() {
+    let centrifugo = Centrifugo::start();
+    scenarios_add_up(Arc::new(System::Centrifugo {
+        url: centrifugo.ws_url.clone(),
+        hmac_key: CENTRIFUGO_KEY.into(),
+        pid: centrifugo.pid(),
         sources: Sources::new(target::loopback_sources(2)),
     }))
     .await;

@@ -331,3 +331,66 @@ fn api_answers(port: u16) -> bool {
     let _ = s.read_to_string(&mut answer);
     answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
 }
+
+/// Centrifugo's configuration, as `bench/run.sh` runs it.
+const CENTRIFUGO_CONFIG: &str = include_str!("../../bench/peers/centrifugo.json");
+
+/// The HMAC key of that configuration's connection tokens.
+pub const CENTRIFUGO_KEY: &str = "samvad-load-centrifugo-key";
+
+/// Where `scripts/test.sh` (`go install`) puts Centrifugo when it is not
+/// on the PATH.
+fn centrifugo_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join("centrifugo"))
+            .find(|p| p.is_file())
+    }) {
+        return path;
+    }
+    let gopath = std::env::var_os("GOPATH")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join("go")))
+        .unwrap_or_default();
+    gopath.join("bin").join("centrifugo")
+}
+
+/// A Centrifugo server (memory engine, personal channels with history and
+/// recovery, `bench/peers/centrifugo.json`) on a free loopback port.
+pub struct Centrifugo {
+    child: Guard,
+    /// `ws://127.0.0.1:PORT/connection/websocket`.
+    pub ws_url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Centrifugo {
+    pub fn start() -> Centrifugo {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let port = free_port();
+        let config = dir.path().join("centrifugo.json");
+        std::fs::write(
+            &config,
+            CENTRIFUGO_CONFIG.replace("\"port\": 8000", &format!("\"port\": {port}")),
+        )
+        .expect("writing Centrifugo's configuration");
+        let child = Command::new(centrifugo_binary())
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("centrifugo is installed (scripts/test.sh installs it with go install)");
+        let child = Guard(child);
+        wait_listening(port, "centrifugo");
+        Centrifugo {
+            child,
+            ws_url: format!("ws://127.0.0.1:{port}/connection/websocket"),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+}

@@ -5,7 +5,8 @@
 //! Each protocol reports its nearest equivalent of Samvad's server ack:
 //! Samvad's `Accepted` (durable), XMPP stream management's `<a h/>`
 //! (handled: routed or stored offline), NATS's `PONG` after the `PUB`
-//! (processed, not stored).
+//! (processed, not stored), Centrifugo's reply to `publish` (in the
+//! channel's history, in memory).
 
 use std::sync::Arc;
 
@@ -16,6 +17,7 @@ use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 use crate::client::{chat, group_message, Client, Connector, ServerAddr};
 use crate::target;
 
+pub mod centrifugo;
 pub mod nats;
 pub mod xmpp;
 
@@ -27,6 +29,8 @@ pub enum SystemKind {
     Ejabberd,
     /// nats-server with its WebSocket listener.
     Nats,
+    /// Centrifugo (JSON protocol over WebSocket, memory engine).
+    Centrifugo,
 }
 
 /// Something a session hears from its server.
@@ -76,6 +80,14 @@ pub enum System {
         pid: u32,
         sources: Sources,
     },
+    Centrifugo {
+        /// `ws://127.0.0.1:8000/connection/websocket`.
+        url: String,
+        /// The HMAC key connection tokens are signed with.
+        hmac_key: String,
+        pid: u32,
+        sources: Sources,
+    },
 }
 
 impl System {
@@ -91,6 +103,7 @@ impl System {
             System::Samvad { connector, .. } => format!("samvad/{}", connector.kind().name()),
             System::Ejabberd { .. } => "ejabberd/ws".into(),
             System::Nats { .. } => "nats/ws".into(),
+            System::Centrifugo { .. } => "centrifugo/ws".into(),
         }
     }
 
@@ -116,6 +129,17 @@ impl System {
                     .await;
                 results.into_iter().collect()
             }
+            // Centrifugo's users are whoever holds a token signed with its
+            // key.
+            System::Centrifugo { hmac_key, .. } => names
+                .iter()
+                .map(|user| {
+                    Ok(Login {
+                        user: user.clone(),
+                        secret: centrifugo::connection_token(user, hmac_key)?,
+                    })
+                })
+                .collect(),
             // NATS has no users: a subject per user name.
             System::Nats { .. } => Ok(names
                 .iter()
@@ -150,6 +174,12 @@ impl System {
                 let ws = open_websocket(url, None, sources.next()).await?;
                 Session::Nats(nats::NatsSession::connect(ws, &login.user).await?)
             }
+            System::Centrifugo { url, sources, .. } => {
+                let ws = open_websocket(url, None, sources.next()).await?;
+                Session::Centrifugo(
+                    centrifugo::CentrifugoSession::connect(ws, &login.user, &login.secret).await?,
+                )
+            }
         })
     }
 
@@ -182,7 +212,7 @@ impl System {
                 }
                 Ok(name.to_string())
             }
-            System::Nats { .. } => Ok(name.to_string()),
+            System::Nats { .. } | System::Centrifugo { .. } => Ok(name.to_string()),
         }
     }
 
@@ -190,7 +220,9 @@ impl System {
     pub async fn server_rss(&self) -> anyhow::Result<u64> {
         match self {
             System::Samvad { server, .. } => target::server_rss(&server.http).await,
-            System::Ejabberd { pid, .. } | System::Nats { pid, .. } => process_rss(*pid),
+            System::Ejabberd { pid, .. }
+            | System::Nats { pid, .. }
+            | System::Centrifugo { pid, .. } => process_rss(*pid),
         }
     }
 }
@@ -308,6 +340,7 @@ pub enum Session {
     Samvad { client: Client, user: String },
     Xmpp(xmpp::XmppSession),
     Nats(nats::NatsSession),
+    Centrifugo(centrifugo::CentrifugoSession),
 }
 
 impl Session {
@@ -341,6 +374,7 @@ impl Session {
             }
             Session::Xmpp(x) => x.send_chat(id, to, text).await,
             Session::Nats(n) => n.publish(id, &nats::user_subject(to), text).await,
+            Session::Centrifugo(c) => c.publish(id, &centrifugo::personal_channel(to), text).await,
         }
     }
 
@@ -351,6 +385,7 @@ impl Session {
             Session::Samvad { .. } => Ok(()),
             Session::Xmpp(x) => x.join_room(group).await,
             Session::Nats(n) => n.subscribe(&nats::group_subject(group)).await,
+            Session::Centrifugo(c) => c.subscribe(&centrifugo::group_channel(group)).await,
         }
     }
 
@@ -366,6 +401,7 @@ impl Session {
             }
             Session::Xmpp(x) => x.send_group(id, group, text).await,
             Session::Nats(n) => n.publish(id, &nats::group_subject(group), text).await,
+            Session::Centrifugo(c) => c.publish(id, &centrifugo::group_channel(group), text).await,
         }
     }
 
@@ -405,6 +441,7 @@ impl Session {
             },
             Session::Xmpp(x) => x.recv().await,
             Session::Nats(n) => n.recv().await,
+            Session::Centrifugo(c) => c.recv().await,
         }
     }
 
@@ -413,6 +450,7 @@ impl Session {
             Session::Samvad { client, .. } => client.close().await,
             Session::Xmpp(x) => x.close().await,
             Session::Nats(n) => n.close().await,
+            Session::Centrifugo(c) => c.close().await,
         }
     }
 }

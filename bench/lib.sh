@@ -1,5 +1,11 @@
 # Helpers the bench scripts share (sourced, not run). They expect `pids`
-# (an array the caller's cleanup kills) to exist.
+# (an array the caller's cleanup kills) and `work` (a scratch directory)
+# to exist. PIN_SERVER (e.g. `taskset -c 0`) prefixes every server's
+# command; SAMVAD_ARGS is added to every `samvad serve`.
+PIN_SERVER=${PIN_SERVER:-}
+SAMVAD_ARGS=${SAMVAD_ARGS:-}
+# The key bench/peers/centrifugo.json signs connection tokens with.
+export CENTRIFUGO_KEY=samvad-load-centrifugo-key
 
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -13,8 +19,56 @@ serve_fresh() {
   local dir=$1; shift
   rm -rf "$dir"; mkdir -p "$dir"
   local http; http=$(free_port)
-  ./target/release/samvad serve --data-dir "$dir/db" --listen "127.0.0.1:$(free_port)" \
+  $PIN_SERVER ./target/release/samvad serve --data-dir "$dir/db" --listen "127.0.0.1:$(free_port)" \
     --http-listen "127.0.0.1:$http" "$@" >"$dir/log" 2>&1 &
   pids+=($!); PID=$!; SERVER="http://127.0.0.1:$http"
   wait_http "$SERVER/healthz"
 }
+
+# Starts one system fresh; sets SERVER and PID for samvad-load.
+start_samvad() {
+  serve_fresh "$work/samvad" $SAMVAD_ARGS "$@"
+  KIND=samvad; LABEL=samvad/ws
+}
+start_samvad_buffered() {
+  start_samvad --durability buffer
+  LABEL=samvad-buffered/ws
+}
+start_ejabberd() {
+  rm -rf "$work/ejabberd"; mkdir -p "$work/ejabberd"/{cfg,spool,logs}
+  local port; port=$(free_port)
+  sed "s/@PORT@/$port/" bench/peers/ejabberd.yml >"$work/ejabberd/cfg/ejabberd.yml"
+  printf 'ERLANG_NODE=ejbench%s@localhost\n' "$port" >"$work/ejabberd/cfg/ejabberdctl.cfg"
+  id ejabberd >/dev/null 2>&1 && chown -R ejabberd "$work/ejabberd"
+  $PIN_SERVER ejabberdctl --config-dir "$work/ejabberd/cfg" --spool "$work/ejabberd/spool" \
+    --logs "$work/ejabberd/logs" foreground >"$work/ejabberd/fg.log" 2>&1 &
+  pids+=($!)
+  SERVER="http://127.0.0.1:$port"; KIND=ejabberd; LABEL=ejabberd/ws
+  wait_http "$SERVER/api/status" || { cat "$work/ejabberd/fg.log" >&2; return 1; }
+  PID=$(pgrep -f "beam.smp.*ejbench$port" | head -1)
+}
+start_nats() {
+  local port ws; port=$(free_port); ws=$(free_port)
+  printf 'listen: 127.0.0.1:%s\nwebsocket { listen: "127.0.0.1:%s", no_tls: true }\nmax_payload: 1MB\n' \
+    "$port" "$ws" >"$work/nats.conf"
+  $PIN_SERVER nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
+  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$ws"; KIND=nats; LABEL=nats/ws
+  for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && return 0; sleep 0.1; done
+  cat "$work/nats.log" >&2; return 1
+}
+
+start_centrifugo() {
+  rm -rf "$work/centrifugo"; mkdir -p "$work/centrifugo"
+  local port; port=$(free_port)
+  sed "s/\"port\": 8000/\"port\": $port/" bench/peers/centrifugo.json >"$work/centrifugo/config.json"
+  $PIN_SERVER centrifugo --config "$work/centrifugo/config.json" >"$work/centrifugo/log" 2>&1 &
+  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$port/connection/websocket"; KIND=centrifugo; LABEL=centrifugo/ws
+  wait_http "http://127.0.0.1:$port/health" || { cat "$work/centrifugo/log" >&2; return 1; }
+}
+
+# Centrifugo from the Go module proxy when it is missing.
+need_centrifugo() {
+  export PATH="$PATH:$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
+  command -v centrifugo >/dev/null 2>&1 || go install github.com/centrifugal/centrifugo/v6@v6.9.1
+}
+

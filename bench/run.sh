@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Samvad side by side with what a user would pick instead, on this machine,
-# in one run: ejabberd (XMPP over WebSocket, offline storage and stream
-# management on) and nats-server (WebSocket, plain pub/sub, no persistence).
+# in one run: Centrifugo (memory engine, a personal channel per user with
+# history and recovery), ejabberd (XMPP over WebSocket, offline storage and
+# stream management on) and nats-server (WebSocket, plain pub/sub, no
+# persistence).
 # Each server runs on loopback, alone, fresh for every measurement; the same
 # samvad-load scenarios (connect, chat at a ladder of rates, group) run
 # against each over WebSocket. Then `samvad-load compare` writes the table
@@ -14,6 +16,10 @@
 # some SYSTEMS replaces their reports and keeps the others'.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The server on one core and the harness on the other, so neither steals
+# the other's CPU (PIN_SERVER= PIN_LOAD= to share both cores).
+PIN_SERVER=${PIN_SERVER-"taskset -c 0"}
+PIN_LOAD=${PIN_LOAD-"taskset -c 1"}
 RATES=${RATES:-"1000 2000 5000 10000 20000"}
 COMPARE_RATE=${COMPARE_RATE:-1000}
 P99_BOUND_MS=${P99_BOUND_MS:-25}
@@ -26,7 +32,7 @@ GROUP_RATES=${GROUP_RATES:-"100 500"}
 # samvad_buffered: Samvad with `--durability buffer` (written to the OS per
 # batch, no fsync: survives kill -9, not power loss), the durability ejabberd
 # and NATS offer, for a like-for-like row.
-SYSTEMS=${SYSTEMS:-"samvad samvad_buffered ejabberd nats"}
+SYSTEMS=${SYSTEMS:-"samvad samvad_buffered centrifugo ejabberd nats"}
 # Each chat and group run is repeated; `compare` takes the median.
 REPEAT=${REPEAT:-3}
 
@@ -56,42 +62,11 @@ stop_all() {
 trap 'stop_all; rm -rf "$work"' EXIT
 
 source bench/lib.sh
-
-# Starts one system fresh; sets SERVER and PID for samvad-load.
-start_samvad() {
-  serve_fresh "$work/samvad" "$@"
-  KIND=samvad; LABEL=samvad/ws
-}
-start_samvad_buffered() {
-  start_samvad --durability buffer
-  LABEL=samvad-buffered/ws
-}
-start_ejabberd() {
-  rm -rf "$work/ejabberd"; mkdir -p "$work/ejabberd"/{cfg,spool,logs}
-  local port; port=$(free_port)
-  sed "s/@PORT@/$port/" bench/peers/ejabberd.yml >"$work/ejabberd/cfg/ejabberd.yml"
-  printf 'ERLANG_NODE=ejbench%s@localhost\n' "$port" >"$work/ejabberd/cfg/ejabberdctl.cfg"
-  id ejabberd >/dev/null 2>&1 && chown -R ejabberd "$work/ejabberd"
-  ejabberdctl --config-dir "$work/ejabberd/cfg" --spool "$work/ejabberd/spool" \
-    --logs "$work/ejabberd/logs" foreground >"$work/ejabberd/fg.log" 2>&1 &
-  pids+=($!)
-  SERVER="http://127.0.0.1:$port"; KIND=ejabberd; LABEL=ejabberd/ws
-  wait_http "$SERVER/api/status" || { cat "$work/ejabberd/fg.log" >&2; return 1; }
-  PID=$(pgrep -f "beam.smp.*ejbench$port" | head -1)
-}
-start_nats() {
-  local port ws; port=$(free_port); ws=$(free_port)
-  printf 'listen: 127.0.0.1:%s\nwebsocket { listen: "127.0.0.1:%s", no_tls: true }\nmax_payload: 1MB\n' \
-    "$port" "$ws" >"$work/nats.conf"
-  nats-server -c "$work/nats.conf" >"$work/nats.log" 2>&1 &
-  pids+=($!); PID=$!; SERVER="ws://127.0.0.1:$ws"; KIND=nats; LABEL=nats/ws
-  for _ in $(seq 100); do grep -q "Server is ready" "$work/nats.log" && return 0; sleep 0.1; done
-  cat "$work/nats.log" >&2; return 1
-}
+need_centrifugo
 
 # Runs samvad-load against the system started last.
 load() {
-  ./target/release/samvad-load --system "$KIND" --label "$LABEL" --server "$SERVER" \
+  $PIN_LOAD ./target/release/samvad-load --system "$KIND" --label "$LABEL" --server "$SERVER" \
     --server-pid "$PID" --transport ws "$@"
 }
 
@@ -125,5 +100,5 @@ done
   echo "Machine: $(nproc) vCPU ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)), \
 $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr); \
 ejabberd $(dpkg-query -W -f='${Version}' ejabberd), nats-server $(dpkg-query -W -f='${Version}' nats-server), \
-harness and server on the same cores."
+Centrifugo v6.9.1; server pinned: '${PIN_SERVER:-none}', harness pinned: '${PIN_LOAD:-none}'."
 } | tee -a "$out/compare.md"

@@ -330,11 +330,11 @@ async fn send_reply<T: Transport>(
 /// to answer: a chat's recipient must exist, a group's sender must be a
 /// member of it, a channel's an admin (routing checks again when it fans
 /// out). Else the group a group message goes to.
-async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, ServerFrame> {
+async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, Box<ServerFrame>> {
     let Some(head) = env.head.as_ref() else {
         return Ok(None);
     };
-    let refusal = |code, message: String| Err(ServerFrame::error(code, message, &env.id));
+    let refusal = |code, message: String| Err(Box::new(ServerFrame::error(code, message, &env.id)));
     let kind = head.r#type();
     if matches!(kind, HeadType::Group | HeadType::Channel) {
         let group = match edge.directory.group(&head.to).await {

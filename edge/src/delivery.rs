@@ -78,19 +78,20 @@ impl Delivery {
                 let head = env.head.as_ref();
                 let grouped =
                     head.is_some_and(|h| matches!(h.r#type(), HeadType::Group | HeadType::Channel));
-                // A group's order is its history's; a chat's, the recipient's.
+                // A group's order is its history's; a chat's, the
+                // recipient's. That inbox decides whether the message is
+                // new; the others follow only if it was.
                 let order = match (grouped, head) {
                     (true, Some(h)) => history_owner(&h.chatid),
                     _ => owners.first().cloned().unwrap_or_default(),
                 };
-                let message = Message::new(env);
-                let inputs = owners
-                    .into_iter()
-                    .map(|owner| Input::Message {
-                        owner,
-                        message: message.clone(),
-                    })
-                    .collect();
+                let then = owners.into_iter().filter(|o| *o != order).collect();
+                let inputs = vec![Input::Message {
+                    owner: order.clone(),
+                    message: Message::new(env),
+                    then,
+                    fresh: false,
+                }];
                 let durable = shards.submit(&order, inputs);
                 Box::pin(async move {
                     durable

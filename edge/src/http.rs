@@ -418,7 +418,9 @@ async fn websocket(State(edge): State<Arc<Edge>>, upgrade: WebSocketUpgrade) -> 
         // Allocated up front per session and grown only for large frames:
         // small, so that idle sessions stay small (bench/RESULTS.md).
         .read_buffer_size(1024)
-        .write_buffer_size(0)
+        // Frames fed between two flushes share a write (the session drains
+        // its queue, then flushes); the buffer grows only for bursts.
+        .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| {
             connection::run(edge, WsTransport::new(socket, max_frame), "websocket")
         })

@@ -18,6 +18,27 @@ pub struct SessionRoute {
 
 pub type PresenceMap = HashMap<String, Vec<SessionRoute>>;
 
+/// Presence as the inbox rules read it while they apply a batch: the live
+/// sessions of one user, `None` if it has none.
+pub trait LivePresence {
+    fn sessions(&self, user: &str) -> Option<Vec<SessionRoute>>;
+}
+
+/// A snapshot taken for a batch (the cluster reads Redis once per batch).
+impl LivePresence for PresenceMap {
+    fn sessions(&self, user: &str) -> Option<Vec<SessionRoute>> {
+        self.get(user).cloned()
+    }
+}
+
+/// Read as it is now (`samvad serve`): also right for the inboxes a batch
+/// reaches only as it is applied (a group's members, a receipt's sender).
+impl LivePresence for MemoryPresence {
+    fn sessions(&self, user: &str) -> Option<Vec<SessionRoute>> {
+        self.users.read().get(user).cloned()
+    }
+}
+
 pub trait Presence: Send + Sync + 'static {
     /// A session of `user` is live on `route.edge`.
     fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()>;
@@ -31,24 +52,6 @@ pub trait Presence: Send + Sync + 'static {
 #[derive(Default)]
 pub struct MemoryPresence {
     users: RwLock<HashMap<String, Vec<SessionRoute>>>,
-}
-
-impl MemoryPresence {
-    /// The live sessions of each of `users`, now (the inbox writers of
-    /// `samvad serve` read it without a round trip).
-    pub fn snapshot<'u>(&self, users: impl Iterator<Item = &'u str>) -> PresenceMap {
-        let map = self.users.read();
-        let mut out = PresenceMap::new();
-        for user in users {
-            if out.contains_key(user) {
-                continue;
-            }
-            if let Some(sessions) = map.get(user) {
-                out.insert(user.to_string(), sessions.clone());
-            }
-        }
-        out
-    }
 }
 
 impl Presence for MemoryPresence {

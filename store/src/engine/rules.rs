@@ -34,7 +34,7 @@ use samvad_proto::v1::{self, server_frame, DeliveryState, ServerFrame};
 
 use super::view::{Committed, Space, View};
 use crate::keys::{dedupe_key, inbox_key, seq_of_inbox_key, user_prefix};
-use crate::presence::{PresenceMap, SessionRoute};
+use crate::presence::{LivePresence, SessionRoute};
 use crate::StoreError;
 
 /// Entries one sync page replays.
@@ -75,10 +75,18 @@ impl Message {
 /// One thing that happens to one inbox.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    /// Append a message (idempotent by `(from, id)`).
+    /// Append a message (idempotent by `(from, id)`). If it is new, it is
+    /// then appended to the inboxes of `then` too (the conversation's other
+    /// inboxes, where this one orders it), known to be new there.
     Message {
         owner: String,
         message: Arc<Message>,
+        then: Vec<String>,
+        /// Known to be new in this inbox: its first copy was just appended
+        /// where the conversation is ordered, and it travels exactly once
+        /// (in memory, or in an outbox entry removed as it is applied), so
+        /// the dedupe read is skipped; the dedupe key is still written.
+        fresh: bool,
     },
     /// Append a receipt about a message the owner sent.
     Receipt { owner: String, receipt: v1::Receipt },
@@ -118,6 +126,8 @@ impl Input {
             deliver_record::Kind::Message(envelope) => Input::Message {
                 owner,
                 message: Message::new(envelope),
+                then: Vec::new(),
+                fresh: false,
             },
             deliver_record::Kind::Receipt(receipt) => Input::Receipt { owner, receipt },
             deliver_record::Kind::Ack(ack) => Input::Ack {
@@ -271,7 +281,7 @@ impl InboxRules {
         &mut self,
         committed: &dyn Committed,
         inputs: impl IntoIterator<Item = Input>,
-        presence: &PresenceMap,
+        presence: &dyn LivePresence,
         now_ms: i64,
     ) -> Result<Output, StoreError> {
         let mut pass = Pass {
@@ -402,7 +412,7 @@ struct Pass<'a, 'r> {
     view: View<'a>,
     touched: Touched,
     effects: Vec<Effect>,
-    presence: &'r PresenceMap,
+    presence: &'r dyn LivePresence,
     now_ms: i64,
 }
 
@@ -419,7 +429,23 @@ pub fn is_history(owner: &str) -> bool {
 impl Pass<'_, '_> {
     fn apply_one(&mut self, input: Input, generated: &mut Vec<Input>) -> Result<(), StoreError> {
         match input {
-            Input::Message { owner, message } => self.message(&owner, &message),
+            Input::Message {
+                owner,
+                message,
+                then,
+                fresh,
+            } => {
+                let appended = self.message(&owner, &message, fresh)?;
+                if appended {
+                    generated.extend(then.into_iter().map(|owner| Input::Message {
+                        owner,
+                        message: message.clone(),
+                        then: Vec::new(),
+                        fresh: true,
+                    }));
+                }
+                Ok(())
+            }
             Input::Receipt { owner, receipt } => self.receipt(&owner, &receipt),
             Input::Ack { owner, device, seq } => self.ack(&owner, &device, seq, generated),
             Input::Sync { owner, sync } => self.sync(&owner, &sync),
@@ -448,10 +474,11 @@ impl Pass<'_, '_> {
         &mut self,
         owner: &str,
         dedupe: Vec<u8>,
+        check: bool,
         frame_for: impl FnOnce(u64) -> Bytes,
         unacked: Option<(String, String, String)>,
     ) -> Result<Option<u64>, StoreError> {
-        if self.view.contains(Space::Dedupe, &dedupe)? {
+        if check && self.view.contains(Space::Dedupe, &dedupe)? {
             return Ok(None);
         }
         let state = self.state(owner)?;
@@ -481,14 +508,16 @@ impl Pass<'_, '_> {
             // A conversation's history is read page by page, never pushed.
             return Ok(Some(seq));
         }
-        let routes = self.presence.get(owner).map_or(&[][..], Vec::as_slice);
-        for route in live_routes(&mut self.rules.synced, owner, routes) {
+        let sessions = self.presence.sessions(owner);
+        let online = sessions.is_some();
+        let routes = sessions.unwrap_or_default();
+        for route in live_routes(&mut self.rules.synced, owner, &routes) {
             self.effects.push(Effect::Push {
                 route: route.clone(),
                 frame: frame.clone(),
             });
         }
-        if !self.presence.contains_key(owner) {
+        if !online {
             self.effects.push(Effect::Offline {
                 user: owner.to_string(),
                 seq,
@@ -498,7 +527,8 @@ impl Pass<'_, '_> {
         Ok(Some(seq))
     }
 
-    fn message(&mut self, owner: &str, message: &Message) -> Result<(), StoreError> {
+    /// Appends a message; whether it was new.
+    fn message(&mut self, owner: &str, message: &Message, fresh: bool) -> Result<bool, StoreError> {
         let env = &message.envelope;
         let head = message.head();
         if head.action() == v1::Action::Delete && !env.ref_id.is_empty() {
@@ -511,13 +541,14 @@ impl Pass<'_, '_> {
         let unacked =
             receipt_worthy.then(|| (head.from.clone(), env.id.clone(), head.chatid.clone()));
         let dedupe = dedupe_key(owner, &[&head.from, &env.id]);
-        self.append(
+        let appended = self.append(
             owner,
             dedupe,
+            !fresh,
             |seq| deliver_frame(&message.bytes, seq),
             unacked,
         )?;
-        Ok(())
+        Ok(appended.is_some())
     }
 
     fn receipt(&mut self, owner: &str, r: &v1::Receipt) -> Result<(), StoreError> {
@@ -527,6 +558,7 @@ impl Pass<'_, '_> {
         self.append(
             owner,
             dedupe,
+            true,
             |seq| {
                 Bytes::from(
                     ServerFrame::of(server_frame::Kind::Receipt(v1::Receipt {
@@ -860,6 +892,7 @@ pub fn entry_seqs(committed: &dyn Committed, owner: &str) -> Result<Vec<u64>, St
 mod tests {
     use super::*;
     use crate::engine::view::MemoryState;
+    use crate::presence::PresenceMap;
 
     fn chat(id: &str, from: &str, to: &str) -> Input {
         let kind = v1::HeadType::Chat;
@@ -868,6 +901,8 @@ mod tests {
 
     fn message(id: &str, kind: v1::HeadType, from: &str, to: &str, owner: &str) -> Input {
         Input::Message {
+            then: Vec::new(),
+            fresh: false,
             owner: owner.into(),
             message: Message::new(v1::Envelope {
                 id: id.into(),
@@ -1148,6 +1183,71 @@ mod tests {
     }
 
     #[test]
+    fn entries_made_while_a_batch_is_applied_are_pushed_to_their_owners_sessions() {
+        let mut store = Store::new(Holding::Shard(Box::new(|_| true)));
+        let mut presence = online("alice", "a1");
+        presence.extend(online("bob", "b1"));
+        store.run(
+            vec![sync("alice", "a1", 0), sync("bob", "b1", 0)],
+            &presence,
+        );
+        store.run(vec![chat("m1", "alice", "bob")], &presence);
+        // Bob's ack makes alice's receipt in the same batch: it reaches her.
+        let pushed: Vec<(String, Option<server_frame::Kind>)> = store
+            .run(vec![ack("bob", 1)], &presence)
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Push { route, frame } => Some((
+                    route.session.to_string(),
+                    ServerFrame::decode(frame).unwrap().kind,
+                )),
+                _ => None,
+            })
+            .collect();
+        let [(session, Some(server_frame::Kind::Receipt(r)))] = &pushed[..] else {
+            panic!("one receipt for alice: {pushed:?}")
+        };
+        assert_eq!(
+            (session.as_str(), r.message_id.as_str(), r.seq),
+            ("a1", "m1", 1)
+        );
+    }
+
+    #[test]
+    fn a_conversations_other_inboxes_follow_only_a_new_message() {
+        // Bob's shard orders the chat; the history is on another shard.
+        let mut store = Store::new(Holding::Shard(Box::new(|o: &str| !is_history(o))));
+        let none = PresenceMap::new();
+        let led = |id: &str| {
+            let Input::Message { owner, message, .. } = chat(id, "alice", "bob") else {
+                unreachable!()
+            };
+            Input::Message {
+                owner,
+                message,
+                then: vec![history_owner("alice:bob")],
+                fresh: false,
+            }
+        };
+        let forwarded = |effects: &[Effect]| -> Vec<(String, bool)> {
+            effects
+                .iter()
+                .filter_map(|e| match e {
+                    Effect::Forward(Input::Message { owner, fresh, .. }) => {
+                        Some((owner.clone(), *fresh))
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        let first = store.run(vec![led("m1"), led("m1")], &none);
+        assert_eq!(forwarded(&first), [(history_owner("alice:bob"), true)]);
+        // Resent later: bob's inbox has it, so nothing follows.
+        assert!(forwarded(&store.run(vec![led("m1")], &none)).is_empty());
+        assert_eq!(store.seqs("bob"), [1]);
+    }
+
+    #[test]
     fn history_pages_newest_first_see_their_own_batch_and_are_never_pushed() {
         let mut store = Store::new(Holding::Given);
         let owner = history_owner("alice:bob");
@@ -1206,10 +1306,14 @@ mod tests {
                 Input::Message {
                     owner: "bob".into(),
                     message: Message::new(forged),
+                    then: Vec::new(),
+                    fresh: false,
                 },
                 Input::Message {
                     owner: "bob".into(),
                     message: Message::new(delete),
+                    then: Vec::new(),
+                    fresh: false,
                 },
             ],
             &none,

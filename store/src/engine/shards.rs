@@ -99,7 +99,9 @@ fn encode_batch(inputs: &[Input]) -> Vec<u8> {
     let mut out = BytesMut::new();
     for input in inputs {
         let record = match input {
-            Input::Message { owner, message } => {
+            // `then` is empty here: followers are generated when their
+            // leader is applied, and travel on their own.
+            Input::Message { owner, message, .. } => {
                 let mut r = BytesMut::with_capacity(owner.len() + message.bytes.len() + 12);
                 encode_key(1, WireType::LengthDelimited, &mut r);
                 encode_varint(owner.len() as u64, &mut r);
@@ -286,13 +288,7 @@ impl Writer {
         inputs: Vec<Input>,
         applied_outbox: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
-        let presence = self.presence.snapshot(
-            inputs
-                .iter()
-                .filter(|i| matches!(i, Input::Message { .. } | Input::Receipt { .. }))
-                .map(Input::owner),
-        );
-        let output = rules.apply(&self.state, inputs, &presence, now_ms())?;
+        let output = rules.apply(&self.state, inputs, &*self.presence, now_ms())?;
         let mut batch = self.state.batch(&output.pending);
         for key in &applied_outbox {
             self.state.remove(&mut batch, Space::Applied, key);

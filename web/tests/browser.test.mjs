@@ -1,3 +1,4 @@
+import { mkdirSync } from "node:fs";
 // Chromium end to end: the page logs in, connects over WebTransport (and
 // over the WebSocket fallback), sends and shows messages, through the real
 // `samvad serve` binary.
@@ -67,6 +68,10 @@ test("chat between a WebTransport page and a WebSocket page", async () => {
   await bob.fill("#text", "and back over websocket");
   await bob.click("#send");
   await alice.waitForSelector("li.msg:has-text('bob: and back over websocket')", { timeout: 10000 });
+  // What a person sees, kept for review (web/test-results/, not committed).
+  mkdirSync(new URL("../test-results/", import.meta.url), { recursive: true });
+  await alice.screenshot({ path: new URL("../test-results/chat-alice.png", import.meta.url).pathname });
+  await bob.screenshot({ path: new URL("../test-results/chat-bob.png", import.meta.url).pathname });
 });
 
 const loadBin = process.env.SAMVAD_LOAD_BIN ?? new URL("../../target/debug/samvad-load", import.meta.url).pathname;

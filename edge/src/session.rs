@@ -449,6 +449,7 @@ impl Session {
                         state: samvad_proto::v1::DeliveryState::Read as i32,
                         chatid: read.chatid.clone(),
                         ts: now_ms,
+                        message_ids: Vec::new(),
                     })),
                 })
                 .collect()

@@ -161,21 +161,21 @@ async fn acks_move_the_cursor_and_yield_receipts_once() {
     let mut bob = server.connect(TransportKind::Quic, &b).await;
     let messages = sync_expecting(&mut bob, 0, 3).await;
     assert_eq!(messages.len(), 3);
-    // Ack 2, then 2 again, then 1: only m1 and m2 get receipts, once each.
+    // Ack 2, then 2 again, then 1: m1 and m2 get one receipt together,
+    // once (DELIVERED receipts are coalesced per acknowledgement).
     for seq in [2, 2, 1] {
         bob.send(client_frame::Kind::Ack(Ack { seq }))
             .await
             .unwrap();
     }
-    let mut got = Vec::new();
-    for _ in 0..2 {
-        let Some(server_frame::Kind::Receipt(r)) = next_of(&mut alice, "receipt").await.kind else {
-            unreachable!()
-        };
-        got.push(r.message_id);
-    }
-    got.sort();
-    assert_eq!(got, ["m1", "m2"]);
+    let Some(server_frame::Kind::Receipt(r)) = next_of(&mut alice, "receipt").await.kind else {
+        unreachable!()
+    };
+    assert_eq!(
+        (r.message_id.as_str(), r.message_ids.as_slice()),
+        ("m2", &["m1".to_string(), "m2".to_string()][..])
+    );
+    assert_eq!(r.state(), DeliveryState::Delivered);
     // Acking past the end is clamped to the last entry.
     bob.send(client_frame::Kind::Ack(Ack { seq: 99 }))
         .await
@@ -184,10 +184,14 @@ async fn acks_move_the_cursor_and_yield_receipts_once() {
         unreachable!()
     };
     assert_eq!(r.message_id, "m3");
-    // Alice's inbox holds exactly the three receipts, even after reconnects.
+    assert!(
+        r.message_ids.is_empty(),
+        "a receipt for one message names it alone"
+    );
+    // Alice's inbox holds exactly the two receipts, even after reconnects.
     let mut alice2 = server.connect(TransportKind::Wt, &a).await;
     let (_, receipts) = sync_all(&mut alice2, 0).await;
-    assert_eq!(receipts, 3);
+    assert_eq!(receipts, 2);
 }
 
 /// kill -9 in the middle of a stream of pipelined sends: after a restart,
@@ -497,7 +501,9 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
     let mut acked_by_pair = Vec::new();
     for task in tasks {
         let (sent, acked) = task.await.unwrap();
-        assert!(acked.len() < sent, "the kill should interrupt the stream");
+        // A sender whose last burst was all acknowledged when the kill
+        // came has nothing in flight; the others lose their in-flight ones.
+        assert!(acked.len() <= sent);
         acked_by_pair.push(acked);
     }
     let total: usize = acked_by_pair.iter().map(Vec::len).sum();

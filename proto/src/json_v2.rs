@@ -391,7 +391,7 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
         }
         Some(Kind::Accepted(a)) => json!({"accepted": {"id": a.id, "server_ts": a.server_ts}}),
         Some(Kind::Receipt(r)) => json!({"receipt": {
-            "seq": r.seq, "message_id": r.message_id, "by": r.by,
+            "seq": r.seq, "message_id": r.message_id, "message_ids": r.message_ids, "by": r.by,
             "state": state_name(r.state()), "chatid": r.chatid, "ts": r.ts}}),
         Some(Kind::SyncDone(s)) => json!({"sync_done": {"last_seq": s.last_seq, "more": s.more}}),
         Some(Kind::Presence(p)) => {

@@ -221,7 +221,11 @@ mod tests {
             let effects = inboxes
                 .apply(vec![ack], &PresenceMap::new(), &[(0, 2)])
                 .unwrap();
-            assert_eq!(effects.records.len(), 2, "{effects:?}");
+            assert_eq!(
+                effects.records.len(),
+                1,
+                "one coalesced receipt: {effects:?}"
+            );
             // The process dies here, before the role produced them.
             db.persist(PersistMode::SyncAll).unwrap();
         }
@@ -230,22 +234,25 @@ mod tests {
         assert_eq!(inboxes.applied_offset(0).unwrap(), Some(2));
         assert_eq!(inboxes.counters("bob").unwrap(), (2, 2));
         let owed = inboxes.outbox().unwrap();
-        let receipts: Vec<(String, String)> = owed
+        let receipts: Vec<(String, String, Vec<String>)> = owed
             .records
             .iter()
             .map(|r| match &r.kind {
-                Some(deliver_record::Kind::Receipt(receipt)) => {
-                    (r.user.clone(), receipt.message_id.clone())
-                }
+                Some(deliver_record::Kind::Receipt(receipt)) => (
+                    r.user.clone(),
+                    receipt.message_id.clone(),
+                    receipt.message_ids.clone(),
+                ),
                 other => panic!("a receipt, not {other:?}"),
             })
             .collect();
         assert_eq!(
             receipts,
-            [
-                ("alice".to_string(), "m1".to_string()),
-                ("alice".to_string(), "m2".to_string())
-            ]
+            [(
+                "alice".to_string(),
+                "m2".to_string(),
+                vec!["m1".to_string(), "m2".to_string()]
+            )]
         );
         // Bob had no session: both entries were owed as push notifications
         // by the first batch, and the second batch's outbox replaced it.

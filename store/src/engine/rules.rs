@@ -21,7 +21,7 @@
 //! - A sync replays a page of entries to one session; until its last page
 //!   the session gets no live pushes, so replay and live never interleave.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -291,22 +291,26 @@ impl InboxRules {
             effects: Vec::new(),
             presence,
             now_ms,
+            delivered: BTreeMap::new(),
         };
         let mut queue: VecDeque<Input> = inputs.into_iter().collect();
-        while let Some(input) = queue.pop_front() {
-            if !pass.rules.holding.holds(input.owner()) {
-                pass.effects.push(Effect::Forward(input));
-                continue;
-            }
-            let mut generated = Vec::new();
-            pass.apply_one(input, &mut generated)?;
-            for input in generated {
-                if pass.rules.holding.holds_generated(input.owner()) {
-                    queue.push_back(input);
-                } else {
+        loop {
+            while let Some(input) = queue.pop_front() {
+                if !pass.rules.holding.holds(input.owner()) {
                     pass.effects.push(Effect::Forward(input));
+                    continue;
                 }
+                let mut generated = Vec::new();
+                pass.apply_one(input, &mut generated)?;
+                pass.route_generated(generated, &mut queue);
             }
+            // The batch's acks are all applied: one receipt per sender,
+            // conversation and reader.
+            if pass.delivered.is_empty() {
+                break;
+            }
+            let receipts = pass.delivered_receipts();
+            pass.route_generated(receipts, &mut queue);
         }
         let Pass {
             mut view,
@@ -414,6 +418,9 @@ struct Pass<'a, 'r> {
     effects: Vec<Effect>,
     presence: &'r dyn LivePresence,
     now_ms: i64,
+    /// DELIVERED receipts the batch's acks owe, coalesced: (sender, chat,
+    /// reader) → the sender's messages covered, oldest first.
+    delivered: BTreeMap<(String, String, String), Vec<String>>,
 }
 
 /// The inbox that holds conversation `chatid`'s history. User names and
@@ -427,6 +434,43 @@ pub fn is_history(owner: &str) -> bool {
 }
 
 impl Pass<'_, '_> {
+    /// Inputs the batch made on the way: applied in it where their inbox
+    /// is held here, else forwarded.
+    fn route_generated(&mut self, generated: Vec<Input>, queue: &mut VecDeque<Input>) {
+        for input in generated {
+            if self.rules.holding.holds_generated(input.owner()) {
+                queue.push_back(input);
+            } else {
+                self.effects.push(Effect::Forward(input));
+            }
+        }
+    }
+
+    /// The coalesced DELIVERED receipts owed so far.
+    fn delivered_receipts(&mut self) -> Vec<Input> {
+        std::mem::take(&mut self.delivered)
+            .into_iter()
+            .map(|((sender, chatid, by), mut ids)| {
+                let message_id = ids.last().cloned().unwrap_or_default();
+                if ids.len() == 1 {
+                    ids.clear();
+                }
+                Input::Receipt {
+                    owner: sender,
+                    receipt: v1::Receipt {
+                        seq: 0,
+                        message_id,
+                        by,
+                        state: DeliveryState::Delivered as i32,
+                        chatid,
+                        ts: self.now_ms,
+                        message_ids: ids,
+                    },
+                }
+            })
+            .collect()
+    }
+
     fn apply_one(&mut self, input: Input, generated: &mut Vec<Input>) -> Result<(), StoreError> {
         match input {
             Input::Message {
@@ -447,7 +491,7 @@ impl Pass<'_, '_> {
                 Ok(())
             }
             Input::Receipt { owner, receipt } => self.receipt(&owner, &receipt),
-            Input::Ack { owner, device, seq } => self.ack(&owner, &device, seq, generated),
+            Input::Ack { owner, device, seq } => self.ack(&owner, &device, seq),
             Input::Sync { owner, sync } => self.sync(&owner, &sync),
             Input::History { owner, request } => self.history(&owner, &request),
             Input::Hide { owner, hide } => self.hide(&owner, &hide),
@@ -627,13 +671,7 @@ impl Pass<'_, '_> {
 
     /// An ack moves the device's cursor, and the owner's (the furthest any
     /// device got, which drives DELIVERED receipts).
-    fn ack(
-        &mut self,
-        owner: &str,
-        device: &str,
-        seq: u64,
-        generated: &mut Vec<Input>,
-    ) -> Result<(), StoreError> {
+    fn ack(&mut self, owner: &str, device: &str, seq: u64) -> Result<(), StoreError> {
         let (last_seq, cursor, complete_from) = {
             let s = self.state(owner)?;
             (s.last_seq, s.cursor, s.complete_from)
@@ -678,17 +716,11 @@ impl Pass<'_, '_> {
         state.cursor_moved = true;
         state.complete_from = state.complete_from.max(upto + 1);
         for u in covered {
-            generated.push(Input::Receipt {
-                owner: u.sender,
-                receipt: v1::Receipt {
-                    seq: 0,
-                    message_id: u.id,
-                    by: owner.to_string(),
-                    state: DeliveryState::Delivered as i32,
-                    chatid: u.chatid,
-                    ts: self.now_ms,
-                },
-            });
+            let ids = self
+                .delivered
+                .entry((u.sender, u.chatid, owner.to_string()))
+                .or_default();
+            ids.push(u.id);
         }
         Ok(())
     }
@@ -991,10 +1023,16 @@ mod tests {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Forward(Input::Receipt { owner, receipt }) => {
-                    Some((owner.clone(), receipt.message_id.clone()))
-                }
+                Effect::Forward(Input::Receipt { owner, receipt }) => Some((owner, receipt)),
                 _ => None,
+            })
+            .flat_map(|(owner, r)| {
+                let ids = if r.message_ids.is_empty() {
+                    vec![r.message_id.clone()]
+                } else {
+                    r.message_ids.clone()
+                };
+                ids.into_iter().map(move |id| (owner.clone(), id))
             })
             .collect()
     }
@@ -1077,6 +1115,32 @@ mod tests {
         );
         // Acking again, or less, yields nothing more.
         assert!(receipts(&store.run(vec![ack("bob", 3), ack("bob", 1)], &none)).is_empty());
+    }
+
+    #[test]
+    fn the_acks_of_a_batch_give_one_receipt_per_sender_conversation_and_reader() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        store.run(
+            (1..=3)
+                .map(|i| chat(&format!("m{i}"), "alice", "bob"))
+                .collect(),
+            &none,
+        );
+        let effects = store.run(vec![ack("bob", 1), ack("bob", 3)], &none);
+        let coalesced: Vec<(&str, &str, &[String])> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Forward(Input::Receipt { owner, receipt }) => Some((
+                    owner.as_str(),
+                    receipt.message_id.as_str(),
+                    receipt.message_ids.as_slice(),
+                )),
+                _ => None,
+            })
+            .collect();
+        let all = ["m1".to_string(), "m2".to_string(), "m3".to_string()];
+        assert_eq!(coalesced, [("alice", "m3", &all[..])]);
     }
 
     #[test]

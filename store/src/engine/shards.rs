@@ -97,26 +97,37 @@ fn outbox_key(target: usize, source: usize, lsn: u64) -> Vec<u8> {
 /// written as its bytes from the edge, not encoded again.
 fn encode_batch(inputs: &[Input]) -> Vec<u8> {
     let mut out = BytesMut::new();
-    for input in inputs {
-        let record = match input {
-            // `then` is empty here: followers are generated when their
-            // leader is applied, and travel on their own.
-            Input::Message { owner, message, .. } => {
-                let mut r = BytesMut::with_capacity(owner.len() + message.bytes.len() + 12);
-                encode_key(1, WireType::LengthDelimited, &mut r);
-                encode_varint(owner.len() as u64, &mut r);
-                r.put_slice(owner.as_bytes());
-                encode_key(2, WireType::LengthDelimited, &mut r);
-                encode_varint(message.bytes.len() as u64, &mut r);
-                r.put_slice(&message.bytes);
-                r.freeze()
-            }
-            other => Bytes::from(other.to_record().encode_to_vec()),
-        };
+    let mut put = |record: &[u8]| {
         encode_key(1, WireType::LengthDelimited, &mut out);
         out.reserve(encoded_len_varint(record.len() as u64) + record.len());
         encode_varint(record.len() as u64, &mut out);
-        out.put_slice(&record);
+        out.put_slice(record);
+    };
+    for input in inputs {
+        match input {
+            Input::Message {
+                owner,
+                message,
+                then,
+                ..
+            } => {
+                // Followers are generated when their leader is applied and
+                // travel on their own, so `then` is empty here; were it
+                // not, each follower is written as a record of its own
+                // (applied with a dedupe read after a replay).
+                for owner in std::iter::once(owner).chain(then) {
+                    let mut r = BytesMut::with_capacity(owner.len() + message.bytes.len() + 12);
+                    encode_key(1, WireType::LengthDelimited, &mut r);
+                    encode_varint(owner.len() as u64, &mut r);
+                    r.put_slice(owner.as_bytes());
+                    encode_key(2, WireType::LengthDelimited, &mut r);
+                    encode_varint(message.bytes.len() as u64, &mut r);
+                    r.put_slice(&message.bytes);
+                    put(&r);
+                }
+            }
+            other => put(&other.to_record().encode_to_vec()),
+        }
     }
     out.to_vec()
 }
@@ -336,4 +347,49 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::rules::Message;
+    use samvad_proto::v1;
+
+    #[test]
+    fn an_outbox_entry_decodes_to_the_inputs_it_was_made_of() {
+        let message = Message::new(v1::Envelope {
+            id: "m1".into(),
+            head: Some(v1::Head {
+                from: "alice".into(),
+                to: "bob".into(),
+                chatid: "alice:bob".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let inputs = vec![
+            Input::Message {
+                owner: "#alice:bob".into(),
+                message: message.clone(),
+                then: vec!["carol".into()],
+                fresh: true,
+            },
+            Input::Ack {
+                owner: "bob".into(),
+                device: "phone".into(),
+                seq: 3,
+            },
+        ];
+        let decoded = decode_batch(&encode_batch(&inputs)).unwrap();
+        let plain = |owner: &str| Input::Message {
+            owner: owner.into(),
+            message: message.clone(),
+            then: Vec::new(),
+            fresh: false,
+        };
+        assert_eq!(
+            decoded,
+            [plain("#alice:bob"), plain("carol"), inputs[1].clone()]
+        );
+    }
 }

@@ -7,6 +7,17 @@ SAMVAD_ARGS=${SAMVAD_ARGS:-}
 # The key bench/peers/centrifugo.json signs connection tokens with.
 export CENTRIFUGO_KEY=samvad-load-centrifugo-key
 
+# Stops every server started so far.
+stop_all() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
+  # ejabberd's VM runs under su, outside the pids we hold; an overloaded
+  # one takes a while to go, and its node name must be free again.
+  pkill -9 -f "beam.smp.*ejbench" 2>/dev/null || true
+  for _ in $(seq 100); do pgrep -f "beam.smp.*ejbench" >/dev/null || break; sleep 0.2; done
+  pids=()
+  sleep 1
+}
+
 # A free TCP port on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

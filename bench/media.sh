@@ -25,10 +25,6 @@ out=bench/out/media
 mkdir -p "$out"
 work=$(mktemp -d)
 pids=()
-stop_all() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done
-  pids=()
-}
 trap 'stop_all; rm -rf "$work"' EXIT
 
 source bench/lib.sh

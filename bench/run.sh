@@ -50,15 +50,6 @@ mkdir -p "$out"
 work=$(mktemp -d)
 chmod 755 "$work"
 pids=()
-stop_all() {
-  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  # ejabberd's VM runs under su, outside the pids we hold; an overloaded
-  # one takes a while to go, and its node name must be free again.
-  pkill -9 -f "beam.smp.*ejbench" 2>/dev/null || true
-  for _ in $(seq 100); do pgrep -f "beam.smp.*ejbench" >/dev/null || break; sleep 0.2; done
-  pids=()
-  sleep 1
-}
 trap 'stop_all; rm -rf "$work"' EXIT
 
 source bench/lib.sh

@@ -105,7 +105,7 @@ impl Delivery {
     /// Hands records to their inboxes (acks, syncs, receipts, hides,
     /// history requests, system messages for one user), in order with
     /// everything the session sent before. The future resolves once they
-    /// are taken: on the bus, or applied by their writers.
+    /// are taken: on the bus, or queued to their writers.
     pub fn deliver(
         &self,
         bus: &Arc<dyn Bus>,
@@ -130,23 +130,20 @@ impl Delivery {
                 })
             }
             Delivery::Shards(shards) => {
-                // Each waits for its writer, so that what a session has in
-                // flight (acks and syncs too) stays within its bound.
-                let taken: Vec<_> = records
-                    .into_iter()
-                    .filter_map(|record| {
-                        let owner = record.user.clone();
-                        let input = Input::from_record(record)?;
-                        Some(shards.submit(&owner, vec![input]))
-                    })
-                    .collect();
-                Box::pin(async move {
-                    for done in taken {
-                        done.await
-                            .map_err(|e| DeliveryError::Unavailable(e.to_string()))?;
+                // Queued to their writers in order, answered by nobody: no
+                // session task wakes up per ack. A writer far behind
+                // refuses them (bounded), and the session is told.
+                let mut result = Ok(());
+                for record in records {
+                    let owner = record.user.clone();
+                    let Some(input) = Input::from_record(record) else {
+                        continue;
+                    };
+                    if let Err(e) = shards.send(&owner, vec![input]) {
+                        result = Err(DeliveryError::Unavailable(e.to_string()));
                     }
-                    Ok(())
-                })
+                }
+                Box::pin(async move { result })
             }
         }
     }

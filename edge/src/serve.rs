@@ -52,7 +52,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shards = args.shards.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
-    let writers = Shards::start(
+    let mut writers = Shards::start(
         &db,
         shards,
         persist,
@@ -65,12 +65,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }),
     )?;
     let mut roles = tokio::task::JoinSet::new();
-    for (shard, thread) in writers.threads.into_iter().enumerate() {
+    for (shard, exited) in std::mem::take(&mut writers.exits).into_iter().enumerate() {
         // A writer ends only when its storage failed: so does the server.
         roles.spawn(async move {
-            tokio::task::spawn_blocking(move || thread.join())
+            exited
                 .await
-                .context("joining an inbox writer")?
                 .map_err(|_| anyhow::anyhow!("inbox writer {shard} panicked"))?
                 .with_context(|| format!("inbox writer {shard}"))
         });

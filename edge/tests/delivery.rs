@@ -194,6 +194,23 @@ async fn acks_move_the_cursor_and_yield_receipts_once() {
     assert_eq!(receipts, 2);
 }
 
+/// One conversation's messages `(seq, id, text)` in an inbox, ids `m<n>`
+/// or `k<n>` numbered in send order: seqs 1, 2, 3, … and ids ascending
+/// (nothing twice, nothing reordered).
+fn assert_gap_free_in_send_order(messages: &[(u64, String, String)]) {
+    let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
+    assert_eq!(
+        seqs,
+        (1..=messages.len() as u64).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let order: Vec<usize> = messages.iter().map(|m| m.1[1..].parse().unwrap()).collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "per-conversation order kept: {order:?}"
+    );
+}
+
 /// kill -9 in the middle of a stream of pipelined sends: after a restart,
 /// every acknowledged message is in the inbox exactly once, gap-free; the
 /// sender's retry of unacknowledged ones adds no duplicate.
@@ -258,18 +275,7 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
         );
     }
     assert!(count.values().all(|c| *c == 1), "no duplicates");
-    let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
-    assert_eq!(
-        seqs,
-        (1..=messages.len() as u64).collect::<Vec<_>>(),
-        "gap-free"
-    );
-    // Order within the conversation is the send order.
-    let order: Vec<usize> = messages.iter().map(|m| m.1[1..].parse().unwrap()).collect();
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "per-conversation order kept: {order:?}"
-    );
+    assert_gap_free_in_send_order(&messages);
 
     // The client retries everything it has no ack for, plus a few acked.
     let mut alice = server.connect(TransportKind::Quic, &a).await;
@@ -514,17 +520,7 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
     for (i, acked) in acked_by_pair.iter().enumerate() {
         let mut bob = server.connect(TransportKind::Ws, &recipients[i]).await;
         let (messages, _) = sync_all(&mut bob, 0).await;
-        let seqs: Vec<u64> = messages.iter().map(|m| m.0).collect();
-        assert_eq!(
-            seqs,
-            (1..=messages.len() as u64).collect::<Vec<_>>(),
-            "gap-free"
-        );
-        let order: Vec<usize> = messages.iter().map(|m| m.1[1..].parse().unwrap()).collect();
-        assert!(
-            order.windows(2).all(|w| w[0] < w[1]),
-            "send order kept, nothing twice"
-        );
+        assert_gap_free_in_send_order(&messages);
         let have: std::collections::HashSet<&str> = messages.iter().map(|m| m.1.as_str()).collect();
         for id in acked {
             assert!(

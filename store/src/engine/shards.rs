@@ -19,8 +19,8 @@
 //! a 1:1 chat's entries and a group's fan-out each travel from one shard.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use crossbeam_channel::{Receiver, Sender};
@@ -39,6 +39,11 @@ use crate::StoreError;
 /// Most inputs one writer applies in one batch.
 pub const MAX_BATCH: usize = 1024;
 
+/// Most inputs queued to one writer without an answer awaited
+/// ([`Shards::send`]: acks, syncs). What a session awaits is bounded by its
+/// own in-flight limit; these by this.
+pub const MAX_UNANSWERED: usize = 64 * 1024;
+
 /// Where a writer's effects leave the store.
 pub trait Outlet: Send + Sync + 'static {
     /// An encoded frame for one live session of this process.
@@ -54,6 +59,8 @@ pub enum ShardError {
     Commit(String),
     #[error("the inbox writer has stopped")]
     Stopped,
+    #[error("the inbox writer is {0} inputs behind; retry")]
+    Busy(usize),
 }
 
 enum Command {
@@ -75,13 +82,17 @@ pub fn shard_of(owner: &str, shards: usize) -> usize {
 #[derive(Clone)]
 pub struct Shards {
     senders: Arc<Vec<Sender<Command>>>,
+    /// Per writer, inputs queued by [`Shards::send`] it has not taken yet.
+    unanswered: Arc<Vec<AtomicUsize>>,
 }
 
 /// A started set of writers.
 pub struct Writers {
     pub shards: Shards,
-    /// Each writer's thread; one ends only if its storage failed.
-    pub threads: Vec<JoinHandle<Result<(), StoreError>>>,
+    /// How each writer ended: it ends only if its storage failed (a closed
+    /// channel: it panicked). Awaiting these never blocks a runtime's
+    /// shutdown, as joining the threads would.
+    pub exits: Vec<oneshot::Receiver<Result<(), StoreError>>>,
 }
 
 fn outbox_key(target: usize, source: usize, lsn: u64) -> Vec<u8> {
@@ -157,6 +168,8 @@ impl Shards {
             (0..count).map(|_| crossbeam_channel::unbounded()).collect();
         let senders: Arc<Vec<Sender<Command>>> =
             Arc::new(channels.iter().map(|(tx, _)| tx.clone()).collect());
+        let unanswered: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..count).map(|_| AtomicUsize::new(0)).collect());
         let mut next_lsn = 1;
         for (key, value) in state.scan_prefix(Space::Applied, b"o")? {
             if let Some(lsn) = key.get(5..13).and_then(|b| b.try_into().ok()) {
@@ -172,7 +185,7 @@ impl Shards {
             tracing::info!(target, inputs = inputs.len(), "replaying an outbox entry");
             let _ = senders[target].send(Command::Forwarded { key, inputs });
         }
-        let mut threads = Vec::with_capacity(count);
+        let mut exits = Vec::with_capacity(count);
         for (me, (_, rx)) in channels.into_iter().enumerate() {
             let writer = Writer {
                 me,
@@ -184,17 +197,23 @@ impl Shards {
                 presence: presence.clone(),
                 outlet: outlet.clone(),
                 next_lsn,
+                unanswered: unanswered.clone(),
             };
-            threads.push(
-                std::thread::Builder::new()
-                    .name(format!("inbox-writer-{me}"))
-                    .spawn(move || writer.run())
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-            );
+            let (exit, exited) = oneshot::channel();
+            std::thread::Builder::new()
+                .name(format!("inbox-writer-{me}"))
+                .spawn(move || {
+                    let _ = exit.send(writer.run());
+                })
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            exits.push(exited);
         }
         Ok(Writers {
-            shards: Shards { senders },
-            threads,
+            shards: Shards {
+                senders,
+                unanswered,
+            },
+            exits,
         })
     }
 
@@ -228,10 +247,18 @@ impl Shards {
     }
 
     /// Hands `inputs` to `owner`'s shard without waiting for them (what a
-    /// session does not need an answer for: its syncs and acks answer
-    /// through the session itself).
+    /// session needs no answer for: its acks and syncs answer through the
+    /// session itself), so that no session task wakes up per ack. Refused
+    /// with [`ShardError::Busy`] while the writer has
+    /// [`MAX_UNANSWERED`] such inputs queued.
     pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
         let shard = shard_of(owner, self.count());
+        let n = inputs.len();
+        let queued = self.unanswered[shard].fetch_add(n, Ordering::Relaxed);
+        if queued >= MAX_UNANSWERED {
+            self.unanswered[shard].fetch_sub(n, Ordering::Relaxed);
+            return Err(ShardError::Busy(queued));
+        }
         self.senders[shard]
             .send(Command::Submit { inputs, done: None })
             .map_err(|_| ShardError::Stopped)
@@ -248,6 +275,7 @@ struct Writer {
     presence: Arc<MemoryPresence>,
     outlet: Arc<dyn Outlet>,
     next_lsn: u64,
+    unanswered: Arc<Vec<AtomicUsize>>,
 }
 
 impl Writer {
@@ -260,8 +288,12 @@ impl Writer {
             let mut inputs = Vec::new();
             let mut dones = Vec::new();
             let mut applied_outbox = Vec::new();
+            let unanswered = &self.unanswered[me];
             let mut take = |command: Command, inputs: &mut Vec<Input>| match command {
                 Command::Submit { inputs: i, done } => {
+                    if done.is_none() {
+                        unanswered.fetch_sub(i.len(), Ordering::Relaxed);
+                    }
                     inputs.extend(i);
                     dones.extend(done);
                 }

@@ -309,7 +309,18 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if let Err(e) = self.batch(&mut rules, inputs, applied_outbox) {
+            // Only a promise needs stable storage: a batch that answers
+            // someone (a send's `Accepted`) is committed with the
+            // configured durability; one of acks and syncs alone is written
+            // to the OS (it survives kill -9) and made stable by the next
+            // synced commit, since every writer shares one journal, in
+            // order.
+            let persist = if dones.is_empty() {
+                PersistMode::Buffer
+            } else {
+                self.persist
+            };
+            if let Err(e) = self.batch(&mut rules, inputs, applied_outbox, persist) {
                 rules.forget();
                 tracing::error!(shard = me, error = %e, "inbox writer stops: commit failed");
                 for done in dones {
@@ -330,6 +341,7 @@ impl Writer {
         rules: &mut InboxRules,
         inputs: Vec<Input>,
         applied_outbox: Vec<Vec<u8>>,
+        persist: PersistMode,
     ) -> Result<(), StoreError> {
         let output = rules.apply(&self.state, inputs, &*self.presence, now_ms())?;
         let mut batch = self.state.batch(&output.pending);
@@ -359,7 +371,7 @@ impl Writer {
                 .put(&mut batch, Space::Applied, &key, &encode_batch(&inputs));
             handoffs.push((target, key, inputs));
         }
-        self.state.commit(batch, Some(self.persist))?;
+        self.state.commit(batch, Some(persist))?;
         rules.committed(output.touched);
         for (target, key, inputs) in handoffs {
             let _ = self.peers[target].send(Command::Forwarded { key, inputs });

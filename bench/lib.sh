@@ -79,6 +79,7 @@ start_centrifugo() {
 
 # Centrifugo from the Go module proxy when it is missing.
 need_centrifugo() {
+  command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
   export PATH="$PATH:$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
   command -v centrifugo >/dev/null 2>&1 || go install github.com/centrifugal/centrifugo/v6@v6.9.1
 }

@@ -27,6 +27,9 @@ if ! command -v tansu >/dev/null 2>&1; then
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
 # Centrifugo, the harness's main yardstick (its client is tested against it).
+# The machine's Go lives in /usr/local/go, which a bare environment may
+# not have on its PATH.
+command -v go >/dev/null 2>&1 || export PATH="$PATH:/usr/local/go/bin"
 export PATH="$PATH:$(go env GOPATH 2>/dev/null || echo "$HOME/go")/bin"
 if ! command -v centrifugo >/dev/null 2>&1; then
   go install github.com/centrifugal/centrifugo/v6@v6.9.1

@@ -44,6 +44,37 @@ pub const MAX_BATCH: usize = 1024;
 /// own in-flight limit; these by this.
 pub const MAX_UNANSWERED: usize = 64 * 1024;
 
+/// How many inputs wait in a writer's queue unanswered, against a cap.
+#[derive(Debug)]
+struct Backlog {
+    queued: AtomicUsize,
+    cap: usize,
+}
+
+impl Backlog {
+    fn new(cap: usize) -> Self {
+        Backlog {
+            queued: AtomicUsize::new(0),
+            cap,
+        }
+    }
+
+    /// Counts `n` more, or refuses with how many wait already.
+    fn admit(&self, n: usize) -> Result<(), ShardError> {
+        let queued = self.queued.fetch_add(n, Ordering::Relaxed);
+        if queued >= self.cap {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return Err(ShardError::Busy(queued));
+        }
+        Ok(())
+    }
+
+    /// The writer took `n` of them.
+    fn taken(&self, n: usize) {
+        self.queued.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
 /// Where a writer's effects leave the store.
 pub trait Outlet: Send + Sync + 'static {
     /// An encoded frame for one live session of this process.
@@ -83,7 +114,7 @@ pub fn shard_of(owner: &str, shards: usize) -> usize {
 pub struct Shards {
     senders: Arc<Vec<Sender<Command>>>,
     /// Per writer, inputs queued by [`Shards::send`] it has not taken yet.
-    unanswered: Arc<Vec<AtomicUsize>>,
+    unanswered: Arc<Vec<Backlog>>,
 }
 
 /// A started set of writers.
@@ -168,8 +199,8 @@ impl Shards {
             (0..count).map(|_| crossbeam_channel::unbounded()).collect();
         let senders: Arc<Vec<Sender<Command>>> =
             Arc::new(channels.iter().map(|(tx, _)| tx.clone()).collect());
-        let unanswered: Arc<Vec<AtomicUsize>> =
-            Arc::new((0..count).map(|_| AtomicUsize::new(0)).collect());
+        let unanswered: Arc<Vec<Backlog>> =
+            Arc::new((0..count).map(|_| Backlog::new(MAX_UNANSWERED)).collect());
         let mut next_lsn = 1;
         for (key, value) in state.scan_prefix(Space::Applied, b"o")? {
             if let Some(lsn) = key.get(5..13).and_then(|b| b.try_into().ok()) {
@@ -253,12 +284,7 @@ impl Shards {
     /// [`MAX_UNANSWERED`] such inputs queued.
     pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
         let shard = shard_of(owner, self.count());
-        let n = inputs.len();
-        let queued = self.unanswered[shard].fetch_add(n, Ordering::Relaxed);
-        if queued >= MAX_UNANSWERED {
-            self.unanswered[shard].fetch_sub(n, Ordering::Relaxed);
-            return Err(ShardError::Busy(queued));
-        }
+        self.unanswered[shard].admit(inputs.len())?;
         self.senders[shard]
             .send(Command::Submit { inputs, done: None })
             .map_err(|_| ShardError::Stopped)
@@ -275,7 +301,7 @@ struct Writer {
     presence: Arc<MemoryPresence>,
     outlet: Arc<dyn Outlet>,
     next_lsn: u64,
-    unanswered: Arc<Vec<AtomicUsize>>,
+    unanswered: Arc<Vec<Backlog>>,
 }
 
 impl Writer {
@@ -292,7 +318,7 @@ impl Writer {
             let mut take = |command: Command, inputs: &mut Vec<Input>| match command {
                 Command::Submit { inputs: i, done } => {
                     if done.is_none() {
-                        unanswered.fetch_sub(i.len(), Ordering::Relaxed);
+                        unanswered.taken(i.len());
                     }
                     inputs.extend(i);
                     dones.extend(done);
@@ -398,6 +424,20 @@ mod tests {
     use super::*;
     use crate::engine::rules::Message;
     use samvad_proto::v1;
+
+    #[test]
+    fn a_writer_far_behind_refuses_more_unanswered_inputs_until_it_takes_some() {
+        let backlog = Backlog::new(3);
+        backlog.admit(2).unwrap();
+        backlog.admit(1).unwrap();
+        assert_eq!(backlog.admit(1), Err(ShardError::Busy(3)));
+        // A refusal counts nothing.
+        assert_eq!(backlog.admit(5), Err(ShardError::Busy(3)));
+        backlog.taken(2);
+        backlog.admit(1).unwrap();
+        backlog.admit(1).unwrap();
+        assert_eq!(backlog.admit(1), Err(ShardError::Busy(3)));
+    }
 
     #[test]
     fn an_outbox_entry_decodes_to_the_inputs_it_was_made_of() {

@@ -69,41 +69,42 @@ pub trait Committed {
     ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError>;
 }
 
-/// Changes of one batch, in key order per keyspace; `None` removes.
+/// Changes of one batch, in key order per keyspace; `None` removes. One
+/// map per keyspace, so that a read looks a borrowed key up without a copy.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Pending {
-    changes: BTreeMap<(Space, Vec<u8>), Option<Bytes>>,
+    changes: [BTreeMap<Vec<u8>, Option<Bytes>>; Space::ALL.len()],
 }
 
 impl Pending {
     pub fn put(&mut self, space: Space, key: Vec<u8>, value: impl Into<Bytes>) {
-        self.changes.insert((space, key), Some(value.into()));
+        self.changes[space as usize].insert(key, Some(value.into()));
     }
 
     pub fn remove(&mut self, space: Space, key: Vec<u8>) {
-        self.changes.insert((space, key), None);
+        self.changes[space as usize].insert(key, None);
     }
 
     pub fn is_empty(&self) -> bool {
-        self.changes.is_empty()
+        self.changes.iter().all(BTreeMap::is_empty)
     }
 
     pub fn len(&self) -> usize {
-        self.changes.len()
+        self.changes.iter().map(BTreeMap::len).sum()
     }
 
     /// Every change, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Space, &[u8], Option<&Bytes>)> {
-        self.changes
-            .iter()
-            .map(|((space, key), value)| (*space, key.as_slice(), value.as_ref()))
+        Space::ALL.into_iter().flat_map(move |space| {
+            self.changes[space as usize]
+                .iter()
+                .map(move |(key, value)| (space, key.as_slice(), value.as_ref()))
+        })
     }
 
     fn get(&self, space: Space, key: &[u8]) -> Option<Option<&Bytes>> {
-        // A borrowed tuple key cannot be looked up in a BTreeMap without
-        // an owned copy; the copy is one small key per read.
-        self.changes
-            .get(&(space, key.to_vec()))
+        self.changes[space as usize]
+            .get(key)
             .map(|value| value.as_ref())
     }
 
@@ -113,12 +114,9 @@ impl Pending {
         from: &[u8],
         to: &[u8],
     ) -> impl DoubleEndedIterator<Item = (&'a [u8], Option<&'a Bytes>)> + 'a {
-        self.changes
-            .range((
-                Bound::Included((space, from.to_vec())),
-                Bound::Included((space, to.to_vec())),
-            ))
-            .map(|((_, key), value)| (key.as_slice(), value.as_ref()))
+        self.changes[space as usize]
+            .range::<[u8], _>((Bound::Included(from), Bound::Included(to)))
+            .map(|(key, value)| (key.as_slice(), value.as_ref()))
     }
 }
 

@@ -161,11 +161,6 @@ impl Inboxes {
             }
         }
     }
-
-    /// Every seq of `user`'s inbox, for tests and diagnostics.
-    pub fn entry_seqs(&self, user: &str) -> Result<Vec<u64>, StoreError> {
-        crate::engine::rules::entry_seqs(&self.state, user)
-    }
 }
 
 /// Milliseconds since the Unix epoch.

@@ -85,14 +85,6 @@ impl Pending {
         self.changes[space as usize].insert(key, None);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.changes.iter().all(BTreeMap::is_empty)
-    }
-
-    pub fn len(&self) -> usize {
-        self.changes.iter().map(BTreeMap::len).sum()
-    }
-
     /// Every change, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Space, &[u8], Option<&Bytes>)> {
         Space::ALL.into_iter().flat_map(move |space| {

@@ -22,10 +22,9 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 if ! command -v cargo-nextest >/dev/null 2>&1; then
   cargo install cargo-nextest --locked
 fi
-# A real Kafka-protocol broker for the cluster tests (DESIGN.md).
-if ! command -v tansu >/dev/null 2>&1; then
-  cargo install tansu --version 0.6.0 --locked --features dynostore
-fi
+# Apache Kafka (KRaft) for the cluster tests: its jars from Maven Central,
+# cached in ~/.cache/samvad; the tests start brokers with the machine's Java.
+bash scripts/kafka/install.sh
 # Centrifugo, the harness's main yardstick (its client is tested against it).
 # The machine's Go lives in /usr/local/go, which a bare environment may
 # not have on its PATH.

@@ -4,8 +4,10 @@
 //! on the broker and retries never duplicate or reorder it. Records go to
 //! the partition [`partition_for`] gives their key, the same function the
 //! embedded bus uses, so a user's inbox lives on the same partition number
-//! in both modes. Consumers never auto-commit: the role commits after its
-//! work is durable (at least once).
+//! in both modes. Consumers never auto-commit and read only committed
+//! transactions. The owning roles run on [`KafkaBus::processor`]: a
+//! consumer-group member with a transactional producer
+//! (`kafka_processor.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -40,8 +42,13 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Names this process in broker logs.
     pub client_id: String,
-    /// Records per produce batch (`batch.num.messages`); 1 for tansu.
+    /// Records per produce batch (`batch.num.messages`).
     pub batch_records: u32,
+    /// How long a group member may be silent before the group gives its
+    /// partitions to others (`session.timeout.ms`): the takeover time after
+    /// a node dies for good. A node restarted within it gets its
+    /// partitions back without a rebalance (static membership).
+    pub session_timeout_ms: u32,
 }
 
 impl KafkaConfig {
@@ -52,11 +59,12 @@ impl KafkaConfig {
             fetch_wait_ms: 1,
             linger_ms: 1,
             client_id: "samvad".into(),
-            batch_records: 1,
+            batch_records: 10_000,
+            session_timeout_ms: 10_000,
         }
     }
 
-    fn base(&self) -> ClientConfig {
+    pub(crate) fn base(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
@@ -68,17 +76,17 @@ impl KafkaConfig {
 /// How long ephemeral topics (pushes to one edge) keep records.
 const EPHEMERAL_RETENTION_MS: &str = "60000";
 /// Metadata and admin calls give up after this.
-const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct KafkaBus {
     config: KafkaConfig,
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     /// Partition counts of the topics this process knows.
-    partitions: RwLock<HashMap<Arc<str>, u32>>,
+    partitions: Arc<RwLock<HashMap<Arc<str>, u32>>>,
 }
 
-fn backend(e: KafkaError) -> BusError {
+pub(crate) fn backend(e: KafkaError) -> BusError {
     BusError::Backend(e.to_string())
 }
 
@@ -91,10 +99,6 @@ impl KafkaBus {
             .set("linger.ms", config.linger_ms.to_string())
             .set("message.timeout.ms", "30000")
             .set("queue.buffering.max.messages", "100000")
-            // One record per batch: tansu 0.6 mishandles fetches that start
-            // inside a multi-record batch (see `assign`), and a rare record
-            // went missing under load with batched produces. Real brokers
-            // can take batching back (`KafkaConfig::batch_records`).
             .set("batch.num.messages", config.batch_records.to_string())
             .create()
             .map_err(backend)?;
@@ -103,8 +107,34 @@ impl KafkaBus {
             config,
             producer,
             admin,
-            partitions: RwLock::new(HashMap::new()),
+            partitions: Arc::new(RwLock::new(HashMap::new())),
         })
+    }
+
+    /// A member of consumer group `group` on `topic` whose outputs are
+    /// produced in transactions with the offsets they consumed
+    /// ([`crate::Processor`]). `member` names it in the group for good
+    /// (static membership: `group.instance.id`, and the transactional id, so
+    /// that a restarted member fences its previous incarnation); `placement`
+    /// says where each partition it is given starts.
+    pub async fn processor(
+        &self,
+        topic: &str,
+        group: &str,
+        member: &str,
+        placement: std::sync::Arc<dyn crate::Placement>,
+    ) -> Result<Box<dyn crate::Processor>, BusError> {
+        crate::kafka_processor::KafkaProcessor::start(self, topic, group, member, placement)
+            .await
+            .map(|p| Box::new(p) as Box<dyn crate::Processor>)
+    }
+
+    pub(crate) fn config(&self) -> &KafkaConfig {
+        &self.config
+    }
+
+    pub(crate) fn partition_counts(&self) -> Arc<RwLock<HashMap<Arc<str>, u32>>> {
+        self.partitions.clone()
     }
 
     /// The partition count of `topic` from the cluster's metadata.
@@ -184,19 +214,9 @@ impl Bus for KafkaBus {
         // Enqueue now, in call order (the order the trait promises); the
         // future only waits for the broker's acknowledgements.
         let mut pending = Vec::with_capacity(records.len());
+        let partitions = self.partitions.read();
         for rec in &records {
-            let partition = self
-                .partitions
-                .read()
-                .get(&rec.topic)
-                .map(|&n| partition_for(&rec.key, n) as i32);
-            let mut record = FutureRecord::to(&rec.topic)
-                .key(rec.key.as_ref())
-                .payload(rec.payload.as_ref());
-            if let Some(p) = partition {
-                record = record.partition(p);
-            }
-            match self.producer.send_result(record) {
+            match self.producer.send_result(future_record(&partitions, rec)) {
                 Ok(delivery) => pending.push(delivery),
                 Err((e, _)) => {
                     let e = backend(e);
@@ -228,8 +248,12 @@ impl Bus for KafkaBus {
                 .set("enable.auto.commit", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false")
+                .set("isolation.level", "read_committed")
                 .set("fetch.wait.max.ms", self.config.fetch_wait_ms.to_string())
-                .set("session.timeout.ms", "10000")
+                .set(
+                    "session.timeout.ms",
+                    self.config.session_timeout_ms.to_string(),
+                )
                 .set("heartbeat.interval.ms", "1000")
                 .create()
                 .map_err(backend)?;
@@ -237,7 +261,6 @@ impl Bus for KafkaBus {
             Ok(Box::new(KafkaConsumer {
                 consumer,
                 commits: true,
-                skip_below: HashMap::new(),
             }) as Box<dyn Consumer>)
         })
     }
@@ -257,25 +280,21 @@ impl Bus for KafkaBus {
                 .set("enable.auto.offset.store", "false")
                 .set("auto.offset.reset", "earliest")
                 .set("enable.partition.eof", "false")
+                .set("isolation.level", "read_committed")
                 .set("fetch.wait.max.ms", self.config.fetch_wait_ms.to_string())
                 .create()
                 .map_err(backend)?;
-            // tansu 0.6 returns nothing for a fetch that starts inside a
-            // record batch, so reading starts at the beginning of the
-            // partition and records before the wanted offset are dropped
-            // here (`skip_below`). From the end: the high watermark, which
-            // is a batch boundary.
             let mut list = TopicPartitionList::new();
-            let mut skip_below = HashMap::new();
             for &(partition, offset) in from {
+                // From the end: the high watermark now, not whenever the
+                // fetcher starts (a record produced meanwhile is read).
                 let start = if offset == crate::FROM_END {
                     let (_, high) = consumer
                         .fetch_watermarks(topic, partition as i32, ADMIN_TIMEOUT)
                         .map_err(backend)?;
                     Offset::Offset(high)
                 } else {
-                    skip_below.insert(partition, offset);
-                    Offset::Beginning
+                    Offset::Offset(offset as i64)
                 };
                 list.add_partition_offset(topic, partition as i32, start)
                     .map_err(backend)?;
@@ -284,9 +303,34 @@ impl Bus for KafkaBus {
             Ok(Box::new(KafkaConsumer {
                 consumer,
                 commits: false,
-                skip_below,
             }) as Box<dyn Consumer>)
         })
+    }
+}
+
+/// The record `rec` as rdkafka takes it, on the partition its key maps to
+/// when the topic's partition count is known.
+pub(crate) fn future_record<'a>(
+    partitions: &HashMap<Arc<str>, u32>,
+    rec: &'a Outgoing,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let record = FutureRecord::to(&rec.topic)
+        .key(rec.key.as_ref())
+        .payload(rec.payload.as_ref());
+    match partitions.get(&rec.topic) {
+        Some(&n) => record.partition(partition_for(&rec.key, n) as i32),
+        None => record,
+    }
+}
+
+/// A consumed message, owned.
+pub(crate) fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
+    Record {
+        topic: message.topic().into(),
+        partition: message.partition() as u32,
+        offset: message.offset() as u64,
+        key: Bytes::copy_from_slice(message.key().unwrap_or_default()),
+        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     }
 }
 
@@ -294,26 +338,6 @@ struct KafkaConsumer {
     consumer: StreamConsumer,
     /// False for assigned readers: their owner keeps the offsets.
     commits: bool,
-    /// Per partition, records below this offset are not returned.
-    skip_below: HashMap<u32, u64>,
-}
-
-impl KafkaConsumer {
-    fn wanted(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> bool {
-        self.skip_below
-            .get(&(message.partition() as u32))
-            .is_none_or(|&min| message.offset() as u64 >= min)
-    }
-
-    fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
-        Record {
-            topic: message.topic().into(),
-            partition: message.partition() as u32,
-            offset: message.offset() as u64,
-            key: Bytes::copy_from_slice(message.key().unwrap_or_default()),
-            payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
-        }
-    }
 }
 
 impl Consumer for KafkaConsumer {
@@ -323,31 +347,21 @@ impl Consumer for KafkaConsumer {
     /// already taken from librdkafka's queue.
     fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>> {
         Box::pin(async move {
-            loop {
-                let mut records = Vec::new();
-                let first = self.consumer.recv().await.map_err(backend)?;
-                if self.wanted(&first) {
-                    records.push(Self::owned(&first));
-                }
-                drop(first);
-                while records.len() < max {
-                    match self.consumer.recv().now_or_never() {
-                        Some(Ok(message)) => {
-                            if self.wanted(&message) {
-                                records.push(Self::owned(&message));
-                            }
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "Kafka consumer error");
-                            break;
-                        }
-                        None => break,
+            let mut records = Vec::new();
+            let first = self.consumer.recv().await.map_err(backend)?;
+            records.push(owned(&first));
+            drop(first);
+            while records.len() < max {
+                match self.consumer.recv().now_or_never() {
+                    Some(Ok(message)) => records.push(owned(&message)),
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "Kafka consumer error");
+                        break;
                     }
-                }
-                if !records.is_empty() {
-                    return Ok(records);
+                    None => break,
                 }
             }
+            Ok(records)
         })
     }
 

@@ -6,7 +6,9 @@
 //! at least once and a consumer commits an offset only after the work the
 //! record asked for is durable. Roles are written against the trait and run
 //! unchanged on [`EmbeddedBus`] (one process, journaled in fjall) or on
-//! [`KafkaBus`] (rdkafka).
+//! [`KafkaBus`] (rdkafka). The cluster's owning roles (routers, stores)
+//! run on a [`Processor`] (Kafka only): a consumer-group member whose
+//! outputs commit in one transaction with the offsets they consumed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,12 +18,16 @@ use bytes::Bytes;
 
 mod embedded;
 mod kafka;
-pub mod ownership;
+mod kafka_processor;
 mod partition;
+mod processor;
+mod uncommitted;
 
 pub use embedded::{Durability, EmbeddedBus};
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
+pub use processor::{Change, FromCommitted, Placement, Processor};
+pub use uncommitted::Uncommitted;
 
 /// Offset for [`Bus::assign`]: start after the last record (read only what
 /// is produced from now on).
@@ -116,6 +122,15 @@ impl Record {
     }
 }
 
+/// `records` split by partition, each in the order it came (offset order).
+pub fn by_partition(records: &[Record]) -> std::collections::BTreeMap<u32, Vec<&Record>> {
+    let mut out: std::collections::BTreeMap<u32, Vec<&Record>> = Default::default();
+    for r in records {
+        out.entry(r.partition).or_default().push(r);
+    }
+    out
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     #[error("unknown topic {0:?}")]
@@ -126,6 +141,14 @@ pub enum BusError {
     Journal(#[from] fjall::Error),
     #[error("bus backend: {0}")]
     Backend(String),
+    /// A transaction did not commit and was aborted; its outputs and
+    /// offsets may be offered again (after a poll, if a rebalance ran).
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+    /// Another incarnation of this member, or another member, owns the
+    /// work now: this one must stop.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 /// Producer and consumer factory, shared by every role in a process.
@@ -154,8 +177,8 @@ pub trait Bus: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Box<dyn Consumer>, BusError>>;
 
     /// Reads the given partitions of `topic`, each from its offset, outside
-    /// any consumer group: for roles that decide ownership themselves (the
-    /// cluster's store nodes, by leases; an edge reading its own topic).
+    /// any consumer group (an edge reading its own topic, a media node its
+    /// own).
     /// [`FROM_END`] starts after the last record. `commit` on it is not
     /// needed: the reader keeps its own offsets.
     fn assign<'a>(

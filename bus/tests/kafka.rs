@@ -1,8 +1,8 @@
-//! The bus contract on a real Kafka-protocol broker: the same checks the
-//! embedded bus passes (order per key, the partition a key maps to, groups
-//! with their own offsets, members sharing partitions). tansu 0.6 does not
-//! give a departed member's partitions to the others (ARCHITECTURE.md), so
-//! takeover is not tested through consumer groups.
+//! The bus contract on Apache Kafka: the same checks the embedded bus
+//! passes (order per key, the partition a key maps to, groups with their
+//! own offsets, members sharing partitions), and the transactional
+//! processors the cluster's owning roles run on: outputs committed with
+//! their offsets exactly once across a takeover, zombies fenced.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use samvad_bus::{
-    partition_for, Bus, Consumer, KafkaBus, KafkaConfig, Outgoing, Record, TopicSpec,
+    partition_for, Bus, BusError, Change, Consumer, FromCommitted, KafkaBus, KafkaConfig, Outgoing,
+    Processor, Record, TopicSpec,
 };
-use samvad_testkit::Tansu;
+use samvad_testkit::Kafka;
 
 async fn poll_n(c: &mut Box<dyn Consumer>, n: usize) -> Vec<Record> {
     let mut out = Vec::new();
@@ -28,8 +29,15 @@ async fn poll_n(c: &mut Box<dyn Consumer>, n: usize) -> Vec<Record> {
     out
 }
 
-fn bus(tansu: &Tansu) -> Arc<dyn Bus> {
-    Arc::new(KafkaBus::connect(KafkaConfig::new(&tansu.brokers)).unwrap())
+fn bus(kafka: &Kafka) -> Arc<dyn Bus> {
+    Arc::new(kafka_bus(kafka))
+}
+
+fn kafka_bus(kafka: &Kafka) -> KafkaBus {
+    let mut config = KafkaConfig::new(&kafka.brokers);
+    // A member that stops heartbeating loses its partitions after this.
+    config.session_timeout_ms = 2000;
+    KafkaBus::connect(config).unwrap()
 }
 
 fn records(topic: &str, keys: &[&str], per_key: usize) -> Vec<Outgoing> {
@@ -48,8 +56,8 @@ fn records(topic: &str, keys: &[&str], per_key: usize) -> Vec<Outgoing> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_per_key_and_partition_by_key() {
-    let tansu = Tansu::start();
-    let bus = bus(&tansu);
+    let kafka = Kafka::start();
+    let bus = bus(&kafka);
     bus.ensure_topic("t", TopicSpec::durable(4)).await.unwrap();
     // Idempotent: ensuring again is fine.
     bus.ensure_topic("t", TopicSpec::durable(4)).await.unwrap();
@@ -82,8 +90,8 @@ async fn order_per_key_and_partition_by_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_group_reads_from_the_start_and_groups_are_independent() {
-    let tansu = Tansu::start();
-    let bus = bus(&tansu);
+    let kafka = Kafka::start();
+    let bus = bus(&kafka);
     bus.ensure_topic("t", TopicSpec::durable(2)).await.unwrap();
     bus.produce(records("t", &["a", "b"], 10)).await.unwrap();
     let mut first = bus.subscribe("t", "g1").await.unwrap();
@@ -98,8 +106,8 @@ async fn a_new_group_reads_from_the_start_and_groups_are_independent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_shares_partitions_and_each_record_goes_to_one_member() {
-    let tansu = Tansu::start();
-    let bus = bus(&tansu);
+    let kafka = Kafka::start();
+    let bus = bus(&kafka);
     bus.ensure_topic("t", TopicSpec::durable(4)).await.unwrap();
     let mut a = bus.subscribe("t", "g").await.unwrap();
     let mut b = bus.subscribe("t", "g").await.unwrap();
@@ -161,8 +169,8 @@ async fn a_group_shares_partitions_and_each_record_goes_to_one_member() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assigned_reader_starts_where_it_is_told() {
-    let tansu = Tansu::start();
-    let bus = bus(&tansu);
+    let kafka = Kafka::start();
+    let bus = bus(&kafka);
     bus.ensure_topic("t", TopicSpec::durable(2)).await.unwrap();
     bus.produce(records("t", &["a", "b"], 3)).await.unwrap();
     let p = partition_for(b"a", 2);
@@ -183,8 +191,8 @@ async fn an_assigned_reader_starts_where_it_is_told() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_producers_lose_nothing_for_a_live_reader() {
-    let tansu = Tansu::start();
-    let bus = bus(&tansu);
+    let kafka = Kafka::start();
+    let bus = bus(&kafka);
     bus.ensure_topic("t", TopicSpec::durable(2)).await.unwrap();
     let mut reader = bus.assign("t", &[(0, 0), (1, 0)]).await.unwrap();
     let mut producers = Vec::new();
@@ -209,4 +217,158 @@ async fn concurrent_producers_lose_nothing_for_a_live_reader() {
     }
     let unique: BTreeSet<Bytes> = got.iter().map(|r| r.payload.clone()).collect();
     assert_eq!(unique.len(), 2000);
+}
+
+/// Reads everything committed to `topic` (2 partitions) until `n` records
+/// came, then half a second more to catch any extra.
+async fn committed_outputs(bus: &dyn Bus, topic: &str, n: usize) -> Vec<Bytes> {
+    let mut reader = bus.assign(topic, &[(0, 0), (1, 0)]).await.unwrap();
+    let mut got: Vec<Bytes> = poll_n(&mut reader, n)
+        .await
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    while let Ok(more) = tokio::time::timeout(Duration::from_millis(500), reader.poll(100)).await {
+        got.extend(more.unwrap().into_iter().map(|r| r.payload));
+    }
+    got
+}
+
+/// Polls `p` until `n` records of its partitions came; commits nothing.
+async fn take(p: &mut Box<dyn Processor>, n: usize) -> (Vec<Record>, Vec<Change>) {
+    let mut records = Vec::new();
+    let mut changes = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records.len() < n {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "only {} of {n} records came",
+            records.len()
+        );
+        if let Ok(got) =
+            tokio::time::timeout(Duration::from_millis(200), p.poll(n - records.len())).await
+        {
+            records.extend(got.unwrap());
+        }
+        changes.extend(p.changes());
+    }
+    (records, changes)
+}
+
+/// The output of input record `r`, and what committing it marks.
+fn echo(records: &[Record]) -> (Vec<Outgoing>, Vec<(u32, u64)>) {
+    let outputs = records
+        .iter()
+        .map(|r| Outgoing::new("out", r.key.clone(), r.payload.clone()))
+        .collect();
+    let mut next: HashMap<u32, u64> = HashMap::new();
+    for r in records {
+        let e = next.entry(r.partition).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    (outputs, next.into_iter().collect())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_resumes_after_the_last_commit_and_outputs_commit_once() {
+    let kafka = Kafka::start();
+    let bus = kafka_bus(&kafka);
+    bus.ensure_topic("in", TopicSpec::durable(2)).await.unwrap();
+    bus.ensure_topic("out", TopicSpec::durable(2))
+        .await
+        .unwrap();
+    let inputs = |from: usize, to: usize| -> Vec<Outgoing> {
+        (from..to)
+            .map(|i| Outgoing::new("in", format!("k{}", i % 5), Bytes::from(format!("{i}"))))
+            .collect()
+    };
+    bus.produce(inputs(0, 40)).await.unwrap();
+    let mut first = bus
+        .processor("in", "g", "m1", Arc::new(FromCommitted))
+        .await
+        .unwrap();
+    let (records, changes) = take(&mut first, 40).await;
+    assert!(
+        changes.iter().all(|c| matches!(
+            c,
+            Change::Assigned {
+                committed: None,
+                start: 0,
+                ..
+            }
+        )),
+        "{changes:?}"
+    );
+    let (outputs, consumed) = echo(&records);
+    first.commit(outputs, consumed).await.unwrap();
+    // A second batch is read and processed, but the member dies before it
+    // commits: its outputs are never seen, its records are read again.
+    bus.produce(inputs(40, 60)).await.unwrap();
+    let (records, _) = take(&mut first, 20).await;
+    drop(records);
+    drop(first);
+    let mut second = bus
+        .processor("in", "g", "m2", Arc::new(FromCommitted))
+        .await
+        .unwrap();
+    let (records, changes) = take(&mut second, 20).await;
+    let starts: BTreeSet<(u32, Option<u64>, u64)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Assigned {
+                partition,
+                committed,
+                start,
+            } => Some((*partition, *committed, *start)),
+            Change::Revoked { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        starts.len(),
+        2,
+        "both partitions came to the successor: {changes:?}"
+    );
+    assert!(
+        starts.iter().all(|(_, c, s)| c.is_some() && Some(*s) == *c),
+        "{starts:?}"
+    );
+    let (outputs, consumed) = echo(&records);
+    second.commit(outputs, consumed).await.unwrap();
+    let got = committed_outputs(&bus, "out", 60).await;
+    let unique: BTreeSet<&Bytes> = got.iter().collect();
+    assert_eq!(got.len(), 60, "each input's output exactly once");
+    assert_eq!(unique.len(), 60);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_fences_its_earlier_incarnation() {
+    let kafka = Kafka::start();
+    let bus = kafka_bus(&kafka);
+    bus.ensure_topic("in", TopicSpec::durable(2)).await.unwrap();
+    bus.ensure_topic("out", TopicSpec::durable(2))
+        .await
+        .unwrap();
+    bus.produce(records("in", &["a", "b", "c"], 4))
+        .await
+        .unwrap();
+    let mut zombie = bus
+        .processor("in", "g", "m1", Arc::new(FromCommitted))
+        .await
+        .unwrap();
+    let (records, _) = take(&mut zombie, 12).await;
+    // The same member starts again (a supervisor restarted it while the
+    // old process hung): the old one can no longer commit.
+    let mut successor = bus
+        .processor("in", "g", "m1", Arc::new(FromCommitted))
+        .await
+        .unwrap();
+    let (outputs, consumed) = echo(&records);
+    let refused = zombie.commit(outputs, consumed).await;
+    assert!(matches!(refused, Err(BusError::Fenced(_))), "{refused:?}");
+    let (records, _) = take(&mut successor, 12).await;
+    let (outputs, consumed) = echo(&records);
+    successor.commit(outputs, consumed).await.unwrap();
+    let got = committed_outputs(&bus, "out", 12).await;
+    assert_eq!(got.len(), 12, "the successor's outputs only");
 }

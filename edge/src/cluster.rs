@@ -9,15 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use samvad_bus::ownership::Leases;
-use samvad_bus::{Bus, KafkaBus, KafkaConfig, TopicSpec, Topics};
+use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::files::RedisFiles;
 use samvad_store::inbox::Inboxes;
 use samvad_store::push_subscriptions::RedisPushSubscriptions;
 use samvad_store::redis_presence::RedisPresence;
-use samvad_store::role::StoreRole;
+use samvad_store::role::{DiskPlacement, StoreRole};
 use samvad_store::PersistMode;
 use tokio::task::JoinSet;
 
@@ -35,11 +34,19 @@ use crate::push::{self, PushRole};
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
+    let (bus, topics) = kafka(cluster, node).await?;
+    Ok((bus, topics))
+}
+
+/// [`bus`], keeping the Kafka type (for the processors of owning roles).
+async fn kafka(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<KafkaBus>, Topics)> {
     let mut config = KafkaConfig::new(&cluster.kafka);
     config.replication = cluster.replication;
     config.fetch_wait_ms = cluster.fetch_wait_ms;
+    config.linger_ms = cluster.linger_ms;
+    config.session_timeout_ms = cluster.session_timeout_ms;
     config.client_id = format!("samvad-{node}");
-    let bus: Arc<dyn Bus> = Arc::new(KafkaBus::connect(config).context("connecting to Kafka")?);
+    let bus = Arc::new(KafkaBus::connect(config).context("connecting to Kafka")?);
     let topics = Topics::new(cluster.topics.topic_prefix.clone());
     let partitions = cluster.topics.partitions;
     bus.ensure_topic(&topics.inbound(), TopicSpec::synced(partitions))
@@ -62,25 +69,6 @@ async fn presence(cluster: &ClusterArgs) -> anyhow::Result<Arc<RedisPresence>> {
         &cluster.redis,
         &cluster.topics.topic_prefix,
         Duration::from_secs(cluster.presence_ttl),
-    )
-    .await
-    .context("connecting to Redis")
-}
-
-/// This node's leases on the partitions of `topic`.
-async fn leases(
-    cluster: &ClusterArgs,
-    topic: &str,
-    node: &str,
-    ttl: u64,
-) -> anyhow::Result<Leases> {
-    Leases::connect(
-        &cluster.redis,
-        &cluster.topics.topic_prefix,
-        topic,
-        node,
-        cluster.topics.partitions,
-        Duration::from_secs(ttl),
     )
     .await
     .context("connecting to Redis")
@@ -256,8 +244,17 @@ pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
 }
 
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
-    let (bus, topics) = bus(&args.cluster, &args.node).await?;
-    let leases = leases(&args.cluster, &topics.inbound(), &args.node, args.lease_ttl).await?;
+    let (kafka, topics) = kafka(&args.cluster, &args.node).await?;
+    let processor = kafka
+        .processor(
+            &topics.inbound(),
+            &format!("{}router", args.cluster.topics.topic_prefix),
+            &args.node,
+            Arc::new(FromCommitted),
+        )
+        .await
+        .context("joining the router group")?;
+    let bus: Arc<dyn Bus> = kafka;
     let directory = RedisDirectory::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
         .await
         .context("connecting to Redis")?;
@@ -268,7 +265,7 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
             topics,
             directory,
         }
-        .run_owned(leases)
+        .run(processor)
         .await
         .context("router role")
     });
@@ -279,11 +276,20 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
 }
 
 pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
-    let (bus, topics) = bus(&args.cluster, &args.node).await?;
+    let (kafka, topics) = kafka(&args.cluster, &args.node).await?;
     let presence = presence(&args.cluster).await?;
     let db = open_database(&args.data_dir)?;
     let inboxes = Arc::new(Inboxes::open(&db, args.durability.persist_mode())?);
-    let leases = leases(&args.cluster, &topics.deliver(), &args.node, args.lease_ttl).await?;
+    let processor = kafka
+        .processor(
+            &topics.deliver(),
+            &format!("{}store", args.cluster.topics.topic_prefix),
+            &args.node,
+            Arc::new(DiskPlacement(inboxes.clone())),
+        )
+        .await
+        .context("joining the store group")?;
+    let bus: Arc<dyn Bus> = kafka;
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         StoreRole {
@@ -292,7 +298,7 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
             inboxes,
             presence,
         }
-        .run_owned(leases)
+        .run(processor)
         .await
         .context("store role")
     });

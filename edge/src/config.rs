@@ -193,6 +193,18 @@ pub struct ClusterArgs {
     #[arg(long, default_value_t = 1)]
     pub fetch_wait_ms: u32,
 
+    /// `linger.ms` of the Kafka producers: how long a record waits for
+    /// others to share its request.
+    #[arg(long, default_value_t = 1)]
+    pub linger_ms: u32,
+
+    /// Milliseconds a router or store may go silent before Kafka gives its
+    /// partitions to the others (`session.timeout.ms`). A node restarted
+    /// within it gets its own partitions back with no rebalance (static
+    /// membership).
+    #[arg(long, default_value_t = 10_000)]
+    pub session_timeout_ms: u32,
+
     /// Seconds a presence entry lives without a heartbeat.
     #[arg(long, default_value_t = 15)]
     pub presence_ttl: u64,
@@ -266,15 +278,11 @@ pub struct ClusterStoreArgs {
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     pub durability: DurabilityArg,
 
-    /// Name of this node (logs, Kafka client id, partition leases): unique
-    /// per store.
+    /// Name of this node (logs, Kafka client id, its static membership of
+    /// the store group and its transactional id): unique per store, and
+    /// the same across its restarts.
     #[arg(long, default_value = "store", env = "SAMVAD_NODE")]
     pub node: String,
-
-    /// Seconds a partition lease lives without renewal: how long the
-    /// partitions of a dead store wait before another takes them.
-    #[arg(long, default_value_t = 9)]
-    pub lease_ttl: u64,
 
     /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]
@@ -305,14 +313,11 @@ pub struct ClusterRouterArgs {
     #[command(flatten)]
     pub metrics: MetricsArgs,
 
-    /// Name of this node (logs, Kafka client id, partition leases): unique
-    /// per router.
+    /// Name of this node (logs, Kafka client id, its static membership of
+    /// the router group and its transactional id): unique per router, and
+    /// the same across its restarts.
     #[arg(long, default_value = "router", env = "SAMVAD_NODE")]
     pub node: String,
-
-    /// Seconds a partition lease lives without renewal.
-    #[arg(long, default_value_t = 9)]
-    pub lease_ttl: u64,
 
     /// Write `{role, pid}` as JSON to this file once running.
     #[arg(long)]

@@ -1,5 +1,5 @@
 //! The cluster through real processes: `samvad edge` ×2, `router`, `store`
-//! ×2 over a real Kafka-protocol broker (tansu) and a real redis-server.
+//! ×2 over a real Apache Kafka broker and a real redis-server.
 
 mod common;
 
@@ -87,7 +87,7 @@ async fn poison_records_go_to_the_dead_letter_topic_and_traffic_goes_on() {
     let cluster = Cluster::start(1, 1, 1);
     let alice = cluster.user(0, "alice").await;
     let bob = cluster.user(0, "bob").await;
-    let bus = KafkaBus::connect(KafkaConfig::new(&cluster.tansu.brokers)).unwrap();
+    let bus = KafkaBus::connect(KafkaConfig::new(&cluster.kafka.brokers)).unwrap();
     let topics = Topics::new("samvad.");
     // Not protobuf (wire type 7), on both topics a role decodes.
     let poison = Bytes::from_static(&[0x0f, 0xff, 0xff]);
@@ -355,7 +355,7 @@ async fn harness_chat_through_the_cluster_accounts_for_everything() {
         .and_then(|l| l.split_once(" to "))
     {
         use samvad_bus::{Bus, KafkaBus, KafkaConfig, Topics};
-        let bus = KafkaBus::connect(KafkaConfig::new(&cluster.tansu.brokers)).unwrap();
+        let bus = KafkaBus::connect(KafkaConfig::new(&cluster.kafka.brokers)).unwrap();
         let topics = Topics::new("samvad.");
         for topic in [topics.inbound(), topics.deliver()] {
             let mut c = bus.subscribe(&topic, "forensics").await.unwrap();

@@ -2,16 +2,19 @@
 //!
 //! [`route`] is a pure function from an envelope (and, for a group
 //! message, the group) to `deliver` records; the [`RouterRole`] loop feeds
-//! it from `inbound`, looking groups up in the directory, and produces its
-//! output, committing `inbound` only once the output is durable on the bus.
+//! it from the `inbound` partitions Kafka assigns it, looking groups up in
+//! the directory, and commits each batch's `deliver` records in one
+//! transaction with the `inbound` offsets they came from: every accepted
+//! envelope is routed once, whoever routes it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::ownership::{LeaseError, Leases, Owned, OwnedReader};
-use samvad_bus::{Bus, BusError, Outgoing, Record, Topics};
+use samvad_bus::{
+    by_partition, Bus, BusError, Change, Outgoing, Processor, Record, Topics, Uncommitted,
+};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 use samvad_store::directory::Directory;
@@ -129,6 +132,9 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Rout
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
+/// How long a poll waits for new records while an aborted batch waits to
+/// be committed again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct RouterRole {
     pub bus: Arc<dyn Bus>,
@@ -141,53 +147,54 @@ pub struct RouterRole {
 pub enum RouterError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
-    #[error("{0}")]
-    Lease(#[from] LeaseError),
     #[error("directory: {0}")]
     Directory(#[from] StoreError),
 }
 
 impl RouterRole {
-    /// Runs in `inbound`'s consumer group "router" until the bus closes
-    /// (`samvad serve`: one router).
-    pub async fn run(self) -> Result<(), RouterError> {
-        let mut consumer = self.bus.subscribe(&self.topics.inbound(), "router").await?;
+    /// Runs as a member of `inbound`'s router group until the bus fails or
+    /// another incarnation fences this one. A router keeps no state: where
+    /// it resumes a partition is the group's committed offset, moved only
+    /// by the transaction that produced the partition's deliveries.
+    pub async fn run(self, mut processor: Box<dyn Processor>) -> Result<(), RouterError> {
+        let mut owed = Uncommitted::<Outgoing>::default();
         loop {
-            let records = consumer.poll(BATCH).await?;
-            self.route_batch(&records).await?;
-            consumer.commit(&records)?;
-        }
-    }
-
-    /// Runs as the owner of the `inbound` partitions it holds leases on
-    /// (the cluster). A router keeps no state but its position: the last
-    /// offset routed per partition lives with the lease (the `handled`
-    /// mark), written after the deliveries are on the bus, so a new owner
-    /// resumes there (at least once; the store drops duplicates).
-    pub async fn run_owned(self, leases: Leases) -> Result<(), RouterError> {
-        let inbound = self.topics.inbound();
-        let mut owned = OwnedReader::new(leases);
-        loop {
-            match owned.next(BATCH).await? {
-                Owned::Changed(partitions) => {
-                    tracing::info!(?partitions, "router ownership changed");
-                    let mut from = Vec::with_capacity(partitions.len());
-                    for p in partitions {
-                        from.push((p, owned.leases().handled(p).await?.map_or(0, |o| o + 1)));
-                    }
-                    owned.read_from(&*self.bus, &inbound, &from).await?;
+            let records = if owed.is_empty() {
+                processor.poll(BATCH).await?
+            } else {
+                match tokio::time::timeout(RETRY_AFTER, processor.poll(BATCH)).await {
+                    Ok(records) => records?,
+                    Err(_) => Vec::new(),
                 }
-                Owned::Records(records) => {
-                    self.route_batch(&records).await?;
-                    owned.mark_handled(&records).await?;
+            };
+            for change in processor.changes() {
+                if let Change::Revoked { partition } = change {
+                    owed.revoke(partition);
                 }
+            }
+            for (partition, batch) in by_partition(&records) {
+                let next = batch.last().map_or(0, |r| r.offset + 1);
+                let out = self.route_batch(&batch).await?;
+                owed.add(partition, out, next);
+            }
+            if owed.is_empty() {
+                continue;
+            }
+            let (outputs, consumed) = owed.to_commit();
+            match processor.commit(outputs, consumed).await {
+                Ok(()) => owed.clear(),
+                // Kept: offered again with the next commit.
+                Err(BusError::Aborted(e)) => {
+                    tracing::warn!(error = %e, "routing batch not committed; again")
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// Routes one batch and produces its deliveries (and dead letters).
+    /// Routes one partition's batch: its deliveries and dead letters.
     /// Groups are looked up once per batch: a batch sees one membership.
-    async fn route_batch(&self, records: &[Record]) -> Result<(), RouterError> {
+    async fn route_batch(&self, records: &[&Record]) -> Result<Vec<Outgoing>, RouterError> {
         let deliver: Arc<str> = self.topics.deliver().into();
         let mut out = Vec::with_capacity(records.len());
         let mut groups: HashMap<String, Option<Group>> = HashMap::new();
@@ -217,10 +224,7 @@ impl RouterRole {
                 Err(e) => out.push(r.dead_letter(&self.topics, &e)),
             }
         }
-        if !out.is_empty() {
-            self.bus.produce(out).await?;
-        }
-        Ok(())
+        Ok(out)
     }
 }
 

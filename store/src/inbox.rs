@@ -1,13 +1,16 @@
 //! The cluster store's inboxes: the inbox rules ([`crate::engine`]) over
 //! fjall, fed by `deliver` partitions.
 //!
-//! [`Inboxes::apply`] applies a batch of records and commits, in ONE fjall
-//! batch with one persist: the inbox changes, the last offset applied per
-//! partition, and the batch's outbox (receipts for other inboxes, push
-//! notifications). The role produces the outbox after the commit; a crash
-//! before that leaves it on disk and [`Inboxes::outbox`] hands it to the
-//! role again at start, so an ack that moved a cursor always yields its
-//! receipts (they are deduplicated where they land).
+//! [`Inboxes::apply`] applies a batch of one partition's records and
+//! commits, in ONE fjall batch with one persist: the inbox changes, the
+//! last offset applied of the partition, and the partition's outbox (the
+//! receipts for other inboxes and push notifications not yet known to be
+//! committed on the bus, this batch's among them). The role commits the
+//! outbox to Kafka in a transaction with the offsets; a crash before that
+//! leaves it on disk, and when the partition is this store's again and the
+//! group's committed offset is behind the disk, [`Inboxes::outbox`] hands
+//! it to the role to commit: an ack that moved a cursor always yields its
+//! receipts, once.
 
 use bytes::Bytes;
 use fjall::{Database, PersistMode};
@@ -21,7 +24,13 @@ use crate::StoreError;
 
 pub use crate::engine::rules::{history_owner, HISTORY_PAGE_MAX, SYNC_PAGE};
 
-const OUTBOX_KEY: &[u8] = b"store-outbox";
+/// The outbox of partition `partition`, in the Applied keyspace (next to
+/// the applied offsets, keyed by the partition's 4 bytes).
+fn outbox_key(partition: u32) -> Vec<u8> {
+    let mut key = b"outbox/".to_vec();
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
 
 /// What the role carries out after a batch is durable.
 #[derive(Debug, Default)]
@@ -68,38 +77,42 @@ impl Inboxes {
         }
     }
 
-    /// The outbox of the last committed batch (produced again at start:
-    /// the process may have died before it was).
-    pub fn outbox(&self) -> Result<Effects, StoreError> {
+    /// The outbox of `partition` as the last batch applied here left it:
+    /// what this store owed the bus for the partition then.
+    pub fn outbox(&self, partition: u32) -> Result<StoreOutbox, StoreError> {
         use crate::engine::Committed;
-        let Some(bytes) = self.state.get(Space::Applied, OUTBOX_KEY)? else {
-            return Ok(Effects::default());
+        let Some(bytes) = self.state.get(Space::Applied, &outbox_key(partition))? else {
+            return Ok(StoreOutbox::default());
         };
-        let outbox = StoreOutbox::decode(bytes).map_err(|_| StoreError::Corrupt {
+        StoreOutbox::decode(bytes).map_err(|_| StoreError::Corrupt {
             what: "store outbox",
-        })?;
-        Ok(Effects {
-            pushes: Vec::new(),
-            records: outbox.records,
-            notifications: outbox.notifications,
         })
     }
 
-    /// Applies a batch of `deliver` records; durable when it returns,
-    /// with `(partition, last offset)` of the records in the same batch.
+    /// Applies a batch of `partition`'s `deliver` records, the last at
+    /// offset `last`; durable when it returns. `owed` is what the role
+    /// still owes the bus for the partition (earlier batches not yet
+    /// committed): the partition's outbox becomes `owed` and this batch's.
     pub fn apply(
         &self,
+        partition: u32,
         records: Vec<DeliverRecord>,
         presence: &PresenceMap,
-        offsets: &[(u32, u64)],
+        last: u64,
+        owed: StoreOutbox,
     ) -> Result<Effects, StoreError> {
-        self.apply_with(records, presence, offsets, true)
+        self.apply_with(records, presence, partition, last, Some(owed))
     }
 
     /// Applies records whose effects a previous owner already carried out:
     /// the inboxes change, nothing is pushed or produced.
-    pub fn apply_silently(&self, records: Vec<DeliverRecord>) -> Result<(), StoreError> {
-        self.apply_with(records, &PresenceMap::new(), &[], false)
+    pub fn apply_silently(
+        &self,
+        partition: u32,
+        records: Vec<DeliverRecord>,
+        last: u64,
+    ) -> Result<(), StoreError> {
+        self.apply_with(records, &PresenceMap::new(), partition, last, None)
             .map(|_| ())
     }
 
@@ -107,8 +120,9 @@ impl Inboxes {
         &self,
         records: Vec<DeliverRecord>,
         presence: &PresenceMap,
-        offsets: &[(u32, u64)],
-        with_effects: bool,
+        partition: u32,
+        last: u64,
+        owed: Option<StoreOutbox>,
     ) -> Result<Effects, StoreError> {
         let inputs = records.into_iter().filter_map(|r| {
             let input = Input::from_record(r);
@@ -120,16 +134,14 @@ impl Inboxes {
         let mut rules = self.rules.lock();
         let output = rules.apply(&self.state, inputs, presence, now_ms())?;
         let mut batch = self.state.batch(&output.pending);
-        for (partition, offset) in offsets {
-            self.state.put(
-                &mut batch,
-                Space::Applied,
-                &partition.to_be_bytes(),
-                &offset.to_be_bytes(),
-            );
-        }
+        self.state.put(
+            &mut batch,
+            Space::Applied,
+            &partition.to_be_bytes(),
+            &last.to_be_bytes(),
+        );
         let mut effects = Effects::default();
-        if with_effects {
+        if let Some(mut outbox) = owed {
             for effect in output.effects {
                 match effect {
                     Effect::Push { route, frame } => effects.pushes.push((route, frame)),
@@ -139,14 +151,14 @@ impl Inboxes {
                     }
                 }
             }
-            let outbox = StoreOutbox {
-                records: effects.records.clone(),
-                notifications: effects.notifications.clone(),
-            };
+            outbox.records.extend(effects.records.iter().cloned());
+            outbox
+                .notifications
+                .extend(effects.notifications.iter().cloned());
             self.state.put(
                 &mut batch,
                 Space::Applied,
-                OUTBOX_KEY,
+                &outbox_key(partition),
                 &outbox.encode_to_vec(),
             );
         }
@@ -206,15 +218,20 @@ mod tests {
         {
             let db = Database::builder(dir.path()).open().unwrap();
             let inboxes = Inboxes::open(&db, PersistMode::Buffer).unwrap();
-            inboxes
+            let first = inboxes
                 .apply(
+                    0,
                     vec![chat("m1", "alice", "bob"), chat("m2", "alice", "bob")],
                     &PresenceMap::new(),
-                    &[(0, 1)],
+                    1,
+                    StoreOutbox::default(),
                 )
                 .unwrap();
+            // The role committed the first batch's outbox: it owes nothing
+            // from it.
+            drop(first);
             let effects = inboxes
-                .apply(vec![ack], &PresenceMap::new(), &[(0, 2)])
+                .apply(0, vec![ack], &PresenceMap::new(), 2, StoreOutbox::default())
                 .unwrap();
             assert_eq!(
                 effects.records.len(),
@@ -228,7 +245,8 @@ mod tests {
         let inboxes = Inboxes::open(&db, PersistMode::Buffer).unwrap();
         assert_eq!(inboxes.applied_offset(0).unwrap(), Some(2));
         assert_eq!(inboxes.counters("bob").unwrap(), (2, 2));
-        let owed = inboxes.outbox().unwrap();
+        let owed = inboxes.outbox(0).unwrap();
+        assert_eq!(inboxes.outbox(1).unwrap(), StoreOutbox::default());
         let receipts: Vec<(String, String, Vec<String>)> = owed
             .records
             .iter()
@@ -250,7 +268,8 @@ mod tests {
             )]
         );
         // Bob had no session: both entries were owed as push notifications
-        // by the first batch, and the second batch's outbox replaced it.
+        // by the first batch, which the role committed (it owed nothing when
+        // it applied the second).
         assert!(owed.notifications.is_empty());
     }
 }

@@ -1,28 +1,41 @@
-//! The store role: consume `deliver`, apply to the inboxes, carry out the
-//! effects, commit.
+//! The store role: own `deliver` partitions as Kafka assigns them, apply
+//! their records to the inboxes, and commit the effects with the offsets.
 //!
-//! Order of a batch: apply (durable in fjall, with the applied offsets and
-//! the batch's outbox in the same write) → produce the outbox (receipts to
-//! `deliver`, notifications to `push`) → push frames to edges (best
-//! effort: a session that misses one gets it on its next sync) → commit
-//! the offsets. A crash before the commit replays the batch, which the
-//! inbox rules make idempotent; a crash after the apply but before the
-//! outbox was produced is made good at start ([`Inboxes::outbox`]).
+//! A batch, per partition: apply (durable in fjall, with the partition's
+//! applied offset and outbox in the same write) → push frames to edges
+//! (best effort, straight away: a session that misses one gets it on its
+//! next sync) → one Kafka transaction for the whole poll with every
+//! partition's outbox (receipts to `deliver`, notifications to `push`) and
+//! the offsets consumed. A transaction that aborts is offered again with
+//! the next; a crash before it commits leaves the disk ahead of the
+//! group's committed offset, and the outbox on disk is what is owed.
+//!
+//! Where a partition starts when it is assigned ([`DiskPlacement`]): right
+//! after the last offset applied *here* (0 on an empty disk), so this
+//! node's inboxes are always the result of the partition's records in
+//! order, whoever applied them before. Records below the group's committed
+//! offset had their effects committed by an earlier owner: they are
+//! applied silently.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::{Bus, Outgoing, Record, Topics};
-use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord};
+use samvad_bus::{
+    by_partition, Bus, BusError, Change, Outgoing, Placement, Processor, Record, Topics,
+    Uncommitted,
+};
+use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord, PushRecord, StoreOutbox};
 
 use crate::inbox::{Effects, Inboxes};
 use crate::presence::Presence;
-use samvad_bus::ownership::{last_offsets, LeaseError, Leases, Owned, OwnedReader};
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
+/// How long a poll waits for new records while an aborted batch waits to
+/// be committed again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct StoreRole {
     pub bus: Arc<dyn Bus>,
@@ -34,146 +47,193 @@ pub struct StoreRole {
 #[derive(Debug, thiserror::Error)]
 pub enum RoleError {
     #[error("bus: {0}")]
-    Bus(#[from] samvad_bus::BusError),
+    Bus(#[from] BusError),
     #[error("store: {0}")]
     Store(#[from] crate::StoreError),
-    #[error("{0}")]
-    Lease(#[from] LeaseError),
+}
+
+/// What a store owes the bus: records for `deliver` and `push`.
+#[derive(Debug, Clone)]
+pub enum Owed {
+    Deliver(Box<DeliverRecord>),
+    Push(PushRecord),
+}
+
+/// Starts each assigned partition right after the offset this disk applied.
+pub struct DiskPlacement(pub Arc<Inboxes>);
+
+impl Placement for DiskPlacement {
+    fn start(&self, partition: u32, _committed: Option<u64>) -> u64 {
+        match self.0.applied_offset(partition) {
+            Ok(applied) => applied.map_or(0, |o| o + 1),
+            Err(e) => {
+                // Unreadable state cannot be trusted to skip anything.
+                tracing::error!(error = %e, partition, "reading the applied offset; from 0");
+                0
+            }
+        }
+    }
 }
 
 impl StoreRole {
-    /// Runs as the owner of the `deliver` partitions it holds leases on
-    /// (the cluster), until the bus closes or storage fails.
-    ///
-    /// On every change of ownership the reader restarts each owned
-    /// partition right after the last offset applied *here* (kept in fjall
-    /// with the inboxes; 0 on an empty disk), so this node's inboxes are
-    /// always the result of the partition's records in order, whoever
-    /// applied them before. Records up to the partition's `handled` mark
-    /// were already pushed and receipted by a previous owner: they are
-    /// applied silently.
-    pub async fn run_owned(self, leases: Leases) -> Result<(), RoleError> {
-        let deliver = self.topics.deliver();
-        let mut owned = OwnedReader::new(leases);
+    /// Runs as a member of `deliver`'s store group until the bus fails,
+    /// storage fails, or another incarnation fences this one.
+    pub async fn run(self, mut processor: Box<dyn Processor>) -> Result<(), RoleError> {
+        let mut owed = Uncommitted::<Owed>::default();
+        // Per partition, the last offset whose effects an earlier owner
+        // committed.
         let mut silent_upto: HashMap<u32, u64> = HashMap::new();
-        self.carry_out(self.inboxes.outbox()?).await?;
         loop {
-            match owned.next(BATCH).await? {
-                Owned::Changed(partitions) => {
-                    tracing::info!(?partitions, "store ownership changed");
-                    silent_upto.clear();
-                    let mut from = Vec::with_capacity(partitions.len());
-                    for p in partitions {
-                        from.push((p, self.inboxes.applied_offset(p)?.map_or(0, |o| o + 1)));
-                        if let Some(h) = owned.leases().handled(p).await? {
-                            silent_upto.insert(p, h);
-                        }
-                    }
-                    owned.read_from(&*self.bus, &deliver, &from).await?;
+            let records = if owed.is_empty() {
+                processor.poll(BATCH).await?
+            } else {
+                match tokio::time::timeout(RETRY_AFTER, processor.poll(BATCH)).await {
+                    Ok(records) => records?,
+                    Err(_) => Vec::new(),
                 }
-                Owned::Records(records) => {
-                    self.apply_owned(&records, &silent_upto).await?;
-                    owned.mark_handled(&records).await?;
+            };
+            for change in processor.changes() {
+                self.take_change(change, &mut owed, &mut silent_upto)?;
+            }
+            self.apply(&records, &silent_upto, &mut owed).await?;
+            if owed.is_empty() {
+                continue;
+            }
+            let (outputs, consumed) = owed.to_commit();
+            let outputs = outputs.into_iter().map(|o| self.outgoing(o)).collect();
+            match processor.commit(outputs, consumed).await {
+                Ok(()) => owed.clear(),
+                // Kept: offered again with the next commit.
+                Err(BusError::Aborted(e)) => {
+                    tracing::warn!(error = %e, "store batch not committed; again")
                 }
+                Err(e) => return Err(e.into()),
             }
         }
     }
 
-    /// One batch of an owned partition set.
-    async fn apply_owned(
+    fn take_change(
+        &self,
+        change: Change,
+        owed: &mut Uncommitted<Owed>,
+        silent_upto: &mut HashMap<u32, u64>,
+    ) -> Result<(), RoleError> {
+        match change {
+            Change::Assigned {
+                partition,
+                committed,
+                start,
+            } => {
+                let committed = committed.unwrap_or(0);
+                silent_upto.remove(&partition);
+                if start < committed {
+                    // Behind: replay what another owner committed.
+                    silent_upto.insert(partition, committed - 1);
+                } else if start > committed {
+                    // Ahead: batches applied here whose transaction never
+                    // committed; their effects are the outbox on disk.
+                    let outbox = self.inboxes.outbox(partition)?;
+                    tracing::info!(
+                        partition,
+                        committed,
+                        start,
+                        records = outbox.records.len(),
+                        notifications = outbox.notifications.len(),
+                        "disk ahead of the group; committing its outbox"
+                    );
+                    owed.owe(partition, owed_of(outbox));
+                }
+                tracing::info!(partition, committed, start, "deliver partition assigned");
+            }
+            Change::Revoked { partition } => {
+                owed.revoke(partition);
+                silent_upto.remove(&partition);
+                tracing::info!(partition, "deliver partition revoked");
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies one poll, partition by partition.
+    async fn apply(
         &self,
         records: &[Record],
         silent_upto: &HashMap<u32, u64>,
+        owed: &mut Uncommitted<Owed>,
     ) -> Result<(), RoleError> {
-        let mut silent = Vec::new();
-        let mut live = Vec::new();
+        if records.is_empty() {
+            return Ok(());
+        }
         let mut dead = Vec::new();
-        for r in records {
-            match DeliverRecord::decode(r.payload.clone()) {
-                Ok(d)
-                    if silent_upto
-                        .get(&r.partition)
-                        .is_some_and(|&h| r.offset <= h) =>
-                {
-                    silent.push(d)
+        let mut partitions = Vec::new();
+        for (partition, batch) in by_partition(records) {
+            let mut silent = Vec::new();
+            let mut live = Vec::new();
+            let mut last_silent = None;
+            for r in &batch {
+                match DeliverRecord::decode(r.payload.clone()) {
+                    Ok(d) if silent_upto.get(&partition).is_some_and(|&h| r.offset <= h) => {
+                        silent.push(d);
+                        last_silent = Some(r.offset);
+                    }
+                    Ok(d) => live.push(d),
+                    Err(e) => dead.push(r.dead_letter(&self.topics, &e)),
                 }
-                Ok(d) => live.push(d),
-                Err(e) => dead.push(r.dead_letter(&self.topics, &e)),
             }
+            let last = batch.last().map_or(0, |r| r.offset);
+            partitions.push((partition, silent, last_silent, live, last));
         }
         if !dead.is_empty() {
             self.bus.produce(dead).await?;
         }
-        let offsets = last_offsets(records);
-        let presence = self.presence.lookup(&users_to_route(&live)).await;
-        let inboxes = self.inboxes.clone();
-        let effects = tokio::task::spawn_blocking(move || {
-            // Replayed work first, its effects already carried out.
-            inboxes.apply_silently(silent)?;
-            inboxes.apply(live, &presence, &offsets)
-        })
-        .await
-        .expect("inbox apply panicked")?;
-        self.carry_out(effects).await
-    }
-
-    /// Runs until the bus closes or storage fails.
-    pub async fn run(self) -> Result<(), RoleError> {
-        let deliver = self.topics.deliver();
-        let mut consumer = self.bus.subscribe(&deliver, "store").await?;
-        self.carry_out(self.inboxes.outbox()?).await?;
-        loop {
-            let records = consumer.poll(BATCH).await?;
-            let mut decoded = Vec::with_capacity(records.len());
-            let mut dead = Vec::new();
-            for r in &records {
-                match DeliverRecord::decode(r.payload.clone()) {
-                    Ok(d) => decoded.push(d),
-                    Err(e) => dead.push(r.dead_letter(&self.topics, &e)),
-                }
-            }
-            if !dead.is_empty() {
-                self.bus.produce(dead).await?;
-            }
-            let presence = self.presence.lookup(&users_to_route(&decoded)).await;
+        let users: Vec<&str> = partitions
+            .iter()
+            .flat_map(|(_, _, _, live, _)| users_to_route(live))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let presence = self.presence.lookup(&users).await;
+        let mut pushes = Vec::new();
+        for (partition, silent, last_silent, live, last) in partitions {
             let inboxes = self.inboxes.clone();
-            let offsets = last_offsets(&records);
-            let effects =
-                tokio::task::spawn_blocking(move || inboxes.apply(decoded, &presence, &offsets))
-                    .await
-                    .expect("inbox apply panicked")?;
-            self.carry_out(effects).await?;
-            consumer.commit(&records)?;
+            let before = owed_outbox(owed.outputs(partition));
+            let presence = presence.clone();
+            let (applied_live, effects) = tokio::task::spawn_blocking(move || {
+                if let Some(last_silent) = last_silent {
+                    inboxes.apply_silently(partition, silent, last_silent)?;
+                }
+                if live.is_empty() {
+                    // Nothing to commit: the group's offset is past these
+                    // already (committing theirs would move it back).
+                    return Ok((false, Effects::default()));
+                }
+                inboxes
+                    .apply(partition, live, &presence, last, before)
+                    .map(|e| (true, e))
+            })
+            .await
+            .expect("inbox apply panicked")?;
+            pushes.extend(effects.pushes);
+            if applied_live {
+                let mut new: Vec<Owed> = effects
+                    .records
+                    .into_iter()
+                    .map(|r| Owed::Deliver(Box::new(r)))
+                    .collect();
+                new.extend(effects.notifications.into_iter().map(Owed::Push));
+                owed.add(partition, new, last + 1);
+            }
         }
+        self.push(pushes).await;
+        Ok(())
     }
 
-    async fn carry_out(&self, effects: Effects) -> Result<(), RoleError> {
-        let deliver: Arc<str> = self.topics.deliver().into();
-        let push: Arc<str> = self.topics.push().into();
-        // The outbox is durable work of this batch: on the bus before the
-        // batch counts as done.
-        let mut owed = Vec::with_capacity(effects.records.len() + effects.notifications.len());
-        for rec in effects.records {
-            let key = rec.user.clone();
-            owed.push(Outgoing::new(
-                deliver.clone(),
-                key,
-                Bytes::from(rec.encode_to_vec()),
-            ));
+    /// Frames for live sessions, through their edges' topics.
+    async fn push(&self, pushes: Vec<(crate::presence::SessionRoute, Bytes)>) {
+        if pushes.is_empty() {
+            return;
         }
-        for rec in effects.notifications {
-            let key = rec.user.clone();
-            owed.push(Outgoing::new(
-                push.clone(),
-                key,
-                Bytes::from(rec.encode_to_vec()),
-            ));
-        }
-        if !owed.is_empty() {
-            self.bus.produce(owed).await?;
-        }
-        let pushes: Vec<Outgoing> = effects
-            .pushes
+        let pushes: Vec<Outgoing> = pushes
             .into_iter()
             .map(|(route, frame)| {
                 let rec = EdgeRecord {
@@ -188,18 +248,49 @@ impl StoreRole {
                 )
             })
             .collect();
-        if !pushes.is_empty() {
-            if let Err(e) = self.bus.produce(pushes).await {
-                tracing::warn!(error = %e, "push to edge failed; sessions catch up on sync");
+        if let Err(e) = self.bus.produce(pushes).await {
+            tracing::warn!(error = %e, "push to edge failed; sessions catch up on sync");
+        }
+    }
+
+    fn outgoing(&self, owed: Owed) -> Outgoing {
+        match owed {
+            Owed::Deliver(rec) => {
+                let key = rec.user.clone();
+                Outgoing::new(self.topics.deliver(), key, Bytes::from(rec.encode_to_vec()))
+            }
+            Owed::Push(rec) => {
+                let key = rec.user.clone();
+                Outgoing::new(self.topics.push(), key, Bytes::from(rec.encode_to_vec()))
             }
         }
-        Ok(())
     }
 }
 
+fn owed_of(outbox: StoreOutbox) -> Vec<Owed> {
+    let mut out: Vec<Owed> = outbox
+        .records
+        .into_iter()
+        .map(|r| Owed::Deliver(Box::new(r)))
+        .collect();
+    out.extend(outbox.notifications.into_iter().map(Owed::Push));
+    out
+}
+
+fn owed_outbox(owed: &[Owed]) -> StoreOutbox {
+    let mut outbox = StoreOutbox::default();
+    for o in owed {
+        match o {
+            Owed::Deliver(r) => outbox.records.push((**r).clone()),
+            Owed::Push(r) => outbox.notifications.push(r.clone()),
+        }
+    }
+    outbox
+}
+
 /// The users whose new entries a batch may push live (messages, receipts).
-fn users_to_route(records: &[DeliverRecord]) -> Vec<&str> {
-    let users: BTreeSet<&str> = records
+fn users_to_route(records: &[DeliverRecord]) -> impl Iterator<Item = &str> {
+    records
         .iter()
         .filter(|d| {
             matches!(
@@ -210,6 +301,4 @@ fn users_to_route(records: &[DeliverRecord]) -> Vec<&str> {
         .map(|d| d.user.as_str())
         // Conversation histories (`#<chatid>`) have no sessions.
         .filter(|u| !u.starts_with('#'))
-        .collect();
-    users.into_iter().collect()
 }

@@ -1,6 +1,6 @@
 //! Real external services for tests, each on a free loopback port, started
-//! for one test and killed when dropped: a Kafka-protocol broker (tansu,
-//! in-memory storage) and redis-server; and the peers samvad-load is
+//! for one test and killed when dropped: Apache Kafka (KRaft, one broker or
+//! three) and redis-server; and the peers samvad-load is
 //! compared with, nats-server, ejabberd and Janus. Nothing is mocked.
 
 use std::net::TcpListener;
@@ -35,56 +35,231 @@ impl Drop for Guard {
     }
 }
 
-/// A tansu broker with in-memory storage.
-pub struct Tansu {
-    _child: Guard,
-    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
-    pub brokers: String,
-}
+/// The Apache Kafka release the tests and benchmarks run
+/// (`scripts/kafka/pom.xml` names the same one).
+pub const KAFKA_VERSION: &str = "4.4.0";
 
-/// `$TANSU_BIN`, else `tansu` in cargo's bin directory, else from PATH.
-pub fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("TANSU_BIN") {
+/// Where `scripts/kafka/install.sh` put the broker's jars: `$KAFKA_LIBS`,
+/// else `~/.cache/samvad/kafka-<version>/libs`.
+pub fn kafka_libs() -> PathBuf {
+    if let Ok(path) = std::env::var("KAFKA_LIBS") {
         return path.into();
     }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
-    let candidate = home.join("bin/tansu");
-    if candidate.exists() {
-        candidate
-    } else {
-        PathBuf::from("tansu")
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_default());
+    home.join(format!(".cache/samvad/kafka-{KAFKA_VERSION}/libs"))
+}
+
+/// Kafka's logging: warnings and worse, to stderr (which tests discard).
+const KAFKA_LOG4J: &str = "Configuration:
+  Appenders:
+    Console:
+      name: STDERR
+      target: SYSTEM_ERR
+      PatternLayout:
+        pattern: \"[%d] %p %m (%c)%n\"
+  Loggers:
+    Root:
+      level: WARN
+      AppenderRef:
+        - ref: STDERR
+";
+
+/// One Apache Kafka broker of a [`Kafka`] cluster, in KRaft combined mode
+/// (broker and controller in one JVM).
+struct KafkaNode {
+    id: u32,
+    port: u16,
+    controller_port: u16,
+    dir: PathBuf,
+    child: Option<Guard>,
+}
+
+/// Apache Kafka in KRaft mode, started from the jars `scripts/test.sh`
+/// fetched with Maven: one broker for most tests, three (replication 3,
+/// `min.insync.replicas=2`) for the broker-failure ones. Every broker is
+/// also a controller, so any one of three may die.
+pub struct Kafka {
+    nodes: Vec<KafkaNode>,
+    /// `127.0.0.1:PORT[,…]`, for `bootstrap.servers`.
+    pub brokers: String,
+    /// The replication factor topics of this cluster should have.
+    pub replication: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl Kafka {
+    /// One broker.
+    pub fn start() -> Kafka {
+        Kafka::cluster(1)
+    }
+
+    /// `count` brokers, each a controller too; topics replicated to all of
+    /// them (at most 3), acks from 2 when there are 3.
+    pub fn cluster(count: u32) -> Kafka {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let libs = kafka_libs();
+        assert!(
+            libs.join(format!("kafka_2.13-{KAFKA_VERSION}.jar"))
+                .exists(),
+            "Apache Kafka is not in {} (scripts/test.sh installs it)",
+            libs.display()
+        );
+        std::fs::write(dir.path().join("log4j2.yaml"), KAFKA_LOG4J).expect("writing log4j2.yaml");
+        let nodes: Vec<KafkaNode> = (1..=count)
+            .map(|id| KafkaNode {
+                id,
+                port: free_port(),
+                controller_port: free_port(),
+                dir: dir.path().join(format!("broker{id}")),
+                child: None,
+            })
+            .collect();
+        let voters = nodes
+            .iter()
+            .map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let replication = count.min(3);
+        let min_isr = if replication >= 3 { 2 } else { 1 };
+        for node in &nodes {
+            std::fs::create_dir_all(&node.dir).expect("creating a broker directory");
+            let properties = format!(
+                "process.roles=broker,controller\n\
+                 node.id={id}\n\
+                 controller.quorum.voters={voters}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 inter.broker.listener.name=PLAINTEXT\n\
+                 log.dirs={data}\n\
+                 num.partitions=1\n\
+                 default.replication.factor={replication}\n\
+                 min.insync.replicas={min_isr}\n\
+                 offsets.topic.replication.factor={replication}\n\
+                 offsets.topic.num.partitions=4\n\
+                 transaction.state.log.replication.factor={replication}\n\
+                 transaction.state.log.min.isr={min_isr}\n\
+                 transaction.state.log.num.partitions=4\n\
+                 group.initial.rebalance.delay.ms=0\n\
+                 group.min.session.timeout.ms=1000\n\
+                 auto.create.topics.enable=false\n",
+                id = node.id,
+                port = node.port,
+                cport = node.controller_port,
+                data = node.dir.join("data").display(),
+            );
+            std::fs::write(node.dir.join("server.properties"), properties)
+                .expect("writing server.properties");
+        }
+        let cluster_id = java(&libs, dir.path())
+            .args(["kafka.tools.StorageTool", "random-uuid"])
+            .stderr(Stdio::null())
+            .output()
+            .expect("java is installed");
+        let cluster_id = String::from_utf8_lossy(&cluster_id.stdout)
+            .trim()
+            .to_string();
+        assert!(
+            !cluster_id.is_empty(),
+            "StorageTool random-uuid printed nothing"
+        );
+        for node in &nodes {
+            let status = java(&libs, dir.path())
+                .args([
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "--ignore-formatted",
+                    "-t",
+                ])
+                .arg(&cluster_id)
+                .arg("-c")
+                .arg(node.dir.join("server.properties"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("java is installed");
+            assert!(status.success(), "kafka-storage format failed");
+        }
+        let brokers = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut kafka = Kafka {
+            nodes,
+            brokers,
+            replication,
+            _dir: dir,
+        };
+        for i in 0..kafka.nodes.len() {
+            kafka.spawn(i);
+        }
+        for node in &kafka.nodes {
+            wait_listening(node.port, "kafka");
+        }
+        kafka
+    }
+
+    fn spawn(&mut self, index: usize) {
+        let libs = kafka_libs();
+        let root = self._dir.path().to_path_buf();
+        let node = &mut self.nodes[index];
+        let log = std::fs::File::create(node.dir.join("kafka.log")).expect("a log file");
+        let child = java(&libs, &root)
+            .args(["-Xms128m", "-Xmx768m", "-XX:+UseG1GC"])
+            .arg("kafka.Kafka")
+            .arg(node.dir.join("server.properties"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("java is installed");
+        node.child = Some(Guard(child));
+    }
+
+    /// How many brokers the cluster has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// kill -9 of broker `index` (its data stays for [`Kafka::restart`]).
+    pub fn kill9(&mut self, index: usize) {
+        self.nodes[index].child.take();
+    }
+
+    /// Whether broker `index` runs.
+    pub fn is_running(&self, index: usize) -> bool {
+        self.nodes[index].child.is_some()
+    }
+
+    /// Starts broker `index` again on its data, and waits until it listens.
+    pub fn restart(&mut self, index: usize) {
+        self.kill9(index);
+        self.spawn(index);
+        wait_listening(self.nodes[index].port, "kafka");
+    }
+
+    /// Process id of broker `index`, while it runs.
+    pub fn pid(&self, index: usize) -> Option<u32> {
+        self.nodes[index].child.as_ref().map(|c| c.0.id())
     }
 }
 
-impl Tansu {
-    pub fn start() -> Tansu {
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(tansu_binary())
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu is installed (scripts/test.sh installs it)");
-        let child = Guard(child);
-        wait_listening(port, "tansu");
-        Tansu {
-            _child: child,
-            brokers: format!("127.0.0.1:{port}"),
-        }
-    }
+/// `java` with the broker's classpath and logging.
+fn java(libs: &std::path::Path, root: &std::path::Path) -> Command {
+    let mut command = Command::new("java");
+    command
+        .arg(format!(
+            "-Dlog4j2.configurationFile={}",
+            root.join("log4j2.yaml").display()
+        ))
+        .arg("-cp")
+        .arg(format!("{}/*", libs.display()));
+    command
 }
 
 /// A redis-server without persistence.

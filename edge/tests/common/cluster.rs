@@ -1,4 +1,4 @@
-//! A Samvad cluster for a test: a real tansu broker, a real redis-server,
+//! A Samvad cluster for a test: a real Apache Kafka broker, a real redis-server,
 //! and `samvad edge | router | store` as separate processes.
 
 use std::path::PathBuf;
@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 
 use samvad_load::client::{Client, ServerAddr, TransportKind};
 use samvad_load::rest;
-use samvad_testkit::{Redis, Tansu};
+use samvad_testkit::{Kafka, Redis};
 
 /// One `samvad` process of the cluster.
 pub struct Node {
@@ -86,7 +86,7 @@ pub struct Cluster {
     pub medias: Vec<Node>,
     // Dropped after the nodes (fields drop in order).
     pub redis: Redis,
-    pub tansu: Tansu,
+    pub kafka: Kafka,
     dir: tempfile::TempDir,
 }
 
@@ -94,13 +94,16 @@ impl Cluster {
     fn common(&self) -> Vec<String> {
         vec![
             "--kafka".into(),
-            self.tansu.brokers.clone(),
+            self.kafka.brokers.clone(),
             "--redis".into(),
             self.redis.url.clone(),
             "--partitions".into(),
             "4".into(),
             "--presence-ttl".into(),
             "15".into(),
+            // A node that died for good loses its partitions after this.
+            "--session-timeout-ms".into(),
+            "3000".into(),
         ]
     }
 
@@ -116,7 +119,7 @@ impl Cluster {
             pushes: Vec::new(),
             medias: Vec::new(),
             redis: Redis::start(),
-            tansu: Tansu::start(),
+            kafka: Kafka::start(),
             dir: tempfile::tempdir().unwrap(),
         };
         for i in 0..stores {
@@ -125,12 +128,7 @@ impl Cluster {
         for i in 0..routers {
             let mut args = vec!["router".to_string()];
             args.extend(cluster.common());
-            args.extend([
-                "--node".into(),
-                format!("r{i}"),
-                "--lease-ttl".into(),
-                "3".into(),
-            ]);
+            args.extend(["--node".into(), format!("r{i}")]);
             let node = Node::spawn(args, cluster.path(&format!("router{i}.json")));
             cluster.routers.push(node);
         }
@@ -166,8 +164,6 @@ impl Cluster {
             format!("s{i}"),
             "--durability".into(),
             "buffer".into(),
-            "--lease-ttl".into(),
-            "3".into(),
             "--data-dir".into(),
             self.path(&format!("store{i}")).display().to_string(),
         ]);

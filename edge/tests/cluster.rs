@@ -646,3 +646,62 @@ async fn a_room_is_pinned_to_one_media_node_and_moves_when_it_dies() {
         .expect("pinned again");
     assert_ne!(second, first);
 }
+
+/// Alice sends `ids` to bob; bob, who does nothing but ack, gets each live
+/// exactly once, in order, with the next seqs.
+async fn live_round(
+    a: &mut samvad_load::client::Client,
+    b: &mut samvad_load::client::Client,
+    ids: std::ops::Range<usize>,
+) {
+    for i in ids.clone() {
+        send_chat(a, &format!("live-{i}"), "alice", "bob", "x").await;
+        next_of(a, "accepted").await;
+    }
+    for i in ids {
+        // Twice the frame timeout: a takeover waits for the group's session
+        // timeout first.
+        let frame = match b.recv_timeout(T * 2).await {
+            Ok(f) => f,
+            Err(e) => panic!("bob got no live delivery of live-{i}: {e}"),
+        };
+        let Some(server_frame::Kind::Deliver(d)) = frame.kind else {
+            panic!("a delivery, not {frame:?}")
+        };
+        let env = d.envelope.unwrap();
+        assert_eq!(env.id, format!("live-{i}"), "live, once, in order");
+        assert_eq!(env.seq, i as u64 + 1, "gap-free");
+        b.send(client_frame::Kind::Ack(Ack { seq: env.seq }))
+            .await
+            .unwrap();
+    }
+}
+
+/// A session live on an edge keeps getting its messages live, without its
+/// client doing anything, while the store that owns its inbox is killed -9
+/// and restarted on its disk (it remembers which sessions had synced), and
+/// when another store takes the partitions over (it replays the sessions'
+/// syncs from the log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_sessions_keep_receiving_across_a_store_restart_and_a_takeover() {
+    let mut cluster = Cluster::start(1, 1, 1);
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(0, "bob").await;
+    let mut a = cluster.edges[0].connect(TransportKind::Ws, &alice).await;
+    sync_all(&mut a, 0).await;
+    let mut b = cluster.edges[0].connect(TransportKind::Ws, &bob).await;
+    sync_all(&mut b, 0).await;
+    live_round(&mut a, &mut b, 0..5).await;
+
+    cluster.stores[0].restart();
+    live_round(&mut a, &mut b, 5..10).await;
+
+    // A second store joins, then the first dies for good: the second owns
+    // every partition once the group gives up on the first.
+    cluster.add_store(1);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    cluster.stores[0].kill9();
+    live_round(&mut a, &mut b, 10..15).await;
+    a.close().await;
+    b.close().await;
+}

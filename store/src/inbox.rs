@@ -52,9 +52,12 @@ pub struct Inboxes {
 
 impl Inboxes {
     pub fn open(db: &Database, persist: PersistMode) -> Result<Self, StoreError> {
+        let state = FjallState::open(db)?;
+        let mut rules = InboxRules::new(Holding::Given);
+        rules.remember_synced(&state)?;
         Ok(Inboxes {
-            state: FjallState::open(db)?,
-            rules: Mutex::new(InboxRules::new(Holding::Given)),
+            state,
+            rules: Mutex::new(rules),
             persist,
         })
     }

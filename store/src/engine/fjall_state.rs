@@ -26,6 +26,7 @@ impl FjallState {
                 open(Space::Hidden)?,
                 open(Space::DeviceCursors)?,
                 open(Space::Applied)?,
+                open(Space::Synced)?,
             ],
         })
     }

@@ -263,6 +263,8 @@ pub struct InboxRules {
     /// get live pushes. Bounded by live sessions: forgotten as presence
     /// loses them.
     synced: HashMap<String, HashSet<Arc<str>>>,
+    /// Whether `synced` is also written to [`Space::Synced`].
+    remember_synced: bool,
     holding: Holding,
 }
 
@@ -272,7 +274,38 @@ impl InboxRules {
             inboxes: Cache::with_weighter(1 << 16, INBOX_CACHE_WEIGHT, InboxWeight),
             devices: Cache::new(DEVICE_CACHE_ITEMS),
             synced: HashMap::new(),
+            remember_synced: false,
             holding,
+        }
+    }
+
+    /// Keeps the synced sessions in [`Space::Synced`] from now on, and
+    /// takes those `committed` has: a store that restarts goes on pushing
+    /// live to the sessions that synced with it before, which cannot know
+    /// it restarted. (In `samvad serve` the sessions die with the process,
+    /// so nothing is kept.)
+    pub fn remember_synced(&mut self, committed: &dyn Committed) -> Result<(), StoreError> {
+        self.remember_synced = true;
+        let mut from = Vec::new();
+        loop {
+            let page = committed.range(Space::Synced, &from, &[0xff; 8], false, 4096)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(());
+            };
+            from = last.clone();
+            from.push(0);
+            let full = page.len() == 4096;
+            for (key, _) in page {
+                if let Some((owner, session)) = split_synced_key(&key) {
+                    self.synced
+                        .entry(owner.to_string())
+                        .or_default()
+                        .insert(session.into());
+                }
+            }
+            if !full {
+                return Ok(());
+            }
         }
     }
 
@@ -555,11 +588,19 @@ impl Pass<'_, '_> {
         let sessions = self.presence.sessions(owner);
         let online = sessions.is_some();
         let routes = sessions.unwrap_or_default();
-        for route in live_routes(&mut self.rules.synced, owner, &routes) {
+        let (live, gone) = live_routes(&mut self.rules.synced, owner, &routes);
+        for route in live {
             self.effects.push(Effect::Push {
                 route: route.clone(),
                 frame: frame.clone(),
             });
+        }
+        if self.rules.remember_synced {
+            for session in gone {
+                self.view
+                    .pending
+                    .remove(Space::Synced, synced_key(owner, &session));
+            }
         }
         if !online {
             self.effects.push(Effect::Offline {
@@ -764,10 +805,19 @@ impl Pass<'_, '_> {
             frame: Bytes::from(done.encode_to_vec()),
         });
         let sessions = self.rules.synced.entry(owner.to_string()).or_default();
+        let key = synced_key(owner, &route.session);
         if more {
             sessions.remove(&route.session);
+            if self.rules.remember_synced {
+                self.view.pending.remove(Space::Synced, key);
+            }
         } else {
             sessions.insert(route.session);
+            if self.rules.remember_synced {
+                self.view
+                    .pending
+                    .put(Space::Synced, key, route.edge.as_bytes().to_vec());
+            }
         }
         Ok(())
     }
@@ -876,27 +926,53 @@ fn unacked_of(owner: &str, frame: &[u8]) -> Result<Option<Unacked>, StoreError> 
     }))
 }
 
-/// The sessions of `routes` that are synced. Forgets synced sessions
-/// that are not among a user's live ones (when presence names any).
+/// The sessions of `routes` that are synced, and the synced sessions
+/// forgotten because they are not among a user's live ones (when presence
+/// names any).
 fn live_routes<'r>(
     synced: &mut HashMap<String, HashSet<Arc<str>>>,
     user: &str,
     routes: &'r [SessionRoute],
-) -> Vec<&'r SessionRoute> {
+) -> (Vec<&'r SessionRoute>, Vec<Arc<str>>) {
     if routes.is_empty() {
         // No live session, or presence could not be read (Redis down, an
         // entry briefly expired): forgetting the synced sessions here would
         // stop their live pushes for good. Nothing to push anyway.
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     }
     let Some(sessions) = synced.get_mut(user) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
-    sessions.retain(|s| routes.iter().any(|r| r.session == *s));
-    routes
+    let mut gone = Vec::new();
+    sessions.retain(|s| {
+        let live = routes.iter().any(|r| r.session == *s);
+        if !live {
+            gone.push(s.clone());
+        }
+        live
+    });
+    let live = routes
         .iter()
         .filter(|r| sessions.contains(&r.session))
-        .collect()
+        .collect();
+    (live, gone)
+}
+
+/// The [`Space::Synced`] key of `session` of `owner`.
+fn synced_key(owner: &str, session: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(owner.len() + session.len() + 1);
+    key.extend_from_slice(owner.as_bytes());
+    key.push(0);
+    key.extend_from_slice(session.as_bytes());
+    key
+}
+
+fn split_synced_key(key: &[u8]) -> Option<(&str, &str)> {
+    let zero = key.iter().position(|&b| b == 0)?;
+    Some((
+        std::str::from_utf8(&key[..zero]).ok()?,
+        std::str::from_utf8(&key[zero + 1..]).ok()?,
+    ))
 }
 
 pub(crate) fn hidden_key(owner: &str, user: &str, id: &str) -> Vec<u8> {
@@ -1035,6 +1111,31 @@ mod tests {
                 ids.into_iter().map(move |id| (owner.clone(), id))
             })
             .collect()
+    }
+
+    #[test]
+    fn remembered_synced_sessions_get_live_pushes_after_a_restart() {
+        let mut store = Store::new(Holding::Given);
+        store.rules.remember_synced(&store.state).unwrap();
+        let bob = online("bob", "s1");
+        store.run(vec![sync("bob", "s1", 0)], &bob);
+        // The process restarts: new rules over the same committed state.
+        store.rules = InboxRules::new(Holding::Given);
+        store.rules.remember_synced(&store.state).unwrap();
+        let effects = store.run(vec![chat("m1", "alice", "bob")], &bob);
+        assert_eq!(frames(&effects).len(), 1, "pushed live: {effects:?}");
+        // Rules that do not remember (samvad serve) start with nobody.
+        store.rules = InboxRules::new(Holding::Given);
+        let effects = store.run(vec![chat("m2", "alice", "bob")], &bob);
+        assert!(frames(&effects).is_empty(), "{effects:?}");
+        // A session that is gone is forgotten on disk too.
+        store.rules = InboxRules::new(Holding::Given);
+        store.rules.remember_synced(&store.state).unwrap();
+        store.run(vec![chat("m3", "alice", "bob")], &online("bob", "s2"));
+        store.rules = InboxRules::new(Holding::Given);
+        store.rules.remember_synced(&store.state).unwrap();
+        let effects = store.run(vec![chat("m4", "alice", "bob")], &bob);
+        assert!(frames(&effects).is_empty(), "s1 was forgotten: {effects:?}");
     }
 
     #[test]

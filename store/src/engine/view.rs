@@ -28,16 +28,21 @@ pub enum Space {
     DeviceCursors,
     /// Driver bookkeeping: applied offsets, outboxes.
     Applied,
+    /// owner `\0` session → edge: the sessions whose sync replayed
+    /// everything, kept where the rules are asked to remember them (the
+    /// cluster's stores: a restarted store goes on pushing to them).
+    Synced,
 }
 
 impl Space {
-    pub const ALL: [Space; 6] = [
+    pub const ALL: [Space; 7] = [
         Space::Inbox,
         Space::Meta,
         Space::Dedupe,
         Space::Hidden,
         Space::DeviceCursors,
         Space::Applied,
+        Space::Synced,
     ];
 
     /// The fjall keyspace name (the names earlier versions used).
@@ -49,6 +54,7 @@ impl Space {
             Space::Hidden => "hidden",
             Space::DeviceCursors => "device_cursors",
             Space::Applied => "applied",
+            Space::Synced => "synced_sessions",
         }
     }
 }

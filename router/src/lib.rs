@@ -20,7 +20,6 @@ use samvad_proto::v1::{Envelope, HeadType};
 use samvad_store::directory::Directory;
 use samvad_store::groups::Group;
 use samvad_store::inbox::history_owner;
-use samvad_store::StoreError;
 
 /// Why an envelope cannot be routed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -136,6 +135,9 @@ const BATCH: usize = 512;
 /// be committed again.
 const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Pause between two asks of a directory that did not answer.
+const DIRECTORY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
 pub struct RouterRole {
     pub bus: Arc<dyn Bus>,
     pub topics: Topics,
@@ -147,8 +149,6 @@ pub struct RouterRole {
 pub enum RouterError {
     #[error("bus: {0}")]
     Bus(#[from] BusError),
-    #[error("directory: {0}")]
-    Directory(#[from] StoreError),
 }
 
 impl RouterRole {
@@ -192,6 +192,25 @@ impl RouterRole {
         }
     }
 
+    /// The group `id` as the directory has it. A directory that does not
+    /// answer (Redis restarting) holds the batch: routing it without the
+    /// membership would refuse members' messages. Every failed attempt is
+    /// logged; the partition waits, nothing is lost.
+    async fn group(&self, id: &str) -> Option<Group> {
+        let mut attempt = 0u32;
+        loop {
+            match self.directory.group(id).await {
+                Ok(found) => return found,
+                Err(e) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, group = id, attempt,
+                        "directory unavailable; the routing batch waits");
+                    tokio::time::sleep(DIRECTORY_RETRY).await;
+                }
+            }
+        }
+    }
+
     /// Routes one partition's batch: its deliveries and dead letters.
     /// Groups are looked up once per batch: a batch sees one membership.
     async fn route_batch(&self, records: &[&Record]) -> Result<Vec<Outgoing>, RouterError> {
@@ -209,7 +228,7 @@ impl RouterRole {
             let group = match env.head.as_ref() {
                 Some(head) if matches!(head.r#type(), HeadType::Group | HeadType::Channel) => {
                     if !groups.contains_key(&head.to) {
-                        let found = self.directory.group(&head.to).await?;
+                        let found = self.group(&head.to).await;
                         groups.insert(head.to.clone(), found);
                     }
                     groups[&head.to].as_ref()

@@ -92,3 +92,34 @@ async fn users_are_found_by_similar_names() {
     assert!(found.iter().all(|(n, _)| n != "bob"));
     assert!(dir.search_users("zzz", 10).await.unwrap().is_empty());
 }
+
+/// Redis is the cluster's store of record for accounts and groups: run
+/// with its AOF, a kill -9 and restart loses none of them, and the same
+/// directory (its connection manager) goes on once the server is back.
+#[tokio::test]
+async fn accounts_and_groups_survive_a_kill_9_of_redis() {
+    let mut redis = Redis::start();
+    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let account = samvad_store::accounts::Account {
+        username: "ann".into(),
+        password_hash: "h".into(),
+        created_ms: 1,
+        ..Default::default()
+    };
+    assert!(dir.create_account(account).await.unwrap());
+    assert!(dir.create_group(group()).await.unwrap());
+    redis.restart();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let found = loop {
+        match dir.exists("ann").await {
+            Ok(found) => break found,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "Redis never came back: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(found, "the account survived");
+    assert_eq!(dir.group("g1").await.unwrap(), Some(group()));
+    assert_eq!(dir.groups_of("bob").await.unwrap(), ["g1"]);
+}

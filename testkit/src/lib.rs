@@ -262,9 +262,14 @@ fn java(libs: &std::path::Path, root: &std::path::Path) -> Command {
     command
 }
 
-/// A redis-server without persistence.
+/// A redis-server run as a store of record, as the cluster needs it:
+/// every write appended to its AOF before it is answered (`appendfsync
+/// everysec`: a kill -9 of the server loses nothing it acknowledged, a
+/// crash of the machine up to a second).
 pub struct Redis {
     child: Option<Guard>,
+    port: u16,
+    dir: tempfile::TempDir,
     /// `redis://127.0.0.1:PORT/`.
     pub url: String,
 }
@@ -272,24 +277,44 @@ pub struct Redis {
 impl Redis {
     pub fn start() -> Redis {
         let port = free_port();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("a temporary directory"),
+            url: format!("redis://127.0.0.1:{port}/"),
+        };
+        redis.spawn();
+        redis
+    }
+
+    fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test.sh installs it)");
-        let child = Guard(child);
-        wait_listening(port, "redis-server");
-        Redis {
-            child: Some(child),
-            url: format!("redis://127.0.0.1:{port}/"),
-        }
+        self.child = Some(Guard(child));
+        wait_listening(self.port, "redis-server");
     }
 
     /// Kills the server (to test what happens without it).
     pub fn kill(&mut self) {
         self.child.take();
+    }
+
+    /// kill -9, then the server again on the same port and files.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Process id of the server, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.0.id())
     }
 }
 

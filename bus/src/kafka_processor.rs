@@ -188,7 +188,9 @@ impl KafkaProcessor {
             .set("linger.ms", config.linger_ms.to_string())
             .set("batch.num.messages", config.batch_records.to_string())
             .set("queue.buffering.max.messages", "100000")
-            .set("transaction.timeout.ms", "60000")
+            // A member killed for good leaves its open transaction to the
+            // broker, whose read_committed readers wait until it times out.
+            .set("transaction.timeout.ms", "10000")
             .create()
             .map_err(backend)?;
         // Fences any earlier incarnation of this member (same transactional

@@ -20,6 +20,9 @@ use samvad_bus::BoxFuture;
 use crate::inbox::now_ms;
 use crate::presence::{Presence, PresenceMap, SessionRoute};
 
+/// How long a lookup waits for Redis to answer before it gives up.
+pub const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct RedisPresence {
     redis: ConnectionManager,
     prefix: String,
@@ -143,6 +146,7 @@ impl Presence for RedisPresence {
         })
     }
 
+    /// Waits up to [`LOOKUP_PATIENCE`] for a Redis that does not answer.
     fn lookup<'a>(&'a self, users: &'a [&'a str]) -> BoxFuture<'a, PresenceMap> {
         Box::pin(async move {
             if users.is_empty() {
@@ -154,13 +158,29 @@ impl Presence for RedisPresence {
                 pipe.zrangebyscore(self.key(user), now, "+inf");
             }
             let mut conn = self.redis.clone();
-            let members: Vec<Vec<String>> = match pipe.query_async(&mut conn).await {
-                Ok(m) => m,
-                Err(e) => {
-                    // No presence: deliveries stay in the inboxes and reach
-                    // the users on their next sync; nothing is lost.
-                    tracing::warn!(error = %e, "presence lookup failed");
-                    return PresenceMap::new();
+            // A Redis that restarts is back within a second or two: waiting
+            // for it keeps the batch's live pushes (and spares online users
+            // push notifications). Beyond LOOKUP_PATIENCE the batch goes on
+            // without presence: deliveries stay in the inboxes and reach
+            // the users on their next sync; nothing is lost.
+            let started = std::time::Instant::now();
+            let members: Vec<Vec<String>> = loop {
+                let left = LOOKUP_PATIENCE.saturating_sub(started.elapsed());
+                let attempt = tokio::time::timeout(left, pipe.query_async(&mut conn)).await;
+                match attempt {
+                    Ok(Ok(m)) => break m,
+                    Ok(Err(e)) if started.elapsed() < LOOKUP_PATIENCE => {
+                        tracing::warn!(error = %e, "presence lookup failed; again");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "presence lookup failed; going on without");
+                        return PresenceMap::new();
+                    }
+                    Err(_) => {
+                        tracing::warn!("presence lookup timed out; going on without");
+                        return PresenceMap::new();
+                    }
                 }
             };
             users

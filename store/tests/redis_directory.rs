@@ -114,7 +114,10 @@ async fn accounts_and_groups_survive_a_kill_9_of_redis() {
         match dir.exists("ann").await {
             Ok(found) => break found,
             Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "Redis never came back: {e}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "Redis never came back: {e}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }

@@ -67,3 +67,21 @@ async fn an_unreachable_redis_means_no_presence_not_a_hang() {
     let lookup = tokio::time::timeout(Duration::from_secs(20), presence.lookup(&["alice"])).await;
     assert!(lookup.expect("lookup returns").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lookup_waits_for_a_redis_that_restarts() {
+    let mut redis = Redis::start();
+    let presence = RedisPresence::connect(&redis.url, "t.", Duration::from_secs(30))
+        .await
+        .unwrap();
+    presence.register("alice", route("s1", "e1")).await;
+    redis.kill();
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(800));
+        redis.restart();
+        redis
+    });
+    let found = presence.lookup(&["alice"]).await;
+    let _redis = restart.join().unwrap();
+    assert_eq!(found.get("alice").map(Vec::len), Some(1), "{found:?}");
+}

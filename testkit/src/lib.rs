@@ -143,6 +143,7 @@ impl Kafka {
                  transaction.state.log.num.partitions=4\n\
                  group.initial.rebalance.delay.ms=0\n\
                  group.min.session.timeout.ms=1000\n\
+                 transaction.abort.timed.out.transaction.cleanup.interval.ms=1000\n\
                  auto.create.topics.enable=false\n",
                 id = node.id,
                 port = node.port,
@@ -292,7 +293,14 @@ impl Redis {
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(self.dir.path())
-            .args(["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -104,6 +104,8 @@ impl Cluster {
             // A node that died for good loses its partitions after this.
             "--session-timeout-ms".into(),
             "3000".into(),
+            "--replication".into(),
+            self.kafka.replication.to_string(),
         ]
     }
 
@@ -112,6 +114,11 @@ impl Cluster {
     }
 
     pub fn start(edges: usize, routers: usize, stores: usize) -> Cluster {
+        Cluster::start_on(Kafka::start(), edges, routers, stores)
+    }
+
+    /// [`Cluster::start`] on the given brokers (three, for broker faults).
+    pub fn start_on(kafka: Kafka, edges: usize, routers: usize, stores: usize) -> Cluster {
         let mut cluster = Cluster {
             edges: Vec::new(),
             routers: Vec::new(),
@@ -119,7 +126,7 @@ impl Cluster {
             pushes: Vec::new(),
             medias: Vec::new(),
             redis: Redis::start(),
-            kafka: Kafka::start(),
+            kafka,
             dir: tempfile::tempdir().unwrap(),
         };
         for i in 0..stores {

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Measures the cluster (samvad edge + router + store over tansu and
-# redis-server, all on this machine) with the same chat scenario as
+# Measures the cluster (samvad edge + router + store over Apache Kafka and
+# redis-server, all on this machine's 2 cores) with the chat scenario of
 # bench/embedded.sh, so the two can be compared. JSON in bench/out/.
 #
-#   bash bench/cluster.sh
+#   bash bench/cluster.sh                       # the default runs
+#   RUNS="50:2000:15 200:20000:20" bash bench/cluster.sh
+#   CLUSTER_ARGS="--linger-ms 0" bash bench/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
@@ -18,14 +20,14 @@ fail() { echo "$1" >&2; for f in "$dir"/*.log; do echo "== $f" >&2; tail -n 5 "$
 source bench/lib.sh
 wait_file() { for _ in $(seq 300); do [ -f "$1" ] && return; sleep 0.1; done; fail "no $1"; }
 
-kport=$(free_port); rport=$(free_port)
-tansu broker --listener-url "tcp://127.0.0.1:$kport" --advertised-listener-url "tcp://127.0.0.1:$kport" \
-  --storage-engine memory://tansu/ >"$dir/tansu.log" 2>&1 &
-pids+=($!)
-redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$dir/redis.log" 2>&1 &
+start_kafka "$dir/kafka"
+rport=$(free_port)
+redis-server --port "$rport" --bind 127.0.0.1 --dir "$dir" --save "" --appendonly yes --appendfsync everysec \
+  >"$dir/redis.log" 2>&1 &
 pids+=($!)
 sleep 1
-common=(--kafka "127.0.0.1:$kport" --redis "redis://127.0.0.1:$rport/")
+# shellcheck disable=SC2206
+common=(--kafka "$KAFKA" --redis "redis://127.0.0.1:$rport/" ${CLUSTER_ARGS:-})
 ./target/release/samvad store "${common[@]}" --data-dir "$dir/store" --ready-file "$dir/store.json" >"$dir/store.log" 2>&1 &
 pids+=($!)
 ./target/release/samvad router "${common[@]}" --ready-file "$dir/router.json" >"$dir/router.log" 2>&1 &
@@ -34,11 +36,11 @@ pids+=($!)
   --ready-file "$dir/edge.json" >"$dir/edge.log" 2>&1 &
 pids+=($!)
 wait_file "$dir/store.json"; wait_file "$dir/router.json"; wait_file "$dir/edge.json"
-sleep 2   # leases claimed
+sleep 3   # the groups have assigned their partitions
 
 # pairs:rate:seconds per run
-for run in ${RUNS:-50:1000:15 100:5000:20}; do
+for run in ${RUNS:-50:2000:15 200:20000:20}; do
   IFS=: read -r pairs rate duration <<<"$run"
-  ./target/release/samvad-load --server http://127.0.0.1:8080 --transport quic \
-    --out "bench/out/cluster-chat-$rate-quic.json" chat --pairs "$pairs" --rate "$rate" --duration "$duration"
+  ./target/release/samvad-load --server http://127.0.0.1:8080 --transport "${TRANSPORT:-quic}" \
+    --out "bench/out/cluster-chat-$rate-${TRANSPORT:-quic}.json" chat --pairs "$pairs" --rate "$rate" --duration "$duration"
 done

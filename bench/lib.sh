@@ -84,3 +84,41 @@ need_centrifugo() {
   command -v centrifugo >/dev/null 2>&1 || go install github.com/centrifugal/centrifugo/v6@v6.9.1
 }
 
+
+# Starts one Apache Kafka broker (KRaft, broker and controller in one JVM)
+# from the jars scripts/kafka/install.sh fetches, its data in DIR; sets
+# KAFKA (its bootstrap address). JVM heap: KAFKA_HEAP (default 1g).
+start_kafka() {
+  local dir=$1 port cport libs version
+  bash scripts/kafka/install.sh
+  version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' scripts/kafka/pom.xml)
+  libs=${KAFKA_LIBS:-$HOME/.cache/samvad/kafka-$version/libs}
+  port=$(free_port); cport=$(free_port)
+  mkdir -p "$dir"
+  cat >"$dir/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+PROPS
+  printf 'Configuration:\n  Appenders:\n    Console:\n      name: E\n      target: SYSTEM_ERR\n      PatternLayout:\n        pattern: "[%%d] %%p %%m (%%c)%%n"\n  Loggers:\n    Root:\n      level: WARN\n      AppenderRef:\n        - ref: E\n' >"$dir/log4j2.yaml"
+  local java=(java "-Dlog4j2.configurationFile=$dir/log4j2.yaml" -cp "$libs/*")
+  "${java[@]}" kafka.tools.StorageTool format -t "$("${java[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null)" \
+    -c "$dir/server.properties" >/dev/null 2>&1
+  $PIN_SERVER "${java[@]}" "-Xmx${KAFKA_HEAP:-1g}" -XX:+UseG1GC kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 300); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+  KAFKA=127.0.0.1:$port
+}

@@ -256,7 +256,9 @@ impl EmbeddedBus {
         let mut durable = Vec::new();
         for rec in records {
             let topic = self.topic(&rec.topic)?;
-            let p = partition_for(&rec.key, topic.spec.partitions);
+            let p = rec
+                .partition
+                .unwrap_or_else(|| partition_for(&rec.key, topic.spec.partitions));
             if topic.spec.durable {
                 durable.push((topic, p, rec.key, rec.payload));
             } else {
@@ -439,6 +441,9 @@ impl EmbeddedConsumer {
                     offset: *offset,
                     key: key.clone(),
                     payload: payload.clone(),
+                    // The embedded bus compacts nothing: a changelog is a
+                    // cluster's.
+                    tombstone: false,
                 });
                 *pos = offset + 1;
             }

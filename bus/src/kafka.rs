@@ -182,6 +182,9 @@ impl Bus for KafkaBus {
             if !spec.durable {
                 topic = topic.set("retention.ms", EPHEMERAL_RETENTION_MS);
             }
+            if spec.compacted {
+                topic = topic.set("cleanup.policy", "compact");
+            }
             let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
             let results = self
                 .admin
@@ -314,9 +317,13 @@ pub(crate) fn future_record<'a>(
     partitions: &HashMap<Arc<str>, u32>,
     rec: &'a Outgoing,
 ) -> FutureRecord<'a, [u8], [u8]> {
-    let record = FutureRecord::to(&rec.topic)
-        .key(rec.key.as_ref())
-        .payload(rec.payload.as_ref());
+    let mut record = FutureRecord::to(&rec.topic).key(rec.key.as_ref());
+    if !rec.tombstone {
+        record = record.payload(rec.payload.as_ref());
+    }
+    if let Some(p) = rec.partition {
+        return record.partition(p as i32);
+    }
     match partitions.get(&rec.topic) {
         Some(&n) => record.partition(partition_for(&rec.key, n) as i32),
         None => record,
@@ -331,6 +338,7 @@ pub(crate) fn owned(message: &rdkafka::message::BorrowedMessage<'_>) -> Record {
         offset: message.offset() as u64,
         key: Bytes::copy_from_slice(message.key().unwrap_or_default()),
         payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
+        tombstone: message.payload().is_none(),
     }
 }
 
@@ -387,3 +395,72 @@ impl Consumer for KafkaConsumer {
             .map_err(backend)
     }
 }
+
+impl crate::Replay for KafkaBus {
+    /// The end is the first end-of-partition the consumer reports: with
+    /// `read_committed`, the last stable offset, so a transaction still
+    /// open (of an owner that died: it will be aborted; a live one cannot
+    /// commit, its generation is gone) is not waited for.
+    fn replay(
+        &self,
+        topic: &str,
+        partition: u32,
+        each: &mut dyn FnMut(Vec<Record>) -> Result<(), BusError>,
+    ) -> Result<u64, BusError> {
+        use rdkafka::consumer::BaseConsumer;
+        let consumer: BaseConsumer<QuietEof> = self
+            .config
+            .base()
+            .set("group.id", format!("{}-replay", self.config.client_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "true")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "10")
+            .set("max.partition.fetch.bytes", "16777216")
+            .create_with_context(QuietEof)
+            .map_err(backend)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition as i32, Offset::Beginning)
+            .map_err(backend)?;
+        consumer.assign(&list).map_err(backend)?;
+        let mut count = 0u64;
+        let mut chunk = Vec::with_capacity(4096);
+        loop {
+            match consumer.poll(ADMIN_TIMEOUT) {
+                Some(Ok(message)) => {
+                    chunk.push(owned(&message));
+                    count += 1;
+                    if chunk.len() == 4096 {
+                        each(std::mem::replace(&mut chunk, Vec::with_capacity(4096)))?;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) => break,
+                Some(Err(e)) => return Err(backend(e)),
+                None => {
+                    return Err(BusError::Backend(format!(
+                        "replaying {topic}/{partition}: nothing within {ADMIN_TIMEOUT:?}"
+                    )))
+                }
+            }
+        }
+        if !chunk.is_empty() {
+            each(chunk)?;
+        }
+        Ok(count)
+    }
+}
+
+/// A replaying consumer's context: the end of the partition is what it
+/// waits for, not an error to log.
+struct QuietEof;
+
+impl rdkafka::client::ClientContext for QuietEof {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::error!(error = %error, reason, "Kafka client error");
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for QuietEof {}

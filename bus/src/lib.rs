@@ -26,7 +26,7 @@ mod uncommitted;
 pub use embedded::{Durability, EmbeddedBus};
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
-pub use processor::{Change, FromCommitted, Placement, Processor};
+pub use processor::{Change, FromCommitted, Placement, Processor, Replay};
 pub use uncommitted::Uncommitted;
 
 /// Offset for [`Bus::assign`]: start after the last record (read only what
@@ -51,6 +51,9 @@ pub struct TopicSpec {
     /// store's inbox commit, which comes after) makes them durable too; and
     /// until then nothing derived from them has left the process.
     pub synced: bool,
+    /// Whether the broker keeps only the latest record per key (a
+    /// changelog); a record without a payload deletes its key.
+    pub compacted: bool,
 }
 
 impl TopicSpec {
@@ -60,6 +63,17 @@ impl TopicSpec {
             partitions,
             durable: true,
             synced: false,
+            compacted: false,
+        }
+    }
+
+    /// Durable, keeping the latest record per key: a changelog of state.
+    pub const fn compacted(partitions: u32) -> Self {
+        TopicSpec {
+            partitions,
+            durable: true,
+            synced: false,
+            compacted: true,
         }
     }
 
@@ -69,6 +83,7 @@ impl TopicSpec {
             partitions,
             durable: true,
             synced: true,
+            compacted: false,
         }
     }
 
@@ -78,6 +93,7 @@ impl TopicSpec {
             partitions,
             durable: false,
             synced: false,
+            compacted: false,
         }
     }
 }
@@ -88,6 +104,11 @@ pub struct Outgoing {
     pub topic: Arc<str>,
     pub key: Bytes,
     pub payload: Bytes,
+    /// The partition, where it is not the one the key maps to (a
+    /// changelog's records go to the partition of the state they change).
+    pub partition: Option<u32>,
+    /// No payload: deletes `key` from a compacted topic.
+    pub tombstone: bool,
 }
 
 impl Outgoing {
@@ -96,6 +117,25 @@ impl Outgoing {
             topic: topic.into(),
             key: key.into(),
             payload,
+            partition: None,
+            tombstone: false,
+        }
+    }
+
+    /// A record for partition `partition`, whatever its key; `None` as
+    /// the payload is a tombstone.
+    pub fn to_partition(
+        topic: impl Into<Arc<str>>,
+        partition: u32,
+        key: impl Into<Bytes>,
+        payload: Option<Bytes>,
+    ) -> Self {
+        Outgoing {
+            topic: topic.into(),
+            key: key.into(),
+            tombstone: payload.is_none(),
+            payload: payload.unwrap_or_default(),
+            partition: Some(partition),
         }
     }
 }
@@ -108,6 +148,8 @@ pub struct Record {
     pub offset: u64,
     pub key: Bytes,
     pub payload: Bytes,
+    /// The record has no payload (a compacted topic's deletion).
+    pub tombstone: bool,
 }
 
 impl Record {
@@ -230,6 +272,14 @@ impl Topics {
     /// Signals for the media rooms pinned to `node`; key = room.
     pub fn media(&self, node: &str) -> String {
         format!("{}media.{node}", self.prefix)
+    }
+
+    /// The cluster stores' state, compacted: per `deliver` partition, the
+    /// latest value of every key (key = keyspace byte + key), committed
+    /// with the offsets it results from. What a store with an empty disk
+    /// restores a partition from.
+    pub fn changelog(&self) -> String {
+        format!("{}store-changelog", self.prefix)
     }
 
     /// Notifications for users with no live session; key = user.

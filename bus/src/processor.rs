@@ -72,3 +72,18 @@ pub trait Processor: Send {
         consumed: Vec<(u32, u64)>,
     ) -> BoxFuture<'_, Result<(), BusError>>;
 }
+
+/// Reads one partition of a topic from its start to its end, as it is
+/// committed, outside any group: what a store restores a changelog with.
+/// Blocking (it runs inside the rebalance callback, before the partition's
+/// first record is read).
+pub trait Replay: Send + Sync + 'static {
+    /// Calls `each` with the records in order, in chunks; returns how many
+    /// there were.
+    fn replay(
+        &self,
+        topic: &str,
+        partition: u32,
+        each: &mut dyn FnMut(Vec<Record>) -> Result<(), BusError>,
+    ) -> Result<u64, BusError>;
+}

@@ -77,14 +77,15 @@ impl<T: Clone> Uncommitted<T> {
         self.partitions.is_empty()
     }
 
-    /// Everything owed, for one commit: the outputs in partition order
-    /// (order within a partition kept) and the offsets to mark. Offsets of
-    /// 0 (outputs owed before any record was read) are not marked.
-    pub fn to_commit(&self) -> (Vec<T>, Vec<(u32, u64)>) {
+    /// Everything owed, for one commit: the outputs with their input
+    /// partition, in partition order (order within a partition kept), and
+    /// the offsets to mark. Offsets of 0 (outputs owed before any record
+    /// was read) are not marked.
+    pub fn to_commit(&self) -> (Vec<(u32, T)>, Vec<(u32, u64)>) {
         let mut outputs = Vec::new();
         let mut offsets = Vec::new();
         for (&partition, owed) in &self.partitions {
-            outputs.extend(owed.outputs.iter().cloned());
+            outputs.extend(owed.outputs.iter().map(|o| (partition, o.clone())));
             if owed.next > 0 {
                 offsets.push((partition, owed.next));
             }
@@ -107,8 +108,8 @@ mod tests {
         Outgoing::new("t", key.to_string(), bytes::Bytes::from_static(b"x"))
     }
 
-    fn keys(outputs: &[Outgoing]) -> Vec<&[u8]> {
-        outputs.iter().map(|o| o.key.as_ref()).collect()
+    fn keys(outputs: &[(u32, Outgoing)]) -> Vec<&[u8]> {
+        outputs.iter().map(|(_, o)| o.key.as_ref()).collect()
     }
 
     #[test]

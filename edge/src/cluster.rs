@@ -61,6 +61,9 @@ async fn kafka(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<KafkaBu
     bus.ensure_topic(&topics.push(), TopicSpec::durable(partitions))
         .await
         .context("creating the push topic")?;
+    bus.ensure_topic(&topics.changelog(), TopicSpec::compacted(partitions))
+        .await
+        .context("creating the store changelog topic")?;
     Ok((bus, topics))
 }
 
@@ -285,7 +288,10 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
             &topics.deliver(),
             &format!("{}store", args.cluster.topics.topic_prefix),
             &args.node,
-            Arc::new(DiskPlacement(inboxes.clone())),
+            Arc::new(DiskPlacement {
+                inboxes: inboxes.clone(),
+                changelog: Some((kafka.clone(), topics.changelog())),
+            }),
         )
         .await
         .context("joining the store group")?;

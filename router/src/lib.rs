@@ -181,6 +181,7 @@ impl RouterRole {
                 continue;
             }
             let (outputs, consumed) = owed.to_commit();
+            let outputs = outputs.into_iter().map(|(_, o)| o).collect();
             match processor.commit(outputs, consumed).await {
                 Ok(()) => owed.clear(),
                 // Kept: offered again with the next commit.

@@ -16,7 +16,7 @@ use bytes::Bytes;
 use fjall::{Database, PersistMode};
 use parking_lot::Mutex;
 use prost::Message;
-use samvad_proto::bus::{DeliverRecord, PushRecord, StoreOutbox};
+use samvad_proto::bus::{DeliverRecord, PushRecord, StateChange, StoreOutbox};
 
 use crate::engine::{Effect, FjallState, Holding, InboxRules, Input, Space};
 use crate::presence::{PresenceMap, SessionRoute};
@@ -42,6 +42,8 @@ pub struct Effects {
     pub records: Vec<DeliverRecord>,
     /// The batch's outbox: push notifications.
     pub notifications: Vec<PushRecord>,
+    /// The batch's outbox: its changes to the state, for the changelog.
+    pub changes: Vec<StateChange>,
 }
 
 pub struct Inboxes {
@@ -90,6 +92,44 @@ impl Inboxes {
         StoreOutbox::decode(bytes).map_err(|_| StoreError::Corrupt {
             what: "store outbox",
         })
+    }
+
+    /// Writes changes read back from the changelog of a partition this
+    /// store has no state for (one chunk of a restore; durable when it
+    /// returns).
+    pub fn restore(&self, changes: &[StateChange]) -> Result<(), StoreError> {
+        let mut batch = self.state.batch(&Default::default());
+        for change in changes {
+            let Some(&space) = Space::ALL.get(change.space as usize) else {
+                return Err(StoreError::Corrupt {
+                    what: "changelog keyspace",
+                });
+            };
+            match &change.value {
+                Some(value) => self.state.put(&mut batch, space, &change.key, value),
+                None => self.state.remove(&mut batch, space, &change.key),
+            }
+        }
+        self.state.commit(batch, Some(self.persist))
+    }
+
+    /// Ends a restore: the partition's state is the changelog's up to the
+    /// group's committed offset, so that is where its records resume.
+    /// The rules forget what they cached (it predates the restore) and
+    /// take the restored synced sessions.
+    pub fn restored(&self, partition: u32, last_applied: u64) -> Result<(), StoreError> {
+        let mut batch = self.state.batch(&Default::default());
+        self.state.put(
+            &mut batch,
+            Space::Applied,
+            &partition.to_be_bytes(),
+            &last_applied.to_be_bytes(),
+        );
+        self.state.commit(batch, Some(PersistMode::SyncAll))?;
+        let mut rules = self.rules.lock();
+        rules.forget();
+        // The restored partition's synced sessions go on getting pushes.
+        rules.remember_synced(&self.state)
     }
 
     /// Applies a batch of `partition`'s `deliver` records, the last at
@@ -154,10 +194,20 @@ impl Inboxes {
                     }
                 }
             }
+            effects.changes = output
+                .pending
+                .iter()
+                .map(|(space, key, value)| StateChange {
+                    space: space as u32,
+                    key: Bytes::copy_from_slice(key),
+                    value: value.cloned(),
+                })
+                .collect();
             outbox.records.extend(effects.records.iter().cloned());
             outbox
                 .notifications
                 .extend(effects.notifications.iter().cloned());
+            outbox.changes.extend(effects.changes.iter().cloned());
             self.state.put(
                 &mut batch,
                 Space::Applied,

@@ -23,10 +23,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message;
 use samvad_bus::{
-    by_partition, Bus, BusError, Change, Outgoing, Placement, Processor, Record, Topics,
+    by_partition, Bus, BusError, Change, Outgoing, Placement, Processor, Record, Replay, Topics,
     Uncommitted,
 };
-use samvad_proto::bus::{deliver_record, DeliverRecord, EdgeRecord, PushRecord, StoreOutbox};
+use samvad_proto::bus::{
+    deliver_record, DeliverRecord, EdgeRecord, PushRecord, StateChange, StoreOutbox,
+};
 
 use crate::inbox::{Effects, Inboxes};
 use crate::presence::Presence;
@@ -52,26 +54,89 @@ pub enum RoleError {
     Store(#[from] crate::StoreError),
 }
 
-/// What a store owes the bus: records for `deliver` and `push`.
+/// What a store owes the bus: records for `deliver` and `push`, and its
+/// state's changes for the changelog.
 #[derive(Debug, Clone)]
 pub enum Owed {
     Deliver(Box<DeliverRecord>),
     Push(PushRecord),
+    Change(StateChange),
 }
 
-/// Starts each assigned partition right after the offset this disk applied.
-pub struct DiskPlacement(pub Arc<Inboxes>);
+/// Starts each assigned partition right after the offset this disk
+/// applied. A partition this disk has nothing of, whose group has
+/// committed work, is first restored from the changelog (`changelog`: where
+/// it is read from): the state as of the committed offset, so only the
+/// records after it are read. Without a changelog, or with one that is
+/// empty (a cluster older than it), it is rebuilt from `deliver`'s start.
+pub struct DiskPlacement {
+    pub inboxes: Arc<Inboxes>,
+    pub changelog: Option<(Arc<dyn Replay>, String)>,
+}
 
 impl Placement for DiskPlacement {
-    fn start(&self, partition: u32, _committed: Option<u64>) -> u64 {
-        match self.0.applied_offset(partition) {
-            Ok(applied) => applied.map_or(0, |o| o + 1),
+    fn start(&self, partition: u32, committed: Option<u64>) -> u64 {
+        let applied = match self.inboxes.applied_offset(partition) {
+            Ok(applied) => applied,
             Err(e) => {
                 // Unreadable state cannot be trusted to skip anything.
                 tracing::error!(error = %e, partition, "reading the applied offset; from 0");
-                0
+                return 0;
             }
+        };
+        match (applied, committed, &self.changelog) {
+            (Some(applied), _, _) => applied + 1,
+            (None, Some(committed), Some((replay, topic))) if committed > 0 => {
+                match self.restore(&**replay, topic, partition, committed) {
+                    Ok(Some(start)) => start,
+                    Ok(None) => 0,
+                    Err(e) => {
+                        tracing::error!(error = %e, partition,
+                            "restoring from the changelog failed; rebuilding from deliver");
+                        0
+                    }
+                }
+            }
+            _ => 0,
         }
+    }
+}
+
+impl DiskPlacement {
+    /// Restores `partition` from the changelog; the offset to go on from,
+    /// or `None` if the changelog has nothing of it.
+    fn restore(
+        &self,
+        replay: &dyn Replay,
+        topic: &str,
+        partition: u32,
+        committed: u64,
+    ) -> Result<Option<u64>, RoleError> {
+        let started = std::time::Instant::now();
+        let mut changes = Vec::new();
+        let count = replay.replay(topic, partition, &mut |records| {
+            changes.clear();
+            for r in records {
+                let Some((&space, key)) = r.key.split_first() else {
+                    continue;
+                };
+                changes.push(StateChange {
+                    space: space as u32,
+                    key: r.key.slice(1..1 + key.len()),
+                    value: (!r.tombstone).then_some(r.payload),
+                });
+            }
+            self.inboxes
+                .restore(&changes)
+                .map_err(|e| BusError::Backend(e.to_string()))
+        })?;
+        if count == 0 {
+            return Ok(None);
+        }
+        self.inboxes.restored(partition, committed - 1)?;
+        tracing::info!(partition, records = count, took = ?started.elapsed(), committed,
+            "partition restored from the changelog");
+        Ok(Some(committed))
     }
 }
 
@@ -100,7 +165,10 @@ impl StoreRole {
                 continue;
             }
             let (outputs, consumed) = owed.to_commit();
-            let outputs = outputs.into_iter().map(|o| self.outgoing(o)).collect();
+            let outputs = outputs
+                .into_iter()
+                .map(|(partition, o)| self.outgoing(partition, o))
+                .collect();
             match processor.commit(outputs, consumed).await {
                 Ok(()) => owed.clear(),
                 // Kept: offered again with the next commit.
@@ -221,6 +289,7 @@ impl StoreRole {
                     .map(|r| Owed::Deliver(Box::new(r)))
                     .collect();
                 new.extend(effects.notifications.into_iter().map(Owed::Push));
+                new.extend(effects.changes.into_iter().map(Owed::Change));
                 owed.add(partition, new, last + 1);
             }
         }
@@ -253,8 +322,14 @@ impl StoreRole {
         }
     }
 
-    fn outgoing(&self, owed: Owed) -> Outgoing {
+    fn outgoing(&self, partition: u32, owed: Owed) -> Outgoing {
         match owed {
+            Owed::Change(change) => {
+                let mut key = Vec::with_capacity(1 + change.key.len());
+                key.push(change.space as u8);
+                key.extend_from_slice(&change.key);
+                Outgoing::to_partition(self.topics.changelog(), partition, key, change.value)
+            }
             Owed::Deliver(rec) => {
                 let key = rec.user.clone();
                 Outgoing::new(self.topics.deliver(), key, Bytes::from(rec.encode_to_vec()))
@@ -274,6 +349,7 @@ fn owed_of(outbox: StoreOutbox) -> Vec<Owed> {
         .map(|r| Owed::Deliver(Box::new(r)))
         .collect();
     out.extend(outbox.notifications.into_iter().map(Owed::Push));
+    out.extend(outbox.changes.into_iter().map(Owed::Change));
     out
 }
 
@@ -283,6 +359,7 @@ fn owed_outbox(owed: &[Owed]) -> StoreOutbox {
         match o {
             Owed::Deliver(r) => outbox.records.push((**r).clone()),
             Owed::Push(r) => outbox.notifications.push(r.clone()),
+            Owed::Change(c) => outbox.changes.push(c.clone()),
         }
     }
     outbox

@@ -27,7 +27,7 @@ pub use embedded::{Durability, EmbeddedBus};
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
 pub use processor::{Change, FromCommitted, Placement, Processor, Replay};
-pub use uncommitted::Uncommitted;
+pub use uncommitted::{ToCommit, Uncommitted};
 
 /// Offset for [`Bus::assign`]: start after the last record (read only what
 /// is produced from now on).

@@ -24,6 +24,14 @@ impl<T> Default for Uncommitted<T> {
     }
 }
 
+/// One commit's worth of [`Uncommitted`]: outputs tagged with their input
+/// partition, and (partition, next offset) to mark.
+#[derive(Debug)]
+pub struct ToCommit<T> {
+    pub outputs: Vec<(u32, T)>,
+    pub offsets: Vec<(u32, u64)>,
+}
+
 #[derive(Debug)]
 struct Owed<T> {
     outputs: Vec<T>,
@@ -81,7 +89,7 @@ impl<T: Clone> Uncommitted<T> {
     /// partition, in partition order (order within a partition kept), and
     /// the offsets to mark. Offsets of 0 (outputs owed before any record
     /// was read) are not marked.
-    pub fn to_commit(&self) -> (Vec<(u32, T)>, Vec<(u32, u64)>) {
+    pub fn to_commit(&self) -> ToCommit<T> {
         let mut outputs = Vec::new();
         let mut offsets = Vec::new();
         for (&partition, owed) in &self.partitions {
@@ -90,7 +98,7 @@ impl<T: Clone> Uncommitted<T> {
                 offsets.push((partition, owed.next));
             }
         }
-        (outputs, offsets)
+        ToCommit { outputs, offsets }
     }
 
     /// The commit went through.
@@ -119,12 +127,12 @@ mod tests {
         u.add(1, vec![out("b")], 9);
         // The commit failed: nothing cleared; the next batch joins.
         u.add(0, vec![out("c")], 7);
-        let (outputs, offsets) = u.to_commit();
+        let ToCommit { outputs, offsets } = u.to_commit();
         assert_eq!(keys(&outputs), [b"a" as &[u8], b"c", b"b"]);
         assert_eq!(offsets, [(0, 7), (1, 9)]);
         u.clear();
         assert!(u.is_empty());
-        assert_eq!(u.to_commit().1, []);
+        assert_eq!(u.to_commit().offsets, []);
     }
 
     #[test]
@@ -133,7 +141,7 @@ mod tests {
         u.add(0, vec![out("a")], 5);
         u.add(1, vec![out("b")], 9);
         u.revoke(0);
-        let (outputs, offsets) = u.to_commit();
+        let ToCommit { outputs, offsets } = u.to_commit();
         assert_eq!(keys(&outputs), [b"b" as &[u8]]);
         assert_eq!(offsets, [(1, 9)]);
     }
@@ -144,11 +152,11 @@ mod tests {
         u.owe(2, vec![out("r")]);
         u.owe(3, Vec::new());
         assert_eq!(u.outputs(2).len(), 1);
-        let (outputs, offsets) = u.to_commit();
+        let ToCommit { outputs, offsets } = u.to_commit();
         assert_eq!(outputs.len(), 1);
         assert!(offsets.is_empty(), "{offsets:?}");
         // Records read later move the offset.
         u.add(2, Vec::new(), 4);
-        assert_eq!(u.to_commit().1, [(2, 4)]);
+        assert_eq!(u.to_commit().offsets, [(2, 4)]);
     }
 }

@@ -180,8 +180,9 @@ impl RouterRole {
             if owed.is_empty() {
                 continue;
             }
-            let (outputs, consumed) = owed.to_commit();
-            let outputs = outputs.into_iter().map(|(_, o)| o).collect();
+            let owing = owed.to_commit();
+            let consumed = owing.offsets;
+            let outputs = owing.outputs.into_iter().map(|(_, o)| o).collect();
             match processor.commit(outputs, consumed).await {
                 Ok(()) => owed.clear(),
                 // Kept: offered again with the next commit.

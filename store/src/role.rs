@@ -164,8 +164,10 @@ impl StoreRole {
             if owed.is_empty() {
                 continue;
             }
-            let (outputs, consumed) = owed.to_commit();
-            let outputs = outputs
+            let owing = owed.to_commit();
+            let consumed = owing.offsets;
+            let outputs = owing
+                .outputs
                 .into_iter()
                 .map(|(partition, o)| self.outgoing(partition, o))
                 .collect();

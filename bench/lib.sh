@@ -112,6 +112,7 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=4
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
+${KAFKA_EXTRA:-}
 PROPS
   printf 'Configuration:\n  Appenders:\n    Console:\n      name: E\n      target: SYSTEM_ERR\n      PatternLayout:\n        pattern: "[%%d] %%p %%m (%%c)%%n"\n  Loggers:\n    Root:\n      level: WARN\n      AppenderRef:\n        - ref: E\n' >"$dir/log4j2.yaml"
   local java=(java "-Dlog4j2.configurationFile=$dir/log4j2.yaml" -cp "$libs/*")

@@ -17,12 +17,12 @@ use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::kafka::{backend, future_record, owned, KafkaBus, ADMIN_TIMEOUT};
+use crate::kafka::{backend, owned, KafkaBus, ADMIN_TIMEOUT};
 use crate::processor::{Change, Placement, Processor};
 use crate::{BoxFuture, BusError, Outgoing, Record};
 
@@ -138,7 +138,7 @@ fn committed_of(elem: &TopicPartitionListElem<'_>) -> Option<u64> {
 
 pub(crate) struct KafkaProcessor {
     consumer: Arc<StreamConsumer<GroupContext>>,
-    producer: FutureProducer,
+    producer: Arc<BaseProducer>,
     topic: String,
     partitions: Arc<parking_lot::RwLock<std::collections::HashMap<Arc<str>, u32>>>,
     /// Changes taken from the context, not yet given to the role.
@@ -180,7 +180,7 @@ impl KafkaProcessor {
             .create_with_context(context)
             .map_err(backend)?;
         consumer.subscribe(&[topic]).map_err(backend)?;
-        let producer: FutureProducer = config
+        let producer: BaseProducer = config
             .base()
             .set("transactional.id", format!("{group}-{member}"))
             .set("enable.idempotence", "true")
@@ -191,10 +191,17 @@ impl KafkaProcessor {
             // A member killed for good leaves its open transaction to the
             // broker, whose read_committed readers wait until it times out.
             .set("transaction.timeout.ms", "10000")
+            // A transaction begun right after the previous commit meets the
+            // coordinator still writing that one's markers
+            // (CONCURRENT_TRANSACTIONS) and is retried after this: the
+            // default 100 ms was the floor of every batch.
+            .set("retry.backoff.ms", "2")
+            .set("retry.backoff.max.ms", "50")
             .create()
             .map_err(backend)?;
         // Fences any earlier incarnation of this member (same transactional
         // id) and aborts what it left open.
+        let producer = Arc::new(producer);
         let init = producer.clone();
         tokio::task::spawn_blocking(move || init.init_transactions(TXN_TIMEOUT))
             .await
@@ -308,7 +315,7 @@ const TXN_ATTEMPTS: u32 = 5;
 /// One transaction: `outputs` and the offsets. Aborted on failure, so the
 /// producer is ready for the next one.
 fn transact(
-    producer: &FutureProducer,
+    producer: &BaseProducer,
     consumer: &StreamConsumer<GroupContext>,
     partitions: &parking_lot::RwLock<std::collections::HashMap<Arc<str>, u32>>,
     topic: &str,
@@ -328,8 +335,12 @@ fn transact(
         let metadata = consumer
             .group_metadata()
             .ok_or_else(|| BusError::Backend("not a member of the group".into()))?;
+        let started = std::time::Instant::now();
         let e = match try_transact(producer, &metadata, partitions, outputs, &offsets) {
-            Ok(()) => return Ok(()),
+            Ok(()) => {
+                tracing::debug!(took = ?started.elapsed(), outputs = outputs.len(), "transaction committed");
+                return Ok(());
+            }
             Err(e) => e,
         };
         if is_fenced(&e) {
@@ -351,7 +362,7 @@ fn transact(
 }
 
 fn try_transact(
-    producer: &FutureProducer,
+    producer: &BaseProducer,
     metadata: &rdkafka::consumer::ConsumerGroupMetadata,
     partitions: &parking_lot::RwLock<std::collections::HashMap<Arc<str>, u32>>,
     outputs: &[Outgoing],
@@ -361,15 +372,33 @@ fn try_transact(
     {
         let partitions = partitions.read();
         for rec in outputs {
-            // The delivery futures are not awaited: the commit below fails
+            // Delivery reports are not looked at: the commit below fails
             // if any record failed.
-            producer
-                .send_result(future_record(&partitions, rec))
-                .map_err(|(e, _)| e)?;
+            let mut record = base_record(&partitions, rec);
+            loop {
+                match producer.send(record) {
+                    Ok(()) => break,
+                    Err((KafkaError::MessageProduction(code), back))
+                        if code == rdkafka::error::RDKafkaErrorCode::QueueFull =>
+                    {
+                        producer.poll(Duration::from_millis(10));
+                        record = back;
+                    }
+                    Err((e, _)) => return Err(e),
+                }
+            }
         }
     }
     if offsets.count() > 0 {
         producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT)?;
+    }
+    // rdkafka's flush (which the commit starts with) polls in 100 ms
+    // sleeps that the last delivery report does not cut short: every
+    // transaction took 100 ms more than its work. Waited for here in 1 ms
+    // steps instead, so the commit's own flush finds nothing to wait for.
+    let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
     }
     producer.commit_transaction(TXN_TIMEOUT)
 }
@@ -403,4 +432,25 @@ fn is_fenced(e: &KafkaError) -> bool {
                 | Code::FencedMemberEpoch
         )
     )
+}
+
+/// `rec` as a [`BaseRecord`], on its explicit partition or the one its key
+/// maps to (as [`crate::kafka::future_record`] does for the plain producer).
+fn base_record<'a>(
+    partitions: &std::collections::HashMap<Arc<str>, u32>,
+    rec: &'a Outgoing,
+) -> BaseRecord<'a, [u8], [u8]> {
+    let mut record = BaseRecord::to(&rec.topic).key(rec.key.as_ref());
+    if !rec.tombstone {
+        record = record.payload(rec.payload.as_ref());
+    }
+    let partition = rec.partition.or_else(|| {
+        partitions
+            .get(&rec.topic)
+            .map(|&n| crate::partition_for(&rec.key, n))
+    });
+    match partition {
+        Some(p) => record.partition(p as i32),
+        None => record,
+    }
 }

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The long nemesis run (edge/tests/nemesis.rs with more time and three
+# brokers): 2 edges, 2 routers, 3 stores, 3 Kafka brokers (replication 3,
+# min.insync.replicas 2) and Redis; 1:1 chats over WebSocket, QUIC and
+# WebTransport and a group; every ~3 s a random process of any role, a
+# broker, or Redis is killed -9 and started again. Prints the tally (the
+# test fails on any acknowledged message lost, repeated or out of order).
+#
+#   bash bench/nemesis.sh                    # 300 s
+#   NEMESIS_SECS=900 NEMESIS_SEED=42 bash bench/nemesis.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+bash scripts/kafka/install.sh
+NEMESIS_SECS=${NEMESIS_SECS:-300} NEMESIS_BROKERS=${NEMESIS_BROKERS:-3} NEMESIS_PACE_MS=${NEMESIS_PACE_MS:-1} \
+  cargo nextest run --release -p samvad --test nemesis --no-capture --final-status-level pass \
+  2>&1 | grep --line-buffered -E '^nemesis|PASS|FAIL|panicked'

@@ -378,9 +378,10 @@ fn try_transact(
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((KafkaError::MessageProduction(code), back))
-                        if code == rdkafka::error::RDKafkaErrorCode::QueueFull =>
-                    {
+                    Err((
+                        KafkaError::MessageProduction(rdkafka::error::RDKafkaErrorCode::QueueFull),
+                        back,
+                    )) => {
                         producer.poll(Duration::from_millis(10));
                         record = back;
                     }

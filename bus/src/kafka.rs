@@ -457,7 +457,12 @@ struct QuietEof;
 
 impl rdkafka::client::ClientContext for QuietEof {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let end = matches!(
+            error,
+            KafkaError::PartitionEOF(_)
+                | KafkaError::Global(rdkafka::error::RDKafkaErrorCode::PartitionEOF)
+        );
+        if !end {
             tracing::error!(error = %error, reason, "Kafka client error");
         }
     }

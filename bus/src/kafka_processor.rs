@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, StreamConsumer};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer as _, PurgeConfig};
 use rdkafka::topic_partition_list::TopicPartitionListElem;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -27,8 +27,8 @@ use crate::processor::{Change, Placement, Processor};
 use crate::{BoxFuture, BusError, Outgoing, Record};
 
 /// How long one transactional call may take before it counts as failed.
-const TXN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Pause between two attempts of a transaction the broker refused.
+const TXN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between two asks for the committed offsets of assigned partitions.
 const TXN_RETRY_PAUSE: Duration = Duration::from_millis(200);
 
 /// What the rebalance callback shares with the processor.
@@ -307,13 +307,11 @@ impl Processor for KafkaProcessor {
     }
 }
 
-/// In-place attempts of a transaction that failed for a reason other than
-/// a rebalance (a broker restarting, a timeout), before the failure goes
-/// back to the role, which keeps the batch and offers it again.
-const TXN_ATTEMPTS: u32 = 5;
-
-/// One transaction: `outputs` and the offsets. Aborted on failure, so the
-/// producer is ready for the next one.
+/// One transaction: `outputs` and the offsets. On failure it is aborted,
+/// so the producer is ready for the next one, and the failure goes back to
+/// the role, which keeps the batch and offers it again after its next poll
+/// (which serves any rebalance: a retry here, with the group generation of
+/// before, could only fail again while the consumer is not polled).
 fn transact(
     producer: &BaseProducer,
     consumer: &StreamConsumer<GroupContext>,
@@ -328,36 +326,41 @@ fn transact(
             .add_partition_offset(topic, partition as i32, Offset::Offset(next as i64))
             .map_err(backend)?;
     }
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        // The group generation may change between attempts.
-        let metadata = consumer
-            .group_metadata()
-            .ok_or_else(|| BusError::Backend("not a member of the group".into()))?;
-        let started = std::time::Instant::now();
-        let e = match try_transact(producer, &metadata, partitions, outputs, &offsets) {
-            Ok(()) => {
-                tracing::debug!(took = ?started.elapsed(), outputs = outputs.len(), "transaction committed");
-                return Ok(());
-            }
-            Err(e) => e,
-        };
-        if is_fenced(&e) {
-            return Err(BusError::Fenced(e.to_string()));
+    let metadata = consumer
+        .group_metadata()
+        .ok_or_else(|| BusError::Backend("not a member of the group".into()))?;
+    let started = std::time::Instant::now();
+    let e = match try_transact(producer, &metadata, partitions, outputs, &offsets) {
+        Ok(()) => {
+            tracing::debug!(took = ?started.elapsed(), outputs = outputs.len(), "transaction committed");
+            return Ok(());
         }
-        tracing::warn!(error = %e, attempt, outputs = outputs.len(), "transaction failed; aborting it");
-        if let Err(abort) = producer.abort_transaction(TXN_TIMEOUT) {
-            if is_fenced(&abort) {
-                return Err(BusError::Fenced(abort.to_string()));
-            }
-            tracing::warn!(error = %abort, "aborting the transaction failed");
+        Err(e) => e,
+    };
+    if is_fenced(&e) {
+        return Err(BusError::Fenced(e.to_string()));
+    }
+    tracing::warn!(error = %e, took = ?started.elapsed(), outputs = outputs.len(),
+        "transaction failed; aborting it");
+    // The records of the failed transaction are not wanted: dropped, and
+    // their delivery reports served, or the abort waits for them forever.
+    producer.purge(PurgeConfig::default().queue().inflight());
+    serve_reports(producer);
+    if let Err(abort) = producer.abort_transaction(TXN_TIMEOUT) {
+        if is_fenced(&abort) {
+            return Err(BusError::Fenced(abort.to_string()));
         }
-        // A rebalance is served by the role's next poll, not here.
-        if is_rebalance(&e) || attempt >= TXN_ATTEMPTS {
-            return Err(BusError::Aborted(e.to_string()));
-        }
-        std::thread::sleep(TXN_RETRY_PAUSE);
+        tracing::warn!(error = %abort, "aborting the transaction failed");
+    }
+    Err(BusError::Aborted(e.to_string()))
+}
+
+/// Serves the producer's delivery reports until none is outstanding (or
+/// [`TXN_TIMEOUT`]): this thread is the only one that polls it.
+fn serve_reports(producer: &BaseProducer) {
+    let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
     }
 }
 
@@ -397,21 +400,8 @@ fn try_transact(
     // sleeps that the last delivery report does not cut short: every
     // transaction took 100 ms more than its work. Waited for here in 1 ms
     // steps instead, so the commit's own flush finds nothing to wait for.
-    let deadline = std::time::Instant::now() + TXN_TIMEOUT;
-    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
-        producer.poll(Duration::from_millis(1));
-    }
+    serve_reports(producer);
     producer.commit_transaction(TXN_TIMEOUT)
-}
-
-/// Whether `e` comes from a group generation that moved on: the role must
-/// poll (serving the rebalance) before its offsets can commit.
-fn is_rebalance(e: &KafkaError) -> bool {
-    use rdkafka::error::RDKafkaErrorCode as Code;
-    matches!(
-        e.rdkafka_error_code(),
-        Some(Code::IllegalGeneration | Code::UnknownMemberId | Code::RebalanceInProgress)
-    )
 }
 
 /// Whether `e` means another incarnation or another member took over: the

@@ -261,11 +261,18 @@ return 1
 pub struct RedisDirectory {
     redis: ConnectionManager,
     prefix: String,
+    /// Users known to exist. Accounts are never deleted, so a yes stays
+    /// true: an edge asks Redis about a recipient once, not on every send
+    /// (and goes on accepting sends to them while Redis restarts).
+    known_users: quick_cache::sync::Cache<String, ()>,
     claim_phone: redis::Script,
     redeem: redis::Script,
     create_group: redis::Script,
     replace_group: redis::Script,
 }
+
+/// How many known users a [`RedisDirectory`] remembers.
+const KNOWN_USERS: usize = 100_000;
 
 pub(crate) fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(format!("redis: {e}"))
@@ -278,6 +285,7 @@ impl RedisDirectory {
         Ok(Arc::new(RedisDirectory {
             redis,
             prefix: prefix.to_string(),
+            known_users: quick_cache::sync::Cache::new(KNOWN_USERS),
             redeem: redis::Script::new(REDEEM_SCRIPT),
             claim_phone: redis::Script::new(CLAIM_PHONE_SCRIPT),
             create_group: redis::Script::new(CREATE_GROUP_SCRIPT),
@@ -456,12 +464,19 @@ impl Directory for RedisDirectory {
 
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            if self.known_users.get(username).is_some() {
+                return Ok(true);
+            }
             let mut conn = self.redis.clone();
-            redis::cmd("EXISTS")
+            let found: bool = redis::cmd("EXISTS")
                 .arg(self.account_key(username))
                 .query_async(&mut conn)
                 .await
-                .map_err(unavailable)
+                .map_err(unavailable)?;
+            if found {
+                self.known_users.insert(username.to_string(), ());
+            }
+            Ok(found)
         })
     }
 

@@ -126,3 +126,27 @@ async fn accounts_and_groups_survive_a_kill_9_of_redis() {
     assert_eq!(dir.group("g1").await.unwrap(), Some(group()));
     assert_eq!(dir.groups_of("bob").await.unwrap(), ["g1"]);
 }
+
+/// A user found once is known for good (accounts are never deleted): an
+/// edge does not ask Redis about a recipient on every send, and sends to
+/// known users go on while Redis restarts. An unknown name still asks.
+#[tokio::test]
+async fn a_known_user_stays_known_while_redis_is_away() {
+    let mut redis = Redis::start();
+    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let account = samvad_store::accounts::Account {
+        username: "ann".into(),
+        password_hash: "h".into(),
+        created_ms: 1,
+        ..Default::default()
+    };
+    assert!(dir.create_account(account).await.unwrap());
+    assert!(dir.exists("ann").await.unwrap());
+    assert!(!dir.exists("nobody").await.unwrap(), "no is not remembered");
+    redis.kill();
+    assert!(dir.exists("ann").await.unwrap());
+    assert!(
+        dir.exists("stranger").await.is_err(),
+        "an unknown name needs Redis"
+    );
+}

@@ -356,7 +356,7 @@ impl Consumer for KafkaConsumer {
     fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>> {
         Box::pin(async move {
             let mut records = Vec::new();
-            let first = self.consumer.recv().await.map_err(backend)?;
+            let first = next_message(&self.consumer).await;
             records.push(owned(&first));
             drop(first);
             while records.len() < max {
@@ -469,3 +469,26 @@ impl rdkafka::client::ClientContext for QuietEof {
 }
 
 impl rdkafka::consumer::ConsumerContext for QuietEof {}
+
+/// The next message of `consumer`. The errors a consumer reports between
+/// messages (a broker down, a connection reset: librdkafka reconnects by
+/// itself) are logged and waited out, not returned: a role must not die
+/// because one broker of the cluster restarts.
+pub(crate) async fn next_message<C: rdkafka::consumer::ConsumerContext + 'static>(
+    consumer: &StreamConsumer<C>,
+) -> rdkafka::message::BorrowedMessage<'_> {
+    let mut errors = 0u32;
+    loop {
+        match consumer.recv().await {
+            Ok(message) => return message,
+            Err(e) => {
+                errors += 1;
+                // The first of a run, then one in a hundred.
+                if errors % 100 == 1 {
+                    tracing::warn!(error = %e, errors, "Kafka consumer error; waiting");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

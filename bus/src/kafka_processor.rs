@@ -233,7 +233,7 @@ impl Processor for KafkaProcessor {
     fn poll(&mut self, max: usize) -> BoxFuture<'_, Result<Vec<Record>, BusError>> {
         Box::pin(async move {
             let mut records = Vec::new();
-            let first = self.consumer.recv().await.map_err(backend)?;
+            let first = crate::kafka::next_message(&self.consumer).await;
             let first = owned(&first);
             // A rebalance may have run inside that `recv`, before or after
             // the message was fetched: what it revoked is dropped.

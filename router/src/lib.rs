@@ -185,11 +185,10 @@ impl RouterRole {
             let outputs = owing.outputs.into_iter().map(|(_, o)| o).collect();
             match processor.commit(outputs, consumed).await {
                 Ok(()) => owed.clear(),
+                // Another incarnation or member owns the work now.
+                Err(e @ BusError::Fenced(_)) => return Err(e.into()),
                 // Kept: offered again with the next commit.
-                Err(BusError::Aborted(e)) => {
-                    tracing::warn!(error = %e, "routing batch not committed; again")
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "routing batch not committed; again"),
             }
         }
     }

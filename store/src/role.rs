@@ -173,11 +173,10 @@ impl StoreRole {
                 .collect();
             match processor.commit(outputs, consumed).await {
                 Ok(()) => owed.clear(),
+                // Another incarnation or member owns the work now.
+                Err(e @ BusError::Fenced(_)) => return Err(e.into()),
                 // Kept: offered again with the next commit.
-                Err(BusError::Aborted(e)) => {
-                    tracing::warn!(error = %e, "store batch not committed; again")
-                }
-                Err(e) => return Err(e.into()),
+                Err(e) => tracing::warn!(error = %e, "store batch not committed; again"),
             }
         }
     }
@@ -253,8 +252,16 @@ impl StoreRole {
             let last = batch.last().map_or(0, |r| r.offset);
             partitions.push((partition, silent, last_silent, live, last));
         }
-        if !dead.is_empty() {
-            self.bus.produce(dead).await?;
+        // A poison record is kept, never dropped: produced before the batch
+        // goes on, however long the broker takes to take it.
+        while !dead.is_empty() {
+            match self.bus.produce(dead.clone()).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "producing dead letters failed; again");
+                    tokio::time::sleep(RETRY_AFTER).await;
+                }
+            }
         }
         let users: Vec<&str> = partitions
             .iter()

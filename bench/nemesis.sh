@@ -12,6 +12,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 bash scripts/kafka/install.sh
+log=$(mktemp)
 NEMESIS_SECS=${NEMESIS_SECS:-300} NEMESIS_BROKERS=${NEMESIS_BROKERS:-3} NEMESIS_PACE_MS=${NEMESIS_PACE_MS:-1} \
-  cargo nextest run --release -p samvad --test nemesis --no-capture --final-status-level pass \
-  2>&1 | grep --line-buffered -E '^nemesis|PASS|FAIL|panicked'
+NEMESIS_CHATS=${NEMESIS_CHATS:-12} CLUSTER_LOG=${CLUSTER_LOG:-warn,samvad_store::role=info,samvad_bus=info} \
+  cargo nextest run --release -p samvad --test nemesis --no-capture >"$log" 2>&1 && ok=1 || ok=0
+grep -A1 -E '^nemesis|panicked' "$log"
+echo "full log: $log"
+[ "$ok" = 1 ]

@@ -368,13 +368,15 @@ async fn nemesis_run() {
     let secs: u64 = env_or("NEMESIS_SECS", 24);
     let brokers: u32 = env_or("NEMESIS_BROKERS", 1);
     let pace = Duration::from_millis(env_or("NEMESIS_PACE_MS", 10));
+    // 1:1 conversations, each a sender and a receiver of its own.
+    let chats: usize = env_or("NEMESIS_CHATS", 3).max(3);
     let seed: u64 = env_or("NEMESIS_SEED", {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos() as u64
     });
-    eprintln!("nemesis: {secs} s, {brokers} broker(s), seed {seed}");
+    eprintln!("nemesis: {secs} s, {brokers} broker(s), {chats} chats and a group, seed {seed}");
     let kafka = samvad_testkit::Kafka::cluster(brokers);
     let mut cluster = Cluster::start_on(kafka, 2, 2, 3);
     let edges: SharedEdges = Arc::new(Mutex::new(Edges {
@@ -389,19 +391,21 @@ async fn nemesis_run() {
     // Three 1:1 conversations and a group, each over its own transports.
     let kinds = [TransportKind::Ws, TransportKind::Quic, TransportKind::Wt];
     let mut receivers = Vec::new();
-    for i in 0..3 {
+    for i in 0..chats {
         receivers.push(cluster.user(i % 2, &format!("recv{i}")).await);
     }
     let mut senders = Vec::new();
-    for i in 0..3 {
+    for i in 0..chats {
         senders.push(cluster.user(i % 2, &format!("send{i}")).await);
     }
     let poster = cluster.user(0, "poster").await;
+    // The group: the first three receivers.
+    let members: Vec<String> = receivers.iter().take(3).map(|r| r.user.clone()).collect();
     let group = rest::create_group(
         &cluster.edges[0].addr().http,
         &poster.access_token,
         "nemesis",
-        &receivers.iter().map(|r| r.user.clone()).collect::<Vec<_>>(),
+        &members,
     )
     .await
     .unwrap();
@@ -431,7 +435,7 @@ async fn nemesis_run() {
         sender_tasks.push(tokio::spawn(run_sender(
             Sender {
                 tokens: s.clone(),
-                kind: kinds[i],
+                kind: kinds[i % 3],
                 envelope: Box::new(move |id| chat(id, &from, &to, "nemesis")),
                 preferred_edge: i % 2,
             },
@@ -442,10 +446,7 @@ async fn nemesis_run() {
     }
     {
         let (from, gid) = (poster.user.clone(), group.id.clone());
-        audience.push((
-            from.clone(),
-            receivers.iter().map(|r| r.user.clone()).collect(),
-        ));
+        audience.push((from.clone(), members.clone()));
         sender_tasks.push(tokio::spawn(run_sender(
             Sender {
                 tokens: poster.clone(),

@@ -14,6 +14,12 @@ pub mod push_service;
 
 pub const T: Duration = Duration::from_secs(10);
 
+/// How long a sync's answer may take: in the cluster, right after a store
+/// was killed -9, its inbox waits for the takeover (the group's session
+/// timeout, then the dead store's open transaction timing out: about 14 s
+/// with the tests' settings).
+pub const SYNC_WAIT: Duration = Duration::from_secs(30);
+
 /// The JSON a process writes to its `--ready-file` once it runs.
 pub fn wait_ready(path: &Path, what: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -190,7 +196,7 @@ pub async fn sync_all(c: &mut Client, mut after: u64) -> (Vec<(u64, String, Stri
         .await
         .unwrap();
         loop {
-            let f = c.recv_timeout(T).await.unwrap();
+            let f = c.recv_timeout(SYNC_WAIT).await.unwrap();
             match f.kind {
                 Some(server_frame::Kind::Deliver(d)) => {
                     let env = d.envelope.unwrap();

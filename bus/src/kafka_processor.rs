@@ -346,7 +346,7 @@ fn transact(
     // their delivery reports served, or the abort waits for them forever.
     producer.purge(PurgeConfig::default().queue().inflight());
     serve_reports(producer);
-    if let Err(abort) = producer.abort_transaction(TXN_TIMEOUT) {
+    if let Err(abort) = resumed(|| producer.abort_transaction(TXN_TIMEOUT)) {
         if is_fenced(&abort) {
             return Err(BusError::Fenced(abort.to_string()));
         }
@@ -394,14 +394,34 @@ fn try_transact(
         }
     }
     if offsets.count() > 0 {
-        producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT)?;
+        resumed(|| producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT))?;
     }
     // rdkafka's flush (which the commit starts with) polls in 100 ms
     // sleeps that the last delivery report does not cut short: every
     // transaction took 100 ms more than its work. Waited for here in 1 ms
     // steps instead, so the commit's own flush finds nothing to wait for.
     serve_reports(producer);
-    producer.commit_transaction(TXN_TIMEOUT)
+    resumed(|| producer.commit_transaction(TXN_TIMEOUT))
+}
+
+/// How many times a transactional call that timed out is called again.
+const RESUMES: u32 = 6;
+
+/// `call`, called again while it fails with a retriable error (a timeout
+/// while a broker is away): librdkafka resumes the call in progress, and
+/// any other call (an abort) would be refused as conflicting with it, for
+/// good.
+fn resumed(mut call: impl FnMut() -> Result<(), KafkaError>) -> Result<(), KafkaError> {
+    let mut attempt = 1;
+    loop {
+        match call() {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && attempt < RESUMES => {
+                tracing::warn!(error = %e, attempt, "transactional call timed out; resuming it");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Whether `e` means another incarnation or another member took over: the

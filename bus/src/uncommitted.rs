@@ -48,7 +48,28 @@ impl<T> Default for Owed<T> {
     }
 }
 
+/// How long a poll waits for new records while owed work waits to be
+/// committed again.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl<T: Clone> Uncommitted<T> {
+    /// The next records of `processor`; while something is owed, no
+    /// longer than [`RETRY_AFTER`] (an empty batch), so that the owed
+    /// commit is tried again even when no record comes.
+    pub async fn poll(
+        &self,
+        processor: &mut dyn crate::Processor,
+        max: usize,
+    ) -> Result<Vec<crate::Record>, crate::BusError> {
+        if self.is_empty() {
+            return processor.poll(max).await;
+        }
+        match tokio::time::timeout(RETRY_AFTER, processor.poll(max)).await {
+            Ok(records) => records,
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
     /// Records the work done on `partition` up to (not including) `next`.
     pub fn add(&mut self, partition: u32, outputs: Vec<T>, next: u64) {
         let owed = self.partitions.entry(partition).or_default();

@@ -131,9 +131,6 @@ fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Rout
 
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
-/// How long a poll waits for new records while an aborted batch waits to
-/// be committed again.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Pause between two asks of a directory that did not answer.
 const DIRECTORY_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -159,14 +156,7 @@ impl RouterRole {
     pub async fn run(self, mut processor: Box<dyn Processor>) -> Result<(), RouterError> {
         let mut owed = Uncommitted::<Outgoing>::default();
         loop {
-            let records = if owed.is_empty() {
-                processor.poll(BATCH).await?
-            } else {
-                match tokio::time::timeout(RETRY_AFTER, processor.poll(BATCH)).await {
-                    Ok(records) => records?,
-                    Err(_) => Vec::new(),
-                }
-            };
+            let records = owed.poll(&mut *processor, BATCH).await?;
             for change in processor.changes() {
                 if let Change::Revoked { partition } = change {
                     owed.revoke(partition);

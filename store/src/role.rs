@@ -33,11 +33,11 @@ use samvad_proto::bus::{
 use crate::inbox::{Effects, Inboxes};
 use crate::presence::Presence;
 
+/// Pause between two attempts to produce dead letters.
+const DEAD_LETTER_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Records one batch takes from the bus.
 const BATCH: usize = 512;
-/// How long a poll waits for new records while an aborted batch waits to
-/// be committed again.
-const RETRY_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 pub struct StoreRole {
     pub bus: Arc<dyn Bus>,
@@ -149,14 +149,7 @@ impl StoreRole {
         // committed.
         let mut silent_upto: HashMap<u32, u64> = HashMap::new();
         loop {
-            let records = if owed.is_empty() {
-                processor.poll(BATCH).await?
-            } else {
-                match tokio::time::timeout(RETRY_AFTER, processor.poll(BATCH)).await {
-                    Ok(records) => records?,
-                    Err(_) => Vec::new(),
-                }
-            };
+            let records = owed.poll(&mut *processor, BATCH).await?;
             for change in processor.changes() {
                 self.take_change(change, &mut owed, &mut silent_upto)?;
             }
@@ -259,7 +252,7 @@ impl StoreRole {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "producing dead letters failed; again");
-                    tokio::time::sleep(RETRY_AFTER).await;
+                    tokio::time::sleep(DEAD_LETTER_RETRY).await;
                 }
             }
         }
@@ -292,13 +285,11 @@ impl StoreRole {
             .expect("inbox apply panicked")?;
             pushes.extend(effects.pushes);
             if applied_live {
-                let mut new: Vec<Owed> = effects
-                    .records
-                    .into_iter()
-                    .map(|r| Owed::Deliver(Box::new(r)))
-                    .collect();
-                new.extend(effects.notifications.into_iter().map(Owed::Push));
-                new.extend(effects.changes.into_iter().map(Owed::Change));
+                let new = owed_of(StoreOutbox {
+                    records: effects.records,
+                    notifications: effects.notifications,
+                    changes: effects.changes,
+                });
                 owed.add(partition, new, last + 1);
             }
         }

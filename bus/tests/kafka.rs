@@ -270,14 +270,22 @@ fn echo(records: &[Record]) -> (Vec<Outgoing>, Vec<(u32, u64)>) {
     (outputs, next.into_iter().collect())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_successor_resumes_after_the_last_commit_and_outputs_commit_once() {
+/// A broker with the topics the processor tests read (`in`) and write
+/// (`out`), 2 partitions each.
+async fn processing() -> (Kafka, KafkaBus) {
     let kafka = Kafka::start();
     let bus = kafka_bus(&kafka);
-    bus.ensure_topic("in", TopicSpec::durable(2)).await.unwrap();
-    bus.ensure_topic("out", TopicSpec::durable(2))
-        .await
-        .unwrap();
+    for topic in ["in", "out"] {
+        bus.ensure_topic(topic, TopicSpec::durable(2))
+            .await
+            .unwrap();
+    }
+    (kafka, bus)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successor_resumes_after_the_last_commit_and_outputs_commit_once() {
+    let (_kafka, bus) = processing().await;
     let inputs = |from: usize, to: usize| -> Vec<Outgoing> {
         (from..to)
             .map(|i| Outgoing::new("in", format!("k{}", i % 5), Bytes::from(format!("{i}"))))
@@ -343,12 +351,7 @@ async fn a_successor_resumes_after_the_last_commit_and_outputs_commit_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_member_fences_its_earlier_incarnation() {
-    let kafka = Kafka::start();
-    let bus = kafka_bus(&kafka);
-    bus.ensure_topic("in", TopicSpec::durable(2)).await.unwrap();
-    bus.ensure_topic("out", TopicSpec::durable(2))
-        .await
-        .unwrap();
+    let (_kafka, bus) = processing().await;
     bus.produce(records("in", &["a", "b", "c"], 4))
         .await
         .unwrap();

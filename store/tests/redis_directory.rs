@@ -30,6 +30,15 @@ fn group() -> Group {
     }
 }
 
+fn account(name: &str) -> samvad_store::accounts::Account {
+    samvad_store::accounts::Account {
+        username: name.into(),
+        password_hash: "h".into(),
+        created_ms: 1,
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn group_changes_are_compare_and_set_and_keep_the_index() {
     let redis = Redis::start();
@@ -100,13 +109,7 @@ async fn users_are_found_by_similar_names() {
 async fn accounts_and_groups_survive_a_kill_9_of_redis() {
     let mut redis = Redis::start();
     let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
-    let account = samvad_store::accounts::Account {
-        username: "ann".into(),
-        password_hash: "h".into(),
-        created_ms: 1,
-        ..Default::default()
-    };
-    assert!(dir.create_account(account).await.unwrap());
+    assert!(dir.create_account(account("ann")).await.unwrap());
     assert!(dir.create_group(group()).await.unwrap());
     redis.restart();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -134,13 +137,7 @@ async fn accounts_and_groups_survive_a_kill_9_of_redis() {
 async fn a_known_user_stays_known_while_redis_is_away() {
     let mut redis = Redis::start();
     let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
-    let account = samvad_store::accounts::Account {
-        username: "ann".into(),
-        password_hash: "h".into(),
-        created_ms: 1,
-        ..Default::default()
-    };
-    assert!(dir.create_account(account).await.unwrap());
+    assert!(dir.create_account(account("ann")).await.unwrap());
     assert!(dir.exists("ann").await.unwrap());
     assert!(!dir.exists("nobody").await.unwrap(), "no is not remembered");
     redis.kill();

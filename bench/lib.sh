@@ -87,7 +87,8 @@ need_centrifugo() {
 
 # Starts one Apache Kafka broker (KRaft, broker and controller in one JVM)
 # from the jars scripts/kafka/install.sh fetches, its data in DIR; sets
-# KAFKA (its bootstrap address). JVM heap: KAFKA_HEAP (default 1g).
+# KAFKA (its bootstrap address). JVM heap: KAFKA_HEAP (default 1g);
+# KAFKA_EXTRA: more server.properties lines, for experiments.
 start_kafka() {
   local dir=$1 port cport libs version
   bash scripts/kafka/install.sh

@@ -218,23 +218,9 @@ impl Kafka {
         node.child = Some(Guard(child));
     }
 
-    /// How many brokers the cluster has.
-    pub fn len(&self) -> usize {
-        self.nodes.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
-    }
-
     /// kill -9 of broker `index` (its data stays for [`Kafka::restart`]).
     pub fn kill9(&mut self, index: usize) {
         self.nodes[index].child.take();
-    }
-
-    /// Whether broker `index` runs.
-    pub fn is_running(&self, index: usize) -> bool {
-        self.nodes[index].child.is_some()
     }
 
     /// Starts broker `index` again on its data, and waits until it listens.
@@ -242,11 +228,6 @@ impl Kafka {
         self.kill9(index);
         self.spawn(index);
         wait_listening(self.nodes[index].port, "kafka");
-    }
-
-    /// Process id of broker `index`, while it runs.
-    pub fn pid(&self, index: usize) -> Option<u32> {
-        self.nodes[index].child.as_ref().map(|c| c.0.id())
     }
 }
 
@@ -318,11 +299,6 @@ impl Redis {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
-    }
-
-    /// Process id of the server, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|c| c.0.id())
     }
 }
 

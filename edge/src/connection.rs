@@ -19,11 +19,11 @@ use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, Se
 use samvad_router::RouteError;
 use samvad_store::groups::Group;
 use samvad_store::presence::SessionRoute;
-use tokio::sync::{mpsc, Notify};
 
 use crate::delivery::DeliveryError;
 use crate::hub::SessionHandle;
 use crate::metrics::{CodeLabel, TransportLabel};
+use crate::outbox::{Outbox, Taken};
 use crate::session::{Action, Context, Session};
 use crate::state::Edge;
 use crate::transport::{Datagrams, Transport};
@@ -42,14 +42,12 @@ fn encode(frame: &ServerFrame) -> Bytes {
 /// Runs one session to its end.
 pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name: &'static str) {
     let id: Arc<str> = uuid::Uuid::new_v4().simple().to_string().into();
-    let (tx, mut frames) = mpsc::channel(edge.session_queue);
-    let kill = Arc::new(Notify::new());
+    let outbox = Outbox::new(edge.session_queue);
     let datagrams = transport.datagrams();
     edge.hub.insert(
         id.clone(),
         SessionHandle {
-            frames: tx,
-            kill: kill.clone(),
+            outbox: outbox.clone(),
             datagrams: datagrams.clone(),
         },
     );
@@ -65,22 +63,22 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
 
     let mut session = Session::new(id.clone(), edge.session_config.clone(), Instant::now());
     let mut pending: Pending = FuturesOrdered::new();
-    let mut actions = Vec::new();
-    let hello_deadline = tokio::time::sleep(HELLO_TIMEOUT);
-    tokio::pin!(hello_deadline);
+    // On the heap, and only until the session said hello: an idle session
+    // keeps no timer.
+    let mut hello_deadline = Some(Box::pin(tokio::time::sleep(HELLO_TIMEOUT)));
 
     let reason: &str = loop {
         tokio::select! {
             biased;
-            _ = kill.notified() => {
-                edge.metrics.errors.get_or_create(&CodeLabel { code: "slow_consumer".into() }).inc();
-                let frame = ServerFrame::error(ErrorCode::SlowConsumer, "session queue full; reconnect and sync", "");
-                let _ = Box::pin(transport.send(encode(&frame))).await;
-                break "slow consumer";
-            }
-            Some(frame) = frames.recv() => {
+            taken = outbox.take() => {
+                let Taken::Frames(frames) = taken else {
+                    edge.metrics.errors.get_or_create(&CodeLabel { code: "slow_consumer".into() }).inc();
+                    let frame = ServerFrame::error(ErrorCode::SlowConsumer, "session queue full; reconnect and sync", "");
+                    let _ = Box::pin(transport.send(encode(&frame))).await;
+                    break "slow consumer";
+                };
                 // Everything already queued goes out in one write.
-                if Box::pin(write_queued(&mut transport, frame, &mut frames)).await.is_err() {
+                if Box::pin(write_queued(&mut transport, frames)).await.is_err() {
                     break "write failed";
                 }
             }
@@ -104,6 +102,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                     Some(frame) if session.user().is_some() => {
                         edge.metrics.datagrams_in.inc();
                         let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                        let mut actions = Vec::new();
                         session.on_frame(Ok(frame), &cx, &mut actions);
                         match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
                             Ok(true) => {}
@@ -116,7 +115,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                     }
                 }
             }
-            _ = &mut hello_deadline, if session.user().is_none() => {
+            _ = async { hello_deadline.as_mut().expect("guarded").await }, if hello_deadline.is_some() => {
                 let frame = ServerFrame::error(ErrorCode::NotAuthenticated, "no hello within 10 s", "");
                 let _ = Box::pin(send_reply(&edge, &mut transport, &frame)).await;
                 break "hello timeout";
@@ -128,7 +127,12 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                     Err(_) => break "read failed",
                 };
                 let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                // Made per frame: an idle session keeps no action buffer.
+                let mut actions = Vec::new();
                 session.on_frame(frame, &cx, &mut actions);
+                if session.user().is_some() {
+                    hello_deadline = None;
+                }
                 // Boxed: its state lives on the heap only while it runs, not
                 // in every idle session's task (bench/RESULTS.md).
                 match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
@@ -154,6 +158,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     }
     Box::pin(transport.close()).await;
     edge.hub.remove(&id);
+    outbox.close();
     if session.used_media() {
         Box::pin(media_session_ended(&edge, &id)).await;
     }
@@ -267,19 +272,13 @@ async fn next_datagram(datagrams: Option<&Datagrams>) -> Option<Bytes> {
 /// Most frames one write carries.
 const WRITE_BATCH_FRAMES: usize = 256;
 
-/// Writes `first` and whatever else is queued for the session, then
-/// flushes once.
+/// Writes the frames taken from the session's outbox, then flushes once.
 async fn write_queued<T: Transport>(
     transport: &mut T,
-    first: Bytes,
-    frames: &mut mpsc::Receiver<Bytes>,
+    frames: std::collections::VecDeque<Bytes>,
 ) -> std::io::Result<()> {
-    transport.feed(first).await?;
-    for _ in 1..WRITE_BATCH_FRAMES {
-        match frames.try_recv() {
-            Ok(frame) => transport.feed(frame).await?,
-            Err(_) => break,
-        }
+    for frame in frames {
+        transport.feed(frame).await?;
     }
     transport.flush().await
 }
@@ -550,7 +549,16 @@ async fn execute<T: Transport>(
                         session: session.id().clone(),
                         edge: edge.session_config.node.clone(),
                     };
-                    edge.presence.register(user, route).await;
+                    if let Err(e) = edge.presence.register(user, route).await {
+                        tracing::warn!(error = %e, "session not registered; closing it");
+                        let frame = ServerFrame::error(
+                            ErrorCode::Unavailable,
+                            "presence unavailable; reconnect",
+                            "sync",
+                        );
+                        send_reply(edge, transport, &frame).await?;
+                        return Ok(false);
+                    }
                 }
             }
             Action::Ephemeral { to, frame } => {

@@ -20,10 +20,10 @@ use samvad_proto::bus::{deliver_record, DeliverRecord, HistoryRecord};
 use samvad_proto::v1::{server_frame, ServerFrame};
 use samvad_store::inbox::{history_owner, HISTORY_PAGE_MAX};
 use serde::Deserialize;
-use tokio::sync::{mpsc, Notify};
 
 use crate::http::{authenticated_user, ApiError};
 use crate::hub::SessionHandle;
+use crate::outbox::{Outbox, Taken};
 use crate::session::{conversation, Conversation};
 use crate::state::Edge;
 
@@ -94,12 +94,11 @@ pub async fn messages(
     }
 
     let id: Arc<str> = format!("rest-{}", uuid::Uuid::new_v4().simple()).into();
-    let (frames, mut replies) = mpsc::channel(1);
+    let replies = Outbox::new(1);
     edge.hub.insert(
         id.clone(),
         SessionHandle {
-            frames,
-            kill: Arc::new(Notify::new()),
+            outbox: replies.clone(),
             datagrams: None,
         },
     );
@@ -122,10 +121,13 @@ pub async fn messages(
         .deliver(&edge.bus, &edge.topics, vec![record])
         .await
         .map_err(|e| unavailable(&e))?;
-    let frame = tokio::time::timeout(PAGE_TIMEOUT, replies.recv())
+    let frame = match tokio::time::timeout(PAGE_TIMEOUT, replies.take())
         .await
         .map_err(|_| unavailable(&"no page in time"))?
-        .ok_or_else(|| unavailable(&"reply channel closed"))?;
+    {
+        Taken::Frames(mut frames) => frames.pop_front().expect("taken frames are never empty"),
+        Taken::CutOff => return Err(unavailable(&"more than one reply to a history request")),
+    };
     match ServerFrame::decode(frame).map(|f| f.kind) {
         Ok(Some(server_frame::Kind::History(page))) => {
             Ok(Json(samvad_proto::json_v2::history_json(&page)))

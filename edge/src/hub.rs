@@ -13,16 +13,15 @@ use parking_lot::RwLock;
 use prost::Message;
 use samvad_bus::{BusError, FROM_END};
 use samvad_proto::bus::EdgeRecord;
-use tokio::sync::{mpsc, Notify};
 
+use crate::outbox::{Outbox, Pushed};
 use crate::state::Edge;
 use crate::transport::Datagrams;
 
 /// How the hub reaches one session's connection loop.
 pub struct SessionHandle {
-    pub frames: mpsc::Sender<Bytes>,
-    /// Notified when the session must be cut off (queue full).
-    pub kill: Arc<Notify>,
+    /// Its bounded queue; a push past the bound cuts the session off.
+    pub outbox: Arc<Outbox>,
     /// Where ephemeral frames go first, if the transport has datagrams.
     pub datagrams: Option<Datagrams>,
 }
@@ -65,14 +64,7 @@ impl Hub {
         {
             return true;
         }
-        match handle.frames.try_send(frame) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                handle.kill.notify_one();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
-        }
+        handle.outbox.push(frame) != Pushed::Overflowed
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`session`]: the session protocol, a state machine with no I/O.
 //! - [`connection`]: the one loop that drives a session over any transport.
 //! - [`transport`]: frame I/O for WebSocket and for QUIC/WebTransport streams.
-//! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN.
-//! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`.
+//! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN;
+//!   [`webtransport`]: the HTTP/3 handshake of a WebTransport session, on quinn.
+//! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`;
+//!   [`outbox`]: each session's bounded queue of frames to write.
 //! - [`delivery`]: where sends, acks and syncs go: the bus (cluster) or the
 //!   inbox writers of this process (`samvad serve`).
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
@@ -30,6 +32,7 @@ pub mod hub;
 pub mod media;
 pub mod metrics;
 pub mod node;
+pub mod outbox;
 pub mod phone_api;
 pub mod push;
 pub mod quic;
@@ -40,3 +43,4 @@ pub mod state;
 pub mod tls;
 pub mod transport;
 pub mod user_api;
+pub mod webtransport;

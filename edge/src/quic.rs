@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use samvad_proto::ALPN_NATIVE;
-use wtransport::endpoint::IncomingSessionFuture;
 
 use crate::connection;
 use crate::state::Edge;
 use crate::tls::Identity;
 use crate::transport::{Datagrams, StreamTransport};
+use crate::webtransport;
+
+/// How long a WebTransport session may take to be set up once its QUIC
+/// handshake is done.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// ALPN of HTTP/3, which WebTransport runs on.
 pub const ALPN_H3: &[u8] = b"h3";
@@ -26,6 +30,22 @@ pub fn server_config(identity: &Identity) -> anyhow::Result<quinn::ServerConfig>
     let crypto =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).context("QUIC TLS config")?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(config)
+}
+
+/// Transport parameters sized for chat sessions, which are many, mostly
+/// idle, and send small frames (bench/RESULTS.md, "Sessions at scale"):
+/// - streams: quinn allocates the state of every stream a peer may open
+///   up front. A native session opens one bidirectional stream; a
+///   WebTransport one opens the CONNECT request and its session stream,
+///   and the HTTP/3 control and QPACK streams (three unidirectional).
+/// - no segmentation offload: a connection keeps a send buffer as large as
+///   its largest transmit, and batches of datagrams only pay off for bulk
+///   transfers (files go over HTTP, media over its own socket).
+/// - no path MTU discovery: chat frames fit the 1200-byte minimum, and
+///   the probes would wake every idle connection.
+fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
     transport
         .max_idle_timeout(Some(
@@ -33,15 +53,46 @@ pub fn server_config(identity: &Identity) -> anyhow::Result<quinn::ServerConfig>
                 .try_into()
                 .expect("30 s is a valid idle timeout"),
         ))
-        .max_concurrent_bidi_streams(8u32.into())
-        .max_concurrent_uni_streams(8u32.into());
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+        .max_concurrent_bidi_streams(4u32.into())
+        .max_concurrent_uni_streams(4u32.into())
+        .enable_segmentation_offload(false)
+        .mtu_discovery_config(None);
+    transport
 }
 
+/// Socket buffers of the endpoint's UDP socket. Every session shares it: a
+/// reconnect storm is thousands of 1200-byte Initial packets at once, and
+/// the default (about 200 KB) drops most of them, so handshakes wait for
+/// retransmission timers. The kernel caps it at `net.core.rmem_max` (and
+/// doubles it for bookkeeping).
+const UDP_BUFFER: usize = 8 << 20;
+
 pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
-    quinn::Endpoint::server(server_config(identity)?, addr)
-        .with_context(|| format!("binding UDP {addr}"))
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .context("UDP socket")?;
+    for (what, set) in [
+        (
+            "receive",
+            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
+        ),
+        ("send", Socket::set_send_buffer_size),
+    ] {
+        if let Err(e) = set(&socket, UDP_BUFFER) {
+            tracing::warn!(error = %e, "could not size the UDP {what} buffer");
+        }
+    }
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding UDP {addr}"))?;
+    let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(server_config(identity)?),
+        socket.into(),
+        runtime,
+    )
+    .with_context(|| format!("serving QUIC on {addr}"))
 }
 
 /// Accepts connections until the endpoint closes.
@@ -77,16 +128,16 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
             conn.close(0u32.into(), b"session ended");
         }
         Some(ALPN_H3) => {
-            let request = IncomingSessionFuture::with_quic_connecting(connecting).await?;
-            if request.path() != WT_PATH {
-                request.not_found().await;
-                return Ok(());
-            }
-            let conn = request.accept().await?;
-            let (send, recv) = conn.accept_bi().await?;
-            let transport = StreamTransport::new(recv, send, max_frame)
-                .with_datagrams(Datagrams::WebTransport(conn.clone()));
+            let conn = connecting.await?;
+            let session =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, webtransport::accept(&conn, WT_PATH))
+                    .await
+                    .context("WebTransport handshake timed out")??;
+            let transport = StreamTransport::new(session.recv, session.send, max_frame)
+                .with_read_ahead(session.read_ahead)
+                .with_datagrams(Datagrams::WebTransport(session.datagrams));
             connection::run(edge, transport, "webtransport").await;
+            drop(session.keep_open);
             conn.close(0u32.into(), b"session ended");
         }
         other => anyhow::bail!("unexpected ALPN {other:?}"),

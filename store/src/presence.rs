@@ -40,8 +40,14 @@ impl LivePresence for MemoryPresence {
 }
 
 pub trait Presence: Send + Sync + 'static {
-    /// A session of `user` is live on `route.edge`.
-    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()>;
+    /// A session of `user` is live on `route.edge`. An error means the
+    /// store may not see it and its live pushes could be missed: the
+    /// session must not go live (it is told to reconnect).
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        route: SessionRoute,
+    ) -> BoxFuture<'a, Result<(), crate::redis_presence::PresenceError>>;
     /// The session ended.
     fn unregister<'a>(&'a self, user: &'a str, session: &'a str) -> BoxFuture<'a, ()>;
     /// The live sessions of each of `users`.
@@ -55,13 +61,18 @@ pub struct MemoryPresence {
 }
 
 impl Presence for MemoryPresence {
-    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()> {
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        route: SessionRoute,
+    ) -> BoxFuture<'a, Result<(), crate::redis_presence::PresenceError>> {
         Box::pin(async move {
             let mut users = self.users.write();
             let sessions = users.entry(user.to_string()).or_default();
             if !sessions.contains(&route) {
                 sessions.push(route);
             }
+            Ok(())
         })
     }
 

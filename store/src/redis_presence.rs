@@ -32,8 +32,17 @@ pub struct RedisPresence {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("redis: {0}")]
-pub struct PresenceError(#[from] redis::RedisError);
+pub enum PresenceError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    TimedOut(Duration),
+}
+
+/// How long a write may wait for Redis (reconnecting included): a session
+/// waits for its registration before it goes live, and is better told to
+/// come back than kept waiting.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn member(route: &SessionRoute) -> String {
     format!("{}@{}", route.session, route.edge)
@@ -88,7 +97,9 @@ impl RedisPresence {
                 .ignore();
         }
         let mut conn = self.redis.clone();
-        pipe.query_async::<()>(&mut conn).await?;
+        tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn))
+            .await
+            .map_err(|_| PresenceError::TimedOut(WRITE_TIMEOUT))??;
         Ok(())
     }
 }
@@ -116,16 +127,26 @@ async fn heartbeat(presence: std::sync::Weak<RedisPresence>) {
 }
 
 impl Presence for RedisPresence {
-    fn register<'a>(&'a self, user: &'a str, route: SessionRoute) -> BoxFuture<'a, ()> {
+    fn register<'a>(
+        &'a self,
+        user: &'a str,
+        route: SessionRoute,
+    ) -> BoxFuture<'a, Result<(), PresenceError>> {
         Box::pin(async move {
-            self.mine
-                .lock()
-                .insert(route.session.clone(), (user.to_string(), route.clone()));
-            if let Err(e) = self.write(&[(user.to_string(), route)]).await {
-                // The heartbeat writes it again; until then the user only
-                // misses live pushes, never messages (they wait in the inbox).
-                tracing::warn!(error = %e, user, "presence register failed");
+            let written = self.write(&[(user.to_string(), route.clone())]).await;
+            match &written {
+                // Refreshed by the heartbeat from now on.
+                Ok(()) => {
+                    self.mine
+                        .lock()
+                        .insert(route.session.clone(), (user.to_string(), route));
+                }
+                // Not live: until a heartbeat wrote it, pushes to it would
+                // be missed with nothing to tell the client. The session is
+                // refused and its client reconnects.
+                Err(e) => tracing::warn!(error = %e, user, "presence register failed"),
             }
+            written
         })
     }
 

@@ -20,9 +20,9 @@ async fn register_lookup_unregister_across_edges() {
     let edge_a = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
     let edge_b = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
     let store = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
-    edge_a.register("alice", route("s1", "a")).await;
-    edge_b.register("alice", route("s2", "b")).await;
-    edge_b.register("bob", route("s3", "b")).await;
+    edge_a.register("alice", route("s1", "a")).await.unwrap();
+    edge_b.register("alice", route("s2", "b")).await.unwrap();
+    edge_b.register("bob", route("s3", "b")).await.unwrap();
     let map = store.lookup(&["alice", "bob", "carol"]).await;
     let mut alice = map["alice"].clone();
     alice.sort_by(|x, y| x.session.cmp(&y.session));
@@ -43,8 +43,8 @@ async fn a_dead_edge_drops_out_by_expiry_a_live_one_stays() {
     let ttl = Duration::from_millis(900);
     let live = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
     let dying = RedisPresence::connect(&redis.url, "t.", ttl).await.unwrap();
-    live.register("alice", route("s1", "live")).await;
-    dying.register("alice", route("s2", "dead")).await;
+    live.register("alice", route("s1", "live")).await.unwrap();
+    dying.register("alice", route("s2", "dead")).await.unwrap();
     assert_eq!(live.lookup(&["alice"]).await["alice"].len(), 2);
     // The edge dies without unregistering: its heartbeat stops.
     drop(dying);
@@ -66,6 +66,14 @@ async fn an_unreachable_redis_means_no_presence_not_a_hang() {
     redis.kill();
     let lookup = tokio::time::timeout(Duration::from_secs(20), presence.lookup(&["alice"])).await;
     assert!(lookup.expect("lookup returns").is_empty());
+    // A session that cannot be registered is told so (it must not go
+    // live unseen by the stores), and is not refreshed as if it were.
+    let register = tokio::time::timeout(
+        Duration::from_secs(20),
+        presence.register("alice", route("s1", "e1")),
+    )
+    .await;
+    assert!(register.expect("register returns").is_err());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,7 +82,7 @@ async fn a_lookup_waits_for_a_redis_that_restarts() {
     let presence = RedisPresence::connect(&redis.url, "t.", Duration::from_secs(30))
         .await
         .unwrap();
-    presence.register("alice", route("s1", "e1")).await;
+    presence.register("alice", route("s1", "e1")).await.unwrap();
     redis.kill();
     let restart = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(800));

@@ -7,12 +7,14 @@
 
 use bytes::Bytes;
 
+use crate::webtransport::SessionDatagrams;
+
 /// A session's datagram channel: a handle to its connection (cheap to
 /// clone; the connection is shared).
 #[derive(Clone)]
 pub enum Datagrams {
     Quic(quinn::Connection),
-    WebTransport(wtransport::Connection),
+    WebTransport(SessionDatagrams),
 }
 
 impl Datagrams {
@@ -21,7 +23,7 @@ impl Datagrams {
     pub fn send(&self, frame: Bytes) -> bool {
         match self {
             Datagrams::Quic(c) => c.send_datagram(frame).is_ok(),
-            Datagrams::WebTransport(c) => c.send_datagram(&frame).is_ok(),
+            Datagrams::WebTransport(s) => s.send(&frame),
         }
     }
 
@@ -29,7 +31,7 @@ impl Datagrams {
     pub async fn recv(&self) -> Option<Bytes> {
         match self {
             Datagrams::Quic(c) => c.read_datagram().await.ok(),
-            Datagrams::WebTransport(c) => c.receive_datagram().await.ok().map(|d| d.payload()),
+            Datagrams::WebTransport(s) => s.recv().await,
         }
     }
 }

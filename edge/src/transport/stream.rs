@@ -17,8 +17,8 @@ use crate::session::FrameFault;
 /// (often the error that ends the session) before the connection goes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Read buffer growth step. The buffer starts empty: idle sessions hold no
-/// read buffer at all.
+/// Read buffer growth step. The buffer starts empty and is let go whenever
+/// it holds no partial frame: idle sessions hold no read buffer at all.
 const READ_CHUNK: usize = 2048;
 
 /// Fed frames are written once this much is waiting, flush or not.
@@ -49,6 +49,12 @@ impl<R, W> StreamTransport<R, W> {
         }
     }
 
+    /// Bytes of the stream already read (with a header before them).
+    pub fn with_read_ahead(mut self, bytes: BytesMut) -> Self {
+        self.buf = bytes;
+        self
+    }
+
     /// The session's connection also carries datagrams.
     pub fn with_datagrams(mut self, datagrams: Datagrams) -> Self {
         self.datagrams = Some(datagrams);
@@ -71,12 +77,6 @@ impl FinishAcked for quinn::SendStream {
     }
 }
 
-impl FinishAcked for wtransport::SendStream {
-    async fn finish_acked(&mut self) {
-        let _ = self.finish().await;
-    }
-}
-
 impl<R, W> Transport for StreamTransport<R, W>
 where
     R: AsyncRead + Unpin + Send,
@@ -92,6 +92,9 @@ where
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Ok(Some(frame)) => {
+                    if self.buf.is_empty() {
+                        self.buf = BytesMut::new();
+                    }
                     return Ok(Some(
                         ClientFrame::decode(frame)
                             .map_err(|e| FrameFault::Malformed(e.to_string())),

@@ -127,6 +127,24 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 1024)]
     pub session_queue: usize,
 
+    /// Sessions this edge holds at most, every transport together; more
+    /// are refused (QUIC CONNECTION_REFUSED, HTTP 503 with Retry-After).
+    /// 0: no limit.
+    #[arg(long, default_value_t = 250_000)]
+    pub max_sessions: usize,
+
+    /// QUIC handshakes in progress at most (TLS and, for WebTransport, the
+    /// HTTP/3 set-up); more are refused. 0: no limit.
+    #[arg(long, default_value_t = 16_384)]
+    pub max_handshakes: usize,
+
+    /// New connections a minute from one source address (all may come at
+    /// once; the allowance refills evenly); more are refused (QUIC
+    /// CONNECTION_REFUSED, HTTP 429 with Retry-After). 0: no limit (behind
+    /// a NAT or a load balancer every client shares one address).
+    #[arg(long, default_value_t = 0)]
+    pub connects_per_minute: u32,
+
     /// Largest file a user may upload, in bytes.
     #[arg(long, default_value_t = 25 << 20)]
     pub max_file_bytes: u64,

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::admission::Refusal;
 use crate::auth::{hash_password, hash_password_gated, verify_password_gated, TokenError};
 use crate::connection;
 use crate::file_api;
@@ -409,7 +410,40 @@ async fn logout(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<StatusCode
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn websocket(State(edge): State<Arc<Edge>>, upgrade: WebSocketUpgrade) -> Response {
+/// The WebSocket upgrade, after admission: a refusal is 503 (the edge is
+/// full) or 429 (this address connects too fast), with `Retry-After`, in
+/// the JSON error shape of every other refusal.
+async fn websocket(
+    State(edge): State<Arc<Edge>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let admitted = match peer {
+        Some(axum::Extension(axum::extract::ConnectInfo(peer))) => edge
+            .admission
+            .connection(peer.ip(), std::time::Instant::now()),
+        None => Ok(()),
+    }
+    .and_then(|()| edge.admission.session());
+    let place = match admitted {
+        Ok(place) => place,
+        Err(refusal) => {
+            edge.metrics.refused(refusal);
+            let status = match refusal {
+                Refusal::AddressRate(_) => StatusCode::TOO_MANY_REQUESTS,
+                Refusal::SessionsFull(_) | Refusal::HandshakesFull(_) => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            let retry_after = refusal.retry_after().as_secs_f64().ceil().max(1.0) as u64;
+            let mut response =
+                ApiError::new(status, refusal.label(), refusal.to_string()).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.into());
+            return response;
+        }
+    };
     let max_frame = edge.session_config.max_frame;
     upgrade
         // Frames over our limit must reach the session (to be answered with
@@ -421,7 +455,8 @@ async fn websocket(State(edge): State<Arc<Edge>>, upgrade: WebSocketUpgrade) -> 
         // Frames fed between two flushes share a write (the session drains
         // its queue, then flushes); the buffer grows only for bursts.
         .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            connection::run(edge, WsTransport::new(socket, max_frame), "websocket")
+        .on_upgrade(move |socket| async move {
+            connection::run(edge, WsTransport::new(socket, max_frame), "websocket").await;
+            drop(place);
         })
 }

@@ -17,8 +17,11 @@
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
+//! - [`admission`]: limits on sessions, handshakes and connection rates,
+//!   checked before any work on a connection; [`token_bucket`].
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
 
+pub mod admission;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -41,6 +44,7 @@ pub mod session;
 pub mod signed_url;
 pub mod state;
 pub mod tls;
+pub mod token_bucket;
 pub mod transport;
 pub mod user_api;
 pub mod webtransport;

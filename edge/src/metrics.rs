@@ -109,6 +109,8 @@ pub struct Metrics {
     pub datagrams_in: Counter,
     /// Datagrams that were not an authenticated session's typing frame.
     pub datagrams_ignored: Counter,
+    /// Connections refused by admission control, by reason.
+    refused: Family<CodeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -149,7 +151,14 @@ impl Default for Metrics {
             "Datagrams dropped: not a typing frame, or before hello",
             datagrams_ignored.clone(),
         );
+        let refused = Family::<CodeLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused by admission control, by reason",
+            refused.clone(),
+        );
         Metrics {
+            refused,
             node,
             sessions,
             accepted,
@@ -163,6 +172,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts a connection refused by admission control.
+    pub fn refused(&self, refusal: crate::admission::Refusal) {
+        tracing::debug!(%refusal, "connection refused");
+        self.refused
+            .get_or_create(&CodeLabel {
+                code: refusal.label().into(),
+            })
+            .inc();
+    }
+
     /// Serves the media role's counters too (`samvad serve`).
     pub fn register_media(&mut self, media: &MediaCounters) {
         self.node.register_media(media);

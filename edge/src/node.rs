@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use parking_lot::RwLock;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
+use crate::admission::{Admission, Limits};
 use crate::auth::TokenKeys;
 use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
@@ -108,6 +110,11 @@ pub async fn start(
             rate_per_sec: args.rate_limit,
         }),
         session_queue: args.session_queue,
+        admission: Admission::new(Limits {
+            max_sessions: (args.max_sessions > 0).then_some(args.max_sessions),
+            max_handshakes: (args.max_handshakes > 0).then_some(args.max_handshakes),
+            connects_per_minute: (args.connects_per_minute > 0).then_some(args.connects_per_minute),
+        }),
         hub: deps.hub,
         delivery: deps.delivery,
         cert_sha256: RwLock::new(identity.sha256_hex()),
@@ -151,7 +158,13 @@ pub async fn start(
             axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
                 let _ = tcp.set_nodelay(true);
             });
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         Some(bound)
     };
     if identity.self_signed {
@@ -215,7 +228,7 @@ pub async fn wait(roles: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()>
 
 async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, app: axum::Router) {
     loop {
-        let (tcp, _) = match listener.accept().await {
+        let (tcp, peer) = match listener.accept().await {
             Ok(conn) => conn,
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
@@ -230,6 +243,9 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
             let Ok(tls) = acceptor.accept(tcp).await else {
                 return;
             };
+            // What `into_make_service_with_connect_info` gives the plain
+            // listener's requests: the peer's address (admission control).
+            let app = tower::Layer::layer(&axum::Extension(ConnectInfo(peer)), app);
             let service = TowerToHyperService::new(app);
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), service)

@@ -4,11 +4,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use samvad_proto::ALPN_NATIVE;
 
+use crate::admission::Place;
 use crate::connection;
 use crate::state::Edge;
 use crate::tls::Identity;
@@ -18,6 +19,11 @@ use crate::webtransport;
 /// How long a WebTransport session may take to be set up once its QUIC
 /// handshake is done.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The application close code of a connection whose handshake finished
+/// when the edge had no session place left (it was free when the
+/// connection came): retry later, as after `CONNECTION_REFUSED`.
+const SESSIONS_FULL: quinn::VarInt = quinn::VarInt::from_u32(0x503);
 
 /// ALPN of HTTP/3, which WebTransport runs on.
 pub const ALPN_H3: &[u8] = b"h3";
@@ -95,19 +101,49 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endp
     .with_context(|| format!("serving QUIC on {addr}"))
 }
 
-/// Accepts connections until the endpoint closes.
+/// Accepts connections until the endpoint closes. Admission comes first:
+/// a refused connection costs one `CONNECTION_REFUSED` packet, no
+/// handshake.
 pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
     while let Some(incoming) = endpoint.accept().await {
+        let admitted = edge
+            .admission
+            .connection(incoming.remote_address().ip(), Instant::now())
+            .and_then(|()| edge.admission.handshake());
+        let handshake = match admitted {
+            Ok(place) => place,
+            Err(refusal) => {
+                edge.metrics.refused(refusal);
+                incoming.refuse();
+                continue;
+            }
+        };
         let edge = edge.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(incoming, edge).await {
+            if let Err(e) = handle(incoming, edge, handshake).await {
                 tracing::debug!(error = %e, "QUIC connection ended with an error");
             }
         });
     }
 }
 
-async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()> {
+/// The place of a session whose handshake is done (taken before the
+/// handshake's place is let go); a refusal closes the connection.
+fn session_place(edge: &Edge, conn: &quinn::Connection, handshake: Place) -> anyhow::Result<Place> {
+    let place = edge.admission.session();
+    drop(handshake);
+    place.map_err(|refusal| {
+        edge.metrics.refused(refusal);
+        conn.close(SESSIONS_FULL, refusal.to_string().as_bytes());
+        anyhow::anyhow!(refusal)
+    })
+}
+
+async fn handle(
+    incoming: quinn::Incoming,
+    edge: Arc<Edge>,
+    handshake: Place,
+) -> anyhow::Result<()> {
     let mut connecting = incoming.accept()?;
     let alpn = connecting
         .handshake_data()
@@ -119,6 +155,7 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
     match alpn.as_deref() {
         Some(ALPN_NATIVE) => {
             let conn = connecting.await?;
+            let _session = session_place(&edge, &conn, handshake)?;
             let (send, recv) = conn.accept_bi().await?;
             let transport = StreamTransport::new(recv, send, max_frame)
                 .with_datagrams(Datagrams::Quic(conn.clone()));
@@ -133,6 +170,7 @@ async fn handle(incoming: quinn::Incoming, edge: Arc<Edge>) -> anyhow::Result<()
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, webtransport::accept(&conn, WT_PATH))
                     .await
                     .context("WebTransport handshake timed out")??;
+            let _session = session_place(&edge, &conn, handshake)?;
             let transport = StreamTransport::new(session.recv, session.send, max_frame)
                 .with_read_ahead(session.read_ahead)
                 .with_datagrams(Datagrams::WebTransport(session.datagrams));

@@ -16,6 +16,7 @@ use samvad_proto::v1::{
 };
 
 use crate::auth::{TokenError, TokenKeys};
+use crate::token_bucket::TokenBucket;
 
 /// Longest accepted envelope id, in bytes.
 pub const MAX_ID_LEN: usize = 128;
@@ -82,39 +83,6 @@ enum Phase {
     Active { user: Arc<str>, device: Arc<str> },
 }
 
-/// Token bucket: `rate` per second, holding at most `burst`.
-#[derive(Debug)]
-struct RateLimiter {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
-impl RateLimiter {
-    fn new(rate: u32, now: Instant) -> Self {
-        let rate = f64::from(rate.max(1));
-        RateLimiter {
-            tokens: rate * 2.0,
-            last: now,
-            rate,
-            burst: rate * 2.0,
-        }
-    }
-
-    fn try_take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
 pub struct Session {
     id: Arc<str>,
     config: Arc<SessionConfig>,
@@ -122,7 +90,8 @@ pub struct Session {
     live: bool,
     /// Signaled a media room.
     media: bool,
-    limiter: RateLimiter,
+    /// Frames a second, with a burst of two seconds' worth.
+    limiter: TokenBucket,
 }
 
 /// What the state machine needs to know about the world.
@@ -207,7 +176,8 @@ pub fn valid_username(name: &str) -> bool {
 
 impl Session {
     pub fn new(id: Arc<str>, config: Arc<SessionConfig>, now: Instant) -> Self {
-        let limiter = RateLimiter::new(config.rate_per_sec, now);
+        let rate = f64::from(config.rate_per_sec.max(1));
+        let limiter = TokenBucket::new(rate, rate * 2.0, now);
         Session {
             id,
             config,
@@ -628,7 +598,7 @@ impl Session {
                 id,
             ));
         }
-        if !self.limiter.try_take(cx.now) {
+        if self.limiter.take(cx.now).is_err() {
             return out.push(error(
                 ErrorCode::RateLimited,
                 "too many messages; retry later with the same id",

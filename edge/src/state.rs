@@ -40,6 +40,8 @@ pub struct Edge {
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,
+    /// Limits on sessions, handshakes and connection rates.
+    pub admission: crate::admission::Admission,
     pub hub: Arc<Hub>,
     /// Where sends, acks and syncs go: the bus, or this process's inbox writers.
     pub delivery: crate::delivery::Delivery,

@@ -329,3 +329,153 @@ async fn rest_refuses_bad_requests_with_codes() {
         (401, "bad_token".into())
     );
 }
+
+/// A WebSocket upgrade request, answered without upgrading when refused.
+async fn ws_upgrade(server: &TestServer) -> reqwest::Response {
+    reqwest::Client::new()
+        .get(format!("{}/ws", server.addr.http))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Whether connecting failed because the server refused the QUIC
+/// connection (`CONNECTION_REFUSED`, before any handshake).
+fn quic_refused(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<quinn::ConnectionError>(),
+            Some(quinn::ConnectionError::ConnectionClosed(c))
+                if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED
+        )
+    })
+}
+
+/// The refusal of a WebSocket upgrade: `status`, a `Retry-After`, and the
+/// JSON error of every refusal with `code`.
+async fn assert_ws_refused(server: &TestServer, status: u16, code: &str) {
+    let refused = ws_upgrade(server).await;
+    assert_eq!(refused.status().as_u16(), status);
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry_after >= 1);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+/// Past `--max-sessions` new sessions are refused at the door on every
+/// transport (WebSocket: 503 with Retry-After; QUIC and WebTransport:
+/// CONNECTION_REFUSED); the sessions already in keep chatting, and a place
+/// that frees is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_past_the_limit_are_refused_and_the_others_unharmed() {
+    let server = TestServer::start_with(&["--max-sessions", "2"]);
+    let (alice, bob, carol) = server.alice_bob_carol().await;
+    let mut a = server.connect(TransportKind::Ws, &alice).await;
+    let mut b = server.connect(TransportKind::Quic, &bob).await;
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+
+    assert_ws_refused(&server, 503, "sessions_full").await;
+    let quic = Client::connect(TransportKind::Quic, &server.addr, &carol.access_token).await;
+    assert!(quic_refused(quic.as_ref().err().expect("refused")));
+    let wt = Client::connect(TransportKind::Wt, &server.addr, &carol.access_token).await;
+    assert!(wt.is_err(), "a WebTransport session past the limit");
+
+    send_chat(&mut a, "m1", "alice", "bob", "still here").await;
+    next_of(&mut a, "accepted").await;
+    assert_eq!(next_user_message(&mut b).await.id, "m1");
+
+    // Bob leaves; his place is taken again once his session has ended.
+    b.close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match Client::connect(TransportKind::Quic, &server.addr, &carol.access_token).await {
+            Ok(_) => break,
+            Err(e) if quic_refused(&e) && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("the freed place was not taken: {e:#}"),
+        }
+    }
+}
+
+/// `--connects-per-minute`: past its allowance an address is refused
+/// (WebSocket: 429 with Retry-After; QUIC: CONNECTION_REFUSED) while the
+/// sessions it holds go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_that_connects_too_often_is_held_back() {
+    let server = TestServer::start_with(&["--connects-per-minute", "2"]);
+    let (alice, bob, _) = server.alice_bob_carol().await;
+    let mut a = server.connect(TransportKind::Ws, &alice).await;
+    let mut b = server.connect(TransportKind::Quic, &bob).await;
+    assert_ws_refused(&server, 429, "address_rate").await;
+    let quic = Client::connect(TransportKind::Quic, &server.addr, &bob.access_token).await;
+    assert!(quic_refused(quic.as_ref().err().expect("refused")));
+    // REST is not a connection to a session: it is not held back.
+    assert!(server.user("dave").await.access_token.len() > 10);
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+    send_chat(&mut a, "m1", "alice", "bob", "still here").await;
+    next_of(&mut a, "accepted").await;
+    assert_eq!(next_user_message(&mut b).await.id, "m1");
+}
+
+/// `--max-handshakes`: a client that starts a QUIC handshake and never
+/// finishes it holds a handshake place; while it does, new QUIC
+/// connections are refused, and WebSocket sessions are not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_handshakes_are_bounded() {
+    let server = TestServer::start_with(&["--max-handshakes", "1"]);
+    let (alice, bob, _) = server.alice_bob_carol().await;
+    // A path that carries the client's first packet (its Initial) to the
+    // server and nothing else: the handshake can never finish.
+    let client_side = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let server_side = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut stalled = server.addr.clone();
+    stalled.quic = client_side.local_addr().unwrap();
+    let upstream = server.addr.quic;
+    let (answered, server_answered) = tokio::sync::oneshot::channel();
+    let forwarded = tokio::spawn(async move {
+        let mut buf = vec![0; 65_536];
+        let (n, _) = client_side.recv_from(&mut buf).await.unwrap();
+        server_side.send_to(&buf[..n], upstream).await.unwrap();
+        // The server's first flight: the handshake is under way.
+        server_side.recv_from(&mut buf).await.unwrap();
+        let _ = answered.send(());
+        // Hold both sockets, and drop whatever else comes.
+        let mut other = vec![0; 65_536];
+        loop {
+            tokio::select! {
+                _ = client_side.recv_from(&mut buf) => {}
+                _ = server_side.recv_from(&mut other) => {}
+            }
+        }
+    });
+    let half_open = tokio::spawn(async move {
+        let _ = Client::connect(TransportKind::Quic, &stalled, &alice.access_token).await;
+    });
+    server_answered.await.unwrap();
+    let refused = Client::connect(TransportKind::Quic, &server.addr, &bob.access_token).await;
+    assert!(
+        quic_refused(
+            refused
+                .as_ref()
+                .err()
+                .expect("a second handshake is refused")
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let mut ws = server.connect(TransportKind::Ws, &bob).await;
+    sync_all(&mut ws, 0).await;
+    half_open.abort();
+    forwarded.abort();
+}

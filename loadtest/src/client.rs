@@ -116,6 +116,26 @@ fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
     config
 }
 
+/// Socket buffers of the harness's UDP sockets: each carries thousands of
+/// sessions, and a storm's handshakes arrive at once (the default, about
+/// 200 KB, drops them and the handshakes wait for retransmission).
+const UDP_BUFFER: usize = 8 << 20;
+
+/// A UDP socket on any port of the address family of `server`, with large
+/// buffers (best effort: the kernel caps them at `net.core.rmem_max`).
+fn udp_socket(server: SocketAddr) -> anyhow::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(
+        Domain::for_address(server),
+        Type::DGRAM,
+        Some(Protocol::UDP),
+    )?;
+    let _ = socket.set_recv_buffer_size(UDP_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_BUFFER);
+    socket.bind(&unspecified_like(server).into())?;
+    Ok(socket.into())
+}
+
 fn unspecified_like(addr: SocketAddr) -> SocketAddr {
     if addr.is_ipv6() {
         (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
@@ -187,7 +207,12 @@ impl Connector {
                 let mut config = quinn::ClientConfig::new(Arc::new(crypto));
                 config.transport_config(transport);
                 for _ in 0..endpoints {
-                    let mut endpoint = quinn::Endpoint::client(unspecified_like(server.quic))?;
+                    let mut endpoint = quinn::Endpoint::new(
+                        quinn::EndpointConfig::default(),
+                        None,
+                        udp_socket(server.quic)?,
+                        quinn::default_runtime().context("no async runtime")?,
+                    )?;
                     endpoint.set_default_client_config(config.clone());
                     quic.push(endpoint);
                 }
@@ -195,7 +220,7 @@ impl Connector {
             TransportKind::Wt => {
                 for _ in 0..endpoints {
                     let config = wtransport::ClientConfig::builder()
-                        .with_bind_address(unspecified_like(server.quic))
+                        .with_bind_socket(udp_socket(server.quic)?)
                         .with_server_certificate_hashes([Sha256Digest::new(server.cert_sha256)])
                         .keep_alive_interval(Some(KEEP_ALIVE))
                         .build();

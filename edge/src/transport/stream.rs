@@ -5,10 +5,9 @@ use bytes::{Bytes, BytesMut};
 use prost::Message;
 use samvad_proto::frame::{FrameDecoder, FrameError};
 use samvad_proto::v1::ClientFrame;
-use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{Datagrams, Transport};
 use crate::session::FrameFault;
@@ -17,16 +16,18 @@ use crate::session::FrameFault;
 /// (often the error that ends the session) before the connection goes.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// Read buffer growth step. The buffer starts empty and is let go whenever
-/// it holds no partial frame: idle sessions hold no read buffer at all.
-const READ_CHUNK: usize = 2048;
+/// Most bytes taken from the stream at once.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Fed frames are written once this much is waiting, flush or not.
 const WRITE_BATCH: usize = 64 * 1024;
 
-pub struct StreamTransport<R, W> {
-    recv: R,
-    send: W,
+pub struct StreamTransport {
+    recv: quinn::RecvStream,
+    send: quinn::SendStream,
+    /// Bytes of a frame not complete yet. Filled from quinn's own chunks
+    /// only when they arrive and let go once it holds no partial frame:
+    /// an idle session holds no read buffer at all.
     buf: BytesMut,
     /// Frames fed and not yet flushed.
     out: BytesMut,
@@ -36,8 +37,8 @@ pub struct StreamTransport<R, W> {
     datagrams: Option<Datagrams>,
 }
 
-impl<R, W> StreamTransport<R, W> {
-    pub fn new(recv: R, send: W, max_frame: usize) -> Self {
+impl StreamTransport {
+    pub fn new(recv: quinn::RecvStream, send: quinn::SendStream, max_frame: usize) -> Self {
         StreamTransport {
             recv,
             send,
@@ -62,26 +63,7 @@ impl<R, W> StreamTransport<R, W> {
     }
 }
 
-/// A QUIC send stream that can be finished and report when the peer has
-/// acknowledged everything on it. Closing the connection before that
-/// discards data in flight, so the session's last frame would be lost.
-pub trait FinishAcked: Send {
-    fn finish_acked(&mut self) -> impl Future<Output = ()> + Send;
-}
-
-impl FinishAcked for quinn::SendStream {
-    async fn finish_acked(&mut self) {
-        if self.finish().is_ok() {
-            let _ = self.stopped().await;
-        }
-    }
-}
-
-impl<R, W> Transport for StreamTransport<R, W>
-where
-    R: AsyncRead + Unpin + Send,
-    W: AsyncWrite + FinishAcked + Unpin + Send,
-{
+impl Transport for StreamTransport {
     async fn recv(&mut self) -> std::io::Result<Option<Result<ClientFrame, FrameFault>>> {
         if self.broken {
             return Err(std::io::Error::new(
@@ -109,14 +91,11 @@ where
                         "invalid length prefix; closing".into(),
                     ))));
                 }
-                Ok(None) => {
-                    if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                        self.buf.reserve(READ_CHUNK);
-                    }
-                    if self.recv.read_buf(&mut self.buf).await? == 0 {
-                        return Ok(None);
-                    }
-                }
+                // Cancel safe: quinn hands out nothing until it returns.
+                Ok(None) => match self.recv.read_chunk(READ_CHUNK, true).await? {
+                    Some(chunk) => self.buf.extend_from_slice(&chunk.bytes),
+                    None => return Ok(None),
+                },
             }
         }
     }
@@ -138,16 +117,24 @@ where
             return Ok(());
         }
         let out = std::mem::take(&mut self.out);
-        self.send.write_all(&out).await
+        self.send
+            .write_all(&out)
+            .await
+            .map_err(std::io::Error::from)
     }
 
     fn datagrams(&self) -> Option<Datagrams> {
         self.datagrams.clone()
     }
 
+    /// Closing the connection before the peer acknowledged everything
+    /// would discard data in flight (often the error that ends the
+    /// session): finish the stream and wait, briefly, until it is acked.
     async fn close(&mut self) {
         let _ = Transport::flush(self).await;
         let _ = self.send.flush().await;
-        let _ = tokio::time::timeout(CLOSE_GRACE, self.send.finish_acked()).await;
+        if self.send.finish().is_ok() {
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.send.stopped()).await;
+        }
     }
 }

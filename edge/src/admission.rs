@@ -1,0 +1,216 @@
+//! Admission control: what an edge takes on before it works on a
+//! connection, so that a flood is refused at the door instead of
+//! collapsing the sessions already there.
+//!
+//! Three limits, each optional:
+//! - concurrent sessions (every transport together);
+//! - QUIC handshakes in progress (a handshake costs a TLS key exchange and
+//!   a connection's state before anyone is authenticated);
+//! - new connections per source address and minute (a token bucket per
+//!   address: the whole allowance at once, then refilled evenly over the
+//!   minute; forgotten once it has refilled).
+//!
+//! A refusal is a type; each transport answers it its own way: a QUIC
+//! `CONNECTION_REFUSED` before any handshake work, HTTP 503 (capacity) or
+//! 429 (rate) with `Retry-After` for a WebSocket upgrade.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::token_bucket::TokenBucket;
+
+/// Source addresses remembered at most; past it, full buckets are
+/// forgotten (an address whose bucket is full is as good as new).
+const MAX_TRACKED_ADDRESSES: usize = 65_536;
+
+/// The limits; `None` is no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub max_sessions: Option<usize>,
+    pub max_handshakes: Option<usize>,
+    /// New connections a minute per source address (all of them may come
+    /// at once).
+    pub connects_per_minute: Option<u32>,
+}
+
+/// Why a connection is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the edge holds its most sessions ({0})")]
+    SessionsFull(usize),
+    #[error("too many handshakes in progress ({0})")]
+    HandshakesFull(usize),
+    #[error("too many new connections from this address; retry in {0:?}")]
+    AddressRate(Duration),
+}
+
+impl Refusal {
+    /// When the client may try again.
+    pub fn retry_after(self) -> Duration {
+        match self {
+            Refusal::SessionsFull(_) | Refusal::HandshakesFull(_) => Duration::from_secs(1),
+            Refusal::AddressRate(wait) => wait,
+        }
+    }
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::SessionsFull(_) => "sessions_full",
+            Refusal::HandshakesFull(_) => "handshakes_full",
+            Refusal::AddressRate(_) => "address_rate",
+        }
+    }
+}
+
+pub struct Admission {
+    limits: Limits,
+    sessions: Arc<AtomicUsize>,
+    handshakes: Arc<AtomicUsize>,
+    addresses: Mutex<HashMap<IpAddr, TokenBucket>>,
+}
+
+/// Holds one place (a session, or a handshake) until dropped.
+#[derive(Debug)]
+pub struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Admission {
+    pub fn new(limits: Limits) -> Self {
+        Admission {
+            limits,
+            sessions: Arc::default(),
+            handshakes: Arc::default(),
+            addresses: Mutex::default(),
+        }
+    }
+
+    /// Sessions held now.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Acquire)
+    }
+
+    /// A new connection from `from` at `now`: within its address's rate,
+    /// and a session place free.
+    pub fn connection(&self, from: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if let Some(max) = self.limits.max_sessions {
+            if self.sessions() >= max {
+                return Err(Refusal::SessionsFull(max));
+            }
+        }
+        let Some(per_minute) = self.limits.connects_per_minute else {
+            return Ok(());
+        };
+        let mut addresses = self.addresses.lock();
+        if addresses.len() >= MAX_TRACKED_ADDRESSES {
+            addresses.retain(|_, bucket| !bucket.is_full(now));
+        }
+        let burst = f64::from(per_minute);
+        addresses
+            .entry(from)
+            .or_insert_with(|| TokenBucket::new(burst / 60.0, burst, now))
+            .take(now)
+            .map_err(Refusal::AddressRate)
+    }
+
+    /// A place for a handshake in progress.
+    pub fn handshake(&self) -> Result<Place, Refusal> {
+        take(&self.handshakes, self.limits.max_handshakes).ok_or(Refusal::HandshakesFull(
+            self.limits.max_handshakes.unwrap_or(0),
+        ))
+    }
+
+    /// A place for a session, held as long as it lives.
+    pub fn session(&self) -> Result<Place, Refusal> {
+        take(&self.sessions, self.limits.max_sessions)
+            .ok_or(Refusal::SessionsFull(self.limits.max_sessions.unwrap_or(0)))
+    }
+}
+
+fn take(count: &Arc<AtomicUsize>, max: Option<usize>) -> Option<Place> {
+    let max = max.unwrap_or(usize::MAX);
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .ok()
+        .map(|_| Place(count.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const A: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 1));
+    const B: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, 2));
+
+    #[test]
+    fn sessions_are_counted_until_their_place_is_dropped() {
+        let admission = Admission::new(Limits {
+            max_sessions: Some(2),
+            ..Limits::default()
+        });
+        let t = Instant::now();
+        let one = admission.session().unwrap();
+        let _two = admission.session().unwrap();
+        assert_eq!(admission.session().unwrap_err(), Refusal::SessionsFull(2));
+        assert_eq!(admission.connection(A, t), Err(Refusal::SessionsFull(2)));
+        drop(one);
+        assert!(admission.connection(A, t).is_ok());
+        assert!(admission.session().is_ok());
+    }
+
+    #[test]
+    fn handshakes_have_their_own_limit() {
+        let admission = Admission::new(Limits {
+            max_handshakes: Some(1),
+            ..Limits::default()
+        });
+        let first = admission.handshake().unwrap();
+        assert_eq!(
+            admission.handshake().unwrap_err(),
+            Refusal::HandshakesFull(1)
+        );
+        assert!(admission.session().is_ok(), "sessions are not handshakes");
+        drop(first);
+        assert!(admission.handshake().is_ok());
+    }
+
+    #[test]
+    fn each_address_has_its_own_rate() {
+        let admission = Admission::new(Limits {
+            connects_per_minute: Some(2),
+            ..Limits::default()
+        });
+        let t = Instant::now();
+        assert!(admission.connection(A, t).is_ok());
+        assert!(admission.connection(A, t).is_ok());
+        let refused = admission.connection(A, t).unwrap_err();
+        assert_eq!(refused, Refusal::AddressRate(Duration::from_secs(30)));
+        assert_eq!(refused.retry_after(), Duration::from_secs(30));
+        assert!(
+            admission.connection(B, t).is_ok(),
+            "another address is not held back"
+        );
+        assert!(admission.connection(A, t + Duration::from_secs(30)).is_ok());
+    }
+
+    #[test]
+    fn without_limits_everything_is_taken() {
+        let admission = Admission::new(Limits::default());
+        let t = Instant::now();
+        let places: Vec<Place> = (0..1000).map(|_| admission.session().unwrap()).collect();
+        assert!(admission.connection(A, t).is_ok());
+        assert_eq!(admission.sessions(), places.len());
+    }
+}

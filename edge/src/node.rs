@@ -132,9 +132,7 @@ pub async fn start(
         async move { hub::run_dispatch(edge).await.context("edge dispatch") }
     });
 
-    let tcp = TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding TCP {}", args.listen))?;
+    let tcp = listen_tcp(args.listen)?;
     let https_addr = tcp.local_addr()?;
     let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(
         identity.server_config(&[b"http/1.1"])?,
@@ -149,9 +147,7 @@ pub async fn start(
             .http_listen
             .parse()
             .context("--http-listen is HOST:PORT or off")?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("binding TCP {addr}"))?;
+        let listener = listen_tcp(addr)?;
         let bound = listener.local_addr()?;
         // Frames are small and latency matters: no Nagle.
         let listener =
@@ -224,6 +220,28 @@ pub async fn wait(roles: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Connections waiting to be accepted, per listener. A reconnect storm is
+/// thousands of SYNs at once: past the backlog they are dropped and wait
+/// for the client's SYN retransmission (1 s, then 3 s). The kernel caps
+/// it at `net.core.somaxconn`.
+const TCP_BACKLOG: u32 = 16_384;
+
+fn listen_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()
+    } else {
+        tokio::net::TcpSocket::new_v4()
+    }
+    .context("TCP socket")?;
+    socket.set_reuseaddr(true)?;
+    socket
+        .bind(addr)
+        .with_context(|| format!("binding TCP {addr}"))?;
+    socket
+        .listen(TCP_BACKLOG)
+        .with_context(|| format!("listening on TCP {addr}"))
 }
 
 async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, app: axum::Router) {

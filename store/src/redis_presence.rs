@@ -40,8 +40,8 @@ pub enum PresenceError {
 }
 
 /// How long a write may wait for Redis (reconnecting included): a session
-/// waits for its registration before it goes live, and is better told to
-/// come back than kept waiting.
+/// waits for its registration before it goes live, and past this it is
+/// better told to come back than kept waiting.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(3);
 
 fn member(route: &SessionRoute) -> String {
@@ -79,6 +79,31 @@ impl RedisPresence {
         format!("{}presence:{user}", self.prefix)
     }
 
+    /// Runs `pipe`, waiting up to `patience` for a Redis that is coming
+    /// back: the first command on a connection to a Redis that restarted
+    /// fails (the manager reconnects on it), and a restart takes a second
+    /// or two.
+    async fn query_patiently<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+        patience: Duration,
+    ) -> Result<T, PresenceError> {
+        let mut conn = self.redis.clone();
+        let started = std::time::Instant::now();
+        loop {
+            let left = patience.saturating_sub(started.elapsed());
+            match tokio::time::timeout(left, pipe.query_async::<T>(&mut conn)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e)) if started.elapsed() < patience => {
+                    tracing::warn!(error = %e, "presence query failed; again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => return Err(PresenceError::TimedOut(patience)),
+            }
+        }
+    }
+
     /// Writes `sessions` with a fresh expiry, in one round trip.
     async fn write(&self, sessions: &[(String, SessionRoute)]) -> Result<(), PresenceError> {
         if sessions.is_empty() {
@@ -96,11 +121,7 @@ impl RedisPresence {
                 .pexpire(&key, self.ttl.as_millis() as i64)
                 .ignore();
         }
-        let mut conn = self.redis.clone();
-        tokio::time::timeout(WRITE_TIMEOUT, pipe.query_async::<()>(&mut conn))
-            .await
-            .map_err(|_| PresenceError::TimedOut(WRITE_TIMEOUT))??;
-        Ok(())
+        self.query_patiently::<()>(&pipe, WRITE_TIMEOUT).await
     }
 }
 
@@ -178,30 +199,17 @@ impl Presence for RedisPresence {
             for user in users {
                 pipe.zrangebyscore(self.key(user), now, "+inf");
             }
-            let mut conn = self.redis.clone();
-            // A Redis that restarts is back within a second or two: waiting
-            // for it keeps the batch's live pushes (and spares online users
-            // push notifications). Beyond LOOKUP_PATIENCE the batch goes on
-            // without presence: deliveries stay in the inboxes and reach
-            // the users on their next sync; nothing is lost.
-            let started = std::time::Instant::now();
-            let members: Vec<Vec<String>> = loop {
-                let left = LOOKUP_PATIENCE.saturating_sub(started.elapsed());
-                let attempt = tokio::time::timeout(left, pipe.query_async(&mut conn)).await;
-                match attempt {
-                    Ok(Ok(m)) => break m,
-                    Ok(Err(e)) if started.elapsed() < LOOKUP_PATIENCE => {
-                        tracing::warn!(error = %e, "presence lookup failed; again");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "presence lookup failed; going on without");
-                        return PresenceMap::new();
-                    }
-                    Err(_) => {
-                        tracing::warn!("presence lookup timed out; going on without");
-                        return PresenceMap::new();
-                    }
+            // Waiting for a restarting Redis keeps the batch's live pushes
+            // (and spares online users push notifications). Beyond
+            // LOOKUP_PATIENCE the batch goes on without presence:
+            // deliveries stay in the inboxes and reach the users on their
+            // next sync; nothing is lost.
+            let members: Vec<Vec<String>> = match self.query_patiently(&pipe, LOOKUP_PATIENCE).await
+            {
+                Ok(members) => members,
+                Err(e) => {
+                    tracing::warn!(error = %e, "presence lookup failed; going on without");
+                    return PresenceMap::new();
                 }
             };
             users

@@ -14,19 +14,12 @@
 //! `CONNECTION_REFUSED` before any handshake work, HTTP 503 (capacity) or
 //! 429 (rate) with `Retry-After` for a WebSocket upgrade.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use crate::token_bucket::TokenBucket;
-
-/// Source addresses remembered at most; past it, full buckets are
-/// forgotten (an address whose bucket is full is as good as new).
-const MAX_TRACKED_ADDRESSES: usize = 65_536;
+use crate::throttle::{self, Throttle};
 
 /// The limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default)]
@@ -72,7 +65,7 @@ pub struct Admission {
     limits: Limits,
     sessions: Arc<AtomicUsize>,
     handshakes: Arc<AtomicUsize>,
-    addresses: Mutex<HashMap<IpAddr, TokenBucket>>,
+    addresses: Option<Throttle<IpAddr>>,
 }
 
 /// Holds one place (a session, or a handshake) until dropped.
@@ -91,7 +84,9 @@ impl Admission {
             limits,
             sessions: Arc::default(),
             handshakes: Arc::default(),
-            addresses: Mutex::default(),
+            addresses: limits
+                .connects_per_minute
+                .and_then(|n| Throttle::new(n, Duration::from_secs(60))),
         }
     }
 
@@ -108,19 +103,7 @@ impl Admission {
                 return Err(Refusal::SessionsFull(max));
             }
         }
-        let Some(per_minute) = self.limits.connects_per_minute else {
-            return Ok(());
-        };
-        let mut addresses = self.addresses.lock();
-        if addresses.len() >= MAX_TRACKED_ADDRESSES {
-            addresses.retain(|_, bucket| !bucket.is_full(now));
-        }
-        let burst = f64::from(per_minute);
-        addresses
-            .entry(from)
-            .or_insert_with(|| TokenBucket::new(burst / 60.0, burst, now))
-            .take(now)
-            .map_err(Refusal::AddressRate)
+        throttle::take(&self.addresses, from, now).map_err(Refusal::AddressRate)
     }
 
     /// A place for a handshake in progress.

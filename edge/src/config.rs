@@ -145,6 +145,22 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 0)]
     pub connects_per_minute: u32,
 
+    /// Failed logins one account may have in 10 minutes (all may come at
+    /// once; the allowance refills evenly); past it, logins of that account
+    /// are answered 429 with Retry-After before the password is checked.
+    /// 0: no limit.
+    #[arg(long, default_value_t = 10)]
+    pub login_failures_per_account: u32,
+
+    /// Failed logins one source address may have in 10 minutes, whatever
+    /// the accounts. 0: no limit.
+    #[arg(long, default_value_t = 100)]
+    pub login_failures_per_address: u32,
+
+    /// Accounts one source address may create in an hour. 0: no limit.
+    #[arg(long, default_value_t = 1000)]
+    pub registrations_per_address: u32,
+
     /// Largest file a user may upload, in bytes.
     #[arg(long, default_value_t = 25 << 20)]
     pub max_file_bytes: u64,

@@ -27,8 +27,10 @@ use crate::phone_api;
 use crate::push;
 use crate::session::valid_username;
 use crate::state::Edge;
+use crate::throttle;
 use crate::transport::WsTransport;
 use crate::user_api;
+use std::time::Instant;
 
 const INDEX_HTML: &str = include_str!("../../web/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
@@ -43,6 +45,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Sent as `Retry-After` (whole seconds, at least 1).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -51,7 +55,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// A refusal to try again after `wait`.
+    pub(crate) fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        self.retry_after = Some(wait);
+        self
+    }
+
+    /// 429 `too_many_attempts`: `what` must wait `wait`.
+    fn throttled(what: &str, wait: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            format!("too many {what}; retry in {} s", retry_secs(wait)),
+        )
+        .retry_after(wait)
     }
 
     /// The stable error code (`not_found`, `forbidden`, …).
@@ -73,14 +94,33 @@ impl ApiError {
     }
 }
 
+/// Whole seconds to wait, at least 1.
+fn retry_secs(wait: std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (
+        let mut response = (
             self.status,
             Json(json!({"error": {"code": self.code, "message": self.message}})),
         )
-            .into_response()
+            .into_response();
+        if let Some(wait) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_secs(wait).into());
+        }
+        response
     }
+}
+
+/// The client's address, where the listener records it.
+type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
+
+fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
+    peer.as_ref()
+        .map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip())
 }
 
 /// Parses a JSON body, answering 400 `bad_request` with the reason.
@@ -267,8 +307,17 @@ pub(crate) fn new_family() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-async fn register(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Response, ApiError> {
+async fn register(
+    State(edge): State<Arc<Edge>>,
+    peer: Peer,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let creds: Credentials = parse(&body)?;
+    if let Some(ip) = peer_ip(&peer) {
+        let throttle = &edge.auth_throttles.registrations_per_address;
+        throttle::take(throttle, ip, Instant::now())
+            .map_err(|wait| ApiError::throttled("registrations from this address", wait))?;
+    }
     if !valid_username(&creds.username) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -315,8 +364,24 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     hash_password(&uuid::Uuid::new_v4().to_string()).expect("argon2 with default parameters")
 });
 
-async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenPair>, ApiError> {
+/// Checks the password, unless the account or the address has failed too
+/// often lately (429 with Retry-After, before any argon2 work); a failure
+/// counts against both, a success forgets the account's.
+async fn login(
+    State(edge): State<Arc<Edge>>,
+    peer: Peer,
+    body: Bytes,
+) -> Result<Json<TokenPair>, ApiError> {
     let creds: Credentials = parse(&body)?;
+    let throttles = &edge.auth_throttles;
+    let ip = peer_ip(&peer);
+    let now = Instant::now();
+    throttle::check(&throttles.failed_logins_per_account, &creds.username, now)
+        .map_err(|wait| ApiError::throttled("failed logins for this account", wait))?;
+    if let Some(ip) = ip {
+        throttle::check(&throttles.failed_logins_per_address, &ip, now)
+            .map_err(|wait| ApiError::throttled("failed logins from this address", wait))?;
+    }
     let account = edge
         .directory
         .account(&creds.username)
@@ -330,11 +395,19 @@ async fn login(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<TokenP
         .await
         .map_err(ApiError::internal)?;
     if !ok || account.is_none() {
+        let now = Instant::now();
+        let _ = throttle::take(&throttles.failed_logins_per_account, creds.username, now);
+        if let Some(ip) = ip {
+            let _ = throttle::take(&throttles.failed_logins_per_address, ip, now);
+        }
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "bad_credentials",
             "wrong user name or password",
         ));
+    }
+    if let Some(t) = &throttles.failed_logins_per_account {
+        t.forget(&creds.username);
     }
     Ok(Json(issue(&edge, &creds.username, &new_family()).await?))
 }
@@ -415,13 +488,11 @@ async fn logout(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<StatusCode
 /// the JSON error shape of every other refusal.
 async fn websocket(
     State(edge): State<Arc<Edge>>,
-    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    peer: Peer,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let admitted = match peer {
-        Some(axum::Extension(axum::extract::ConnectInfo(peer))) => edge
-            .admission
-            .connection(peer.ip(), std::time::Instant::now()),
+    let admitted = match peer_ip(&peer) {
+        Some(ip) => edge.admission.connection(ip, std::time::Instant::now()),
         None => Ok(()),
     }
     .and_then(|()| edge.admission.session());
@@ -435,13 +506,9 @@ async fn websocket(
                     StatusCode::SERVICE_UNAVAILABLE
                 }
             };
-            let retry_after = refusal.retry_after().as_secs_f64().ceil().max(1.0) as u64;
-            let mut response =
-                ApiError::new(status, refusal.label(), refusal.to_string()).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after.into());
-            return response;
+            return ApiError::new(status, refusal.label(), refusal.to_string())
+                .retry_after(refusal.retry_after())
+                .into_response();
         }
     };
     let max_frame = edge.session_config.max_frame;

@@ -18,7 +18,8 @@
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
-//!   checked before any work on a connection; [`token_bucket`].
+//!   checked before any work on a connection; [`throttle`]: buckets per
+//!   key against guessing (logins) and floods; [`token_bucket`].
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
 
 pub mod admission;
@@ -43,6 +44,7 @@ pub mod serve;
 pub mod session;
 pub mod signed_url;
 pub mod state;
+pub mod throttle;
 pub mod tls;
 pub mod token_bucket;
 pub mod transport;

@@ -32,6 +32,7 @@ use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
 use crate::session::SessionConfig;
 use crate::state::Edge;
+use crate::throttle::{AuthThrottles, Throttle};
 use crate::tls::{self, Identity};
 use crate::{http, quic};
 
@@ -115,6 +116,14 @@ pub async fn start(
             max_handshakes: (args.max_handshakes > 0).then_some(args.max_handshakes),
             connects_per_minute: (args.connects_per_minute > 0).then_some(args.connects_per_minute),
         }),
+        auth_throttles: AuthThrottles {
+            failed_logins_per_account: Throttle::new(args.login_failures_per_account, TEN_MINUTES),
+            failed_logins_per_address: Throttle::new(args.login_failures_per_address, TEN_MINUTES),
+            registrations_per_address: Throttle::new(
+                args.registrations_per_address,
+                Duration::from_secs(3600),
+            ),
+        },
         hub: deps.hub,
         delivery: deps.delivery,
         cert_sha256: RwLock::new(identity.sha256_hex()),
@@ -221,6 +230,8 @@ pub async fn wait(roles: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()>
     }
     Ok(())
 }
+
+const TEN_MINUTES: Duration = Duration::from_secs(600);
 
 /// Connections waiting to be accepted, per listener. A reconnect storm is
 /// thousands of SYNs at once: past the backlog they are dropped and wait

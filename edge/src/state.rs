@@ -42,6 +42,8 @@ pub struct Edge {
     pub session_queue: usize,
     /// Limits on sessions, handshakes and connection rates.
     pub admission: crate::admission::Admission,
+    /// Throttles of failed logins and of registrations.
+    pub auth_throttles: crate::throttle::AuthThrottles,
     pub hub: Arc<Hub>,
     /// Where sends, acks and syncs go: the bus, or this process's inbox writers.
     pub delivery: crate::delivery::Delivery,

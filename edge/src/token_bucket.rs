@@ -33,9 +33,16 @@ impl TokenBucket {
 
     /// Takes a token if there is one; else how long until there is.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
+        self.check(now)?;
+        self.tokens -= 1.0;
+        Ok(())
+    }
+
+    /// Whether a token is there now (nothing is taken); else how long
+    /// until there is.
+    pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
         self.refill(now);
         if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
             Ok(())
         } else {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))

@@ -355,19 +355,23 @@ fn quic_refused(e: &anyhow::Error) -> bool {
     })
 }
 
-/// The refusal of a WebSocket upgrade: `status`, a `Retry-After`, and the
-/// JSON error of every refusal with `code`.
-async fn assert_ws_refused(server: &TestServer, status: u16, code: &str) {
-    let refused = ws_upgrade(server).await;
-    assert_eq!(refused.status().as_u16(), status);
-    let retry_after: u64 = refused.headers()["retry-after"]
+/// A refusal to come back later: `status`, a `Retry-After` of at least a
+/// second, and the JSON error of every refusal with `code`.
+async fn assert_refused(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    let retry_after: u64 = response.headers()["retry-after"]
         .to_str()
         .unwrap()
         .parse()
         .unwrap();
     assert!(retry_after >= 1);
-    let body: serde_json::Value = refused.json().await.unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], code, "{body}");
+}
+
+/// The refusal of a WebSocket upgrade.
+async fn assert_ws_refused(server: &TestServer, status: u16, code: &str) {
+    assert_refused(ws_upgrade(server).await, status, code).await;
 }
 
 /// Past `--max-sessions` new sessions are refused at the door on every
@@ -478,4 +482,62 @@ async fn half_open_handshakes_are_bounded() {
     sync_all(&mut ws, 0).await;
     half_open.abort();
     forwarded.abort();
+}
+
+/// `POST path` with a username and password, as a client sends it.
+async fn credentials(
+    server: &TestServer,
+    path: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", server.addr.http))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 429 `too_many_attempts`.
+async fn assert_throttled(response: reqwest::Response) {
+    assert_refused(response, 429, "too_many_attempts").await;
+}
+
+/// Guessing passwords: past its allowance of failed logins an account is
+/// answered 429 with Retry-After before any password is checked (even the
+/// right one, until the allowance refills), while other accounts log in;
+/// an address past its own allowance is held back whatever the account;
+/// registrations per address likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_throttled_per_account_and_per_address() {
+    let server = TestServer::start_with(&[
+        "--login-failures-per-account",
+        "3",
+        "--login-failures-per-address",
+        "5",
+        "--registrations-per-address",
+        "4",
+    ]);
+    server.alice_bob_carol().await;
+    for _ in 0..3 {
+        let wrong = credentials(&server, "/v1/login", "alice", "guess-guess").await;
+        assert_eq!(wrong.status().as_u16(), 401);
+    }
+    assert_throttled(credentials(&server, "/v1/login", "alice", "password-123").await).await;
+    let bob = credentials(&server, "/v1/login", "bob", "password-123").await;
+    assert_eq!(
+        bob.status().as_u16(),
+        200,
+        "another account is not held back"
+    );
+    for _ in 0..2 {
+        let wrong = credentials(&server, "/v1/login", "nobody", "guess-guess").await;
+        assert_eq!(wrong.status().as_u16(), 401);
+    }
+    // Five failures from this address in all: its logins wait.
+    assert_throttled(credentials(&server, "/v1/login", "carol", "password-123").await).await;
+    let dave = credentials(&server, "/v1/register", "dave", "password-123").await;
+    assert_eq!(dave.status().as_u16(), 201);
+    assert_throttled(credentials(&server, "/v1/register", "erin", "password-123").await).await;
 }

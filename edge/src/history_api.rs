@@ -80,7 +80,17 @@ pub async fn messages(
         ));
     }
     match conversation(&me, &chatid).map_err(|_| not_found(&chatid))? {
-        Conversation::Chat { .. } => {}
+        // A chat with someone who does not exist is no conversation.
+        Conversation::Chat { other } => {
+            let exists = edge
+                .directory
+                .exists(other)
+                .await
+                .map_err(ApiError::internal)?;
+            if !exists {
+                return Err(not_found(&chatid));
+            }
+        }
         Conversation::Group => {
             let group = edge
                 .directory

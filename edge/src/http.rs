@@ -272,7 +272,26 @@ pub fn router(edge: Arc<Edge>) -> Router {
                 .put(file_api::upload)
                 .layer(DefaultBodyLimit::max(max_file)),
         )
+        .layer(axum::middleware::map_response(json_payload_too_large))
         .with_state(edge)
+}
+
+/// Bodies over a route's limit are refused by axum's extractor with a
+/// plain-text 413; every other refusal is the JSON error, so is this one.
+async fn json_payload_too_large(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if response.status() != StatusCode::PAYLOAD_TOO_LARGE || is_json {
+        return response;
+    }
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is over this endpoint's limit",
+    )
+    .into_response()
 }
 
 async fn cert_hash(State(edge): State<Arc<Edge>>) -> impl IntoResponse {

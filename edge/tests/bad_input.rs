@@ -312,6 +312,16 @@ async fn rest_refuses_bad_requests_with_codes() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
+    // A body over the limit: 413 with the JSON error, like every refusal.
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/v1/login"))
+        .body(vec![b' '; 100 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large", "{body}");
 
     // Refresh rotation: reusing a used refresh token revokes the family.
     let first = rest::login(base, "alice", "password-123").await.unwrap();

@@ -570,6 +570,17 @@ async fn history_over_rest_pages_the_same_and_keeps_others_out() {
             "{path}"
         );
     }
+    // A chat of hers with a user who does not exist: no conversation.
+    let (status, answer) = get(
+        &base,
+        &c.access_token,
+        "/v1/conversations/carol:nobody-here/messages".to_string(),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
     for query in ["limit=0", "limit=101", "limit=x", "before_seq=-1"] {
         let (status, _) = get(
             &base,

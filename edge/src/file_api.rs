@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::{authenticated_user, parse, ApiError};
+use crate::http::{account_exists, authenticated_user, parse, ApiError};
 use crate::session::{conversation, Conversation};
 use crate::signed_url::{DownloadGrant, UploadGrant, UrlError};
 use crate::state::Edge;
@@ -119,12 +119,7 @@ async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiErro
         .map_err(|(_, why)| ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why))?;
     match kind {
         Conversation::Chat { other } => {
-            let exists = edge
-                .directory
-                .exists(other)
-                .await
-                .map_err(ApiError::internal)?;
-            if !exists {
+            if !account_exists(edge, other).await? {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_user",

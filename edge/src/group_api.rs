@@ -20,7 +20,7 @@ use samvad_store::group_rules::{Change, Event, GroupError, Right};
 use samvad_store::groups::{Group, Member, Role};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{authenticated_user, parse, ApiError};
+use crate::http::{account_exists, authenticated_user, parse, ApiError};
 use crate::session::valid_username;
 use crate::state::Edge;
 
@@ -46,12 +46,7 @@ struct GroupSummary {
 
 /// 400 `unknown_user` unless `user` names an account.
 async fn require_user(edge: &Edge, user: &str) -> Result<(), ApiError> {
-    let exists = valid_username(user)
-        && edge
-            .directory
-            .exists(user)
-            .await
-            .map_err(ApiError::internal)?;
+    let exists = valid_username(user) && account_exists(edge, user).await?;
     if exists {
         Ok(())
     } else {

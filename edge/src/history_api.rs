@@ -21,7 +21,7 @@ use samvad_proto::v1::{server_frame, ServerFrame};
 use samvad_store::inbox::{history_owner, HISTORY_PAGE_MAX};
 use serde::Deserialize;
 
-use crate::http::{authenticated_user, ApiError};
+use crate::http::{account_exists, authenticated_user, ApiError};
 use crate::hub::SessionHandle;
 use crate::outbox::{Outbox, Taken};
 use crate::session::{conversation, Conversation};
@@ -82,12 +82,7 @@ pub async fn messages(
     match conversation(&me, &chatid).map_err(|_| not_found(&chatid))? {
         // A chat with someone who does not exist is no conversation.
         Conversation::Chat { other } => {
-            let exists = edge
-                .directory
-                .exists(other)
-                .await
-                .map_err(ApiError::internal)?;
-            if !exists {
+            if !account_exists(&edge, other).await? {
                 return Err(not_found(&chatid));
             }
         }

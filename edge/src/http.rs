@@ -129,6 +129,14 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))
 }
 
+/// Whether `user` has an account (500 when the directory cannot tell).
+pub(crate) async fn account_exists(edge: &Edge, user: &str) -> Result<bool, ApiError> {
+    edge.directory
+        .exists(user)
+        .await
+        .map_err(ApiError::internal)
+}
+
 /// The user of the access token in `Authorization: Bearer <token>`; 401
 /// otherwise. Nothing else (no cookie, no user header) names a user.
 pub(crate) fn authenticated_user(edge: &Edge, headers: &HeaderMap) -> Result<String, ApiError> {

@@ -251,6 +251,7 @@ async fn json_text_mode_speaks_the_seed_envelope() {
     assert_eq!(alice.recv_text(T).await.unwrap()["accepted"]["id"], "j1");
     let env = bob.recv_text(T).await.unwrap();
     assert_eq!(env["id"], "j1");
+    assert_eq!(env["_v"], 2.0);
     assert_eq!(env["head"]["from"], "alice");
     assert_eq!(env["head"]["contentType"], "text");
     assert_eq!(env["body"]["text"], "hi from json");
@@ -270,10 +271,9 @@ async fn json_text_mode_speaks_the_seed_envelope() {
         .send_text(r#"{"id":"j2","head":{"to":"bob","from":"mallory"}}"#)
         .await
         .unwrap();
-    assert_eq!(
-        alice.recv_text(T).await.unwrap()["error"]["code"],
-        "sender_mismatch"
-    );
+    let refused = alice.recv_text(T).await.unwrap();
+    assert_eq!(refused["error"]["code"], "sender_mismatch");
+    assert_eq!(refused["error"]["ref"], "j2");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,10 @@ pub enum JsonError {
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct EnvelopeJson {
+    /// The format's version, `2.0` in every envelope the server writes;
+    /// a client may leave it out.
+    #[serde(rename = "_v", default = "version_2")]
+    pub version: f64,
     #[serde(default)]
     pub id: String,
     #[serde(default)]
@@ -90,6 +94,13 @@ pub struct AttachmentJson {
     pub sha256: String,
 }
 
+/// The JSON v2 format's `_v`.
+pub const VERSION: f64 = 2.0;
+
+fn version_2() -> f64 {
+    VERSION
+}
+
 fn is_zero_u64(v: &u64) -> bool {
     *v == 0
 }
@@ -147,6 +158,12 @@ impl TryFrom<EnvelopeJson> for v1::Envelope {
     type Error = JsonError;
 
     fn try_from(j: EnvelopeJson) -> Result<Self, JsonError> {
+        if j.version != VERSION {
+            return Err(JsonError::UnknownValue {
+                field: "_v",
+                value: j.version.to_string(),
+            });
+        }
         // An absent type or action means the seed's defaults: a chat message.
         let kind = match j.head.kind.as_str() {
             "" => HeadType::Chat,
@@ -202,6 +219,7 @@ impl From<&v1::Envelope> for EnvelopeJson {
         let body = e.body.clone().unwrap_or_default();
         let (kind, action) = (head.r#type(), head.action());
         EnvelopeJson {
+            version: VERSION,
             id: e.id.clone(),
             head: HeadJson {
                 kind: name_of(&HEAD_TYPES, kind).to_string(),
@@ -413,7 +431,7 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
 mod tests {
     use super::*;
 
-    const SEED: &str = r#"{"id":"m-1","head":{"type":"chat","to":"bob","from":"alice","chatid":"alice:bob","contentType":"text","action":"message"},"meta":{"hash":"h","content_hash":"ch","generate_ts":1700000000000},"body":{"text":"hi","ts":1700000000001}}"#;
+    const SEED: &str = r#"{"_v":2.0,"id":"m-1","head":{"type":"chat","to":"bob","from":"alice","chatid":"alice:bob","contentType":"text","action":"message"},"meta":{"hash":"h","content_hash":"ch","generate_ts":1700000000000},"body":{"text":"hi","ts":1700000000001}}"#;
 
     #[test]
     fn seed_envelope_round_trips() {
@@ -433,6 +451,17 @@ mod tests {
         let a: Value = serde_json::from_str(&out).unwrap();
         let b: Value = serde_json::from_str(SEED).unwrap();
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn the_version_may_be_left_out_but_not_be_another() {
+        let without = SEED.replace(r#""_v":2.0,"#, "");
+        assert!(parse_client_text(&without).is_ok());
+        let other = SEED.replace(r#""_v":2.0"#, r#""_v":3.0"#);
+        assert!(matches!(
+            parse_client_text(&other),
+            Err(JsonError::UnknownValue { field: "_v", .. })
+        ));
     }
 
     #[test]

@@ -25,6 +25,10 @@ use crate::throttle::{self, Throttle};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Limits {
     pub max_sessions: Option<usize>,
+    /// WebSocket sessions at most: each holds a file descriptor, and past
+    /// the process's limit `accept` fails and connections wait in the
+    /// backlog unanswered. See [`websockets_for_files`].
+    pub max_websockets: Option<usize>,
     pub max_handshakes: Option<usize>,
     /// New connections a minute per source address (all of them may come
     /// at once).
@@ -36,6 +40,8 @@ pub struct Limits {
 pub enum Refusal {
     #[error("the edge holds its most sessions ({0})")]
     SessionsFull(usize),
+    #[error("the edge holds its most WebSocket sessions ({0}: its open files limit)")]
+    WebSocketsFull(usize),
     #[error("too many handshakes in progress ({0})")]
     HandshakesFull(usize),
     #[error("too many new connections from this address; retry in {0:?}")]
@@ -46,7 +52,9 @@ impl Refusal {
     /// When the client may try again.
     pub fn retry_after(self) -> Duration {
         match self {
-            Refusal::SessionsFull(_) | Refusal::HandshakesFull(_) => Duration::from_secs(1),
+            Refusal::SessionsFull(_) | Refusal::WebSocketsFull(_) | Refusal::HandshakesFull(_) => {
+                Duration::from_secs(1)
+            }
             Refusal::AddressRate(wait) => wait,
         }
     }
@@ -55,6 +63,7 @@ impl Refusal {
     pub fn label(self) -> &'static str {
         match self {
             Refusal::SessionsFull(_) => "sessions_full",
+            Refusal::WebSocketsFull(_) => "websockets_full",
             Refusal::HandshakesFull(_) => "handshakes_full",
             Refusal::AddressRate(_) => "address_rate",
         }
@@ -64,6 +73,7 @@ impl Refusal {
 pub struct Admission {
     limits: Limits,
     sessions: Arc<AtomicUsize>,
+    websockets: Arc<AtomicUsize>,
     handshakes: Arc<AtomicUsize>,
     addresses: Option<Throttle<IpAddr>>,
 }
@@ -83,6 +93,7 @@ impl Admission {
         Admission {
             limits,
             sessions: Arc::default(),
+            websockets: Arc::default(),
             handshakes: Arc::default(),
             addresses: limits
                 .connects_per_minute
@@ -118,6 +129,48 @@ impl Admission {
         take(&self.sessions, self.limits.max_sessions)
             .ok_or(Refusal::SessionsFull(self.limits.max_sessions.unwrap_or(0)))
     }
+
+    /// A place for a WebSocket session: a session place and one of the
+    /// WebSocket places.
+    pub fn websocket(&self) -> Result<(Place, Place), Refusal> {
+        let websocket = take(&self.websockets, self.limits.max_websockets).ok_or(
+            Refusal::WebSocketsFull(self.limits.max_websockets.unwrap_or(0)),
+        )?;
+        Ok((self.session()?, websocket))
+    }
+}
+
+/// WebSocket sessions that fit in `files` open file descriptors: all but a
+/// reserve for the store's files, the listeners and the short HTTP
+/// connections that are answered and closed (an eighth, 64 to 1000).
+pub fn websockets_for_files(files: u64) -> usize {
+    let reserve = (files / 8).clamp(64, 1000);
+    files.saturating_sub(reserve) as usize
+}
+
+/// Raises the soft limit of open files to the hard one (what a server
+/// should run with), and returns it; `None` if it cannot be read.
+pub fn raise_open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    (limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
 
 fn take(count: &Arc<AtomicUsize>, max: Option<usize>) -> Option<Place> {
@@ -186,6 +239,35 @@ mod tests {
             "another address is not held back"
         );
         assert!(admission.connection(A, t + Duration::from_secs(30)).is_ok());
+    }
+
+    #[test]
+    fn websockets_have_their_own_limit_within_the_sessions() {
+        let admission = Admission::new(Limits {
+            max_sessions: Some(3),
+            max_websockets: Some(1),
+            ..Limits::default()
+        });
+        let ws = admission.websocket().unwrap();
+        assert_eq!(
+            admission.websocket().unwrap_err(),
+            Refusal::WebSocketsFull(1)
+        );
+        let _quic = admission.session().unwrap();
+        let _quic2 = admission.session().unwrap();
+        drop(ws);
+        let _quic3 = admission.session().unwrap();
+        assert_eq!(admission.websocket().unwrap_err(), Refusal::SessionsFull(3));
+        assert_eq!(admission.sessions(), 3);
+        assert_eq!(admission.websockets.load(Ordering::Acquire), 0, "given back");
+    }
+
+    #[test]
+    fn the_files_reserve_is_an_eighth_within_bounds() {
+        assert_eq!(websockets_for_files(20_000), 19_000);
+        assert_eq!(websockets_for_files(1024), 896);
+        assert_eq!(websockets_for_files(256), 192);
+        assert_eq!(websockets_for_files(10), 0);
     }
 
     #[test]

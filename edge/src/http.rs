@@ -522,16 +522,16 @@ async fn websocket(
         Some(ip) => edge.admission.connection(ip, std::time::Instant::now()),
         None => Ok(()),
     }
-    .and_then(|()| edge.admission.session());
+    .and_then(|()| edge.admission.websocket());
     let place = match admitted {
         Ok(place) => place,
         Err(refusal) => {
             edge.metrics.refused(refusal);
             let status = match refusal {
                 Refusal::AddressRate(_) => StatusCode::TOO_MANY_REQUESTS,
-                Refusal::SessionsFull(_) | Refusal::HandshakesFull(_) => {
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
+                Refusal::SessionsFull(_)
+                | Refusal::WebSocketsFull(_)
+                | Refusal::HandshakesFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             };
             return ApiError::new(status, refusal.label(), refusal.to_string())
                 .retry_after(refusal.retry_after())

@@ -113,6 +113,7 @@ pub async fn start(
         session_queue: args.session_queue,
         admission: Admission::new(Limits {
             max_sessions: (args.max_sessions > 0).then_some(args.max_sessions),
+            max_websockets: max_websockets(),
             max_handshakes: (args.max_handshakes > 0).then_some(args.max_handshakes),
             connects_per_minute: (args.connects_per_minute > 0).then_some(args.connects_per_minute),
         }),
@@ -232,6 +233,15 @@ pub async fn wait(roles: &mut JoinSet<anyhow::Result<()>>) -> anyhow::Result<()>
 }
 
 const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+/// WebSocket sessions this process can hold with its open files limit
+/// (raised to the hard limit first).
+fn max_websockets() -> Option<usize> {
+    let files = crate::admission::raise_open_files_limit()?;
+    let websockets = crate::admission::websockets_for_files(files);
+    tracing::info!(files, websockets, "open files limit");
+    Some(websockets)
+}
 
 /// Connections waiting to be accepted, per listener. A reconnect storm is
 /// thousands of SYNs at once: past the backlog they are dropped and wait

@@ -551,3 +551,40 @@ async fn password_guessing_is_throttled_per_account_and_per_address() {
     assert_eq!(dave.status().as_u16(), 201);
     assert_throttled(credentials(&server, "/v1/register", "erin", "password-123").await).await;
 }
+
+/// At the open files limit: WebSocket sessions (a file each) are refused
+/// with 503 `websockets_full` while a reserve of descriptors is kept, so
+/// the process never fails to accept; QUIC sessions (sharing one socket)
+/// and REST go on, and a WebSocket place that frees is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_the_open_files_limit_websockets_are_refused_and_the_rest_goes_on() {
+    // 256 files: 192 WebSocket sessions, 64 kept for everything else.
+    let server = TestServer::start_with_open_files(256, &[]);
+    let (alice, bob, _) = server.alice_bob_carol().await;
+    let mut held = Vec::new();
+    for _ in 0..192 {
+        held.push(server.connect(TransportKind::Ws, &alice).await);
+    }
+    assert_ws_refused(&server, 503, "websockets_full").await;
+    let mut b = server.connect(TransportKind::Quic, &bob).await;
+    sync_all(&mut b, 0).await;
+    assert!(
+        server.user("dave").await.access_token.len() > 10,
+        "REST answers"
+    );
+    let mut a = held.pop().unwrap();
+    sync_all(&mut a, 0).await;
+    send_chat(&mut a, "m1", "alice", "bob", "at the limit").await;
+    next_of(&mut a, "accepted").await;
+    assert_eq!(next_user_message(&mut b).await.id, "m1");
+    // One WebSocket leaves; its place is taken again once it has ended.
+    held.pop().unwrap().close().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while ws_upgrade(&server).await.status().as_u16() == 503 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the freed place was not taken"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -63,9 +63,40 @@ impl TestServer {
 
     /// Starts a server on `dir` (a restart when `dir` holds a database).
     pub fn start_in(dir: &Path, extra: &[&str]) -> Self {
+        Self::start_limited(dir, extra, None)
+    }
+
+    /// A server that may open at most `files` files (soft and hard limit).
+    pub fn start_with_open_files(files: u64, extra: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Self::start_limited(tmp.path(), extra, Some(files));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    fn start_limited(dir: &Path, extra: &[&str], files: Option<u64>) -> Self {
         let ready = dir.join("ready.json");
         let _ = std::fs::remove_file(&ready);
-        let child = Command::new(env!("CARGO_BIN_EXE_samvad"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_samvad"));
+        if let Some(files) = files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec only setrlimit is called, which
+            // is async-signal-safe and touches no memory of the parent.
+            unsafe {
+                command.pre_exec(move || {
+                    let limit = libc::rlimit {
+                        rlim_cur: files,
+                        rlim_max: files,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let child = command
             .arg("serve")
             .arg("--data-dir")
             .arg(dir)

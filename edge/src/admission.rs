@@ -259,7 +259,11 @@ mod tests {
         let _quic3 = admission.session().unwrap();
         assert_eq!(admission.websocket().unwrap_err(), Refusal::SessionsFull(3));
         assert_eq!(admission.sessions(), 3);
-        assert_eq!(admission.websockets.load(Ordering::Acquire), 0, "given back");
+        assert_eq!(
+            admission.websockets.load(Ordering::Acquire),
+            0,
+            "given back"
+        );
     }
 
     #[test]

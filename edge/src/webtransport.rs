@@ -34,6 +34,9 @@ use wtransport_proto::settings::Settings;
 use wtransport_proto::stream_header::{StreamHeader, StreamKind};
 use wtransport_proto::varint::VarInt;
 
+/// How long a refusal waits for the client to have read it.
+const ANSWER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most bytes read while waiting for one handshake frame or header.
 const MAX_HANDSHAKE_READ: usize = 16 * 1024;
 
@@ -267,7 +270,11 @@ async fn answer_connect(
         .expect("a Vec grows");
     send.write_all(&out).await?;
     if !found {
-        let _ = send.finish();
+        // The connection closes when this returns: first let the client
+        // have the answer (or give up on it after a moment).
+        if send.finish().is_ok() {
+            let _ = tokio::time::timeout(ANSWER_GRACE, send.stopped()).await;
+        }
         return Err(WtError::NotFound(request.path().to_string()));
     }
     Ok(())

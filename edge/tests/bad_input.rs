@@ -588,3 +588,32 @@ async fn at_the_open_files_limit_websockets_are_refused_and_the_rest_goes_on() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// A WebTransport session asked for at another path than `/wt` is refused
+/// with 404 (the HTTP/3 handshake itself succeeds), and the endpoint goes
+/// on serving `/wt`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webtransport_at_another_path_is_not_found() {
+    let server = TestServer::start();
+    let alice = server.user("alice").await;
+    let config = wtransport::ClientConfig::builder()
+        .with_bind_default()
+        .with_server_certificate_hashes([wtransport::tls::Sha256Digest::new(
+            server.addr.cert_sha256,
+        )])
+        .build();
+    let endpoint = wtransport::Endpoint::client(config).unwrap();
+    let refused = endpoint
+        .connect(format!("https://{}/elsewhere", server.addr.quic))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(wtransport::error::ConnectingError::SessionRejected)
+        ),
+        "{:?}",
+        refused.err()
+    );
+    let mut c = server.connect(TransportKind::Wt, &alice).await;
+    sync_all(&mut c, 0).await;
+}

@@ -165,10 +165,8 @@ pub async fn accept(conn: &quinn::Connection, path: &str) -> Result<Session, WtE
     let mut connect: Option<(quinn::SendStream, quinn::RecvStream, SessionId)> = None;
     let mut session: Option<(quinn::SendStream, quinn::RecvStream, BytesMut)> = None;
     loop {
-        if peer_settings && session.is_some() && connect.is_some() {
-            if let (Some((send, recv, read_ahead)), Some((connect_send, connect_recv, id))) =
-                (session.take(), connect.take())
-            {
+        match (peer_settings, session.take(), connect.take()) {
+            (true, Some((send, recv, read_ahead)), Some((connect_send, connect_recv, id))) => {
                 return Ok(Session {
                     send,
                     recv,
@@ -184,6 +182,10 @@ pub async fn accept(conn: &quinn::Connection, path: &str) -> Result<Session, WtE
                         _classifying: peer_uni,
                     },
                 });
+            }
+            (_, not_yet_session, not_yet_connect) => {
+                session = not_yet_session;
+                connect = not_yet_connect;
             }
         }
         tokio::select! {
@@ -204,15 +206,7 @@ pub async fn accept(conn: &quinn::Connection, path: &str) -> Result<Session, WtE
                     }
                     Some((_, _, id)) => {
                         let mut buf = BytesMut::new();
-                        let opened = read_until(&mut recv, &mut buf, |r| {
-                            match Frame::read_from_buffer(r) {
-                                Ok(Some(f)) if matches!(f.kind(), FrameKind::WebTransport) => Ok(Some(f.session_id())),
-                                Ok(Some(_)) => Err(WtError::Protocol(H3Code::FrameUnexpected)),
-                                Ok(None) => Ok(None),
-                                Err(_) => Err(WtError::Protocol(H3Code::Frame)),
-                            }
-                        })
-                        .await?;
+                        let opened = read_until(&mut recv, &mut buf, session_stream_header).await?;
                         if opened != Some(*id) {
                             return Err(WtError::Protocol(H3Code::Id));
                         }
@@ -245,15 +239,7 @@ async fn answer_connect(
     path: &str,
 ) -> Result<(), WtError> {
     let mut buf = BytesMut::new();
-    let headers = read_until(recv, &mut buf, |r| match Frame::read_from_buffer(r) {
-        Ok(Some(f)) if matches!(f.kind(), FrameKind::Headers) => {
-            Headers::with_frame(&f).map(Some).map_err(WtError::Protocol)
-        }
-        Ok(Some(_)) => Err(WtError::Protocol(H3Code::FrameUnexpected)),
-        Ok(None) => Ok(None),
-        Err(_) => Err(WtError::Protocol(H3Code::Frame)),
-    })
-    .await?;
+    let headers = read_until(recv, &mut buf, connect_request).await?;
     let request =
         SessionRequest::try_from(headers).map_err(|_| WtError::Protocol(H3Code::Message))?;
     let found = request.path() == path;
@@ -293,15 +279,7 @@ async fn classify_uni(
     .await?;
     match header.kind() {
         StreamKind::Control => {
-            read_until(&mut recv, &mut buf, |r| match Frame::read_from_buffer(r) {
-                Ok(Some(f)) if matches!(f.kind(), FrameKind::Settings) => Settings::with_frame(&f)
-                    .map(Some)
-                    .map_err(WtError::Protocol),
-                Ok(Some(_)) => Err(WtError::Protocol(H3Code::MissingSettings)),
-                Ok(None) => Ok(None),
-                Err(_) => Err(WtError::Protocol(H3Code::Frame)),
-            })
-            .await?;
+            read_until(&mut recv, &mut buf, peer_settings).await?;
             Ok(Some((header.kind(), recv)))
         }
         StreamKind::QPackEncoder | StreamKind::QPackDecoder => Ok(Some((header.kind(), recv))),
@@ -313,6 +291,54 @@ async fn classify_uni(
             Ok(None)
         }
     }
+}
+
+/// The first frame in `r`, if it is all there: what `take` makes of it
+/// when `is_expected` holds for its kind, else `unexpected`; bytes that are
+/// no frame are a frame error.
+fn first_frame<T>(
+    r: &mut BufferReader,
+    is_expected: fn(&FrameKind) -> bool,
+    unexpected: H3Code,
+    take: impl FnOnce(&Frame) -> Result<T, H3Code>,
+) -> Result<Option<T>, WtError> {
+    match Frame::read_from_buffer(r) {
+        Ok(Some(f)) if is_expected(&f.kind()) => take(&f).map(Some).map_err(WtError::Protocol),
+        Ok(Some(_)) => Err(WtError::Protocol(unexpected)),
+        Ok(None) => Ok(None),
+        Err(_) => Err(WtError::Protocol(H3Code::Frame)),
+    }
+}
+
+/// The request on a CONNECT stream: a HEADERS frame first.
+fn connect_request(r: &mut BufferReader) -> Result<Option<Headers>, WtError> {
+    first_frame(
+        r,
+        |k| matches!(k, FrameKind::Headers),
+        H3Code::FrameUnexpected,
+        Headers::with_frame,
+    )
+}
+
+/// The session a WebTransport stream belongs to: `WEBTRANSPORT_STREAM`
+/// and the session's id first.
+fn session_stream_header(r: &mut BufferReader) -> Result<Option<Option<SessionId>>, WtError> {
+    first_frame(
+        r,
+        |k| matches!(k, FrameKind::WebTransport),
+        H3Code::FrameUnexpected,
+        |f| Ok(f.session_id()),
+    )
+}
+
+/// The client's SETTINGS: the first frame of its control stream.
+fn peer_settings(r: &mut BufferReader) -> Result<Option<Settings>, WtError> {
+    first_frame(
+        r,
+        |k| matches!(k, FrameKind::Settings),
+        H3Code::MissingSettings,
+        Settings::with_frame,
+    )
 }
 
 /// Reads `recv` into `buf` until `parse` finds what it looks for at the
@@ -367,6 +393,51 @@ mod tests {
             .get(wtransport_proto::settings::SettingId::H3Datagram)
             .is_some());
         assert_eq!(reader.offset(), preface.len());
+    }
+
+    fn bytes_of(frame: Frame) -> Vec<u8> {
+        let mut out = Vec::new();
+        frame.write(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn handshake_frames_out_of_place_are_protocol_errors() {
+        let settings = bytes_of(settings().generate_frame());
+        let headers = bytes_of(SessionResponse::ok().headers().generate_frame());
+        let parse = |f: fn(&mut BufferReader) -> Result<Option<()>, WtError>, b: &[u8]| {
+            f(&mut BufferReader::new(b))
+        };
+        let code = |r: Result<Option<()>, WtError>| match r {
+            Err(WtError::Protocol(c)) => c.to_code(),
+            other => panic!("not a protocol error: {other:?}"),
+        };
+        let connect = |r: &mut BufferReader| connect_request(r).map(|o| o.map(drop));
+        let stream = |r: &mut BufferReader| session_stream_header(r).map(|o| o.map(drop));
+        let control = |r: &mut BufferReader| peer_settings(r).map(|o| o.map(drop));
+        // The right frame in the right place parses; half of one waits.
+        assert!(matches!(parse(connect, &headers), Ok(Some(()))));
+        assert!(matches!(parse(control, &settings), Ok(Some(()))));
+        assert!(matches!(parse(connect, &headers[..2]), Ok(None)));
+        // Another frame where one is expected.
+        assert_eq!(
+            code(parse(connect, &settings)),
+            H3Code::FrameUnexpected.to_code()
+        );
+        assert_eq!(
+            code(parse(stream, &headers)),
+            H3Code::FrameUnexpected.to_code()
+        );
+        assert_eq!(
+            code(parse(control, &headers)),
+            H3Code::MissingSettings.to_code()
+        );
+        // A HEADERS frame whose QPACK block is garbage.
+        let garbage = bytes_of(Frame::new_headers(std::borrow::Cow::Borrowed(&[0xff; 8])));
+        assert!(matches!(
+            parse(connect, &garbage),
+            Err(WtError::Protocol(_))
+        ));
     }
 
     #[test]

@@ -340,6 +340,14 @@ async fn rest_refuses_bad_requests_with_codes() {
     );
 }
 
+/// Alice's session sends to Bob's, which receives it: refusals at the door
+/// left the sessions inside unharmed.
+async fn still_chatting(a: &mut Client, b: &mut Client) {
+    send_chat(a, "m1", "alice", "bob", "still here").await;
+    next_of(a, "accepted").await;
+    assert_eq!(next_user_message(b).await.id, "m1");
+}
+
 /// A WebSocket upgrade request, answered without upgrading when refused.
 async fn ws_upgrade(server: &TestServer) -> reqwest::Response {
     reqwest::Client::new()
@@ -403,9 +411,7 @@ async fn sessions_past_the_limit_are_refused_and_the_others_unharmed() {
     let wt = Client::connect(TransportKind::Wt, &server.addr, &carol.access_token).await;
     assert!(wt.is_err(), "a WebTransport session past the limit");
 
-    send_chat(&mut a, "m1", "alice", "bob", "still here").await;
-    next_of(&mut a, "accepted").await;
-    assert_eq!(next_user_message(&mut b).await.id, "m1");
+    still_chatting(&mut a, &mut b).await;
 
     // Bob leaves; his place is taken again once his session has ended.
     b.close().await;
@@ -437,9 +443,7 @@ async fn an_address_that_connects_too_often_is_held_back() {
     assert!(server.user("dave").await.access_token.len() > 10);
     sync_all(&mut a, 0).await;
     sync_all(&mut b, 0).await;
-    send_chat(&mut a, "m1", "alice", "bob", "still here").await;
-    next_of(&mut a, "accepted").await;
-    assert_eq!(next_user_message(&mut b).await.id, "m1");
+    still_chatting(&mut a, &mut b).await;
 }
 
 /// `--max-handshakes`: a client that starts a QUIC handshake and never
@@ -574,9 +578,7 @@ async fn at_the_open_files_limit_websockets_are_refused_and_the_rest_goes_on() {
     );
     let mut a = held.pop().unwrap();
     sync_all(&mut a, 0).await;
-    send_chat(&mut a, "m1", "alice", "bob", "at the limit").await;
-    next_of(&mut a, "accepted").await;
-    assert_eq!(next_user_message(&mut b).await.id, "m1");
+    still_chatting(&mut a, &mut b).await;
     // One WebSocket leaves; its place is taken again once it has ended.
     held.pop().unwrap().close().await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

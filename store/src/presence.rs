@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use samvad_bus::BoxFuture;
@@ -17,6 +18,15 @@ pub struct SessionRoute {
 }
 
 pub type PresenceMap = HashMap<String, Vec<SessionRoute>>;
+
+/// Why presence could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer within {0:?}")]
+    TimedOut(Duration),
+}
 
 /// Presence as the inbox rules read it while they apply a batch: the live
 /// sessions of one user, `None` if it has none.
@@ -47,7 +57,7 @@ pub trait Presence: Send + Sync + 'static {
         &'a self,
         user: &'a str,
         route: SessionRoute,
-    ) -> BoxFuture<'a, Result<(), crate::redis_presence::PresenceError>>;
+    ) -> BoxFuture<'a, Result<(), PresenceError>>;
     /// The session ended.
     fn unregister<'a>(&'a self, user: &'a str, session: &'a str) -> BoxFuture<'a, ()>;
     /// The live sessions of each of `users`.
@@ -65,7 +75,7 @@ impl Presence for MemoryPresence {
         &'a self,
         user: &'a str,
         route: SessionRoute,
-    ) -> BoxFuture<'a, Result<(), crate::redis_presence::PresenceError>> {
+    ) -> BoxFuture<'a, Result<(), PresenceError>> {
         Box::pin(async move {
             let mut users = self.users.write();
             let sessions = users.entry(user.to_string()).or_default();

@@ -18,7 +18,7 @@ use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 
 use crate::inbox::now_ms;
-use crate::presence::{Presence, PresenceMap, SessionRoute};
+use crate::presence::{Presence, PresenceError, PresenceMap, SessionRoute};
 
 /// How long a lookup waits for Redis to answer before it gives up.
 pub const LOOKUP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
@@ -29,14 +29,6 @@ pub struct RedisPresence {
     ttl: Duration,
     /// The sessions this process registered, refreshed by the heartbeat.
     mine: Mutex<HashMap<Arc<str>, (String, SessionRoute)>>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum PresenceError {
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
-    #[error("redis did not answer within {0:?}")]
-    TimedOut(Duration),
 }
 
 /// How long a write may wait for Redis (reconnecting included): a session

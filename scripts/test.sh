@@ -36,9 +36,15 @@ fi
 # npm: on PATH, or the copy that ships with the machine's Node.js.
 if command -v npm >/dev/null 2>&1; then NPM=(npm); else NPM=(node /usr/lib/node_modules/npm/bin/npm-cli.js); fi
 
-(cd web && "${NPM[@]}" ci --no-audit --no-fund && "${NPM[@]}" run build)
-git diff --exit-code web/dist || { echo "web/dist is stale: commit the output of 'npm run build' in web/"; exit 1; }
+# The web app and its SDK: the protocol layer generated from the .proto
+# (buf + protoc-gen-es), type-checked, bundled by Vite into web/dist, which
+# the server embeds. Both outputs are committed and must match the sources.
+(cd web && "${NPM[@]}" ci --no-audit --no-fund && "${NPM[@]}" run gen && "${NPM[@]}" run build)
+git diff --exit-code web/sdk/gen web/dist || {
+  echo "web/sdk/gen or web/dist is stale: run 'npm run gen && npm run build' in web/ and commit"; exit 1; }
 
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
-(cd web && SAMVAD_BIN="$PWD/../target/debug/samvad" node --test tests/)
+# The SDK against the Rust side's vectors and a real server, then the app
+# in Chromium (screenshots in web/test-results/).
+(cd web && SAMVAD_BIN="$PWD/../target/debug/samvad" node --experimental-websocket --test tests/)

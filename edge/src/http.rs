@@ -32,9 +32,12 @@ use crate::transport::WsTransport;
 use crate::user_api;
 use std::time::Instant;
 
-const INDEX_HTML: &str = include_str!("../../web/index.html");
+// The web app, built by `npm run build` in web/ (committed; scripts/test.sh
+// checks that it matches the sources).
+const INDEX_HTML: &str = include_str!("../../web/dist/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
-const PROTO_JS: &str = include_str!("../../web/dist/proto.js");
+const APP_CSS: &str = include_str!("../../web/dist/app.css");
+const SERVICE_WORKER_JS: &str = include_str!("../../web/dist/sw.js");
 /// The REST API's description; `edge/tests/openapi.rs` checks the server
 /// against it.
 pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
@@ -210,8 +213,21 @@ pub fn router(edge: Arc<Edge>) -> Router {
             }),
         )
         .route(
-            "/proto.js",
-            get(|| async { ([(header::CONTENT_TYPE, "text/javascript")], PROTO_JS) }),
+            "/app.css",
+            get(|| async { ([(header::CONTENT_TYPE, "text/css")], APP_CSS) }),
+        )
+        .route(
+            "/sw.js",
+            get(|| async {
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/javascript"),
+                        // A new build reaches open tabs at their next load.
+                        (header::CACHE_CONTROL, "no-cache"),
+                    ],
+                    SERVICE_WORKER_JS,
+                )
+            }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(

@@ -71,6 +71,10 @@ pub enum Event {
     Invited {
         by: String,
         user: String,
+        /// The group's name: the invitee is not a member yet and may not
+        /// read the group, yet has to see what it is invited to.
+        #[serde(default)]
+        name: String,
     },
     Joined {
         user: String,
@@ -260,6 +264,7 @@ impl Group {
                 Ok(Event::Invited {
                     by: actor.into(),
                     user,
+                    name: self.name.clone(),
                 })
             }
             Change::Accept => {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -56,6 +56,52 @@ async fn require_user(edge: &Edge, user: &str) -> Result<(), ApiError> {
             format!("no user {user:?}"),
         ))
     }
+}
+
+/// Most channels one listing returns.
+pub const MAX_CHANNELS_LISTED: usize = 100;
+
+#[derive(Deserialize)]
+pub struct ChannelQuery {
+    #[serde(default)]
+    q: String,
+    #[serde(default = "default_channel_limit")]
+    limit: usize,
+}
+
+fn default_channel_limit() -> usize {
+    50
+}
+
+/// `GET /v1/channels?q=…`: the public directory of channels whose name
+/// contains `q` (any case; empty: all), by name, so that anyone can find
+/// one to subscribe to.
+pub async fn channels(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    query: Result<Query<ChannelQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authenticated_user(&edge, &headers)?;
+    let Query(query) =
+        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let q = query.q.trim();
+    if q.chars().count() > MAX_NAME_LEN {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("q has at most {MAX_NAME_LEN} characters"),
+        ));
+    }
+    let found = edge
+        .directory
+        .channels(q, query.limit.clamp(1, MAX_CHANNELS_LISTED))
+        .await
+        .map_err(ApiError::internal)?;
+    let channels: Vec<GroupSummary> = found
+        .into_iter()
+        .map(|(id, name)| GroupSummary { id, name })
+        .collect();
+    Ok(Json(serde_json::json!({ "channels": channels })))
 }
 
 /// `POST /v1/groups`: the caller becomes the creator; every member named

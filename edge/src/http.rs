@@ -256,6 +256,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
                 .patch(group_api::rename)
                 .delete(group_api::delete),
         )
+        .route("/v1/channels", get(group_api::channels))
         .route("/v1/groups/{id}/invites", post(group_api::invite))
         .route("/v1/groups/{id}/subscribe", post(group_api::subscribe))
         .route("/v1/groups/{id}/unsubscribe", post(group_api::unsubscribe))

@@ -75,6 +75,13 @@ pub trait Directory: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Deletes the group if it is still at `group.version`.
     fn delete_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Channels (anyone may subscribe) whose name contains `query`, any
+    /// case, as (id, name) by name; at most `limit`.
+    fn channels<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
 }
 
 /// fjall-backed directory. Writes fsync, so they run on the blocking pool.
@@ -197,6 +204,15 @@ impl Directory for LocalDirectory {
         let (groups, group) = (self.groups.clone(), group.clone());
         Box::pin(blocking(move || groups.delete(&group)))
     }
+
+    fn channels<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        let (groups, query) = (self.groups.clone(), query.to_owned());
+        Box::pin(blocking(move || groups.channels(&query, limit)))
+    }
 }
 
 /// How long Redis keeps refresh tokens and revoked families: past the
@@ -311,6 +327,32 @@ impl RedisDirectory {
 
     fn member_groups_key(&self, user: &str) -> String {
         format!("{}member-groups:{user}", self.prefix)
+    }
+
+    /// Hash of channel id → name, kept beside the group records (written
+    /// after each change of a channel, so the next change repairs a write
+    /// a crash lost between the two).
+    fn channels_key(&self) -> String {
+        format!("{}channels", self.prefix)
+    }
+
+    async fn index_channel(&self, id: &str, name: Option<&str>) -> Result<(), StoreError> {
+        let cmd = match name {
+            Some(name) => {
+                let mut c = redis::cmd("HSET");
+                c.arg(self.channels_key()).arg(id).arg(name);
+                c
+            }
+            None => {
+                let mut c = redis::cmd("HDEL");
+                c.arg(self.channels_key()).arg(id);
+                c
+            }
+        };
+        cmd.query_async::<i64>(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// Runs the replace script: `new` = `None` deletes.
@@ -594,6 +636,9 @@ impl Directory for RedisDirectory {
                 .invoke_async(&mut self.redis.clone())
                 .await
                 .map_err(unavailable)?;
+            if created == 1 && group.channel {
+                self.index_channel(&group.id, Some(&group.name)).await?;
+            }
             Ok(created == 1)
         })
     }
@@ -629,10 +674,42 @@ impl Directory for RedisDirectory {
         old: &'a Group,
         new: &'a Group,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.swap_group(old, Some(new)))
+        Box::pin(async move {
+            let swapped = self.swap_group(old, Some(new)).await?;
+            if swapped && new.channel {
+                self.index_channel(&new.id, Some(&new.name)).await?;
+            }
+            Ok(swapped)
+        })
     }
 
     fn delete_group<'a>(&'a self, group: &'a Group) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(self.swap_group(group, None))
+        Box::pin(async move {
+            let deleted = self.swap_group(group, None).await?;
+            if deleted && group.channel {
+                self.index_channel(&group.id, None).await?;
+            }
+            Ok(deleted)
+        })
+    }
+
+    fn channels<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(async move {
+            let all: Vec<(String, String)> = redis::cmd("HGETALL")
+                .arg(self.channels_key())
+                .query_async(&mut self.redis.clone())
+                .await
+                .map_err(unavailable)?;
+            let needle = query.to_lowercase();
+            let found = all
+                .into_iter()
+                .filter(|(_, name)| name.to_lowercase().contains(&needle))
+                .collect();
+            Ok(crate::groups::ranked_channels(found, limit))
+        })
     }
 }

@@ -83,6 +83,48 @@ async fn group_changes_are_compare_and_set_and_keep_the_index() {
 }
 
 #[tokio::test]
+async fn channels_are_listed_by_name_and_follow_renames_and_deletion() {
+    let redis = Redis::start();
+    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let mut news = group();
+    news.id = "c1".into();
+    news.name = "World News".into();
+    news.channel = true;
+    let mut sport = news.clone();
+    sport.id = "c2".into();
+    sport.name = "sport".into();
+    for g in [&news, &sport, &group()] {
+        assert!(dir.create_group(g.clone()).await.unwrap());
+    }
+    let names = |list: Vec<(String, String)>| list.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
+    assert_eq!(
+        names(dir.channels("", 10).await.unwrap()),
+        ["sport", "World News"]
+    );
+    assert_eq!(
+        names(dir.channels("news", 10).await.unwrap()),
+        ["World News"]
+    );
+    let mut renamed = news.clone();
+    renamed
+        .apply(
+            "ann",
+            Change::Rename {
+                name: "Local News".into(),
+            },
+            2,
+        )
+        .unwrap();
+    assert!(dir.replace_group(&news, &renamed).await.unwrap());
+    assert_eq!(
+        names(dir.channels("NEWS", 10).await.unwrap()),
+        ["Local News"]
+    );
+    assert!(dir.delete_group(&renamed).await.unwrap());
+    assert_eq!(names(dir.channels("", 10).await.unwrap()), ["sport"]);
+}
+
+#[tokio::test]
 async fn users_are_found_by_similar_names() {
     let redis = Redis::start();
     let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();

@@ -3,6 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { Call, type Group, type Participant, type SamvadClient } from "../sdk/index.js";
 import { useChanges } from "./hooks.js";
+import { Icon } from "./Icon.js";
 
 let current: Call | undefined;
 /** The page's call, for the browser tests (frames decoded per publisher). */
@@ -72,7 +73,7 @@ function Tile(props: { name: string; stream?: MediaStream; muted: boolean; speak
     <figure class={`tile ${props.speaking ? "speaking" : ""}`}>
       {props.stream ? <video ref={video} autoplay playsInline muted /> : <div class="no-video">{props.name.slice(0, 2)}</div>}
       <figcaption>
-        {props.name} {props.muted && <span aria-label="muted">🔇</span>}
+        {props.name} {props.muted && <span class="muted-mark" aria-label="muted"><Icon name="micOff" size={14} /></span>}
         {props.speaking && <span class="visually-hidden">speaking</span>}
       </figcaption>
     </figure>

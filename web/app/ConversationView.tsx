@@ -14,6 +14,7 @@ import {
 import { Avatar } from "./Avatar.js";
 import { CallView } from "./CallView.js";
 import { GroupPanel } from "./GroupPanel.js";
+import { Icon } from "./Icon.js";
 import { formatSize, formatTime } from "./hooks.js";
 
 export function ConversationView(props: { client: SamvadClient; chatid: string; onClose: () => void }) {
@@ -34,7 +35,13 @@ export function ConversationView(props: { client: SamvadClient; chatid: string; 
   // The group as the server has it now: after every group event too.
   const refreshGroup = () => {
     if (c.kind === "chat" || c.invitedBy) return;
-    client.api.group(chatid).then(setGroup).catch(() => setGroup(undefined));
+    client.api
+      .group(chatid)
+      .then((g) => {
+        setGroup(g);
+        if ((g.channel ? "channel" : "group") !== c.kind || g.name !== c.title) client.addGroup(g.id, g.name, g.channel);
+      })
+      .catch(() => setGroup(undefined));
   };
   useEffect(refreshGroup, [chatid, c.lastTs, c.invitedBy]);
 
@@ -116,14 +123,14 @@ export function ConversationView(props: { client: SamvadClient; chatid: string; 
   return (
     <section class="conversation-view" aria-label={`Conversation ${c.title}`}>
       <header class="conv-header">
-        <button class="icon back" aria-label="Back to conversations" onClick={props.onClose}>←</button>
+        <button class="icon back" aria-label="Back to conversations" onClick={props.onClose}><Icon name="back" /></button>
         <Avatar client={client} user={c.kind === "chat" ? (c.peer ?? c.title) : c.title} group={c.kind !== "chat"} />
         <div class="conv-header-text">
           <h2>{c.kind === "channel" ? "# " : ""}{group?.name ?? c.title}</h2>
           <span class={`muted ${typing?.length ? "typing" : ""}`} aria-live="polite">{peerLine}</span>
         </div>
         {c.kind === "group" && group && (
-          <button onClick={() => setInCall(!inCall)} aria-pressed={inCall}>{inCall ? "Hide call" : "📹 Call"}</button>
+          <button onClick={() => setInCall(!inCall)} aria-pressed={inCall}>{inCall ? "Hide call" : <><Icon name="video" /> Call</>}</button>
         )}
         {c.kind !== "chat" && group && (
           <button onClick={() => setPanel(!panel)} aria-expanded={panel}>Members</button>
@@ -194,7 +201,13 @@ function InviteBanner(props: { client: SamvadClient; chatid: string; by: string;
 }
 
 const TICK_LABEL = { queued: "waiting to send", sent: "sent", delivered: "delivered", read: "read", failed: "not sent" };
-const TICK = { queued: "🕓", sent: "✓", delivered: "✓✓", read: "✓✓", failed: "⚠" };
+const TICK = {
+  queued: <Icon name="clock" size={12} />,
+  sent: "✓",
+  delivered: "✓✓",
+  read: "✓✓",
+  failed: <Icon name="alert" size={12} />,
+};
 
 function MessageRow(props: { m: Message; me: string; client: SamvadClient; showAuthor: boolean; mayDelete: boolean }) {
   const { m, me, client } = props;
@@ -225,7 +238,7 @@ function MessageRow(props: { m: Message; me: string; client: SamvadClient; showA
           )}
         </span>
         {!m.deleted && (
-          <button class="icon more" aria-label="Message actions" aria-expanded={menu} onClick={() => setMenu(!menu)}>⋯</button>
+          <button class="icon more" aria-label="Message actions" aria-expanded={menu} onClick={() => setMenu(!menu)}><Icon name="more" size={16} /></button>
         )}
         {menu && (
           <div class="menu" role="menu">
@@ -272,7 +285,7 @@ function AttachmentView(props: { client: SamvadClient; a: AttachmentInfo }) {
     <div class="attachment">
       {image && src && <img class="preview" src={src} alt={a.name} />}
       <button class="file" onClick={download} aria-label={`Download ${a.name}`}>
-        📎 {a.name} <span class="muted">{formatSize(a.size)}</span>
+        <Icon name="clip" size={14} /> {a.name} <span class="muted">{formatSize(a.size)}</span>
       </button>
     </div>
   );
@@ -306,7 +319,7 @@ function Composer(props: { client: SamvadClient; chatid: string; onFiles: (f: Fi
   return (
     <form class="composer" onSubmit={(e) => { e.preventDefault(); send(); }}>
       <label class="button icon" aria-label="Attach files" title="Attach files">
-        📎
+        <Icon name="clip" />
         <input type="file" multiple class="visually-hidden" aria-label="Attach files"
           onChange={(e) => { const f = e.currentTarget.files; if (f?.length) props.onFiles(f); e.currentTarget.value = ""; }} />
       </label>

@@ -97,8 +97,11 @@ export function GroupPanel(props: { client: SamvadClient; group: Group; onChange
         </>
       )}
       {error && <p class="error" role="alert">{error}</p>}
-      <button class="danger" onClick={() => void client.api.removeMember(group.id, me).then(props.onLeft, (e) => setError(String(e)))}>
-        Leave {group.channel ? "channel" : "group"}
+      <button class="danger"
+        onClick={() =>
+          void (group.channel && mine?.role !== "creator" ? client.api.unsubscribe(group.id) : client.api.removeMember(group.id, me))
+            .then(props.onLeft, (e) => setError(e instanceof ApiError ? e.message : String(e)))}>
+        {group.channel && mine?.role !== "creator" ? "Unsubscribe" : `Leave ${group.channel ? "channel" : "group"}`}
       </button>
       {editing && (
         <RightsDialog member={editing} onClose={() => setEditing(undefined)}

@@ -4,9 +4,11 @@
 import { useEffect, useState } from "preact/hooks";
 import type { Conversation, SamvadClient } from "../sdk/index.js";
 import { Avatar } from "./Avatar.js";
+import { Icon } from "./Icon.js";
 import { formatTime } from "./hooks.js";
 import { NewGroupDialog } from "./NewGroupDialog.js";
 import { ProfileDialog } from "./ProfileDialog.js";
+import { ChannelsDialog } from "./ChannelsDialog.js";
 
 const STATE_LABEL = {
   "signed-out": "signed out",
@@ -21,7 +23,7 @@ export function Sidebar(props: { client: SamvadClient; open?: string; onOpen: (c
   const s = client.state;
   const [q, setQ] = useState("");
   const [found, setFound] = useState<string[]>([]);
-  const [dialog, setDialog] = useState<"group" | "profile" | undefined>();
+  const [dialog, setDialog] = useState<"group" | "profile" | "channels" | undefined>();
 
   useEffect(() => {
     const term = q.trim();
@@ -55,8 +57,11 @@ export function Sidebar(props: { client: SamvadClient; open?: string; onOpen: (c
             </span>
           </span>
         </button>
-        <button onClick={() => setDialog("group")} aria-label="New group">＋ Group</button>
       </header>
+      <div class="actions">
+        <button onClick={() => setDialog("group")} aria-label="New group"><Icon name="plus" /> New group</button>
+        <button onClick={() => setDialog("channels")} aria-label="Browse channels"># Channels</button>
+      </div>
       <div class="search">
         <input type="search" placeholder="Search people" aria-label="Search people" value={q}
           onInput={(e) => setQ(e.currentTarget.value)} />
@@ -82,6 +87,10 @@ export function Sidebar(props: { client: SamvadClient; open?: string; onOpen: (c
       {dialog === "group" && (
         <NewGroupDialog client={client} onClose={() => setDialog(undefined)}
           onCreated={(id) => { setDialog(undefined); props.onOpen(id); }} />
+      )}
+      {dialog === "channels" && (
+        <ChannelsDialog client={client} onClose={() => setDialog(undefined)}
+          onOpen={(id) => { setDialog(undefined); props.onOpen(id); }} />
       )}
       {dialog === "profile" && <ProfileDialog client={client} onClose={() => setDialog(undefined)} />}
     </aside>

@@ -123,6 +123,14 @@ export class Api {
   async groups(): Promise<{ id: string; name: string }[]> {
     return (await this.call<{ groups: { id: string; name: string }[] }>("GET", "/v1/groups")).groups;
   }
+  /** The public directory of channels whose name contains `q`. */
+  async channels(q = ""): Promise<{ id: string; name: string }[]> {
+    const r = await this.call<{ channels: { id: string; name: string }[] }>(
+      "GET",
+      `/v1/channels?q=${encodeURIComponent(q)}`,
+    );
+    return r.channels;
+  }
   group(id: string) {
     return this.call<Group>("GET", `/v1/groups/${encodeURIComponent(id)}`);
   }

@@ -21,6 +21,7 @@ import {
   chatId,
   type Conversation,
   type ConversationKind,
+  describeGroupEvent,
   GROUP_EVENT_TYPE,
   type GroupEvent,
   type Message,
@@ -642,10 +643,10 @@ export class SamvadClient {
     c.lastTs = m.ts;
     c.lastFrom = m.from;
     c.lastText = m.system
-      ? "group update"
+      ? describeGroupEvent(m.system)
       : m.deleted
         ? "message deleted"
-        : m.text || (m.attachments[0] ? `📎 ${m.attachments[0].name}` : "");
+        : m.text || (m.attachments[0] ? `${m.attachments[0].contentType.startsWith("image/") ? "Photo" : "File"}: ${m.attachments[0].name}` : "");
     if (m.from === this.session?.user) c.readTs = Math.max(c.readTs, m.ts);
     this.stage({ conversations: [c] });
   }
@@ -674,6 +675,7 @@ export class SamvadClient {
   addGroup(id: string, name: string, channel: boolean, invitedBy?: string): Conversation {
     const c = this.ensureConversation(id, channel ? "channel" : "group", id);
     c.title = name;
+    c.kind = channel ? "channel" : "group";
     if (invitedBy !== undefined) c.invitedBy = invitedBy || undefined;
     this.stage({ conversations: [c] });
     this.changed();

@@ -46,6 +46,16 @@ test("two people chat; ticks go sent, delivered, read when the other opens the c
   await bob.locator(".conv-header .typing", { hasText: "alice is typing" }).waitFor();
   await shot(alice, "03-chat-alice");
   await shot(bob, "04-chat-bob");
+
+  // Delete for everyone: Bob takes his back; Alice sees it go.
+  await msg(bob, "and back over websocket").getByRole("button", { name: "Message actions" }).click();
+  await bob.getByRole("menuitem", { name: "Delete for everyone" }).click();
+  await alice.locator(".msg.deleted", { hasText: "This message was deleted." }).waitFor();
+  // Delete for me: gone from Alice's view only.
+  await msg(alice, "hello over webtransport").getByRole("button", { name: "Message actions" }).click();
+  await alice.getByRole("menuitem", { name: "Delete for me" }).click();
+  await msg(alice, "hello over webtransport").waitFor({ state: "detached" });
+  await msg(bob, "hello over webtransport").waitFor();
   await alice.context().close();
   await bob.context().close();
 });
@@ -176,7 +186,7 @@ test("a call: two pages and a native participant; mute for everyone is refused w
 
   for (const page of [ann, bob]) {
     await openConversation(page, "Standup");
-    await page.getByRole("button", { name: "📹 Call" }).click();
+    await page.getByRole("button", { name: "Call", exact: true }).click();
   }
   // The native participant (str0m) receives Ann's camera through the SFU.
   const { stdout } = await promisify(execFile)(loadBin, ["--server", server.base, "--transport", "quic", "media-probe",
@@ -199,14 +209,42 @@ test("a call: two pages and a native participant; mute for everyone is refused w
   await bob.context().close();
 });
 
+test("a channel: found in the directory, subscribed, read-only for subscribers, unsubscribed", async () => {
+  const owner = await server.rest("POST", "/v1/register", { username: "chown", password: "password-123" });
+  const channel = await server.rest("POST", "/v1/groups", { name: "Release notes", members: [], channel: true }, owner.access_token);
+  const kim = await person(browser, server, "chkim", "wt");
+  await kim.getByRole("button", { name: "Browse channels" }).click();
+  await kim.getByLabel("Find a channel").fill("release");
+  await shot(kim, "14-channel-directory");
+  await kim.getByRole("button", { name: "Subscribe to Release notes" }).click();
+  await kim.locator(".conv-header h2", { hasText: "Release notes" }).waitFor();
+  await kim.locator(".readonly", { hasText: "Only admins post in this channel." }).waitFor();
+  assert.equal(await kim.getByLabel("Message", { exact: true }).count(), 0);
+
+  // The owner posts (over the native client's REST-less path: a page of his own).
+  const own = await person(browser, server, "chown", "ws", { register: false });
+  await openConversation(own, "Release notes");
+  await say(own, "v2 is out");
+  await msg(kim, "v2 is out").waitFor();
+  await shot(kim, "15-channel-subscriber");
+
+  await kim.getByRole("button", { name: "Members" }).click();
+  await kim.getByRole("button", { name: "Unsubscribe" }).click();
+  await kim.getByRole("list", { name: "Conversation list" }).getByRole("button", { name: /Release notes/ }).waitFor({ state: "detached" });
+  const g = await server.rest("GET", `/v1/groups/${channel.id}`, undefined, owner.access_token);
+  assert.ok(!g.members.some((m) => m.user === "chkim"));
+  await kim.context().close();
+  await own.context().close();
+});
+
 test("on a phone-sized screen one pane shows at a time", async () => {
   const pia = await person(browser, server, "ppia", "ws", { viewport: { width: 390, height: 760 } });
   await openChatWith(pia, "alice");
   await say(pia, "from my phone");
   assert.equal(await pia.locator(".sidebar").isVisible(), false);
-  await shot(pia, "14-phone-conversation");
+  await shot(pia, "16-phone-conversation");
   await pia.getByRole("button", { name: "Back to conversations" }).click();
   await pia.getByRole("list", { name: "Conversation list" }).waitFor();
-  await shot(pia, "15-phone-list");
+  await shot(pia, "17-phone-list");
   await pia.context().close();
 });

@@ -36,7 +36,7 @@ function hue(s: string): number {
 
 export function Avatar(props: { client: SamvadClient; user: string; group?: boolean; size?: number }) {
   const [src, setSrc] = useState<string | undefined>();
-  const [, setVersion] = useState(0);
+  const [version, setVersion] = useState(0);
   useEffect(() => {
     let live = true;
     if (!props.group) void picture(props.client, props.user).then((u) => live && setSrc(u));
@@ -46,7 +46,7 @@ export function Avatar(props: { client: SamvadClient; user: string; group?: bool
       live = false;
       window.removeEventListener("samvad-avatar", refresh);
     };
-  }, [props.user, props.group]);
+  }, [props.user, props.group, version]);
   const size = props.size ?? 36;
   return src ? (
     <img class="avatar" src={src} alt="" width={size} height={size} />

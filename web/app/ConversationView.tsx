@@ -6,6 +6,7 @@ import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import {
   ApiError,
   type AttachmentInfo,
+  type ConversationKind,
   describeGroupEvent,
   type Group,
   type Message,
@@ -149,7 +150,7 @@ export function ConversationView(props: { client: SamvadClient; chatid: string; 
           <div class="messages" ref={list} onScroll={onScroll} role="log" aria-label="Messages">
             {c.historyDone ? <p class="muted start">This is the start of the conversation.</p> : <p class="muted start">…</p>}
             {messages.map((m, i) => (
-              <MessageRow key={m.key} m={m} me={me} client={client} showAuthor={c.kind !== "chat" && messages[i - 1]?.from !== m.from}
+              <MessageRow key={m.key} m={m} me={me} client={client} kind={c.kind} showAuthor={c.kind !== "chat" && messages[i - 1]?.from !== m.from}
                 mayDelete={m.from === me || !!mayDeleteOthers} />
             ))}
           </div>
@@ -209,11 +210,18 @@ const TICK = {
   failed: <Icon name="alert" size={12} />,
 };
 
-function MessageRow(props: { m: Message; me: string; client: SamvadClient; showAuthor: boolean; mayDelete: boolean }) {
+function MessageRow(props: {
+  m: Message;
+  me: string;
+  client: SamvadClient;
+  kind: ConversationKind;
+  showAuthor: boolean;
+  mayDelete: boolean;
+}) {
   const { m, me, client } = props;
   const [menu, setMenu] = useState(false);
   if (m.system) {
-    return <div class="system" data-event={m.system.event}>{describeGroupEvent(m.system)}</div>;
+    return <div class="system" data-event={m.system.event}>{describeGroupEvent(m.system, props.kind)}</div>;
   }
   const mine = m.from === me;
   const status = m.status ?? "sent";

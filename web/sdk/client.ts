@@ -643,7 +643,7 @@ export class SamvadClient {
     c.lastTs = m.ts;
     c.lastFrom = m.from;
     c.lastText = m.system
-      ? describeGroupEvent(m.system)
+      ? describeGroupEvent(m.system, c.kind)
       : m.deleted
         ? "message deleted"
         : m.text || (m.attachments[0] ? `${m.attachments[0].contentType.startsWith("image/") ? "Photo" : "File"}: ${m.attachments[0].name}` : "");

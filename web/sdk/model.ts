@@ -82,12 +82,13 @@ export function chatId(a: string, b: string): string {
 }
 
 /** One line for a group event, as a person reads it. */
-export function describeGroupEvent(e: GroupEvent): string {
+export function describeGroupEvent(e: GroupEvent, kind: ConversationKind = "group"): string {
+  const what = kind === "channel" ? "channel" : "group";
   switch (e.event) {
     case "created":
-      return `${e.by} created the group “${e.name}”`;
+      return `${e.by} created the ${what} “${e.name}”`;
     case "renamed":
-      return `${e.by} renamed the group to “${e.name}”`;
+      return `${e.by} renamed the ${what} to “${e.name}”`;
     case "invited":
       return `${e.by} invited ${e.user}`;
     case "joined":
@@ -105,8 +106,8 @@ export function describeGroupEvent(e: GroupEvent): string {
       return `${e.by} made ${e.user} ${e.role === "admin" ? "an admin" : "a member"}${rights}`;
     }
     case "deleted":
-      return `${e.by} deleted the group`;
+      return `${e.by} deleted the ${what}`;
     default:
-      return `group: ${e.event}`;
+      return `${what}: ${e.event}`;
   }
 }

@@ -237,14 +237,61 @@ test("a channel: found in the directory, subscribed, read-only for subscribers, 
   await own.context().close();
 });
 
+test("profile: display name and picture; log out and in again; a push shows a notification", async () => {
+  const lia = await person(browser, server, "plia", "wt");
+  await lia.context().grantPermissions(["notifications"], { origin: server.base });
+  await lia.getByRole("button", { name: "My profile" }).click();
+  await lia.getByLabel("Display name").fill("Lia Park");
+  await lia.getByRole("button", { name: "Save" }).click();
+  await lia.getByRole("status").filter({ hasText: "Saved." }).waitFor();
+  const png = Buffer.from(await pngFrom(lia));
+  await lia.locator(".dialog input[type=file]").setInputFiles({ name: "me.png", mimeType: "image/png", buffer: png });
+  await lia.getByRole("status").filter({ hasText: "Picture updated." }).waitFor();
+  await lia.locator(".me img.avatar").waitFor();
+  await shot(lia, "18-profile");
+  const me = await server.rest("GET", "/v1/users/plia", undefined,
+    (await server.rest("POST", "/v1/login", { username: "plia", password: "password-123" })).access_token);
+  assert.equal(me.display_name, "Lia Park");
+  assert.ok(me.avatar);
+
+  // The service worker turns the server's push payload into a notification.
+  await lia.evaluate(() => navigator.serviceWorker.ready);
+  const cdp = await lia.context().newCDPSession(lia);
+  const registrations = new Promise((resolve) => cdp.on("ServiceWorker.workerRegistrationUpdated", resolve));
+  await cdp.send("ServiceWorker.enable");
+  const { registrations: [reg] } = await registrations;
+  await cdp.send("ServiceWorker.deliverPushMessage", {
+    origin: server.base, registrationId: reg.registrationId,
+    data: JSON.stringify({ user: "plia", seq: 3, chatid: "alice:plia", from: "alice", id: "m1", server_ts: Date.now(),
+      content_type: "text", preview: "are you there?" }),
+  });
+  await lia.waitForFunction(async () => {
+    const r = await navigator.serviceWorker.ready;
+    return (await r.getNotifications()).some((n) => n.title === "Message from alice" && n.body === "are you there?");
+  });
+
+  await lia.getByRole("button", { name: "Log out" }).click();
+  await lia.getByRole("heading", { name: "Samvad" }).waitFor();
+  assert.equal(await lia.evaluate(() => window.samvad.state.conversations.length), 0);
+  await lia.getByLabel("User name").fill("plia");
+  await lia.getByLabel("Password").fill("wrong-password");
+  await lia.locator("form.card button[type=submit]").click();
+  await lia.getByRole("alert").filter({ hasText: "Wrong user name or password." }).waitFor();
+  await shot(lia, "19-login-refused");
+  await lia.getByLabel("Password").fill("password-123");
+  await lia.locator("form.card button[type=submit]").click();
+  await live(lia);
+  await lia.context().close();
+});
+
 test("on a phone-sized screen one pane shows at a time", async () => {
   const pia = await person(browser, server, "ppia", "ws", { viewport: { width: 390, height: 760 } });
   await openChatWith(pia, "alice");
   await say(pia, "from my phone");
   assert.equal(await pia.locator(".sidebar").isVisible(), false);
-  await shot(pia, "16-phone-conversation");
+  await shot(pia, "20-phone-conversation");
   await pia.getByRole("button", { name: "Back to conversations" }).click();
   await pia.getByRole("list", { name: "Conversation list" }).waitFor();
-  await shot(pia, "17-phone-list");
+  await shot(pia, "21-phone-list");
   await pia.context().close();
 });

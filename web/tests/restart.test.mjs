@@ -25,7 +25,7 @@ test("the server restarts and the app reconnects with nothing lost", async () =>
   await rio.locator("#status[data-connection=offline], #status[data-connection=connecting]").waitFor();
   await say(rio, "written while the server was down");
   await rio.locator(".offline", { hasText: "1 message waiting to be sent" }).waitFor();
-  await shot(rio, "18-offline");
+  await shot(rio, "22-offline");
 
   await server.spawn();
   await live(rio, 40000);
@@ -41,5 +41,5 @@ test("the server restarts and the app reconnects with nothing lost", async () =>
       if (n !== 1) throw new Error(`${text}: shown ${n} times`);
     }
   }
-  await shot(rio, "19-reconnected");
+  await shot(rio, "23-reconnected");
 });

@@ -110,6 +110,13 @@ test("a client sends, receives receipts, and a restarted client syncs only what 
   const refused = ann.send(bad.chatid, "to no one");
   await until(ann, () => ann.messagesOf(bad.chatid).find((m) => m.id === refused.id)?.status === "failed", "refusal");
   assert.equal(ann.messagesOf(bad.chatid).find((m) => m.id === refused.id).error, "UNKNOWN_RECIPIENT");
+
+  // A refreshed token works and the one it replaced does not come back.
+  const before = ann.api.token;
+  await new Promise((r) => setTimeout(r, 1100)); // a JWT's iat counts seconds
+  await ann.refreshToken();
+  assert.notEqual(ann.api.token, before);
+  assert.equal((await ann.api.me()).user, "sdkann");
   ann.stop();
   bob2.stop();
 });

@@ -569,3 +569,130 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
         bob.close().await;
     }
 }
+
+/// A stream of sends over a bad network: both clients behind a relay with
+/// 5 % loss and 50 ms (+ up to 10 ms, so reordered) each way for QUIC and
+/// WebTransport, 50 ms each way for WebSocket (TCP: loss above the kernel
+/// is delay). Every message is acknowledged, delivered once, gap-free and in
+/// send order, and its sender gets the DELIVERED receipts.
+async fn chat_over_a_bad_network(kind: TransportKind, seed: u64) {
+    use common::lossy::{Conditions, DelayedTcpPath, LossyUdpPath};
+    use std::sync::atomic::Ordering;
+    const N: usize = 150;
+    let server = TestServer::start();
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let conditions = Conditions {
+        loss: 0.05,
+        delay: std::time::Duration::from_millis(50),
+        jitter: std::time::Duration::from_millis(10),
+        seed,
+    };
+    let mut paths = Vec::new();
+    let mut tcp_paths = Vec::new();
+    let mut clients = Vec::new();
+    for (i, tokens) in [&a, &b].into_iter().enumerate() {
+        let mut addr = server.addr.clone();
+        if kind == TransportKind::Ws {
+            let upstream = server
+                .addr
+                .http
+                .trim_start_matches("http://")
+                .parse()
+                .unwrap();
+            let path = DelayedTcpPath::start(upstream, conditions.delay).await;
+            addr.http = format!("http://{}", path.addr);
+            tcp_paths.push(path);
+        } else {
+            let path = LossyUdpPath::start(
+                server.addr.quic,
+                Conditions {
+                    seed: seed + i as u64,
+                    ..conditions
+                },
+            )
+            .await;
+            addr.quic = path.addr;
+            paths.push(path);
+        }
+        let (client, _) = samvad_load::client::Client::connect(kind, &addr, &tokens.access_token)
+            .await
+            .unwrap();
+        clients.push(client);
+    }
+    let mut bob = clients.pop().unwrap();
+    let mut alice = clients.pop().unwrap();
+    sync_all(&mut bob, 0).await;
+    sync_all(&mut alice, 0).await;
+
+    for i in 0..N {
+        send_chat(
+            &mut alice,
+            &format!("m{i:04}"),
+            "alice",
+            "bob",
+            "through the storm",
+        )
+        .await;
+        if i % 10 == 9 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let mut received = Vec::new();
+    let mut accepted = Vec::new();
+    let mut delivered_receipts = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while received.len() < N || accepted.len() < N || delivered_receipts.len() < N {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled: {} received, {} accepted, {} receipts",
+            received.len(),
+            accepted.len(),
+            delivered_receipts.len()
+        );
+        tokio::select! {
+            f = bob.recv_timeout(T) => {
+                if let Some(server_frame::Kind::Deliver(d)) = f.unwrap().kind {
+                    let env = d.envelope.unwrap();
+                    bob.send(client_frame::Kind::Ack(Ack { seq: env.seq })).await.unwrap();
+                    received.push((env.seq, env.id, String::new()));
+                }
+            }
+            f = alice.recv_timeout(T) => match f.unwrap().kind {
+                Some(server_frame::Kind::Accepted(acc)) => accepted.push(acc.id),
+                Some(server_frame::Kind::Receipt(r)) => {
+                    assert_eq!(r.state(), DeliveryState::Delivered);
+                    let ids = if r.message_ids.is_empty() { vec![r.message_id] } else { r.message_ids };
+                    for id in ids {
+                        assert!(delivered_receipts.insert(id), "a receipt twice");
+                    }
+                }
+                _ => {}
+            },
+        }
+    }
+    assert_gap_free_in_send_order(&received);
+    let sent: Vec<String> = (0..N).map(|i| format!("m{i:04}")).collect();
+    assert_eq!(accepted, sent, "accepted once each, in send order");
+    if kind != TransportKind::Ws {
+        let dropped: u64 = paths
+            .iter()
+            .map(|p| p.counts.dropped.load(Ordering::Relaxed))
+            .sum();
+        assert!(dropped > 0, "the path dropped nothing: not a lossy test");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_a_lossy_network_quic() {
+    chat_over_a_bad_network(TransportKind::Quic, 17).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_a_lossy_network_webtransport() {
+    chat_over_a_bad_network(TransportKind::Wt, 29).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_over_a_slow_network_websocket() {
+    chat_over_a_bad_network(TransportKind::Ws, 41).await;
+}

@@ -10,6 +10,7 @@ use samvad_load::rest;
 use samvad_proto::v1::{client_frame, server_frame, ServerFrame};
 
 pub mod cluster;
+pub mod lossy;
 pub mod push_service;
 
 pub const T: Duration = Duration::from_secs(10);

@@ -570,14 +570,53 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
     }
 }
 
+/// A client of `tokens` behind a bad path to `server`: a lossy UDP relay
+/// for QUIC and WebTransport, a delaying TCP relay for WebSocket. The path
+/// lives as long as the returned guard.
+async fn connect_behind(
+    kind: TransportKind,
+    server: &TestServer,
+    tokens: &samvad_load::rest::Tokens,
+    conditions: common::lossy::Conditions,
+) -> (samvad_load::client::Client, Box<dyn std::any::Any + Send>) {
+    use common::lossy::{DelayedTcpPath, LossyUdpPath};
+    let mut addr = server.addr.clone();
+    let guard: Box<dyn std::any::Any + Send> = if kind == TransportKind::Ws {
+        let upstream = server
+            .addr
+            .http
+            .trim_start_matches("http://")
+            .parse()
+            .unwrap();
+        let path = DelayedTcpPath::start(upstream, conditions.delay).await;
+        addr.http = format!("http://{}", path.addr);
+        Box::new(path)
+    } else {
+        let path = LossyUdpPath::start(server.addr.quic, conditions).await;
+        addr.quic = path.addr;
+        Box::new(path)
+    };
+    let (client, _) = samvad_load::client::Client::connect(kind, &addr, &tokens.access_token)
+        .await
+        .unwrap();
+    (client, guard)
+}
+
+fn dropped_on(guard: &dyn std::any::Any) -> u64 {
+    guard
+        .downcast_ref::<common::lossy::LossyUdpPath>()
+        .map_or(0, |p| {
+            p.counts.dropped.load(std::sync::atomic::Ordering::Relaxed)
+        })
+}
+
 /// A stream of sends over a bad network: both clients behind a relay with
 /// 5 % loss and 50 ms (+ up to 10 ms, so reordered) each way for QUIC and
 /// WebTransport, 50 ms each way for WebSocket (TCP: loss above the kernel
 /// is delay). Every message is acknowledged, delivered once, gap-free and in
 /// send order, and its sender gets the DELIVERED receipts.
 async fn chat_over_a_bad_network(kind: TransportKind, seed: u64) {
-    use common::lossy::{Conditions, DelayedTcpPath, LossyUdpPath};
-    use std::sync::atomic::Ordering;
+    use common::lossy::Conditions;
     const N: usize = 150;
     let server = TestServer::start();
     let (a, b) = (server.user("alice").await, server.user("bob").await);
@@ -587,40 +626,17 @@ async fn chat_over_a_bad_network(kind: TransportKind, seed: u64) {
         jitter: std::time::Duration::from_millis(10),
         seed,
     };
-    let mut paths = Vec::new();
-    let mut tcp_paths = Vec::new();
-    let mut clients = Vec::new();
-    for (i, tokens) in [&a, &b].into_iter().enumerate() {
-        let mut addr = server.addr.clone();
-        if kind == TransportKind::Ws {
-            let upstream = server
-                .addr
-                .http
-                .trim_start_matches("http://")
-                .parse()
-                .unwrap();
-            let path = DelayedTcpPath::start(upstream, conditions.delay).await;
-            addr.http = format!("http://{}", path.addr);
-            tcp_paths.push(path);
-        } else {
-            let path = LossyUdpPath::start(
-                server.addr.quic,
-                Conditions {
-                    seed: seed + i as u64,
-                    ..conditions
-                },
-            )
-            .await;
-            addr.quic = path.addr;
-            paths.push(path);
-        }
-        let (client, _) = samvad_load::client::Client::connect(kind, &addr, &tokens.access_token)
-            .await
-            .unwrap();
-        clients.push(client);
-    }
-    let mut bob = clients.pop().unwrap();
-    let mut alice = clients.pop().unwrap();
+    let (mut alice, alice_path) = connect_behind(kind, &server, &a, conditions).await;
+    let (mut bob, bob_path) = connect_behind(
+        kind,
+        &server,
+        &b,
+        Conditions {
+            seed: seed + 1,
+            ..conditions
+        },
+    )
+    .await;
     sync_all(&mut bob, 0).await;
     sync_all(&mut alice, 0).await;
 
@@ -674,10 +690,7 @@ async fn chat_over_a_bad_network(kind: TransportKind, seed: u64) {
     let sent: Vec<String> = (0..N).map(|i| format!("m{i:04}")).collect();
     assert_eq!(accepted, sent, "accepted once each, in send order");
     if kind != TransportKind::Ws {
-        let dropped: u64 = paths
-            .iter()
-            .map(|p| p.counts.dropped.load(Ordering::Relaxed))
-            .sum();
+        let dropped = dropped_on(alice_path.as_ref()) + dropped_on(bob_path.as_ref());
         assert!(dropped > 0, "the path dropped nothing: not a lossy test");
     }
 }
@@ -695,4 +708,74 @@ async fn chat_over_a_lossy_network_webtransport() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_over_a_slow_network_websocket() {
     chat_over_a_bad_network(TransportKind::Ws, 41).await;
+}
+
+/// Benchmark, not a check (`cargo nextest run -p samvad --test delivery
+/// --run-ignored only latency_under_loss --no-capture`): send → delivery
+/// latency of 1:1 chat at 100 msg/s for 10 s per transport, both clients
+/// behind a path with 25 ms (+ up to 5 ms) each way and 0, 1 or 5 % loss
+/// (WebSocket: delay only, see `lossy`). Prints one line per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run it on its own"]
+async fn latency_under_loss() {
+    use common::lossy::Conditions;
+    use std::time::{Duration, Instant};
+    const N: usize = 1000;
+    for kind in [TransportKind::Quic, TransportKind::Wt, TransportKind::Ws] {
+        for loss in [0.0, 0.01, 0.05] {
+            if kind == TransportKind::Ws && loss > 0.0 {
+                continue;
+            }
+            let server = TestServer::start();
+            let (a, b) = (server.user("alice").await, server.user("bob").await);
+            let c = Conditions {
+                loss,
+                delay: Duration::from_millis(25),
+                jitter: Duration::from_millis(5),
+                seed: 7,
+            };
+            let (mut alice, _pa) = connect_behind(kind, &server, &a, c).await;
+            let (mut bob, _pb) =
+                connect_behind(kind, &server, &b, Conditions { seed: 8, ..c }).await;
+            sync_all(&mut alice, 0).await;
+            sync_all(&mut bob, 0).await;
+            let sent_at: std::sync::Arc<parking_lot::Mutex<HashMap<String, Instant>>> =
+                Default::default();
+            let stamps = sent_at.clone();
+            let sender = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(10));
+                for i in 0..N {
+                    tick.tick().await;
+                    let id = format!("m{i:05}");
+                    stamps.lock().insert(id.clone(), Instant::now());
+                    send_chat(&mut alice, &id, "alice", "bob", "x").await;
+                }
+                alice
+            });
+            let mut latencies = Vec::with_capacity(N);
+            while latencies.len() < N {
+                let f = bob.recv_timeout(Duration::from_secs(30)).await.unwrap();
+                if let Some(server_frame::Kind::Deliver(d)) = f.kind {
+                    let env = d.envelope.unwrap();
+                    let sent = sent_at.lock()[&env.id];
+                    latencies.push(sent.elapsed());
+                    bob.send(client_frame::Kind::Ack(Ack { seq: env.seq }))
+                        .await
+                        .unwrap();
+                }
+            }
+            drop(sender.await.unwrap());
+            latencies.sort();
+            let q = |p: f64| {
+                latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)]
+            };
+            println!(
+                "latency_under_loss {kind:?} loss {:.0} %: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                loss * 100.0,
+                q(0.50).as_secs_f64() * 1e3,
+                q(0.99).as_secs_f64() * 1e3,
+                latencies.last().unwrap().as_secs_f64() * 1e3
+            );
+        }
+    }
 }

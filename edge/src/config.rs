@@ -127,6 +127,11 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 1024)]
     pub session_queue: usize,
 
+    /// Seconds a write to a session may take before the session is closed
+    /// (`write_stalled`): its client stopped reading.
+    #[arg(long, default_value_t = 15)]
+    pub write_stall_secs: u64,
+
     /// Sessions this edge holds at most, every transport together; more
     /// are refused (QUIC CONNECTION_REFUSED, HTTP 503 with Retry-After).
     /// 0: no limit.

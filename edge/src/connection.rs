@@ -74,17 +74,17 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 let Taken::Frames(frames) = taken else {
                     edge.metrics.errors.get_or_create(&CodeLabel { code: "slow_consumer".into() }).inc();
                     let frame = ServerFrame::error(ErrorCode::SlowConsumer, "session queue full; reconnect and sync", "");
-                    let _ = Box::pin(transport.send(encode(&frame))).await;
+                    let _ = bounded(edge.write_stall, Box::pin(transport.send(encode(&frame)))).await;
                     break "slow consumer";
                 };
                 // Everything already queued goes out in one write.
-                if Box::pin(write_queued(&mut transport, frames)).await.is_err() {
-                    break "write failed";
+                if let Err(reason) = bounded(edge.write_stall, Box::pin(write_queued(&mut transport, frames))).await {
+                    break reason;
                 }
             }
             Some(reply) = pending.next(), if !pending.is_empty() => {
-                if Box::pin(write_replies(&edge, &mut transport, reply, &mut pending)).await.is_err() {
-                    break "write failed";
+                if let Err(reason) = bounded(edge.write_stall, Box::pin(write_replies(&edge, &mut transport, reply, &mut pending))).await {
+                    break reason;
                 }
             }
             datagram = next_datagram(datagrams.as_ref()), if datagrams_open => {
@@ -104,10 +104,10 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                         let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
                         let mut actions = Vec::new();
                         session.on_frame(Ok(frame), &cx, &mut actions);
-                        match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
+                        match bounded(edge.write_stall, Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions))).await {
                             Ok(true) => {}
                             Ok(false) => break "closed by server",
-                            Err(_) => break "write failed",
+                            Err(reason) => break reason,
                         }
                     }
                     _ => {
@@ -117,7 +117,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
             }
             _ = async { hello_deadline.as_mut().expect("guarded").await }, if hello_deadline.is_some() => {
                 let frame = ServerFrame::error(ErrorCode::NotAuthenticated, "no hello within 10 s", "");
-                let _ = Box::pin(send_reply(&edge, &mut transport, &frame)).await;
+                let _ = bounded(edge.write_stall, Box::pin(send_reply(&edge, &mut transport, &frame))).await;
                 break "hello timeout";
             }
             incoming = transport.recv(), if pending.len() < MAX_IN_FLIGHT => {
@@ -135,20 +135,33 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 }
                 // Boxed: its state lives on the heap only while it runs, not
                 // in every idle session's task (bench/RESULTS.md).
-                match Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions)).await {
+                match bounded(edge.write_stall, Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions))).await {
                     Ok(true) => {}
                     Ok(false) => break "closed by server",
-                    Err(_) => break "write failed",
+                    Err(reason) => break reason,
                 }
             }
         }
     };
 
+    if reason == WRITE_STALLED {
+        edge.metrics
+            .errors
+            .get_or_create(&CodeLabel {
+                code: "write_stalled".into(),
+            })
+            .inc();
+    }
     // Answer what is already in flight: those envelopes are being made
-    // durable, and their senders should learn it if they are still there.
+    // durable, and their senders should learn it if they are still there
+    // (unless the peer stopped reading: nothing more is written then).
     while let Some(reply) = pending.next().await {
         if let Some(frame) = reply {
-            if Box::pin(send_reply(&edge, &mut transport, &frame))
+            if reason == WRITE_STALLED
+                || bounded(
+                    edge.write_stall,
+                    Box::pin(send_reply(&edge, &mut transport, &frame)),
+                )
                 .await
                 .is_err()
             {
@@ -156,7 +169,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
             }
         }
     }
-    Box::pin(transport.close()).await;
+    let _ = tokio::time::timeout(edge.write_stall, Box::pin(transport.close())).await;
     edge.hub.remove(&id);
     outbox.close();
     if session.used_media() {
@@ -273,6 +286,22 @@ async fn next_datagram(datagrams: Option<&Datagrams>) -> Option<Bytes> {
 const WRITE_BATCH_FRAMES: usize = 256;
 
 /// Writes the frames taken from the session's outbox, then flushes once.
+const WRITE_STALLED: &str = "write stalled";
+
+/// A write that does not finish within `limit` means the peer stopped
+/// reading (its socket buffer and our queue are full): the session ends
+/// with a reason instead of holding its task and queue forever.
+async fn bounded<T>(
+    limit: Duration,
+    write: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, &'static str> {
+    match tokio::time::timeout(limit, write).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err("write failed"),
+        Err(_) => Err(WRITE_STALLED),
+    }
+}
+
 async fn write_queued<T: Transport>(
     transport: &mut T,
     frames: std::collections::VecDeque<Bytes>,

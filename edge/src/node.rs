@@ -111,6 +111,7 @@ pub async fn start(
             rate_per_sec: args.rate_limit,
         }),
         session_queue: args.session_queue,
+        write_stall: std::time::Duration::from_secs(args.write_stall_secs.max(1)),
         admission: Admission::new(Limits {
             max_sessions: (args.max_sessions > 0).then_some(args.max_sessions),
             max_websockets: max_websockets(),

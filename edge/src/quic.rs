@@ -24,6 +24,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// when the edge had no session place left (it was free when the
 /// connection came): retry later, as after `CONNECTION_REFUSED`.
 const SESSIONS_FULL: quinn::VarInt = quinn::VarInt::from_u32(0x503);
+/// Application close code: no session stream came in time.
+const NO_SESSION_STREAM: quinn::VarInt = quinn::VarInt::from_u32(0x408);
 
 /// ALPN of HTTP/3, which WebTransport runs on.
 pub const ALPN_H3: &[u8] = b"h3";
@@ -156,7 +158,16 @@ async fn handle(
         Some(ALPN_NATIVE) => {
             let conn = connecting.await?;
             let _session = session_place(&edge, &conn, handshake)?;
-            let (send, recv) = conn.accept_bi().await?;
+            // A client that connects and opens no stream (or one it never
+            // writes on: quinn shows a stream at its first byte) would hold
+            // its place for as long as it sends keep-alives.
+            let Ok(stream) =
+                tokio::time::timeout(connection::HELLO_TIMEOUT, conn.accept_bi()).await
+            else {
+                conn.close(NO_SESSION_STREAM, b"no session stream in time");
+                return Ok(());
+            };
+            let (send, recv) = stream?;
             let transport = StreamTransport::new(recv, send, max_frame)
                 .with_datagrams(Datagrams::Quic(conn.clone()));
             connection::run(edge, transport, "quic").await;

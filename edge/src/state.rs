@@ -40,6 +40,9 @@ pub struct Edge {
     pub session_config: Arc<SessionConfig>,
     /// Frames queued per session before it is cut off.
     pub session_queue: usize,
+    /// A session whose write does not finish within this is closed: its
+    /// peer stopped reading.
+    pub write_stall: std::time::Duration,
     /// Limits on sessions, handshakes and connection rates.
     pub admission: crate::admission::Admission,
     /// Throttles of failed logins and of registrations.

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use common::*;
 use samvad_load::client::{Client, TransportKind};
@@ -618,4 +620,119 @@ async fn webtransport_at_another_path_is_not_found() {
     );
     let mut c = server.connect(TransportKind::Wt, &alice).await;
     sync_all(&mut c, 0).await;
+}
+
+/// How many sessions ended because their writes stalled (`/metrics`).
+async fn write_stalls(server: &TestServer) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.addr.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.contains("error_frames") && l.contains("code=\"write_stalled\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A client that stops reading: its session's writes back up until one
+/// cannot finish within `--write-stall-secs`, and the server closes it with
+/// that reason; other sessions go on, and nothing sent to it is lost (it
+/// resyncs on its next session).
+async fn a_client_that_stops_reading_is_cut_off(kind: TransportKind) {
+    const N: usize = 600;
+    let server = TestServer::start_with(&["--write-stall-secs", "2"]);
+    let (alice, bob, carol) = server.alice_bob_carol().await;
+    let mut stalled = server.connect(kind, &bob).await;
+    sync_all(&mut stalled, 0).await;
+    let mut a = server.connect(kind, &alice).await;
+    sync_all(&mut a, 0).await;
+    let mut c = server.connect(kind, &carol).await;
+    sync_all(&mut c, 0).await;
+
+    // 600 × 30 KB to a reader that reads nothing: far past the socket
+    // buffers and flow-control windows on the way.
+    let text = "x".repeat(30_000);
+    for i in 0..N {
+        send_chat(&mut a, &format!("s{i:04}"), "alice", "bob", &text).await;
+        if i % 50 == 49 {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+    }
+    let mut accepted = 0;
+    while accepted < N {
+        if matches!(
+            a.recv_timeout(T).await.unwrap().kind,
+            Some(server_frame::Kind::Accepted(_))
+        ) {
+            accepted += 1;
+        }
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while write_stalls(&server).await == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stalled session was never cut off"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Carol and Alice chat on.
+    send_chat(&mut a, "to-carol", "alice", "carol", "are you there?").await;
+    assert_eq!(next_user_message(&mut c).await.id, "to-carol");
+
+    // The stalled client reads again: what was in flight, then the end.
+    let end = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match stalled.recv().await {
+                Ok(Some(_)) => continue,
+                Ok(None) | Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the server did not close the stalled session");
+    // Its next session gets everything, once, in order.
+    let mut again = server.connect(kind, &bob).await;
+    let (messages, _) = sync_all(&mut again, 0).await;
+    let ids: Vec<String> = messages.into_iter().map(|m| m.1).collect();
+    assert_eq!(ids, (0..N).map(|i| format!("s{i:04}")).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_that_stops_reading_is_cut_off() {
+    a_client_that_stops_reading_is_cut_off(TransportKind::Ws).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quic_client_that_stops_reading_is_cut_off() {
+    a_client_that_stops_reading_is_cut_off(TransportKind::Quic).await;
+}
+
+/// Clients that open a session and then say nothing: a QUIC connection
+/// with a stream it never writes on (quinn's client sends nothing until the
+/// first byte, so the server sees no stream), and a WebSocket that never
+/// says hello. Both are closed by the server after the hello timeout,
+/// whatever keep-alives they send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_that_never_say_hello_are_closed() {
+    let server = TestServer::start();
+    let mut silent = Vec::new();
+    for kind in [TransportKind::Quic, TransportKind::Ws, TransportKind::Wt] {
+        silent.push(Client::open(kind, &server.addr).await.unwrap());
+    }
+    for mut client in silent {
+        let kind = client.kind;
+        let closed = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                match client.recv().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{kind:?}: a silent session was not closed");
+    }
 }

@@ -684,12 +684,7 @@ async fn a_client_that_stops_reading_is_cut_off(kind: TransportKind) {
 
     // The stalled client reads again: what was in flight, then the end.
     let end = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            match stalled.recv().await {
-                Ok(Some(_)) => continue,
-                Ok(None) | Err(_) => break,
-            }
-        }
+        while let Ok(Some(_)) = stalled.recv().await {}
     })
     .await;
     assert!(end.is_ok(), "the server did not close the stalled session");
@@ -725,12 +720,7 @@ async fn sessions_that_never_say_hello_are_closed() {
     for mut client in silent {
         let kind = client.kind;
         let closed = tokio::time::timeout(Duration::from_secs(20), async {
-            loop {
-                match client.recv().await {
-                    Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
-                }
-            }
+            while let Ok(Some(_)) = client.recv().await {}
         })
         .await;
         assert!(closed.is_ok(), "{kind:?}: a silent session was not closed");

@@ -160,18 +160,7 @@ pub async fn start(
             .context("--http-listen is HOST:PORT or off")?;
         let listener = listen_tcp(addr)?;
         let bound = listener.local_addr()?;
-        // Frames are small and latency matters: no Nagle.
-        let listener =
-            axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-                let _ = tcp.set_nodelay(true);
-            });
-        tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .await
-        });
+        tokio::spawn(serve_http(listener, app.clone()));
         Some(bound)
     };
     if identity.self_signed {
@@ -266,30 +255,65 @@ fn listen_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("listening on TCP {addr}"))
 }
 
-async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, app: axum::Router) {
+/// How long a connection may take to send its TLS handshake or a
+/// request's headers: a half-open request holds a file and a task, so it
+/// may not wait for ever.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The next TCP connection, with Nagle off (frames are small and latency
+/// matters); accept errors (out of files) back off instead of spinning.
+async fn accept_tcp(listener: &TcpListener) -> (tokio::net::TcpStream, SocketAddr) {
     loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                let _ = tcp.set_nodelay(true);
+                return (tcp, peer);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "TCP accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
             }
-        };
-        let _ = tcp.set_nodelay(true);
+        }
+    }
+}
+
+/// Serves HTTP/1.1 and HTTP/2 (with upgrades: the WebSocket) on `io`, the
+/// peer's address given to the handlers as `ConnectInfo` (admission
+/// control), headers read within [`HEADER_READ_TIMEOUT`].
+async fn serve_http_connection<I>(io: I, peer: SocketAddr, app: axum::Router)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let app = tower::Layer::layer(&axum::Extension(ConnectInfo(peer)), app);
+    let service = TowerToHyperService::new(app);
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let _ = builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .await;
+}
+
+async fn serve_http(listener: TcpListener, app: axum::Router) {
+    loop {
+        let (tcp, peer) = accept_tcp(&listener).await;
+        tokio::spawn(serve_http_connection(tcp, peer, app.clone()));
+    }
+}
+
+async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, app: axum::Router) {
+    loop {
+        let (tcp, peer) = accept_tcp(&listener).await;
         let acceptor = acceptor.read().clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(tls) = acceptor.accept(tcp).await else {
+            let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+            else {
                 return;
             };
-            // What `into_make_service_with_connect_info` gives the plain
-            // listener's requests: the peer's address (admission control).
-            let app = tower::Layer::layer(&axum::Extension(ConnectInfo(peer)), app);
-            let service = TowerToHyperService::new(app);
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                .await;
+            serve_http_connection(tls, peer, app).await;
         });
     }
 }

@@ -726,3 +726,62 @@ async fn sessions_that_never_say_hello_are_closed() {
         assert!(closed.is_ok(), "{kind:?}: a silent session was not closed");
     }
 }
+
+/// Half-open requests: connections that send part of a WebSocket upgrade's
+/// headers (plain HTTP) or no TLS handshake at all (HTTPS), and then
+/// nothing. Sessions go on beside them, and the server closes every one
+/// within the header timeout (10 s) instead of holding its file for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_requests_are_closed_and_sessions_go_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const HALF_OPEN: usize = 400;
+    let server = TestServer::start();
+    let (alice, bob, _) = server.alice_bob_carol().await;
+    let http: std::net::SocketAddr = server
+        .addr
+        .http
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let ready = wait_ready(&server.dir.join("ready.json"), "samvad serve");
+    let https: std::net::SocketAddr = ready["https"].as_str().unwrap().parse().unwrap();
+    let started = std::time::Instant::now();
+    let mut open = Vec::with_capacity(HALF_OPEN);
+    for i in 0..HALF_OPEN {
+        let to = if i % 4 == 0 { https } else { http };
+        let mut tcp = tokio::net::TcpStream::connect(to).await.unwrap();
+        if to == http {
+            tcp.write_all(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n")
+                .await
+                .unwrap();
+        }
+        open.push(tcp);
+    }
+    let mut a = server.connect(TransportKind::Ws, &alice).await;
+    let mut b = server.connect(TransportKind::Quic, &bob).await;
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+    still_chatting(&mut a, &mut b).await;
+
+    let closed = futures_util::future::join_all(open.into_iter().map(|mut tcp| async move {
+        let mut buf = [0u8; 512];
+        tokio::time::timeout(Duration::from_secs(25), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => continue, // a 408 before the close
+                }
+            }
+        })
+        .await
+        .is_ok()
+    }))
+    .await;
+    let held = closed.iter().filter(|c| !**c).count();
+    assert_eq!(
+        held,
+        0,
+        "{held} half-open connections still held after {:?}",
+        started.elapsed()
+    );
+}

@@ -8,8 +8,17 @@ export function ChannelsDialog(props: { client: SamvadClient; onClose: () => voi
   const [q, setQ] = useState("");
   const [found, setFound] = useState<{ id: string; name: string }[]>([]);
   const [error, setError] = useState("");
+  const [searching, setSearching] = useState(true);
   useEffect(() => {
-    const t = setTimeout(() => client.api.channels(q.trim()).then(setFound, (e) => setError(String(e))), 150);
+    setSearching(true);
+    const t = setTimeout(
+      () =>
+        client.api
+          .channels(q.trim())
+          .then(setFound, (e) => setError(String(e)))
+          .finally(() => setSearching(false)),
+      150,
+    );
     return () => clearTimeout(t);
   }, [q]);
 
@@ -48,7 +57,8 @@ export function ChannelsDialog(props: { client: SamvadClient; onClose: () => voi
             </li>
           );
         })}
-        {found.length === 0 && <li class="muted">No channels{q ? ` named like “${q}”` : " yet"}.</li>}
+        {searching && found.length === 0 && <li class="muted">Searching…</li>}
+        {!searching && found.length === 0 && <li class="muted">No channels{q ? ` named like “${q}”` : " yet"}.</li>}
       </ul>
       {error && <p class="error" role="alert">{error}</p>}
     </Dialog>

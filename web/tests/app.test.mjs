@@ -215,6 +215,7 @@ test("a channel: found in the directory, subscribed, read-only for subscribers, 
   const kim = await person(browser, server, "chkim", "wt");
   await kim.getByRole("button", { name: "Browse channels" }).click();
   await kim.getByLabel("Find a channel").fill("release");
+  await kim.getByRole("button", { name: "Subscribe to Release notes" }).waitFor();
   await shot(kim, "14-channel-directory");
   await kim.getByRole("button", { name: "Subscribe to Release notes" }).click();
   await kim.locator(".conv-header h2", { hasText: "Release notes" }).waitFor();

@@ -9,6 +9,7 @@
 //! Everything here is plain data and pure functions: no I/O.
 
 pub mod frame;
+pub mod fuzzing;
 pub mod json_v2;
 pub mod splice;
 

@@ -8,8 +8,15 @@ export function ProfileDialog(props: { client: SamvadClient; onClose: () => void
   const { client } = props;
   const [displayName, setDisplayName] = useState("");
   const [note, setNote] = useState("");
+  // The field opens once the stored name is in: typing before that would
+  // be overwritten when it arrives.
+  const [loaded, setLoaded] = useState(false);
   useEffect(() => {
-    client.api.me().then((me) => setDisplayName(me.display_name)).catch(() => undefined);
+    client.api
+      .me()
+      .then((me) => setDisplayName(me.display_name))
+      .catch(() => undefined)
+      .finally(() => setLoaded(true));
   }, []);
 
   const save = async (ev: Event) => {
@@ -59,7 +66,7 @@ export function ProfileDialog(props: { client: SamvadClient; onClose: () => void
       <form onSubmit={save}>
         <label>
           Display name
-          <input name="display-name" maxLength={64} value={displayName} onInput={(e) => setDisplayName(e.currentTarget.value)} />
+          <input name="display-name" maxLength={64} value={displayName} disabled={!loaded} onInput={(e) => setDisplayName(e.currentTarget.value)} />
         </label>
         <button class="primary" type="submit">Save</button>
       </form>

@@ -245,7 +245,8 @@ async fn receive(
         }))
         .await?;
         let done = loop {
-            let frame = c.recv_timeout(Duration::from_secs(10)).await?;
+            // A sync's answer may wait for a takeover (common::SYNC_WAIT).
+            let frame = c.recv_timeout(common::SYNC_WAIT).await?;
             match frame.kind {
                 Some(server_frame::Kind::Deliver(d)) => {
                     let env = d.envelope.unwrap_or_default();

@@ -43,6 +43,13 @@ if command -v npm >/dev/null 2>&1; then NPM=(npm); else NPM=(node /usr/lib/node_
 git diff --exit-code web/sdk/gen web/dist || {
   echo "web/sdk/gen or web/dist is stale: run 'npm run gen && npm run build' in web/ and commit"; exit 1; }
 
+# Architecture invariant: the core does no I/O. Its dependency tree must
+# hold no runtime, socket, disk, broker or HTTP crate.
+io_crates='^(tokio|mio|socket2|fjall|lsm-tree|redis|rdkafka|axum|hyper|reqwest|quinn|str0m)$'
+if cargo tree -p samvad-core -e normal --prefix none | awk '{print $1}' | grep -E "$io_crates"; then
+  echo "samvad-core depends on the I/O crates above: move that code to a driver crate"; exit 1
+fi
+
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
 # The SDK against the Rust side's vectors and a real server, then the app

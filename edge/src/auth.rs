@@ -1,8 +1,6 @@
-//! Passwords (argon2id) and signed tokens (JWT, HS256).
-//!
-//! Access tokens are short-lived and verified without any lookup, so every
-//! edge can check them on its own. Refresh tokens carry an id and a family
-//! that the store tracks for rotation (see `samvad_store::tokens`).
+//! Passwords (argon2id, on the blocking pool) and the secrets on disk
+//! that tokens are signed with; the tokens themselves are
+//! [`samvad_core::token`].
 
 use std::path::Path;
 
@@ -11,51 +9,7 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
-
-use crate::signed_url::UrlSigner;
-
-/// Lifetime of refresh tokens: 30 days.
-pub const REFRESH_TTL_SECS: u64 = 30 * 24 * 3600;
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct Claims {
-    pub sub: String,
-    pub exp: u64,
-    pub iat: u64,
-    /// `access` or `refresh`.
-    pub typ: String,
-    /// Refresh token id.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub jti: String,
-    /// Refresh token family.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub fam: String,
-}
-
-/// Why a token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TokenError {
-    #[error("token expired")]
-    Expired,
-    #[error("token invalid")]
-    Invalid,
-}
-
-pub struct TokenKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    pub access_ttl: u64,
-    /// Signs file URLs, with a key derived from the same secret.
-    pub urls: UrlSigner,
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
+use samvad_core::token::TokenKeys;
 
 /// The secret kept (hex) in `dir/name`, written from `fresh()` the first
 /// time: the single-process counterpart of `RedisDirectory::shared_secret`.
@@ -79,74 +33,10 @@ pub fn secret_file(
     }
 }
 
-impl TokenKeys {
-    pub fn new(secret: &[u8], access_ttl: u64) -> Self {
-        TokenKeys {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            access_ttl,
-            urls: UrlSigner::new(secret),
-        }
-    }
-
-    /// Loads the signing secret from `dir/token.key`, creating it once.
-    pub fn load_or_create(dir: &Path, access_ttl: u64) -> anyhow::Result<Self> {
-        let secret = secret_file(dir, "token.key", || rand::random::<[u8; 32]>().to_vec())?;
-        Ok(Self::new(&secret, access_ttl))
-    }
-
-    fn sign(&self, claims: &Claims) -> String {
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
-            .expect("HS256 signing cannot fail")
-    }
-
-    pub fn issue_access(&self, user: &str) -> String {
-        let now = now_secs();
-        self.sign(&Claims {
-            sub: user.into(),
-            iat: now,
-            exp: now + self.access_ttl,
-            typ: "access".into(),
-            jti: String::new(),
-            fam: String::new(),
-        })
-    }
-
-    pub fn issue_refresh(&self, user: &str, id: &str, family: &str) -> String {
-        let now = now_secs();
-        self.sign(&Claims {
-            sub: user.into(),
-            iat: now,
-            exp: now + REFRESH_TTL_SECS,
-            typ: "refresh".into(),
-            jti: id.into(),
-            fam: family.into(),
-        })
-    }
-
-    fn verify(&self, token: &str, typ: &str) -> Result<Claims, TokenError> {
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(
-            |e| match e.kind() {
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
-                _ => TokenError::Invalid,
-            },
-        )?;
-        if data.claims.typ != typ {
-            return Err(TokenError::Invalid);
-        }
-        Ok(data.claims)
-    }
-
-    /// The user an access token was issued to.
-    pub fn verify_access(&self, token: &str) -> Result<String, TokenError> {
-        self.verify(token, "access").map(|c| c.sub)
-    }
-
-    pub fn verify_refresh(&self, token: &str) -> Result<Claims, TokenError> {
-        self.verify(token, "refresh")
-    }
+/// Loads the token signing secret from `dir/token.key`, creating it once.
+pub fn load_or_create_keys(dir: &Path, access_ttl: u64) -> anyhow::Result<TokenKeys> {
+    let secret = secret_file(dir, "token.key", || rand::random::<[u8; 32]>().to_vec())?;
+    Ok(TokenKeys::new(&secret, access_ttl))
 }
 
 /// At most this many argon2 computations at once (one per core): each
@@ -190,29 +80,6 @@ pub fn verify_password(password: &str, hash: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_verify_and_are_typed() {
-        let keys = TokenKeys::new(b"secret", 60);
-        let t = keys.issue_access("alice");
-        assert_eq!(keys.verify_access(&t), Ok("alice".into()));
-        let r = keys.issue_refresh("alice", "id", "fam");
-        assert_eq!(keys.verify_access(&r), Err(TokenError::Invalid));
-        assert_eq!(keys.verify_refresh(&r).unwrap().jti, "id");
-        let other = TokenKeys::new(b"other", 60);
-        assert_eq!(other.verify_access(&t), Err(TokenError::Invalid));
-        let mut tampered = t.clone();
-        tampered.insert(tampered.len() - 3, 'x');
-        assert_eq!(keys.verify_access(&tampered), Err(TokenError::Invalid));
-    }
-
-    #[test]
-    fn expired_tokens_are_refused() {
-        let keys = TokenKeys::new(b"secret", 0);
-        let t = keys.issue_access("alice");
-        std::thread::sleep(std::time::Duration::from_millis(1100));
-        assert_eq!(keys.verify_access(&t), Err(TokenError::Expired));
-    }
 
     #[test]
     fn passwords_hash_and_verify() {

@@ -20,7 +20,6 @@ use samvad_store::role::{DiskPlacement, StoreRole};
 use samvad_store::PersistMode;
 use tokio::task::JoinSet;
 
-use crate::auth::TokenKeys;
 use crate::config::{
     ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
     ClusterStoreArgs, MetricsArgs,
@@ -31,6 +30,7 @@ use crate::metrics::{self, MediaCounters, NodeMetrics};
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
+use samvad_core::token::TokenKeys;
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {

@@ -24,9 +24,9 @@ use crate::delivery::DeliveryError;
 use crate::hub::SessionHandle;
 use crate::metrics::{CodeLabel, TransportLabel};
 use crate::outbox::{Outbox, Taken};
-use crate::session::{Action, Context, Session};
 use crate::state::Edge;
 use crate::transport::{Datagrams, Transport};
+use samvad_core::session::{Action, Context, Session};
 
 /// Envelopes of one session being made durable at once.
 pub const MAX_IN_FLIGHT: usize = 64;

@@ -13,10 +13,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message as _;
 use samvad_bus::{BoxFuture, Bus, Outgoing, Topics};
+use samvad_core::names::history_owner;
 use samvad_proto::bus::{DeliverRecord, PushRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 use samvad_router::RouteError;
-use samvad_store::engine::{history_owner, Input, Message, Outlet, Shards};
+use samvad_store::engine::{Input, Message, Outlet, Shards};
 use samvad_store::groups::Group;
 use samvad_store::presence::SessionRoute;
 

@@ -29,9 +29,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::http::{account_exists, authenticated_user, parse, ApiError};
-use crate::session::{conversation, Conversation};
-use crate::signed_url::{DownloadGrant, UploadGrant, UrlError};
 use crate::state::Edge;
+use samvad_core::session::{conversation, Conversation};
+use samvad_core::signed_url::{DownloadGrant, UploadGrant, UrlError};
 
 /// Lifetime of an upload URL.
 pub const UPLOAD_URL_TTL_SECS: u64 = 15 * 60;

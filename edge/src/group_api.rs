@@ -21,8 +21,8 @@ use samvad_store::groups::{Group, Member, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{account_exists, authenticated_user, parse, ApiError};
-use crate::session::valid_username;
 use crate::state::Edge;
+use samvad_core::names::valid_username;
 
 /// Most members a group is created with (one request, one record).
 pub const MAX_INITIAL_MEMBERS: usize = 1000;

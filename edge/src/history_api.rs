@@ -16,16 +16,17 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use prost::Message;
+use samvad_core::names::history_owner;
 use samvad_proto::bus::{deliver_record, DeliverRecord, HistoryRecord};
 use samvad_proto::v1::{server_frame, ServerFrame};
-use samvad_store::inbox::{history_owner, HISTORY_PAGE_MAX};
+use samvad_store::inbox::HISTORY_PAGE_MAX;
 use serde::Deserialize;
 
 use crate::http::{account_exists, authenticated_user, ApiError};
 use crate::hub::SessionHandle;
 use crate::outbox::{Outbox, Taken};
-use crate::session::{conversation, Conversation};
 use crate::state::Edge;
+use samvad_core::session::{conversation, Conversation};
 
 /// How long a page may take before the request gives up.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(10);

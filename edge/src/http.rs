@@ -18,18 +18,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::admission::Refusal;
-use crate::auth::{hash_password, hash_password_gated, verify_password_gated, TokenError};
+use crate::auth::{hash_password, hash_password_gated, verify_password_gated};
 use crate::connection;
 use crate::file_api;
 use crate::group_api;
 use crate::history_api;
 use crate::phone_api;
 use crate::push;
-use crate::session::valid_username;
 use crate::state::Edge;
 use crate::throttle;
 use crate::transport::WsTransport;
 use crate::user_api;
+use samvad_core::clock::unix_secs;
+use samvad_core::names::valid_username;
+use samvad_core::token::TokenError;
 use std::time::Instant;
 
 // The web app, built by `npm run build` in web/ (committed; scripts/test.sh
@@ -154,18 +156,20 @@ pub(crate) fn authenticated_user(edge: &Edge, headers: &HeaderMap) -> Result<Str
                 "an `Authorization: Bearer <access token>` header is required",
             )
         })?;
-    edge.keys.verify_access(token.trim()).map_err(|e| match e {
-        TokenError::Expired => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "token_expired",
-            "access token expired",
-        ),
-        TokenError::Invalid => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "access token invalid",
-        ),
-    })
+    edge.keys
+        .verify_access(token.trim(), unix_secs())
+        .map_err(|e| match e {
+            TokenError::Expired => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "access token expired",
+            ),
+            TokenError::Invalid => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_token",
+                "access token invalid",
+            ),
+        })
 }
 
 #[derive(Deserialize)]
@@ -341,8 +345,8 @@ pub(crate) async fn issue(edge: &Edge, user: &str, family: &str) -> Result<Token
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
         user: user.to_string(),
-        access_token: edge.keys.issue_access(user),
-        refresh_token: edge.keys.issue_refresh(user, &id, family),
+        access_token: edge.keys.issue_access(user, unix_secs()),
+        refresh_token: edge.keys.issue_refresh(user, &id, family, unix_secs()),
         expires_in: edge.keys.access_ttl,
     })
 }
@@ -460,7 +464,7 @@ async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<Toke
     let req: RefreshRequest = parse(&body)?;
     let claims = edge
         .keys
-        .verify_refresh(&req.refresh_token)
+        .verify_refresh(&req.refresh_token, unix_secs())
         .map_err(|e| match e {
             TokenError::Expired => ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -513,13 +517,16 @@ async fn refresh(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<Json<Toke
 
 async fn logout(State(edge): State<Arc<Edge>>, body: Bytes) -> Result<StatusCode, ApiError> {
     let req: RefreshRequest = parse(&body)?;
-    let claims = edge.keys.verify_refresh(&req.refresh_token).map_err(|_| {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "refresh token invalid",
-        )
-    })?;
+    let claims = edge
+        .keys
+        .verify_refresh(&req.refresh_token, unix_secs())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_token",
+                "refresh token invalid",
+            )
+        })?;
     edge.directory
         .revoke_family(&claims.fam)
         .await

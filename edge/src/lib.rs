@@ -1,8 +1,8 @@
 //! The Samvad server: edge sessions (WebTransport, native QUIC, WebSocket),
 //! REST, and the wiring that runs every role in one process.
 //!
-//! - [`session`]: the session protocol, a state machine with no I/O.
-//! - [`connection`]: the one loop that drives a session over any transport.
+//! - [`connection`]: the one loop that drives a [`samvad_core::session`] over
+//!   any transport.
 //! - [`transport`]: frame I/O for WebSocket and for QUIC/WebTransport streams.
 //! - [`quic`]: the UDP endpoint; dispatches WebTransport and `samvad/1` by ALPN;
 //!   [`webtransport`]: the HTTP/3 handshake of a WebTransport session, on quinn.
@@ -12,14 +12,14 @@
 //!   inbox writers of this process (`samvad serve`).
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
-//!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through [`signed_url`]s.
+//!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through signed URLs.
 //! - [`media`]: the SFU (str0m) and its UDP loop; signaling rides sessions.
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
 //!   checked before any work on a connection; [`throttle`]: buckets per
-//!   key against guessing (logins) and floods; [`token_bucket`].
+//!   key against guessing (logins) and floods.
 //! - [`auth`], [`tls`], [`metrics`], [`config`].
 
 pub mod admission;
@@ -41,12 +41,9 @@ pub mod phone_api;
 pub mod push;
 pub mod quic;
 pub mod serve;
-pub mod session;
-pub mod signed_url;
 pub mod state;
 pub mod throttle;
 pub mod tls;
-pub mod token_bucket;
 pub mod transport;
 pub mod user_api;
 pub mod webtransport;

@@ -22,7 +22,6 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, Limits};
-use crate::auth::TokenKeys;
 use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
@@ -30,11 +29,12 @@ use crate::media::MediaRouting;
 use crate::metrics::{MediaCounters, Metrics};
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
-use crate::session::SessionConfig;
 use crate::state::Edge;
 use crate::throttle::{AuthThrottles, Throttle};
 use crate::tls::{self, Identity};
 use crate::{http, quic};
+use samvad_core::session::SessionConfig;
+use samvad_core::token::TokenKeys;
 
 /// What an edge is wired to.
 pub struct EdgeDeps {

@@ -20,7 +20,7 @@ use samvad_store::push_subscriptions::LocalPushSubscriptions;
 use samvad_store::tokens::RefreshTokens;
 use samvad_store::PersistMode;
 
-use crate::auth::{secret_file, TokenKeys};
+use crate::auth::{load_or_create_keys, secret_file};
 use crate::config::{DurabilityArg, ServeArgs};
 use crate::delivery::{Delivery, LocalOutlet};
 use crate::hub::Hub;
@@ -119,7 +119,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         vapid_public_key,
         media: MediaRouting::Local(media_node),
         media_counters: Some(media_counters),
-        keys: TokenKeys::load_or_create(&args.data_dir, args.edge.access_ttl)?,
+        keys: load_or_create_keys(&args.data_dir, args.edge.access_ttl)?,
         hub,
         delivery: Delivery::Shards(writers.shards),
     };

@@ -9,14 +9,14 @@ use samvad_store::files::FileStore;
 use samvad_store::presence::Presence;
 use samvad_store::push_subscriptions::PushSubscriptions;
 
-use crate::auth::TokenKeys;
 use crate::file_api::FileLimits;
 use crate::hub::Hub;
 use crate::media::MediaRouting;
 use crate::metrics::Metrics;
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
-use crate::session::SessionConfig;
+use samvad_core::session::SessionConfig;
+use samvad_core::token::TokenKeys;
 
 pub struct Edge {
     pub bus: Arc<dyn Bus>,

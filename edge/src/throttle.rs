@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::token_bucket::TokenBucket;
+use samvad_core::token_bucket::TokenBucket;
 
 /// Keys remembered at most; past it, full buckets are forgotten.
 const MAX_KEYS: usize = 65_536;

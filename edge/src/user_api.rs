@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use samvad_store::accounts::Account;
 
 use crate::http::{authenticated_user, parse, ApiError};
-use crate::session::valid_username;
 use crate::state::Edge;
+use samvad_core::names::valid_username;
 
 /// Most names one contact match may ask about.
 pub const MAX_CONTACTS: usize = 1000;

@@ -1,4 +1,4 @@
-//! The properties the fuzz targets check (`proto/fuzz/`), kept here so the
+//! The properties the fuzz targets check (`fuzz/`), kept here so the
 //! suite can replay every committed corpus input on stable Rust
 //! (`proto/tests/fuzz_corpus.rs`) and the fuzzers and the replay cannot
 //! drift. Each takes arbitrary bytes and panics only on a broken property.

@@ -1,4 +1,4 @@
-//! Replays every committed fuzz input (`proto/fuzz/corpus/<target>/`, the
+//! Replays every committed fuzz input (`fuzz/corpus/<target>/`, the
 //! corpora libFuzzer grew, and any crash turned regression) through the
 //! same properties the fuzz targets check, on stable Rust, in the suite.
 
@@ -6,7 +6,7 @@ use std::path::Path;
 
 fn replay(target: &str, property: fn(&[u8])) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
+        .join("../fuzz/corpus")
         .join(target);
     let mut inputs = 0;
     for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {

@@ -15,11 +15,11 @@ use prost::Message;
 use samvad_bus::{
     by_partition, Bus, BusError, Change, Outgoing, Processor, Record, Topics, Uncommitted,
 };
+use samvad_core::names::history_owner;
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 use samvad_store::directory::Directory;
 use samvad_store::groups::Group;
-use samvad_store::inbox::history_owner;
 
 /// Why an envelope cannot be routed.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,16 +40,6 @@ pub enum RouteError {
         message: String,
         author: String,
     },
-}
-
-/// The conversation id of a 1:1 chat: both user names, sorted, so that both
-/// directions share one `inbound` partition and keep their order.
-pub fn chat_id(a: &str, b: &str) -> String {
-    if a <= b {
-        format!("{a}:{b}")
-    } else {
-        format!("{b}:{a}")
-    }
 }
 
 /// The `deliver` records an accepted envelope turns into: one per recipient
@@ -241,6 +231,7 @@ impl RouterRole {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use samvad_core::names::chat_id;
     use samvad_proto::v1::Head;
 
     fn env(kind: HeadType, to: &str) -> Envelope {
@@ -358,10 +349,5 @@ mod tests {
             route(&env(HeadType::Bot, "c"), None),
             Err(RouteError::Unsupported(HeadType::Bot))
         );
-    }
-
-    #[test]
-    fn chat_id_is_symmetric() {
-        assert_eq!(chat_id("bob", "alice"), chat_id("alice", "bob"));
     }
 }

@@ -97,13 +97,6 @@ pub fn ranked_channels(mut found: Vec<(String, String)>, limit: usize) -> Vec<(S
     found
 }
 
-pub fn valid_group_id(id: &str) -> bool {
-    (3..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
-}
-
 /// fjall-backed groups (`samvad serve`).
 #[derive(Clone)]
 pub struct Groups {
@@ -345,6 +338,5 @@ mod tests {
     #[test]
     fn roles_are_ordered() {
         assert!(Role::Creator > Role::Admin && Role::Admin > Role::Member);
-        assert!(valid_group_id("g-1a2b") && !valid_group_id("G1") && !valid_group_id("g"));
     }
 }

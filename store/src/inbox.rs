@@ -22,7 +22,7 @@ use crate::engine::{Effect, FjallState, Holding, InboxRules, Input, Space};
 use crate::presence::{PresenceMap, SessionRoute};
 use crate::StoreError;
 
-pub use crate::engine::rules::{history_owner, HISTORY_PAGE_MAX, SYNC_PAGE};
+pub use crate::engine::rules::{HISTORY_PAGE_MAX, SYNC_PAGE};
 
 /// The outbox of partition `partition`, in the Applied keyspace (next to
 /// the applied offsets, keyed by the partition's 4 bytes).

@@ -14,7 +14,6 @@ pub mod demux;
 pub mod layers;
 pub mod pins;
 pub mod sfu;
-pub mod signal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,8 +29,8 @@ use tokio::sync::mpsc;
 
 use crate::metrics::MediaCounters;
 use pins::RoomPins;
+use samvad_core::signal::SignalKind;
 use sfu::{Out, SessionAddr, Sfu, SignalIn};
-use signal::SignalKind;
 
 /// Signals waiting for the media loop.
 const SIGNAL_QUEUE: usize = 1024;

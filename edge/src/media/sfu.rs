@@ -21,7 +21,7 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
 use super::demux::Demux;
 use super::layers::{self, Rate};
-use super::signal::{Layer, MediaEvent, Mute, MuteScope, SignalKind, AUTO_LAYER};
+use samvad_core::signal::{Layer, MediaEvent, Mute, MuteScope, SignalKind, AUTO_LAYER};
 
 /// A participant of this node.
 pub type Pid = u64;

@@ -16,7 +16,7 @@ pub use datagram::Datagrams;
 pub use stream::StreamTransport;
 pub use ws::WsTransport;
 
-use crate::session::FrameFault;
+use samvad_core::session::FrameFault;
 
 /// One client's frames, in and out.
 pub trait Transport: Send {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 use super::{Datagrams, Transport};
-use crate::session::FrameFault;
+use samvad_core::session::FrameFault;
 
 /// How long closing waits for the client to acknowledge the last frames
 /// (often the error that ends the session) before the connection goes.

@@ -10,7 +10,7 @@ use samvad_proto::json_v2::{self, JsonError};
 use samvad_proto::v1::{ClientFrame, ServerFrame};
 
 use super::Transport;
-use crate::session::FrameFault;
+use samvad_core::session::FrameFault;
 
 pub struct WsTransport {
     ws: WebSocket,

@@ -18,6 +18,6 @@ pub mod shards;
 pub mod view;
 
 pub use fjall_state::FjallState;
-pub use rules::{history_owner, is_history, Effect, Holding, InboxRules, Input, Message, Output};
+pub use rules::{Effect, Holding, InboxRules, Input, Message, Output};
 pub use shards::{shard_of, Outlet, ShardError, Shards, Writers};
 pub use view::{Committed, MemoryState, Pending, Space, View};

@@ -21,6 +21,7 @@
 //! - A sync replays a page of entries to one session; until its last page
 //!   the session gets no live pushes, so replay and live never interleave.
 
+use samvad_core::names::is_history;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -454,16 +455,6 @@ struct Pass<'a, 'r> {
     /// DELIVERED receipts the batch's acks owe, coalesced: (sender, chat,
     /// reader) → the sender's messages covered, oldest first.
     delivered: BTreeMap<(String, String, String), Vec<String>>,
-}
-
-/// The inbox that holds conversation `chatid`'s history. User names and
-/// group ids never contain `#`.
-pub fn history_owner(chatid: &str) -> String {
-    format!("#{chatid}")
-}
-
-pub fn is_history(owner: &str) -> bool {
-    owner.starts_with('#')
 }
 
 impl Pass<'_, '_> {
@@ -1001,6 +992,7 @@ mod tests {
     use super::*;
     use crate::engine::view::MemoryState;
     use crate::presence::PresenceMap;
+    use samvad_core::names::history_owner;
 
     fn chat(id: &str, from: &str, to: &str) -> Input {
         let kind = v1::HeadType::Chat;

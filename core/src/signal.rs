@@ -41,6 +41,12 @@ impl SignalKind {
         })
     }
 
+    /// Whether a client may send this kind (`event` and `error` are the
+    /// server's).
+    pub fn from_client(self) -> bool {
+        !matches!(self, SignalKind::Event | SignalKind::Error)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             SignalKind::Join => "join",

@@ -15,11 +15,13 @@ use samvad_proto::v1::{
     Pong, Presence, ServerFrame, Welcome,
 };
 
-use crate::auth::{TokenError, TokenKeys};
+use crate::names::{
+    chat_id, history_owner, valid_device, valid_group_id, valid_username, DEFAULT_DEVICE,
+    MAX_ID_LEN,
+};
+use crate::signal::SignalKind;
+use crate::token::{TokenError, TokenKeys};
 use crate::token_bucket::TokenBucket;
-
-/// Longest accepted envelope id, in bytes.
-pub const MAX_ID_LEN: usize = 128;
 
 /// What the transport must do next.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,7 +100,15 @@ pub struct Session {
 pub struct Context<'a> {
     pub keys: &'a TokenKeys,
     pub now: Instant,
+    /// Wall time, Unix milliseconds: stamped on envelopes and receipts,
+    /// and what tokens expire against.
     pub now_ms: i64,
+}
+
+impl Context<'_> {
+    fn now_secs(&self) -> u64 {
+        u64::try_from(self.now_ms / 1000).unwrap_or(0)
+    }
 }
 
 fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<String>) -> Action {
@@ -119,7 +129,7 @@ fn valid_message_ids(ids: &[String]) -> bool {
 }
 
 /// The kind of conversation a chat id names.
-pub(crate) enum Conversation<'a> {
+pub enum Conversation<'a> {
     /// A 1:1 chat of the user's, with `other`.
     Chat { other: &'a str },
     /// A group (or channel): membership is for the transport to check.
@@ -128,12 +138,12 @@ pub(crate) enum Conversation<'a> {
 
 /// What `chatid` names, if `user` may act in it as far as the session can
 /// tell without a lookup; else the error code and message to answer with.
-pub(crate) fn conversation<'a>(
+pub fn conversation<'a>(
     user: &str,
     chatid: &'a str,
 ) -> Result<Conversation<'a>, (ErrorCode, &'static str)> {
     if let Some((a, b)) = chatid.split_once(':') {
-        if !(valid_username(a) && valid_username(b) && samvad_router::chat_id(a, b) == chatid) {
+        if !(valid_username(a) && valid_username(b) && chat_id(a, b) == chatid) {
             return Err((
                 ErrorCode::InvalidEnvelope,
                 "a 1:1 chat id is `a:b`, the two user names sorted",
@@ -146,32 +156,13 @@ pub(crate) fn conversation<'a>(
             other: if a == user { b } else { a },
         });
     }
-    if !samvad_store::groups::valid_group_id(chatid) {
+    if !valid_group_id(chatid) {
         return Err((
             ErrorCode::InvalidEnvelope,
             "a chat id or a group id is needed",
         ));
     }
     Ok(Conversation::Group)
-}
-
-/// The device of a hello that names none.
-pub const DEFAULT_DEVICE: &str = "default";
-
-/// Whether `name` is a valid device name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
-fn valid_device(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-/// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
-pub fn valid_username(name: &str) -> bool {
-    (3..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b))
 }
 
 impl Session {
@@ -316,12 +307,9 @@ impl Session {
     /// Media signaling for a room (a group's call): passed on to the
     /// room's media node once the transport has checked membership.
     fn signal(&mut self, signal: samvad_proto::v1::Signal, out: &mut Vec<Action>) {
-        let client_kind = matches!(
-            signal.kind.as_str(),
-            "join" | "answer" | "offer" | "leave" | "mute" | "layer"
-        );
+        let client_kind = SignalKind::parse(&signal.kind).is_some_and(SignalKind::from_client);
         if !client_kind
-            || !samvad_store::groups::valid_group_id(&signal.room)
+            || !valid_group_id(&signal.room)
             || signal.payload.len() > MAX_SIGNAL_PAYLOAD
         {
             return out.push(error(
@@ -343,7 +331,7 @@ impl Session {
     /// A page of a conversation's history.
     fn history(&self, user: &str, history: samvad_proto::v1::History, out: &mut Vec<Action>) {
         let record = DeliverRecord {
-            user: samvad_store::inbox::history_owner(&history.chatid),
+            user: history_owner(&history.chatid),
             kind: Some(deliver_record::Kind::History(HistoryRecord {
                 session: self.id.to_string(),
                 edge: self.config.node.to_string(),
@@ -384,7 +372,7 @@ impl Session {
         };
         let records = vec![
             record(user.to_string()),
-            record(samvad_store::inbox::history_owner(&hide.chatid)),
+            record(history_owner(&hide.chatid)),
         ];
         match conversation(user, &hide.chatid) {
             Ok(Conversation::Chat { .. }) => out.extend(records.into_iter().map(Action::Deliver)),
@@ -471,7 +459,7 @@ impl Session {
             ));
             return out.push(Action::Close);
         }
-        match cx.keys.verify_access(token) {
+        match cx.keys.verify_access(token, cx.now_secs()) {
             Ok(user) => {
                 let user: Arc<str> = user.into();
                 out.push(Action::Reply(ServerFrame::of(server_frame::Kind::Welcome(
@@ -528,7 +516,7 @@ impl Session {
                 head.r#type = HeadType::Chat as i32;
                 valid_username(&head.to)
             }
-            HeadType::Group | HeadType::Channel => samvad_store::groups::valid_group_id(&head.to),
+            HeadType::Group | HeadType::Channel => valid_group_id(&head.to),
             other => {
                 return out.push(error(
                     ErrorCode::InvalidEnvelope,
@@ -617,7 +605,7 @@ impl Session {
         head.chatid = if matches!(head.r#type(), HeadType::Group | HeadType::Channel) {
             head.to.clone()
         } else {
-            samvad_router::chat_id(&head.from, &head.to)
+            chat_id(&head.from, &head.to)
         };
         env.seq = 0;
         env.server_ts = cx.now_ms;
@@ -663,7 +651,7 @@ mod tests {
     }
 
     fn hello(s: &mut Session, keys: &TokenKeys) {
-        let token = keys.issue_access("alice");
+        let token = keys.issue_access("alice", 0);
         let out = run(
             s,
             keys,

@@ -1,0 +1,28 @@
+//! The rules of Samvad that need no I/O: plain data in, decisions out.
+//!
+//! - [`names`]: user names, group ids, devices, and the ids made of them
+//!   (chat ids, history inboxes).
+//! - [`session`]: the session protocol as a state machine: hello first, the
+//!   token's user is `from`, sizes, rates; it answers with [`session::Action`]s
+//!   for its transport to carry out.
+//! - [`token`]: access and refresh tokens (JWT, HS256);
+//!   [`signed_url`]: short-lived grants for file content.
+//! - [`signal`]: the vocabulary of media signaling.
+//! - [`token_bucket`]: the rate limiter sessions and throttles share.
+//! - [`clock`]: the wall clock, read by drivers and passed in.
+//! - `fuzzing`: the properties the fuzz targets (`fuzz/`) check.
+//!
+//! Architecture invariant: this crate does no I/O and keeps no clock of its
+//! own. Its `Cargo.toml` names no runtime, socket, disk or broker crate
+//! (scripts/test.sh checks `cargo tree`), and every function that depends
+//! on time takes `now`.
+
+pub mod clock;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod names;
+pub mod session;
+pub mod signal;
+pub mod signed_url;
+pub mod token;
+pub mod token_bucket;

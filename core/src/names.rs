@@ -1,0 +1,77 @@
+//! What names and ids look like, and the ids derived from them.
+//!
+//! Architecture invariant: user names and group ids never contain `:` or
+//! `#`, so a 1:1 chat id (`a:b`) and a history inbox (`#<chatid>`) can
+//! never be mistaken for either.
+
+/// Longest accepted envelope (message) id, in bytes.
+pub const MAX_ID_LEN: usize = 128;
+
+/// The device of a hello that names none.
+pub const DEFAULT_DEVICE: &str = "default";
+
+fn name_byte(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b)
+}
+
+/// Whether `name` is a valid user name: 3 to 32 of `a-z 0-9 _ . -`.
+pub fn valid_username(name: &str) -> bool {
+    (3..=32).contains(&name.len()) && name.bytes().all(name_byte)
+}
+
+/// Whether `id` is a valid group (or channel) id: 3 to 64 of
+/// `a-z 0-9 _ . -`.
+pub fn valid_group_id(id: &str) -> bool {
+    (3..=64).contains(&id.len()) && id.bytes().all(name_byte)
+}
+
+/// Whether `name` is a valid device name: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_device(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The conversation id of a 1:1 chat: both user names, sorted, so that both
+/// directions share one `inbound` partition and keep their order.
+pub fn chat_id(a: &str, b: &str) -> String {
+    if a <= b {
+        format!("{a}:{b}")
+    } else {
+        format!("{b}:{a}")
+    }
+}
+
+/// The inbox that holds conversation `chatid`'s history.
+pub fn history_owner(chatid: &str) -> String {
+    format!("#{chatid}")
+}
+
+/// Whether an inbox owner is a conversation's history, not a user.
+pub fn is_history(owner: &str) -> bool {
+    owner.starts_with('#')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chat_ids_are_symmetric() {
+        assert_eq!(chat_id("bob", "ann"), "ann:bob");
+        assert_eq!(chat_id("ann", "bob"), "ann:bob");
+    }
+
+    #[test]
+    fn names_ids_and_devices() {
+        assert!(valid_username("ann") && valid_username("a.b_c-9"));
+        for bad in ["an", "Ann", "a:b", "#ann", "ann bob", &"a".repeat(33)] {
+            assert!(!valid_username(bad), "{bad}");
+        }
+        assert!(valid_group_id(&"g".repeat(64)) && !valid_group_id(&"g".repeat(65)));
+        assert!(!valid_group_id("a:b") && !valid_group_id("#ab"));
+        assert!(valid_device("Pixel-7.a_1") && !valid_device("") && !valid_device("a b"));
+        assert!(is_history(&history_owner("ann:bob")) && !is_history("ann"));
+    }
+}

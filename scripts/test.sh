@@ -52,6 +52,8 @@ fi
 
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
+# Every REST operation fuzzed from /openapi.json (schemathesis, PyPI).
+bash scripts/rest-fuzz.sh target/debug/samvad 25
 # The SDK against the Rust side's vectors and a real server, then the app
 # in Chromium (screenshots in web/test-results/).
 (cd web && SAMVAD_BIN="$PWD/../target/debug/samvad" node --experimental-websocket --test tests/)

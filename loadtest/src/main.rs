@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use samvad_load::client::TransportKind;
 use samvad_load::compare::{self, Report};
 use samvad_load::plot;
-use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
+use samvad_load::scenario::{chat, connect, group, hostile, offline, storm, Setup};
 use samvad_load::system::{Sources, System, SystemKind};
 use samvad_load::target;
 
@@ -210,6 +210,21 @@ enum Scenario {
         /// Users the sessions are spread over.
         #[arg(long, default_value_t = 50)]
         users: usize,
+    },
+    /// N clients that misbehave one way (half-open upgrades, sessions that
+    /// never say hello, readers that stop or read a byte a second), held
+    /// until the server cuts them off: time to cut-off and server memory.
+    Hostile {
+        #[arg(long, value_enum)]
+        kind: hostile::HostileKind,
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        count: usize,
+        /// Seconds to wait for the server to cut every client off.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Bytes of messages sent to each reader.
+        #[arg(long, default_value_t = 2_000_000)]
+        flood: usize,
     },
 }
 
@@ -445,6 +460,22 @@ async fn main() -> anyhow::Result<()> {
                 users,
             };
             let report = storm::run(&samvad_only("storm")?, &plan).await?;
+            (report.summary(), serde_json::to_value(&report)?)
+        }
+        Scenario::Hostile {
+            kind,
+            count,
+            timeout,
+            flood,
+        } => {
+            let plan = hostile::HostilePlan {
+                setup,
+                kind,
+                count,
+                timeout: Duration::from_secs(timeout),
+                flood,
+            };
+            let report = hostile::run(samvad_only("hostile")?, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)
         }
     };

@@ -48,7 +48,7 @@ pub async fn loopback_url(url: &str, scheme: &str) -> anyhow::Result<String> {
 }
 
 /// [`loopback_url`], and the address its host and port resolve to.
-async fn loopback_target(url: &str, scheme: &str) -> anyhow::Result<(String, SocketAddr)> {
+pub async fn loopback_target(url: &str, scheme: &str) -> anyhow::Result<(String, SocketAddr)> {
     let url = url.trim_end_matches('/').to_string();
     let rest = url
         .strip_prefix(scheme)

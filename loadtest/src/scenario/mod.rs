@@ -8,6 +8,7 @@ use crate::target;
 pub mod chat;
 pub mod connect;
 pub mod group;
+pub mod hostile;
 pub mod media;
 pub mod offline;
 pub mod storm;

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Honest chat beside hostile clients: the p99 of 1:1 chat at 1 000 msg/s
+# (50 pairs, WebSocket) alone, then with each kind of hostile client held
+# open beside it (samvad-load hostile), on a fresh `samvad serve` each time.
+# Also reports how long the server took to cut each hostile client off and
+# its memory meanwhile. JSON in bench/out/hostile-*.json.
+#
+#   bash bench/hostile.sh
+#   COUNT=2000 DURATION=20 bash bench/hostile.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ulimit -n "$(ulimit -Hn)"
+COUNT=${COUNT:-1000}
+DURATION=${DURATION:-20}
+cargo build --release -q -p samvad -p samvad-load
+mkdir -p bench/out
+work=$(mktemp -d)
+pids=()
+trap 'stop_all; rm -rf "$work"' EXIT
+source bench/lib.sh
+
+load() { ./target/release/samvad-load --server "$SERVER" "$@"; }
+p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['delivery']['p99_us']/1000)" "$1"; }
+
+chat_run() { load --out "bench/out/hostile-chat-$1.json" chat --pairs 50 --rate 1000 --duration "$DURATION" >/dev/null; }
+
+if [[ alone =~ ${ONLY:-.} ]]; then
+  start_samvad --durability buffer
+  chat_run alone
+  echo "alone: chat p99 $(p99 bench/out/hostile-chat-alone.json) ms"
+  stop_all
+fi
+
+# kind, count, transport, bytes flooded to each reader: more than the
+# kernel's socket buffers hold (tcp_wmem's 4 MB at most on the server's
+# side), or a reader that stopped looks idle to the server.
+# ONLY (a regex) picks runs by name.
+for run in "half-open $COUNT ws 0" "silent $COUNT ws 0" "silent $COUNT quic 0" \
+           "stop-reading $((COUNT / 20)) ws 6000000" "slow-reader $((COUNT / 20)) ws 6000000" \
+           "half-open 10000 ws 0"; do
+  read -r kind count transport flood <<<"$run"
+  name="$kind-$transport-$count"
+  [[ "$name" =~ ${ONLY:-.} ]] || continue
+  start_samvad --durability buffer
+  load --transport "$transport" --out "bench/out/hostile-$name.json" \
+    hostile --kind "$kind" -n "$count" --timeout 90 --flood "$flood" &
+  hostile=$!
+  sleep 5
+  chat_run "$name"
+  wait "$hostile"
+  echo "$name: chat p99 $(p99 "bench/out/hostile-chat-$name.json") ms beside it"
+  stop_all
+done

@@ -2,7 +2,8 @@
 //!
 //! - [`demux`]: which participant a UDP packet is for (ICE ufrag, then
 //!   source address), plain data.
-//! - [`signal`]: the signaling vocabulary carried in `Signal` frames.
+//! - [`samvad_core::signal`]: the signaling vocabulary carried in `Signal`
+//!   frames.
 //! - [`sfu`]: rooms, one `Rtc` per participant, forwarding; no sockets, no
 //!   clock.
 //! - This module: the I/O loop. One UDP socket for every participant; the

@@ -4,7 +4,7 @@
 //! takes out datagrams to send and signals to deliver (str0m's own
 //! sans-IO shape, one level up).
 //!
-//! Signaling rides the participant's chat session (see [`super::signal`]):
+//! Signaling rides the participant's chat session (see [`samvad_core::signal`]):
 //! the participant offers, we answer; when someone else publishes, we
 //! offer the new tracks and the participant answers.
 

@@ -1,6 +1,6 @@
 //! Frame I/O per transport. A transport turns its bytes into client frames
 //! (or the fault in place of one) and writes encoded server frames; the
-//! session protocol itself lives in [`crate::session`] and
+//! session protocol itself lives in [`samvad_core::session`] and
 //! [`crate::connection`].
 
 mod datagram;

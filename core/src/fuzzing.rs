@@ -313,13 +313,18 @@ pub fn signal(data: &[u8]) {
     if let Some(k) = SignalKind::parse(&kind) {
         assert_eq!(k.as_str(), kind);
     }
-    if let Ok(mute) = serde_json::from_slice::<Mute>(payload) {
-        let json = serde_json::to_vec(&mute).expect("a mute serialises");
-        assert_eq!(serde_json::from_slice::<Mute>(&json).ok(), Some(mute));
-    }
-    if let Ok(layer) = serde_json::from_slice::<Layer>(payload) {
-        let json = serde_json::to_vec(&layer).expect("a layer serialises");
-        assert_eq!(serde_json::from_slice::<Layer>(&json).ok(), Some(layer));
+    json_round_trips::<Mute>(payload);
+    json_round_trips::<Layer>(payload);
+}
+
+/// What parses as a `T` has one JSON form, which parses back to it.
+fn json_round_trips<T>(payload: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    if let Ok(value) = serde_json::from_slice::<T>(payload) {
+        let json = serde_json::to_vec(&value).expect("a payload serialises");
+        assert_eq!(serde_json::from_slice::<T>(&json).ok(), Some(value));
     }
 }
 

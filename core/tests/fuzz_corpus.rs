@@ -6,22 +6,7 @@
 use std::path::Path;
 
 fn replay(target: &str, property: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut inputs = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
-        let outcome = std::panic::catch_unwind(|| property(&data));
-        assert!(
-            outcome.is_ok(),
-            "{target}: {} breaks the property",
-            path.display()
-        );
-        inputs += 1;
-    }
-    assert!(inputs > 0, "{target}: an empty corpus checks nothing");
+    samvad_proto::fuzzing::replay_corpus(env!("CARGO_MANIFEST_DIR"), target, property);
 }
 
 #[test]

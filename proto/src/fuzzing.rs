@@ -70,3 +70,26 @@ pub fn json_text(data: &[u8]) {
         assert_eq!(again, frame);
     }
 }
+
+/// Runs every input committed for `target` under `fuzz/corpus/` (the
+/// workspace's, from `manifest_dir`, a crate beside it) through
+/// `property`, failing on the first that breaks it or on an empty corpus:
+/// the replay the proto and core corpus tests share.
+pub fn replay_corpus(manifest_dir: &str, target: &str, property: fn(&[u8])) {
+    let dir = std::path::Path::new(manifest_dir)
+        .join("../fuzz/corpus")
+        .join(target);
+    let mut inputs = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let path = entry.expect("a corpus entry").path();
+        let data = std::fs::read(&path).expect("a corpus input reads");
+        let outcome = std::panic::catch_unwind(|| property(&data));
+        assert!(
+            outcome.is_ok(),
+            "{target}: {} breaks the property",
+            path.display()
+        );
+        inputs += 1;
+    }
+    assert!(inputs > 0, "{target}: an empty corpus checks nothing");
+}

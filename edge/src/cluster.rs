@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, TopicSpec, Topics};
+use bytes::Bytes;
+use prost::Message as _;
+use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, Outgoing, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::files::RedisFiles;
@@ -278,6 +280,46 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     node::wait(&mut roles).await
 }
 
+/// Retention in the cluster: a sweep of this store's disk a step a second,
+/// whose expiries go to `deliver` like any other record, so that they are
+/// applied in the partition's order and logged to the changelog with the
+/// rest. A step whose produce fails is logged and the sweep goes on: the
+/// next round asks again.
+async fn sweep_retention(
+    inboxes: Arc<Inboxes>,
+    bus: Arc<dyn Bus>,
+    deliver: Arc<str>,
+    retention: samvad_store::engine::Retention,
+) -> anyhow::Result<()> {
+    let mut sweep = samvad_store::engine::Sweep::default();
+    let mut every = tokio::time::interval(samvad_store::engine::retention::SWEEP_EVERY);
+    loop {
+        every.tick().await;
+        let inboxes = inboxes.clone();
+        let (back, records) = tokio::task::spawn_blocking(move || {
+            let records = inboxes.sweep(&mut sweep, &retention);
+            (sweep, records)
+        })
+        .await
+        .context("retention sweep panicked")?;
+        sweep = back;
+        let records = records.context("retention sweep")?;
+        if records.is_empty() {
+            continue;
+        }
+        let out = records
+            .into_iter()
+            .map(|r| {
+                let key = r.user.clone();
+                Outgoing::new(deliver.clone(), key, Bytes::from(r.encode_to_vec()))
+            })
+            .collect();
+        if let Err(e) = bus.produce(out).await {
+            tracing::warn!(error = %e, "retention: producing expiries failed; the next round asks again");
+        }
+    }
+}
+
 pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
     let (kafka, topics) = kafka(&args.cluster, &args.node).await?;
     let presence = presence(&args.cluster).await?;
@@ -297,6 +339,15 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
         .context("joining the store group")?;
     let bus: Arc<dyn Bus> = kafka;
     let mut roles = JoinSet::new();
+    let retention = args.retention.retention()?;
+    if !retention.is_forever() {
+        roles.spawn(sweep_retention(
+            inboxes.clone(),
+            bus.clone(),
+            topics.deliver().into(),
+            retention,
+        ));
+    }
     roles.spawn(async move {
         StoreRole {
             bus,

@@ -21,6 +21,9 @@ pub struct ServeArgs {
     pub shards: Option<usize>,
 
     #[command(flatten)]
+    pub retention: RetentionArgs,
+
+    #[command(flatten)]
     pub edge: EdgeArgs,
 
     #[command(flatten)]
@@ -31,6 +34,35 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub media: MediaArgs,
+}
+
+/// How long inboxes keep what they hold.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Days a user's delivered messages and receipts stay in their inbox
+    /// (a device that syncs later finds older ones in the conversation's
+    /// history). Undelivered entries stay until they are delivered.
+    /// 0: for ever.
+    #[arg(long, default_value_t = 30.0, env = "SAMVAD_INBOX_RETENTION_DAYS")]
+    pub inbox_retention_days: f64,
+
+    /// Days a conversation's history is kept. 0: for ever.
+    #[arg(long, default_value_t = 0.0, env = "SAMVAD_HISTORY_RETENTION_DAYS")]
+    pub history_retention_days: f64,
+}
+
+impl RetentionArgs {
+    /// The inbox rules' retention.
+    pub fn retention(&self) -> anyhow::Result<samvad_store::engine::Retention> {
+        let days = |what: &str, d: f64| -> anyhow::Result<Option<std::time::Duration>> {
+            anyhow::ensure!(d.is_finite() && d >= 0.0, "--{what} must be 0 or more days");
+            Ok((d > 0.0).then(|| std::time::Duration::from_secs_f64(d * 86_400.0)))
+        };
+        Ok(samvad_store::engine::Retention {
+            delivered: days("inbox-retention-days", self.inbox_retention_days)?,
+            history: days("history-retention-days", self.history_retention_days)?,
+        })
+    }
 }
 
 /// The SFU's UDP socket.
@@ -316,6 +348,9 @@ pub struct ClusterStoreArgs {
     /// How durable an inbox write is before its pushes and commit.
     #[arg(long, value_enum, default_value_t = DurabilityArg::Sync)]
     pub durability: DurabilityArg,
+
+    #[command(flatten)]
+    pub retention: RetentionArgs,
 
     /// Name of this node (logs, Kafka client id, its static membership of
     /// the store group and its transactional id): unique per store, and

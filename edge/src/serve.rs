@@ -63,6 +63,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             push_topic: topics.push().into(),
             runtime: tokio::runtime::Handle::current(),
         }),
+        args.retention.retention()?,
     )?;
     let mut roles = tokio::task::JoinSet::new();
     for (shard, exited) in std::mem::take(&mut writers.exits).into_iter().enumerate() {

@@ -705,3 +705,49 @@ async fn live_sessions_keep_receiving_across_a_store_restart_and_a_takeover() {
     a.close().await;
     b.close().await;
 }
+
+/// Retention in the cluster: a store's sweep expires delivered entries
+/// through `deliver`, in order with everything else; undelivered ones and
+/// the seqs stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_entries_expire_in_the_cluster_too() {
+    let cluster = Cluster::start_with(
+        samvad_testkit::Kafka::start(),
+        1,
+        1,
+        1,
+        // 0.00002 days: 1.7 s.
+        &["--inbox-retention-days", "0.00002"],
+    );
+    let alice = cluster.user(0, "alice").await;
+    let bob = cluster.user(0, "bob").await;
+    let mut a = cluster.edges[0].connect(TransportKind::Quic, &alice).await;
+    sync_all(&mut a, 0).await;
+    for id in ["m1", "m2"] {
+        send_chat(&mut a, id, "alice", "bob", id).await;
+        next_of(&mut a, "accepted").await;
+    }
+    let mut b = cluster.edges[0].connect(TransportKind::Quic, &bob).await;
+    assert_eq!(sync_expecting(&mut b, 0, 2).await.len(), 2);
+    b.send(client_frame::Kind::Ack(Ack { seq: 1 }))
+        .await
+        .unwrap();
+
+    // m1 goes; m2, never acked, stays.
+    let deadline = tokio::time::Instant::now() + SYNC_WAIT * 2;
+    loop {
+        let (left, _) = sync_all(&mut b, 0).await;
+        let left: Vec<(u64, String)> = left.into_iter().map(|m| (m.0, m.1)).collect();
+        if left == [(2, "m2".to_string())] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "m1 never expired: {left:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    send_chat(&mut a, "m3", "alice", "bob", "m3").await;
+    next_of(&mut a, "accepted").await;
+    assert_eq!(next_user_message(&mut b).await.seq, 3);
+}

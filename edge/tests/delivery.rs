@@ -779,3 +779,141 @@ async fn latency_under_loss() {
         }
     }
 }
+
+/// The ids a session's History request returns for `chatid` (newest first).
+async fn history_ids(c: &mut samvad_load::client::Client, chatid: &str) -> Vec<String> {
+    c.send(client_frame::Kind::History(samvad_proto::v1::History {
+        chatid: chatid.into(),
+        before_seq: 0,
+        limit: 100,
+    }))
+    .await
+    .unwrap();
+    let Some(server_frame::Kind::History(page)) = next_of(c, "history").await.kind else {
+        unreachable!()
+    };
+    page.messages.into_iter().map(|e| e.id).collect()
+}
+
+/// Polls `check` once a second until it holds or `SYNC_WAIT` passes: the
+/// retention sweep runs in the background, a step a second.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + SYNC_WAIT;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// `--inbox-retention-days`: delivered entries leave the inbox once old,
+/// undelivered ones stay, the conversation's history keeps them all, and
+/// seqs go on after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_entries_expire_from_the_inbox_and_stay_in_the_history() {
+    // 0.00002 days: 1.7 s.
+    let mut server = TestServer::start_with(&["--inbox-retention-days", "0.00002"]);
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    sync_all(&mut alice, 0).await;
+    for id in ["m1", "m2"] {
+        send_chat(&mut alice, id, "alice", "bob", id).await;
+        next_of(&mut alice, "accepted").await;
+    }
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    let (got, _) = sync_all(&mut bob, 0).await;
+    assert_eq!(got.len(), 2);
+    bob.send(client_frame::Kind::Ack(Ack { seq: 2 }))
+        .await
+        .unwrap();
+    // m3 is delivered live but never acked.
+    send_chat(&mut alice, "m3", "alice", "bob", "m3").await;
+    next_of(&mut alice, "accepted").await;
+    assert_eq!(next_user_message(&mut bob).await.seq, 3);
+
+    let b_token = b.access_token.clone();
+    let addr = server.addr.clone();
+    eventually("m1 and m2 expire from bob's inbox", || {
+        let (addr, token) = (addr.clone(), b_token.clone());
+        async move {
+            let (mut tablet, _) = samvad_load::client::Client::connect_device(
+                TransportKind::Ws,
+                &addr,
+                &token,
+                "tablet",
+            )
+            .await
+            .unwrap();
+            let (left, _) = sync_all(&mut tablet, 0).await;
+            let left: Vec<(u64, String)> = left.into_iter().map(|m| (m.0, m.1)).collect();
+            left == [(3, "m3".to_string())]
+        }
+    })
+    .await;
+    // The history has all three; Alice's receipts (never acked by her) stay.
+    assert_eq!(history_ids(&mut bob, "alice:bob").await, ["m3", "m2", "m1"]);
+    let (_, receipts) = sync_all(&mut alice, 0).await;
+    assert!(
+        receipts >= 1,
+        "alice's undelivered DELIVERED receipt expired"
+    );
+
+    // Seqs go on after a restart, even where entries are gone.
+    drop((alice, bob));
+    server.restart();
+    let mut alice = server.connect(TransportKind::Ws, &a).await;
+    sync_all(&mut alice, 0).await;
+    send_chat(&mut alice, "m4", "alice", "bob", "m4").await;
+    next_of(&mut alice, "accepted").await;
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    let (left, _) = sync_all(&mut bob, 0).await;
+    let seqs: Vec<u64> = left.iter().map(|m| m.0).collect();
+    assert_eq!(seqs, [3, 4]);
+}
+
+/// `--history-retention-days`: a conversation's history forgets old
+/// messages, and its next message still gets the next seq.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_history_expires_and_goes_on_counting() {
+    let server = TestServer::start_with(&["--history-retention-days", "0.00002"]);
+    let (a, b) = (server.user("alice").await, server.user("bob").await);
+    let mut alice = server.connect(TransportKind::Quic, &a).await;
+    sync_all(&mut alice, 0).await;
+    let mut bob = server.connect(TransportKind::Quic, &b).await;
+    sync_all(&mut bob, 0).await;
+    for id in ["h1", "h2"] {
+        send_chat(&mut alice, id, "alice", "bob", id).await;
+        next_of(&mut alice, "accepted").await;
+        next_user_message(&mut bob).await;
+    }
+    let alice = std::sync::Arc::new(tokio::sync::Mutex::new(alice));
+    eventually("the history forgets h1 and h2", || {
+        let alice = alice.clone();
+        async move {
+            history_ids(&mut *alice.lock().await, "alice:bob")
+                .await
+                .is_empty()
+        }
+    })
+    .await;
+    let mut alice = alice.lock().await;
+    send_chat(&mut alice, "h3", "alice", "bob", "h3").await;
+    next_of(&mut alice, "accepted").await;
+    next_user_message(&mut bob).await;
+    alice
+        .send(client_frame::Kind::History(samvad_proto::v1::History {
+            chatid: "alice:bob".into(),
+            before_seq: 0,
+            limit: 10,
+        }))
+        .await
+        .unwrap();
+    let Some(server_frame::Kind::History(page)) = next_of(&mut alice, "history").await.kind else {
+        unreachable!()
+    };
+    let kept: Vec<(u64, String)> = page.messages.into_iter().map(|e| (e.seq, e.id)).collect();
+    assert_eq!(kept, [(3, "h3".to_string())]);
+}

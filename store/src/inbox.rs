@@ -64,6 +64,23 @@ impl Inboxes {
         })
     }
 
+    /// A step of `sweep` over the inboxes on this disk: the `deliver`
+    /// records that expire them, for the role to produce to their
+    /// partitions (applied there, in order with everything else, like any
+    /// record; an owner this store no longer holds is expired by its
+    /// holder).
+    pub fn sweep(
+        &self,
+        sweep: &mut crate::engine::Sweep,
+        retention: &crate::engine::Retention,
+    ) -> Result<Vec<DeliverRecord>, StoreError> {
+        Ok(sweep
+            .step(&self.state, retention, now_ms(), |_| true)?
+            .iter()
+            .map(Input::to_record)
+            .collect())
+    }
+
     /// The last seq and the cursor of `user`'s inbox.
     pub fn counters(&self, user: &str) -> Result<(u64, u64), StoreError> {
         self.rules.lock().counters(&self.state, user)

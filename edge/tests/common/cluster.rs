@@ -84,6 +84,9 @@ pub struct Cluster {
     pub stores: Vec<Node>,
     pub pushes: Vec<Node>,
     pub medias: Vec<Node>,
+    /// Arguments every store started from now on is given besides the
+    /// common ones.
+    pub store_args: Vec<String>,
     // Dropped after the nodes (fields drop in order).
     pub redis: Redis,
     pub kafka: Kafka,
@@ -119,7 +122,19 @@ impl Cluster {
 
     /// [`Cluster::start`] on the given brokers (three, for broker faults).
     pub fn start_on(kafka: Kafka, edges: usize, routers: usize, stores: usize) -> Cluster {
+        Cluster::start_with(kafka, edges, routers, stores, &[])
+    }
+
+    /// [`Cluster::start_on`] with `store_args` given to every store.
+    pub fn start_with(
+        kafka: Kafka,
+        edges: usize,
+        routers: usize,
+        stores: usize,
+        store_args: &[&str],
+    ) -> Cluster {
         let mut cluster = Cluster {
+            store_args: store_args.iter().map(|a| a.to_string()).collect(),
             edges: Vec::new(),
             routers: Vec::new(),
             stores: Vec::new(),
@@ -174,6 +189,7 @@ impl Cluster {
             "--data-dir".into(),
             self.path(&format!("store{i}")).display().to_string(),
         ]);
+        args.extend(self.store_args.iter().cloned());
         let node = Node::spawn(args, self.path(&format!("store{i}.json")));
         self.stores.push(node);
     }

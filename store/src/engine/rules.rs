@@ -46,6 +46,9 @@ const HISTORY_PAGE_DEFAULT: usize = 50;
 /// Unacked 1:1 entries remembered per inbox for O(1) acks; an ack that
 /// reaches further back reads the rest from the inbox.
 pub const UNACKED_WINDOW: usize = 256;
+/// Most entries one [`Input::Expire`] removes; the sweep comes back for
+/// the rest.
+pub const EXPIRE_PAGE: usize = 512;
 /// Cache budget: inboxes plus their remembered unacked entries.
 const INBOX_CACHE_WEIGHT: u64 = 1 << 20;
 const DEVICE_CACHE_ITEMS: usize = 1 << 16;
@@ -106,6 +109,10 @@ pub enum Input {
     },
     /// Delete for me.
     Hide { owner: String, hide: HideRecord },
+    /// Retention: entries accepted before `before_ms` go, in a user's
+    /// inbox only those delivered (at or below its cursor), in a
+    /// conversation's history any. Their dedupe keys go with them.
+    Expire { owner: String, before_ms: i64 },
 }
 
 impl Input {
@@ -116,7 +123,8 @@ impl Input {
             | Input::Ack { owner, .. }
             | Input::Sync { owner, .. }
             | Input::History { owner, .. }
-            | Input::Hide { owner, .. } => owner,
+            | Input::Hide { owner, .. }
+            | Input::Expire { owner, .. } => owner,
         }
     }
 
@@ -139,6 +147,10 @@ impl Input {
             deliver_record::Kind::Sync(sync) => Input::Sync { owner, sync },
             deliver_record::Kind::History(request) => Input::History { owner, request },
             deliver_record::Kind::Hide(hide) => Input::Hide { owner, hide },
+            deliver_record::Kind::Expire(e) => Input::Expire {
+                owner,
+                before_ms: e.before_ms,
+            },
         })
     }
 
@@ -158,6 +170,11 @@ impl Input {
             Input::Sync { sync, .. } => deliver_record::Kind::Sync(sync.clone()),
             Input::History { request, .. } => deliver_record::Kind::History(request.clone()),
             Input::Hide { hide, .. } => deliver_record::Kind::Hide(hide.clone()),
+            Input::Expire { before_ms, .. } => {
+                deliver_record::Kind::Expire(samvad_proto::bus::ExpireRecord {
+                    before_ms: *before_ms,
+                })
+            }
         };
         DeliverRecord {
             user: self.owner().to_string(),
@@ -519,6 +536,7 @@ impl Pass<'_, '_> {
             Input::Sync { owner, sync } => self.sync(&owner, &sync),
             Input::History { owner, request } => self.history(&owner, &request),
             Input::Hide { owner, hide } => self.hide(&owner, &hide),
+            Input::Expire { owner, before_ms } => self.expire(&owner, before_ms),
         }
     }
 
@@ -871,6 +889,70 @@ impl Pass<'_, '_> {
         Ok(())
     }
 
+    /// Retention ([`Input::Expire`]): at most [`EXPIRE_PAGE`] of the
+    /// oldest entries per input, oldest first, stopping at the first one
+    /// too young (entries are accepted in seq order). The inbox's meta is
+    /// written, so its last seq survives even if every entry is gone (a
+    /// history's meta is otherwise never written: its last seq is read
+    /// from its newest entry).
+    fn expire(&mut self, owner: &str, before_ms: i64) -> Result<(), StoreError> {
+        let history = is_history(owner);
+        let upto = {
+            let state = self.state(owner)?;
+            if history {
+                state.last_seq
+            } else {
+                state.cursor
+            }
+        };
+        if upto == 0 {
+            return Ok(());
+        }
+        let entries = self.view.range(
+            Space::Inbox,
+            &inbox_key(owner, 0),
+            &inbox_key(owner, upto),
+            false,
+            EXPIRE_PAGE,
+        )?;
+        let mut gone_ids = HashSet::new();
+        let mut expired = 0usize;
+        for (key, frame) in entries {
+            let Some((accepted, dedupe, id)) = expiring(owner, &frame) else {
+                // Not written by these rules: left for a person to look at,
+                // and nothing after it goes either.
+                tracing::warn!(owner, "an inbox entry retention cannot read; kept");
+                break;
+            };
+            if accepted >= before_ms {
+                break;
+            }
+            self.view.pending.remove(Space::Inbox, key);
+            self.view.pending.remove(Space::Dedupe, dedupe);
+            gone_ids.extend(id);
+            expired += 1;
+        }
+        if expired == 0 {
+            return Ok(());
+        }
+        self.state(owner)?.cursor_moved = true;
+        if history {
+            // Who hid what: `owner \0 user \0 id`, for the ids gone.
+            let mut to = user_prefix(owner);
+            to.push(0xff);
+            for (key, _) in
+                self.view
+                    .range(Space::Hidden, &user_prefix(owner), &to, false, usize::MAX)?
+            {
+                let id = key.rsplit(|&b| b == 0).next().unwrap_or_default();
+                if std::str::from_utf8(id).is_ok_and(|id| gone_ids.contains(id)) {
+                    self.view.pending.remove(Space::Hidden, key);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Delete for me: in the user's own inbox the entries are emptied in
     /// place; in a conversation's history they are marked hidden for them.
     fn hide(&mut self, owner: &str, hide: &HideRecord) -> Result<(), StoreError> {
@@ -886,6 +968,32 @@ impl Pass<'_, '_> {
             }
         }
         Ok(())
+    }
+}
+
+/// What retention needs of a stored entry: when it was accepted, its
+/// dedupe key and its message id (`None`: not an entry it knows).
+fn expiring(owner: &str, frame: &[u8]) -> Option<(i64, Vec<u8>, Option<String>)> {
+    match ServerFrame::decode(frame).ok()?.kind? {
+        server_frame::Kind::Deliver(v1::Deliver {
+            envelope: Some(env),
+        }) => {
+            let from = env.head.map(|h| h.from).unwrap_or_default();
+            Some((
+                env.server_ts,
+                dedupe_key(owner, &[&from, &env.id]),
+                Some(env.id),
+            ))
+        }
+        server_frame::Kind::Receipt(r) => Some((
+            r.ts,
+            dedupe_key(
+                owner,
+                &["\u{1}", &r.by, &r.message_id, &r.state.to_string()],
+            ),
+            None,
+        )),
+        _ => None,
     }
 }
 
@@ -1487,5 +1595,121 @@ mod tests {
         assert_eq!((env.id.as_str(), env.seq), ("m1", 1));
         assert_eq!(env.head.unwrap().action(), v1::Action::Delete);
         assert_eq!(store.seqs("bob"), [1, 2, 3]);
+    }
+
+    /// A 1:1 message to `owner` accepted at `ts`.
+    fn chat_at(id: &str, from: &str, owner: &str, ts: i64) -> Input {
+        let Input::Message { message, .. } = chat(id, from, owner) else {
+            unreachable!()
+        };
+        let mut envelope = message.envelope.clone();
+        envelope.server_ts = ts;
+        Input::Message {
+            owner: owner.into(),
+            message: Message::new(envelope),
+            then: Vec::new(),
+            fresh: false,
+        }
+    }
+
+    fn expire(owner: &str, before_ms: i64) -> Input {
+        Input::Expire {
+            owner: owner.into(),
+            before_ms,
+        }
+    }
+
+    #[test]
+    fn retention_drops_old_delivered_entries_with_their_dedupe_keys_and_nothing_undelivered() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        let sent: Vec<Input> = (1..=4)
+            .map(|i| chat_at(&format!("m{i}"), "alice", "bob", i * 100))
+            .collect();
+        store.run(sent, &none);
+        store.run(vec![ack("bob", 3)], &none);
+
+        // Old enough: m1 and m2. m3 is delivered but too young.
+        store.run(vec![expire("bob", 250)], &none);
+        assert_eq!(store.seqs("bob"), [3, 4]);
+        let dedupe = |id: &str| dedupe_key("bob", &["alice", id]);
+        assert_eq!(store.state.get(Space::Dedupe, &dedupe("m1")).unwrap(), None);
+        assert!(store
+            .state
+            .get(Space::Dedupe, &dedupe("m3"))
+            .unwrap()
+            .is_some());
+
+        // Everything is old now, but m4 was never acked: it stays.
+        store.run(vec![expire("bob", 10_000)], &none);
+        assert_eq!(store.seqs("bob"), [4]);
+        // Applying it again changes nothing.
+        store.run(vec![expire("bob", 10_000)], &none);
+        assert_eq!(store.seqs("bob"), [4]);
+
+        // Seqs go on from where they were, also after a restart (the cache
+        // gone), and the unacked entry still gets its receipt.
+        store.rules = InboxRules::new(Holding::Given);
+        store.run(vec![chat_at("m5", "alice", "bob", 500)], &none);
+        assert_eq!(store.seqs("bob"), [4, 5]);
+        let effects = store.run(vec![ack("bob", 5)], &none);
+        let covered = receipts(&effects);
+        assert_eq!(
+            covered,
+            [("alice".into(), "m4".into()), ("alice".into(), "m5".into())]
+        );
+    }
+
+    #[test]
+    fn a_history_whose_entries_all_expired_keeps_its_seqs_and_forgets_who_hid_them() {
+        let owner = history_owner("alice:bob");
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        store.run(
+            vec![
+                chat_at("m1", "alice", &owner, 100),
+                chat_at("m2", "alice", &owner, 200),
+            ],
+            &none,
+        );
+        let hide = |id: &str| Input::Hide {
+            owner: owner.clone(),
+            hide: HideRecord {
+                user: "bob".into(),
+                author: "alice".into(),
+                message_ids: vec![id.into()],
+            },
+        };
+        store.run(vec![hide("m1"), hide("m2")], &none);
+        store.run(vec![expire(&owner, 150)], &none);
+        assert_eq!(store.seqs(&owner), [2]);
+        let hidden = |id: &str| {
+            store
+                .state
+                .get(Space::Hidden, &hidden_key(&owner, "bob", id))
+        };
+        assert_eq!(hidden("m1").unwrap(), None);
+        assert!(hidden("m2").unwrap().is_some());
+
+        store.run(vec![expire(&owner, 1_000)], &none);
+        assert!(store.seqs(&owner).is_empty());
+        store.rules = InboxRules::new(Holding::Given);
+        store.run(vec![chat_at("m3", "alice", &owner, 300)], &none);
+        assert_eq!(store.seqs(&owner), [3]);
+    }
+
+    #[test]
+    fn retention_keeps_an_entry_it_cannot_read_and_everything_after_it() {
+        let mut store = Store::new(Holding::Given);
+        let none = PresenceMap::new();
+        let mut junk = super::super::view::Pending::default();
+        junk.put(Space::Inbox, inbox_key("bob", 1), b"\xff\xff".to_vec());
+        let mut meta = 1u64.to_be_bytes().to_vec();
+        meta.extend_from_slice(&1u64.to_be_bytes());
+        junk.put(Space::Meta, b"bob".to_vec(), meta);
+        store.state.commit(&junk);
+        store.run(vec![chat_at("m2", "alice", "bob", 100)], &none);
+        store.run(vec![ack("bob", 2), expire("bob", 1_000)], &none);
+        assert_eq!(store.seqs("bob"), [1, 2]);
     }
 }

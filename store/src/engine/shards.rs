@@ -17,6 +17,9 @@
 //! inbox rules drop duplicates). Order across shards holds per pair of
 //! shards (one FIFO channel each way), which is what a conversation needs:
 //! a 1:1 chat's entries and a group's fan-out each travel from one shard.
+//!
+//! Each writer runs its [`Sweep`] of retention between batches, and applies
+//! what a step yields as a batch like any other.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -31,6 +34,7 @@ use samvad_proto::bus::{DeliverBatch, PushRecord};
 use tokio::sync::oneshot;
 
 use super::fjall_state::FjallState;
+use super::retention::{Retention, Sweep, SWEEP_EVERY};
 use super::rules::{Effect, Holding, InboxRules, Input};
 use super::view::Space;
 use crate::presence::{MemoryPresence, SessionRoute};
@@ -192,6 +196,7 @@ impl Shards {
         persist: PersistMode,
         presence: Arc<MemoryPresence>,
         outlet: Arc<dyn Outlet>,
+        retention: Retention,
     ) -> Result<Writers, StoreError> {
         let count = count.clamp(1, u16::MAX as usize);
         let state = FjallState::open(db)?;
@@ -229,6 +234,8 @@ impl Shards {
                 outlet: outlet.clone(),
                 next_lsn,
                 unanswered: unanswered.clone(),
+                retention,
+                sweep: Sweep::default(),
             };
             let (exit, exited) = oneshot::channel();
             std::thread::Builder::new()
@@ -302,6 +309,8 @@ struct Writer {
     outlet: Arc<dyn Outlet>,
     next_lsn: u64,
     unanswered: Arc<Vec<Backlog>>,
+    retention: Retention,
+    sweep: Sweep,
 }
 
 impl Writer {
@@ -310,7 +319,20 @@ impl Writer {
         let mut rules = InboxRules::new(Holding::Shard(Box::new(move |owner| {
             shard_of(owner, count) == me
         })));
-        while let Ok(first) = self.rx.recv() {
+        loop {
+            let first = if self.retention.is_forever() {
+                match self.rx.recv() {
+                    Ok(first) => first,
+                    Err(_) => break,
+                }
+            } else {
+                self.sweep_if_due(&mut rules)?;
+                match self.rx.recv_timeout(SWEEP_EVERY) {
+                    Ok(first) => first,
+                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
+                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                }
+            };
             let mut inputs = Vec::new();
             let mut dones = Vec::new();
             let mut applied_outbox = Vec::new();
@@ -361,6 +383,23 @@ impl Writer {
         Ok(())
     }
 
+    /// A step of the retention sweep, if one is due, for the owners this
+    /// shard holds: one batch (written to the OS, made stable by the next
+    /// synced commit).
+    fn sweep_if_due(&mut self, rules: &mut InboxRules) -> Result<(), StoreError> {
+        let (me, count) = (self.me, self.count);
+        let inputs = self
+            .sweep
+            .step_if_due(&self.state, &self.retention, now_ms(), |owner| {
+                shard_of(owner, count) == me
+            })?;
+        if inputs.is_empty() {
+            return Ok(());
+        }
+        self.batch(rules, inputs, Vec::new(), PersistMode::Buffer)
+            .inspect_err(|_| rules.forget())
+    }
+
     /// Applies, commits and carries out one batch.
     fn batch(
         &mut self,
@@ -370,6 +409,16 @@ impl Writer {
         persist: PersistMode,
     ) -> Result<(), StoreError> {
         let output = rules.apply(&self.state, inputs, &*self.presence, now_ms())?;
+        // Nothing to write and nothing to make stable (a sweep step that
+        // found nothing old): no commit.
+        if output.pending.is_empty()
+            && output.effects.is_empty()
+            && applied_outbox.is_empty()
+            && matches!(persist, PersistMode::Buffer)
+        {
+            rules.committed(output.touched);
+            return Ok(());
+        }
         let mut batch = self.state.batch(&output.pending);
         for key in &applied_outbox {
             self.state.remove(&mut batch, Space::Applied, key);

@@ -91,6 +91,11 @@ impl Pending {
         self.changes[space as usize].insert(key, None);
     }
 
+    /// Whether the batch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        self.changes.iter().all(BTreeMap::is_empty)
+    }
+
     /// Every change, in order.
     pub fn iter(&self) -> impl Iterator<Item = (Space, &[u8], Option<&Bytes>)> {
         Space::ALL.into_iter().flat_map(move |space| {

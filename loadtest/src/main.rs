@@ -124,6 +124,13 @@ enum Scenario {
         #[arg(long, default_value_t = 64)]
         payload: usize,
     },
+    /// Plot a soak's samples (bench/soak.sh's CSV: seconds, RSS KiB, open
+    /// files, disk bytes, CPU seconds) as an SVG of four panels over time.
+    SoakPlot {
+        csv: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Lay reports of runs against Samvad and its peers side by side: a
     /// Markdown table of Samvad / peer ratios, and a latency plot.
     Compare {
@@ -260,6 +267,14 @@ async fn main() -> anyhow::Result<()> {
             c.plot.as_deref(),
         );
     }
+    if let Scenario::SoakPlot { csv, out } = &cli.scenario {
+        let text = std::fs::read_to_string(csv)
+            .with_context(|| format!("reading {}", csv.display()))?;
+        let samples = samvad_load::plot::soak_samples(&text)?;
+        samvad_load::plot::soak_svg(out, &samples)?;
+        println!("{} samples → {}", samples.len(), out.display());
+        return Ok(());
+    }
     let prefix = c
         .prefix
         .clone()
@@ -382,7 +397,9 @@ async fn main() -> anyhow::Result<()> {
             plot_if_asked(c, &title, series)?;
             (report.summary(), serde_json::to_value(&report)?)
         }
-        Scenario::Compare { .. } => unreachable!("handled before connecting"),
+        Scenario::Compare { .. } | Scenario::SoakPlot { .. } => {
+            unreachable!("handled before connecting")
+        }
         Scenario::Media {
             rooms,
             publishers,

@@ -167,9 +167,119 @@ pub fn latency_svg(path: &Path, title: &str, series: &[Series]) -> anyhow::Resul
     Ok(())
 }
 
+/// One sample of a soak: the server at `seconds` into it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SoakSample {
+    pub seconds: f64,
+    pub rss_kib: f64,
+    pub open_files: f64,
+    pub disk_bytes: f64,
+    pub cpu_seconds: f64,
+}
+
+/// Samples from bench/soak.sh's CSV (a header line, then
+/// `seconds,rss_kib,open_files,disk_bytes,cpu_seconds` rows).
+pub fn soak_samples(csv: &str) -> anyhow::Result<Vec<SoakSample>> {
+    csv.lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, line)| {
+            let v: Vec<f64> = line
+                .split(',')
+                .map(|f| f.trim().parse::<f64>())
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("row {}: {line:?}", i + 2))?;
+            let [seconds, rss_kib, open_files, disk_bytes, cpu_seconds] = v[..] else {
+                anyhow::bail!("row {}: 5 fields expected, got {}", i + 2, v.len());
+            };
+            Ok(SoakSample {
+                seconds,
+                rss_kib,
+                open_files,
+                disk_bytes,
+                cpu_seconds,
+            })
+        })
+        .collect()
+}
+
+/// Four panels over the soak's minutes: RSS (MiB), open files, disk (MiB)
+/// and CPU (share of a core between two samples).
+pub fn soak_svg(path: &Path, samples: &[SoakSample]) -> anyhow::Result<()> {
+    anyhow::ensure!(samples.len() >= 2, "a plot needs two samples or more");
+    let root = SVGBackend::new(path, (1400, 800)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let root = root.titled("samvad serve under a soak", ("sans-serif", 22))?;
+    let panels = root.split_evenly((2, 2));
+    let minutes = |s: &SoakSample| s.seconds / 60.0;
+    let cpu: Vec<(f64, f64)> = samples
+        .windows(2)
+        .map(|w| {
+            let dt = (w[1].seconds - w[0].seconds).max(1.0);
+            (minutes(&w[1]), (w[1].cpu_seconds - w[0].cpu_seconds) / dt * 100.0)
+        })
+        .collect();
+    let series: [(&str, &str, Vec<(f64, f64)>); 4] = [
+        (
+            "resident memory",
+            "MiB",
+            samples.iter().map(|s| (minutes(s), s.rss_kib / 1024.0)).collect(),
+        ),
+        (
+            "open files",
+            "files",
+            samples.iter().map(|s| (minutes(s), s.open_files)).collect(),
+        ),
+        (
+            "data directory on disk",
+            "MiB",
+            samples
+                .iter()
+                .map(|s| (minutes(s), s.disk_bytes / 1048576.0))
+                .collect(),
+        ),
+        ("CPU", "% of a core", cpu),
+    ];
+    let last = samples.last().map_or(1.0, minutes).max(0.1);
+    for (panel, (caption, unit, points)) in panels.iter().zip(series) {
+        let top = points.iter().map(|p| p.1).fold(1.0f64, f64::max) * 1.15;
+        let mut chart = ChartBuilder::on(panel)
+            .caption(caption, ("sans-serif", 16))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0f64..last, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc("minutes")
+            .y_desc(unit)
+            .draw()?;
+        chart.draw_series(LineSeries::new(points, PALETTE[0].stroke_width(2)))?;
+    }
+    root.present()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_soak_csv_reads_and_plots_and_a_bad_row_is_named() {
+        let csv = "seconds,rss_kib,open_files,disk_bytes,cpu_seconds\n0,1024,20,100,0.5\n10,2048,22,200,1.5\n";
+        let samples = soak_samples(csv).unwrap();
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[1].rss_kib, 2048.0);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("soak.svg");
+        soak_svg(&path, &samples).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("open files") && svg.contains("resident memory"));
+        let err = soak_samples("h\n1,2,3\n").unwrap_err().to_string();
+        assert!(err.contains("row 2"), "{err}");
+    }
 
     #[test]
     fn nines_stretch_the_tail() {

@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bytes::Bytes;
-use prost::Message as _;
-use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, Outgoing, TopicSpec, Topics};
+use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
 use samvad_store::directory::RedisDirectory;
 use samvad_store::files::RedisFiles;
@@ -307,13 +305,7 @@ async fn sweep_retention(
         if records.is_empty() {
             continue;
         }
-        let out = records
-            .into_iter()
-            .map(|r| {
-                let key = r.user.clone();
-                Outgoing::new(deliver.clone(), key, Bytes::from(r.encode_to_vec()))
-            })
-            .collect();
+        let out = crate::delivery::to_deliver(deliver.clone(), records);
         if let Err(e) = bus.produce(out).await {
             tracing::warn!(error = %e, "retention: producing expiries failed; the next round asks again");
         }

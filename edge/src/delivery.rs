@@ -115,15 +115,7 @@ impl Delivery {
     ) -> Durable {
         match self {
             Delivery::Bus => {
-                let deliver: Arc<str> = topics.deliver().into();
-                let outs = records
-                    .into_iter()
-                    .map(|record| {
-                        let key = record.user.clone();
-                        Outgoing::new(deliver.clone(), key, Bytes::from(record.encode_to_vec()))
-                    })
-                    .collect();
-                let produced = bus.produce(outs);
+                let produced = bus.produce(to_deliver(topics.deliver().into(), records));
                 Box::pin(async move {
                     produced
                         .await
@@ -181,4 +173,16 @@ impl Outlet for LocalOutlet {
             }
         });
     }
+}
+
+/// `deliver` records as the bus takes them: keyed by their inbox's owner,
+/// so that each inbox is one partition's, in order.
+pub(crate) fn to_deliver(topic: Arc<str>, records: Vec<DeliverRecord>) -> Vec<Outgoing> {
+    records
+        .into_iter()
+        .map(|record| {
+            let key = record.user.clone();
+            Outgoing::new(topic.clone(), key, Bytes::from(record.encode_to_vec()))
+        })
+        .collect()
 }

@@ -268,8 +268,8 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if let Scenario::SoakPlot { csv, out } = &cli.scenario {
-        let text = std::fs::read_to_string(csv)
-            .with_context(|| format!("reading {}", csv.display()))?;
+        let text =
+            std::fs::read_to_string(csv).with_context(|| format!("reading {}", csv.display()))?;
         let samples = samvad_load::plot::soak_samples(&text)?;
         samvad_load::plot::soak_svg(out, &samples)?;
         println!("{} samples → {}", samples.len(), out.display());

@@ -204,6 +204,9 @@ pub fn soak_samples(csv: &str) -> anyhow::Result<Vec<SoakSample>> {
         .collect()
 }
 
+/// A panel: caption, unit, points.
+type Panel<'a> = (&'a str, &'a str, Vec<(f64, f64)>);
+
 /// Four panels over the soak's minutes: RSS (MiB), open files, disk (MiB)
 /// and CPU (share of a core between two samples).
 pub fn soak_svg(path: &Path, samples: &[SoakSample]) -> anyhow::Result<()> {
@@ -217,14 +220,20 @@ pub fn soak_svg(path: &Path, samples: &[SoakSample]) -> anyhow::Result<()> {
         .windows(2)
         .map(|w| {
             let dt = (w[1].seconds - w[0].seconds).max(1.0);
-            (minutes(&w[1]), (w[1].cpu_seconds - w[0].cpu_seconds) / dt * 100.0)
+            (
+                minutes(&w[1]),
+                (w[1].cpu_seconds - w[0].cpu_seconds) / dt * 100.0,
+            )
         })
         .collect();
-    let series: [(&str, &str, Vec<(f64, f64)>); 4] = [
+    let series: [Panel; 4] = [
         (
             "resident memory",
             "MiB",
-            samples.iter().map(|s| (minutes(s), s.rss_kib / 1024.0)).collect(),
+            samples
+                .iter()
+                .map(|s| (minutes(s), s.rss_kib / 1024.0))
+                .collect(),
         ),
         (
             "open files",

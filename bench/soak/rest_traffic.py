@@ -77,7 +77,7 @@ while time.time() < deadline:
                     print(f"rest soak: download: HTTP {status}, {len(payload)} bytes", file=sys.stderr)
     # A login now and then, as clients whose tokens expired do.
     if rounds % 10 == 0:
-        alice = account("soakresta")
+        alice, bob = account("soakresta"), account("soakrestb")
     time.sleep(2)
 print(f"rest soak: {rounds} rounds, {errors} unexpected answers")
 sys.exit(1 if errors else 0)

@@ -415,3 +415,29 @@ impl DurabilityArg {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retention(inbox: f64, history: f64) -> anyhow::Result<samvad_store::engine::Retention> {
+        RetentionArgs {
+            inbox_retention_days: inbox,
+            history_retention_days: history,
+        }
+        .retention()
+    }
+
+    #[test]
+    fn retention_days_are_refused_unless_zero_or_more() {
+        for bad in [-1.0, f64::NAN, f64::INFINITY] {
+            let err = retention(bad, 0.0).unwrap_err().to_string();
+            assert!(err.contains("--inbox-retention-days"), "{err}");
+            let err = retention(0.0, bad).unwrap_err().to_string();
+            assert!(err.contains("--history-retention-days"), "{err}");
+        }
+        let kept = retention(1.0, 0.0).unwrap();
+        assert_eq!(kept.delivered, Some(std::time::Duration::from_secs(86_400)));
+        assert_eq!(kept.history, None, "0 keeps for ever");
+    }
+}

@@ -396,8 +396,8 @@ impl Writer {
         if inputs.is_empty() {
             return Ok(());
         }
+        // A failed commit ends the writer (as in `run`), rules and all.
         self.batch(rules, inputs, Vec::new(), PersistMode::Buffer)
-            .inspect_err(|_| rules.forget())
     }
 
     /// Applies, commits and carries out one batch.

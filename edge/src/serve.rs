@@ -52,10 +52,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shards = args.shards.unwrap_or_else(|| {
         std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     });
+    // With `--durability sync`, the writers make batches durable in their
+    // own commit logs (pre-written segments: one device write per sync).
+    let logs = args.data_dir.join("inbox-log");
+    let logs = matches!(args.durability, DurabilityArg::Sync).then_some(logs.as_path());
     let mut writers = Shards::start(
         &db,
         shards,
         persist,
+        logs,
         presence.clone(),
         Arc::new(LocalOutlet {
             hub: hub.clone(),

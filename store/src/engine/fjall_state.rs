@@ -69,6 +69,14 @@ impl FjallState {
         Ok(())
     }
 
+    /// Makes everything committed so far durable (one sync of the
+    /// database's journal): what a commit log needs before it reuses a
+    /// segment.
+    pub fn checkpoint(&self) -> Result<(), StoreError> {
+        self.db.persist(PersistMode::SyncData)?;
+        Ok(())
+    }
+
     /// Every entry of `space` whose key starts with `prefix`.
     pub fn scan_prefix(
         &self,

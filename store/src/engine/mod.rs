@@ -13,6 +13,7 @@
 //! The cluster's store role ([`crate::role`]) drives the same rules over
 //! its `deliver` partitions ([`crate::inbox::Inboxes`]).
 
+pub mod commit_log;
 pub mod fjall_state;
 pub mod retention;
 pub mod rules;

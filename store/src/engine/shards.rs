@@ -20,23 +20,36 @@
 //!
 //! Each writer runs its [`Sweep`] of retention between batches, and applies
 //! what a step yields as a batch like any other.
+//!
+//! Durability comes from each writer's [`CommitLog`] (with
+//! `--durability sync`): a batch is committed to fjall without an fsync,
+//! then appended to the log, which is synced when the batch promises
+//! something; the batch writes the log's lsn for it (`l | shard`) with its
+//! changes. At start, whatever the log holds past that lsn (a power loss
+//! took it from fjall's unsynced journal) is applied again, exactly as it
+//! was (same inputs, same time), before anything else; before the log
+//! reuses a segment, fjall is checkpointed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use crossbeam_channel::{Receiver, Sender};
 use fjall::{Database, PersistMode};
+use parking_lot::{Condvar, Mutex};
 use prost::encoding::{encode_key, encode_varint, encoded_len_varint, WireType};
 use prost::Message as _;
-use samvad_proto::bus::{DeliverBatch, PushRecord};
+use samvad_proto::bus::{DeliverBatch, LoggedBatch, LoggedInput, PushRecord};
+use samvad_proto::v1;
 use tokio::sync::oneshot;
 
+use super::commit_log::{CommitLog, Record};
 use super::fjall_state::FjallState;
 use super::retention::{Retention, Sweep, SWEEP_EVERY};
-use super::rules::{Effect, Holding, InboxRules, Input};
-use super::view::Space;
+use super::rules::{Effect, Holding, InboxRules, Input, Message};
+use super::view::{Committed, Space};
 use crate::presence::{MemoryPresence, SessionRoute};
 use crate::StoreError;
 
@@ -106,6 +119,84 @@ enum Command {
     },
     /// Inputs from another shard's outbox entry `key`.
     Forwarded { key: Vec<u8>, inputs: Vec<Input> },
+    /// End once what was queued before is applied.
+    Stop,
+}
+
+/// A writer's queue of commands. The writer sleeps on a condition
+/// variable only while the queue is empty, and a sender wakes it only when
+/// it makes the queue non-empty: one wake-up per batch at most, and no
+/// spinning or yielding (a channel's backoff, which on a core shared with
+/// the sessions costs a context switch each time it yields).
+#[derive(Default)]
+struct Mailbox {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    commands: VecDeque<Command>,
+    /// The writer ended: nothing sent is applied any more.
+    closed: bool,
+}
+
+impl Mailbox {
+    /// Queues a command; `false` if the writer has ended.
+    fn send(&self, command: Command) -> bool {
+        let mut queue = self.queue.lock();
+        if queue.closed {
+            return false;
+        }
+        let was_empty = queue.commands.is_empty();
+        queue.commands.push_back(command);
+        drop(queue);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// The next command, waiting for one up to `timeout` (for ever with
+    /// `None`).
+    fn recv(&self, timeout: Option<Duration>) -> Option<Command> {
+        let mut queue = self.queue.lock();
+        match timeout {
+            None => {
+                while queue.commands.is_empty() {
+                    self.ready.wait(&mut queue);
+                }
+            }
+            Some(timeout) => {
+                if queue.commands.is_empty() {
+                    self.ready.wait_for(&mut queue, timeout);
+                }
+            }
+        }
+        queue.commands.pop_front()
+    }
+
+    /// The next command, if one is queued.
+    fn try_recv(&self) -> Option<Command> {
+        self.queue.lock().commands.pop_front()
+    }
+
+    /// The writer ended: later sends are refused, and what is queued is
+    /// dropped (whoever awaits it hears [`ShardError::Stopped`]).
+    fn close(&self) {
+        let mut queue = self.queue.lock();
+        queue.closed = true;
+        queue.commands.clear();
+    }
+}
+
+/// Closes a mailbox when dropped.
+struct Closing<'a>(&'a Mailbox);
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// The shard that holds `owner`'s inbox (FNV-1a, as the bus partitions).
@@ -116,7 +207,7 @@ pub fn shard_of(owner: &str, shards: usize) -> usize {
 /// Handles to the writers; cheap to clone.
 #[derive(Clone)]
 pub struct Shards {
-    senders: Arc<Vec<Sender<Command>>>,
+    senders: Arc<Vec<Mailbox>>,
     /// Per writer, inputs queued by [`Shards::send`] it has not taken yet.
     unanswered: Arc<Vec<Backlog>>,
 }
@@ -187,30 +278,128 @@ fn decode_batch(bytes: &[u8]) -> Result<Vec<Input>, StoreError> {
         .collect())
 }
 
+/// The `Applied` key holding the lsn of the last batch of writer `shard`'s
+/// commit log that is in the database.
+fn logged_key(shard: usize) -> Vec<u8> {
+    let mut key = vec![b'l'];
+    key.extend_from_slice(&(shard as u16).to_be_bytes());
+    key
+}
+
+/// A batch as its commit log record: the inputs exactly as applied (a
+/// message's envelope bytes, not encoded again).
+fn encode_logged(now_ms: i64, applied_outbox: &[Vec<u8>], inputs: &[Input]) -> Vec<u8> {
+    let inputs = inputs
+        .iter()
+        .map(|input| match input {
+            Input::Message {
+                owner,
+                message,
+                then,
+                fresh,
+            } => LoggedInput {
+                owner: owner.clone(),
+                envelope: message.bytes.clone(),
+                then: then.clone(),
+                fresh: *fresh,
+                other: None,
+            },
+            other => LoggedInput {
+                owner: other.owner().to_string(),
+                other: Some(other.to_record()),
+                ..Default::default()
+            },
+        })
+        .collect();
+    LoggedBatch {
+        now_ms,
+        applied_outbox: applied_outbox
+            .iter()
+            .map(|k| Bytes::copy_from_slice(k))
+            .collect(),
+        inputs,
+    }
+    .encode_to_vec()
+}
+
+/// A commit log record's batch: its time, the outbox entries it applied,
+/// its inputs.
+fn decode_logged(record: &Record) -> Result<(i64, Vec<Vec<u8>>, Vec<Input>), StoreError> {
+    let corrupt = || StoreError::Corrupt { what: "commit log" };
+    let batch = LoggedBatch::decode(record.payload.as_slice()).map_err(|_| corrupt())?;
+    let mut inputs = Vec::with_capacity(batch.inputs.len());
+    for input in batch.inputs {
+        match input.other {
+            Some(other) => inputs.extend(Input::from_record(other)),
+            None => {
+                let envelope =
+                    v1::Envelope::decode(input.envelope.clone()).map_err(|_| corrupt())?;
+                inputs.push(Input::Message {
+                    owner: input.owner,
+                    message: Arc::new(Message {
+                        envelope,
+                        bytes: input.envelope,
+                    }),
+                    then: input.then,
+                    fresh: input.fresh,
+                });
+            }
+        }
+    }
+    let keys = batch.applied_outbox.iter().map(|k| k.to_vec()).collect();
+    Ok((batch.now_ms, keys, inputs))
+}
+
 impl Shards {
-    /// Opens the writers over `db`. Outbox entries left by a crash are
-    /// queued to their targets before anything a session submits.
+    /// Opens the writers over `db`. With `logs` (a directory), each
+    /// writer makes its batches durable in its own commit log there
+    /// (`logs/<shard>`), and what a log holds that `db` lost is applied
+    /// again first; without, `persist` is fjall's own for every batch
+    /// that promises something. Outbox entries left by a crash are then
+    /// queued to their targets, before anything a session submits.
     pub fn start(
         db: &Database,
         count: usize,
         persist: PersistMode,
+        logs: Option<&Path>,
         presence: Arc<MemoryPresence>,
         outlet: Arc<dyn Outlet>,
         retention: Retention,
     ) -> Result<Writers, StoreError> {
         let count = count.clamp(1, u16::MAX as usize);
         let state = FjallState::open(db)?;
-        let channels: Vec<(Sender<Command>, Receiver<Command>)> =
-            (0..count).map(|_| crossbeam_channel::unbounded()).collect();
-        let senders: Arc<Vec<Sender<Command>>> =
-            Arc::new(channels.iter().map(|(tx, _)| tx.clone()).collect());
+        let senders: Arc<Vec<Mailbox>> = Arc::new((0..count).map(|_| Mailbox::default()).collect());
         let unanswered: Arc<Vec<Backlog>> =
             Arc::new((0..count).map(|_| Backlog::new(MAX_UNANSWERED)).collect());
         let mut next_lsn = 1;
-        for (key, value) in state.scan_prefix(Space::Applied, b"o")? {
+        for (key, _) in state.scan_prefix(Space::Applied, b"o")? {
             if let Some(lsn) = key.get(5..13).and_then(|b| b.try_into().ok()) {
                 next_lsn = next_lsn.max(u64::from_be_bytes(lsn) + 1);
             }
+        }
+        let mut writers: Vec<Writer> = (0..count)
+            .map(|me| Writer {
+                me,
+                count,
+                peers: senders.clone(),
+                state: state.clone(),
+                rules: InboxRules::new(Holding::Shard(Box::new(move |owner| {
+                    shard_of(owner, count) == me
+                }))),
+                persist,
+                log: None,
+                presence: presence.clone(),
+                outlet: outlet.clone(),
+                next_lsn,
+                unanswered: unanswered.clone(),
+                retention,
+                sweep: Sweep::default(),
+            })
+            .collect();
+        if let Some(logs) = logs {
+            open_logs(logs, &mut writers, &state)?;
+        }
+        for (key, value) in state.scan_prefix(Space::Applied, b"o")? {
             let inputs = decode_batch(&value)?;
             let Some(first) = inputs.first() else {
                 continue;
@@ -219,24 +408,11 @@ impl Shards {
             // if the shard count changed, it forwards what it no longer holds.
             let target = shard_of(first.owner(), count);
             tracing::info!(target, inputs = inputs.len(), "replaying an outbox entry");
-            let _ = senders[target].send(Command::Forwarded { key, inputs });
+            senders[target].send(Command::Forwarded { key, inputs });
         }
         let mut exits = Vec::with_capacity(count);
-        for (me, (_, rx)) in channels.into_iter().enumerate() {
-            let writer = Writer {
-                me,
-                count,
-                rx,
-                peers: senders.clone(),
-                state: state.clone(),
-                persist,
-                presence: presence.clone(),
-                outlet: outlet.clone(),
-                next_lsn,
-                unanswered: unanswered.clone(),
-                retention,
-                sweep: Sweep::default(),
-            };
+        for writer in writers {
+            let me = writer.me;
             let (exit, exited) = oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("inbox-writer-{me}"))
@@ -270,17 +446,24 @@ impl Shards {
     ) -> impl std::future::Future<Output = Result<(), ShardError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let shard = shard_of(owner, self.count());
-        let sent = self.senders[shard]
-            .send(Command::Submit {
-                inputs,
-                done: Some(tx),
-            })
-            .is_ok();
+        let sent = self.senders[shard].send(Command::Submit {
+            inputs,
+            done: Some(tx),
+        });
         async move {
             if !sent {
                 return Err(ShardError::Stopped);
             }
             rx.await.unwrap_or(Err(ShardError::Stopped))
+        }
+    }
+
+    /// Asks every writer to end once what was queued before is applied
+    /// (each [`Writers::exits`] then says `Ok`); what is queued after is
+    /// not applied.
+    pub fn stop(&self) {
+        for mailbox in self.senders.iter() {
+            mailbox.send(Command::Stop);
         }
     }
 
@@ -292,19 +475,107 @@ impl Shards {
     pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
         let shard = shard_of(owner, self.count());
         self.unanswered[shard].admit(inputs.len())?;
-        self.senders[shard]
-            .send(Command::Submit { inputs, done: None })
-            .map_err(|_| ShardError::Stopped)
+        if self.senders[shard].send(Command::Submit { inputs, done: None }) {
+            Ok(())
+        } else {
+            Err(ShardError::Stopped)
+        }
     }
+}
+
+/// Opens every writer's commit log in `logs`, applies again what a log
+/// holds past the lsn the database has for it, checkpoints, and hands each
+/// writer its log. A log of a shard that no longer exists (the count went
+/// down) is applied by writer 0, whose rules forward what it does not hold,
+/// and removed.
+fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError::Unavailable(format!("commit log: {e}"));
+    std::fs::create_dir_all(logs).map_err(io)?;
+    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(logs)
+        .map_err(io)?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let index = entry.file_name().to_str()?.parse::<usize>().ok()?;
+            Some((index, entry.path()))
+        })
+        .collect();
+    found.sort();
+    for shard in 0..writers.len() {
+        if !found.iter().any(|(i, _)| *i == shard) {
+            found.push((shard, logs.join(shard.to_string())));
+        }
+    }
+    let mut opened = Vec::new();
+    let mut replayed = false;
+    for (index, dir) in found {
+        let (log, records) = CommitLog::open(&dir).map_err(io)?;
+        let mut applied = match state.get(Space::Applied, &logged_key(index))? {
+            Some(v) => {
+                u64::from_be_bytes(v.as_ref().try_into().map_err(|_| StoreError::Corrupt {
+                    what: "commit log lsn",
+                })?)
+            }
+            None => 0,
+        };
+        let writer = &mut writers[if index < writers.len() { index } else { 0 }];
+        let from = applied;
+        for record in records.iter().filter(|r| r.lsn > from) {
+            let (now, applied_outbox, inputs) = decode_logged(record)?;
+            tracing::info!(
+                shard = index,
+                lsn = record.lsn,
+                "applying a logged batch again"
+            );
+            writer.batch(
+                inputs,
+                applied_outbox,
+                PersistMode::Buffer,
+                now,
+                Logging::Replay {
+                    log: index,
+                    lsn: record.lsn,
+                },
+            )?;
+            applied = record.lsn;
+            replayed = true;
+        }
+        opened.push((index, dir, log, applied));
+    }
+    if replayed {
+        state.checkpoint()?;
+    }
+    for (index, dir, mut log, applied) in opened {
+        if index < writers.len() {
+            log.resume_at(applied + 1).map_err(io)?;
+            writers[index].log = Some(log);
+        } else {
+            drop(log);
+            std::fs::remove_dir_all(&dir).map_err(io)?;
+        }
+    }
+    Ok(())
+}
+
+/// How a batch meets the commit log.
+#[derive(Debug, Clone, Copy)]
+enum Logging {
+    /// Appended to the writer's log (if it has one).
+    Append,
+    /// Applied again from log `log`'s record `lsn`, at start: not appended,
+    /// and its forwards are left to the outbox replay that follows.
+    Replay { log: usize, lsn: u64 },
 }
 
 struct Writer {
     me: usize,
     count: usize,
-    rx: Receiver<Command>,
-    peers: Arc<Vec<Sender<Command>>>,
+    /// Every writer's queue; this one's is `peers[me]`.
+    peers: Arc<Vec<Mailbox>>,
     state: FjallState,
+    rules: InboxRules,
     persist: PersistMode,
+    /// Where batches are made durable, if not in fjall's own journal.
+    log: Option<CommitLog>,
     presence: Arc<MemoryPresence>,
     outlet: Arc<dyn Outlet>,
     next_lsn: u64,
@@ -315,22 +586,25 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) -> Result<(), StoreError> {
-        let (me, count) = (self.me, self.count);
-        let mut rules = InboxRules::new(Holding::Shard(Box::new(move |owner| {
-            shard_of(owner, count) == me
-        })));
+        let peers = self.peers.clone();
+        // However the writer ends (a panic too), its mailbox closes.
+        let _closing = Closing(&peers[self.me]);
+        self.work(&peers[self.me])
+    }
+
+    fn work(&mut self, mailbox: &Mailbox) -> Result<(), StoreError> {
+        let me = self.me;
         loop {
             let first = if self.retention.is_forever() {
-                match self.rx.recv() {
-                    Ok(first) => first,
-                    Err(_) => break,
+                match mailbox.recv(None) {
+                    Some(first) => first,
+                    None => continue,
                 }
             } else {
-                self.sweep_if_due(&mut rules)?;
-                match self.rx.recv_timeout(SWEEP_EVERY) {
-                    Ok(first) => first,
-                    Err(crossbeam_channel::RecvTimeoutError::Timeout) => continue,
-                    Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+                self.sweep_if_due()?;
+                match mailbox.recv(Some(SWEEP_EVERY)) {
+                    Some(first) => first,
+                    None => continue,
                 }
             };
             let mut inputs = Vec::new();
@@ -344,17 +618,21 @@ impl Writer {
                     }
                     inputs.extend(i);
                     dones.extend(done);
+                    false
                 }
                 Command::Forwarded { key, inputs: i } => {
                     inputs.extend(i);
                     applied_outbox.push(key);
+                    false
                 }
+                // Whether to stop after this batch.
+                Command::Stop => true,
             };
-            take(first, &mut inputs);
-            while inputs.len() < MAX_BATCH {
-                match self.rx.try_recv() {
-                    Ok(command) => take(command, &mut inputs),
-                    Err(_) => break,
+            let mut stop = take(first, &mut inputs);
+            while inputs.len() < MAX_BATCH && !stop {
+                match mailbox.try_recv() {
+                    Some(command) => stop = take(command, &mut inputs),
+                    None => break,
                 }
             }
             // Only a promise needs stable storage: a batch that answers
@@ -368,8 +646,8 @@ impl Writer {
             } else {
                 self.persist
             };
-            if let Err(e) = self.batch(&mut rules, inputs, applied_outbox, persist) {
-                rules.forget();
+            if let Err(e) = self.batch(inputs, applied_outbox, persist, now_ms(), Logging::Append) {
+                self.rules.forget();
                 tracing::error!(shard = me, error = %e, "inbox writer stops: commit failed");
                 for done in dones {
                     let _ = done.send(Err(ShardError::Commit(e.to_string())));
@@ -379,6 +657,9 @@ impl Writer {
             for done in dones {
                 let _ = done.send(Ok(()));
             }
+            if stop {
+                break;
+            }
         }
         Ok(())
     }
@@ -386,7 +667,7 @@ impl Writer {
     /// A step of the retention sweep, if one is due, for the owners this
     /// shard holds: one batch (written to the OS, made stable by the next
     /// synced commit).
-    fn sweep_if_due(&mut self, rules: &mut InboxRules) -> Result<(), StoreError> {
+    fn sweep_if_due(&mut self) -> Result<(), StoreError> {
         let (me, count) = (self.me, self.count);
         let inputs = self
             .sweep
@@ -397,18 +678,31 @@ impl Writer {
             return Ok(());
         }
         // A failed commit ends the writer (as in `run`), rules and all.
-        self.batch(rules, inputs, Vec::new(), PersistMode::Buffer)
+        self.batch(
+            inputs,
+            Vec::new(),
+            PersistMode::Buffer,
+            now_ms(),
+            Logging::Append,
+        )
     }
 
     /// Applies, commits and carries out one batch.
     fn batch(
         &mut self,
-        rules: &mut InboxRules,
         inputs: Vec<Input>,
         applied_outbox: Vec<Vec<u8>>,
         persist: PersistMode,
+        now: i64,
+        logging: Logging,
     ) -> Result<(), StoreError> {
-        let output = rules.apply(&self.state, inputs, &*self.presence, now_ms())?;
+        let logged = match (logging, &self.log) {
+            (Logging::Append, Some(_)) => Some(encode_logged(now, &applied_outbox, &inputs)),
+            _ => None,
+        };
+        let output = self
+            .rules
+            .apply(&self.state, inputs, &*self.presence, now)?;
         // Nothing to write and nothing to make stable (a sweep step that
         // found nothing old): no commit.
         if output.pending.is_empty()
@@ -416,7 +710,7 @@ impl Writer {
             && applied_outbox.is_empty()
             && matches!(persist, PersistMode::Buffer)
         {
-            rules.committed(output.touched);
+            self.rules.committed(output.touched);
             return Ok(());
         }
         let mut batch = self.state.batch(&output.pending);
@@ -446,16 +740,64 @@ impl Writer {
                 .put(&mut batch, Space::Applied, &key, &encode_batch(&inputs));
             handoffs.push((target, key, inputs));
         }
-        self.state.commit(batch, Some(persist))?;
-        rules.committed(output.touched);
-        for (target, key, inputs) in handoffs {
-            let _ = self.peers[target].send(Command::Forwarded { key, inputs });
+        self.commit(batch, persist, logged, logging)?;
+        self.rules.committed(output.touched);
+        if let Logging::Append = logging {
+            for (target, key, inputs) in handoffs {
+                self.peers[target].send(Command::Forwarded { key, inputs });
+            }
         }
         for (route, frame) in &pushes {
             self.outlet.push(route, frame.clone());
         }
         if !offline.is_empty() {
             self.outlet.offline(offline);
+        }
+        Ok(())
+    }
+}
+
+impl Writer {
+    /// Commits a batch: to fjall alone with the configured durability, or
+    /// (with a commit log) to fjall's buffer and the log, which is synced
+    /// if the batch promises something.
+    fn commit(
+        &mut self,
+        mut batch: fjall::OwnedWriteBatch,
+        persist: PersistMode,
+        logged: Option<Vec<u8>>,
+        logging: Logging,
+    ) -> Result<(), StoreError> {
+        let io = |e: std::io::Error| StoreError::Unavailable(format!("commit log: {e}"));
+        if let Logging::Replay { log, lsn } = logging {
+            self.state.put(
+                &mut batch,
+                Space::Applied,
+                &logged_key(log),
+                &lsn.to_be_bytes(),
+            );
+            return self.state.commit(batch, Some(PersistMode::Buffer));
+        }
+        let (Some(log), Some(payload)) = (self.log.as_mut(), logged) else {
+            return self.state.commit(batch, Some(persist));
+        };
+        if !log.fits(payload.len()) {
+            // The other segment is reused: what it held must be in fjall
+            // for good first.
+            self.state.checkpoint()?;
+            log.rotate().map_err(io)?;
+        }
+        let lsn = log.next_lsn();
+        self.state.put(
+            &mut batch,
+            Space::Applied,
+            &logged_key(self.me),
+            &lsn.to_be_bytes(),
+        );
+        log.append(lsn, &payload).map_err(io)?;
+        self.state.commit(batch, Some(PersistMode::Buffer))?;
+        if !matches!(persist, PersistMode::Buffer) {
+            log.sync().map_err(io)?;
         }
         Ok(())
     }
@@ -486,6 +828,139 @@ mod tests {
         backlog.admit(1).unwrap();
         backlog.admit(1).unwrap();
         assert_eq!(backlog.admit(1), Err(ShardError::Busy(3)));
+    }
+
+    struct Nowhere;
+    impl Outlet for Nowhere {
+        fn push(&self, _: &SessionRoute, _: Bytes) {}
+        fn offline(&self, _: Vec<PushRecord>) {}
+    }
+
+    fn chat(id: &str) -> Input {
+        Input::Message {
+            owner: "bob".into(),
+            message: Message::new(v1::Envelope {
+                id: id.into(),
+                head: Some(v1::Head {
+                    from: "alice".into(),
+                    to: "bob".into(),
+                    chatid: "alice:bob".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            then: vec!["#alice:bob".into()],
+            fresh: false,
+        }
+    }
+
+    /// Every entry of `owner`'s inbox: seq and message id.
+    fn entries(db: &Database, owner: &str) -> Vec<(u64, String)> {
+        let state = FjallState::open(db).unwrap();
+        state
+            .scan_prefix(Space::Inbox, &crate::keys::user_prefix(owner))
+            .unwrap()
+            .into_iter()
+            .map(|(key, value)| {
+                let seq = crate::keys::seq_of_inbox_key(&key).unwrap();
+                let frame = v1::ServerFrame::decode(value).unwrap();
+                let Some(v1::server_frame::Kind::Deliver(v1::Deliver {
+                    envelope: Some(env),
+                    ..
+                })) = frame.kind
+                else {
+                    panic!("not a message: {frame:?}");
+                };
+                (seq, env.id)
+            })
+            .collect()
+    }
+
+    /// Starts two writers with commit logs over `db`, submits `ids` as
+    /// chat messages one by one (each acknowledged), and stops them.
+    fn run_writers(db: &Database, logs: &Path, ids: &[&str]) {
+        let mut writers = Shards::start(
+            db,
+            2,
+            PersistMode::SyncData,
+            Some(logs),
+            Arc::new(MemoryPresence::default()),
+            Arc::new(Nowhere),
+            Retention::default(),
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            for id in ids {
+                writers.shards.submit("bob", vec![chat(id)]).await.unwrap();
+            }
+            writers.shards.stop();
+            for exit in std::mem::take(&mut writers.exits) {
+                exit.await.unwrap().unwrap();
+            }
+        });
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_dir(&entry.path(), &target);
+            } else {
+                std::fs::copy(entry.path(), target).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn batches_the_database_lost_come_back_from_the_commit_logs_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db_dir, logs, saved) = (
+            dir.path().join("db"),
+            dir.path().join("logs"),
+            dir.path().join("saved"),
+        );
+        let open = || Database::builder(&db_dir).open().unwrap();
+        let db = open();
+        run_writers(&db, &logs, &["m1", "m2", "m3"]);
+        db.persist(PersistMode::SyncAll).unwrap();
+        drop(db);
+        copy_dir(&db_dir, &saved);
+
+        let db = open();
+        run_writers(&db, &logs, &["m4", "m5", "m6"]);
+        let before = (entries(&db, "bob"), entries(&db, "#alice:bob"));
+        drop(db);
+        let ids: Vec<(u64, String)> = (1..=6).map(|n| (n, format!("m{n}"))).collect();
+        assert_eq!(before.0, ids);
+        assert_eq!(before.1, ids);
+
+        // A power loss: the database is back where it was last synced
+        // (after m3); the logs hold m4..m6, each synced before its sender
+        // was told.
+        std::fs::remove_dir_all(&db_dir).unwrap();
+        copy_dir(&saved, &db_dir);
+        let db = open();
+        assert_eq!(entries(&db, "bob").len(), 3);
+        run_writers(&db, &logs, &["m7"]);
+        let mut after = ids.clone();
+        after.push((7, "m7".into()));
+        // Applied again exactly as before (same seqs), once, and the
+        // conversation's history (another shard's, through the outbox)
+        // too.
+        assert_eq!(entries(&db, "bob"), after);
+        assert_eq!(entries(&db, "#alice:bob"), after);
+        drop(db);
+
+        // And once more with nothing lost: nothing is applied twice.
+        let db = open();
+        run_writers(&db, &logs, &[]);
+        assert_eq!(entries(&db, "bob"), after);
+        assert_eq!(entries(&db, "#alice:bob"), after);
     }
 
     #[test]

@@ -322,9 +322,17 @@ fn encode_logged(now_ms: i64, applied_outbox: &[Vec<u8>], inputs: &[Input]) -> V
     .encode_to_vec()
 }
 
+/// A batch read back from its commit log record.
+struct LoggedInputs {
+    now_ms: i64,
+    /// The outbox entries it applied (removed in its fjall batch).
+    applied_outbox: Vec<Vec<u8>>,
+    inputs: Vec<Input>,
+}
+
 /// A commit log record's batch: its time, the outbox entries it applied,
 /// its inputs.
-fn decode_logged(record: &Record) -> Result<(i64, Vec<Vec<u8>>, Vec<Input>), StoreError> {
+fn decode_logged(record: &Record) -> Result<LoggedInputs, StoreError> {
     let corrupt = || StoreError::Corrupt { what: "commit log" };
     let batch = LoggedBatch::decode(record.payload.as_slice()).map_err(|_| corrupt())?;
     let mut inputs = Vec::with_capacity(batch.inputs.len());
@@ -346,8 +354,11 @@ fn decode_logged(record: &Record) -> Result<(i64, Vec<Vec<u8>>, Vec<Input>), Sto
             }
         }
     }
-    let keys = batch.applied_outbox.iter().map(|k| k.to_vec()).collect();
-    Ok((batch.now_ms, keys, inputs))
+    Ok(LoggedInputs {
+        now_ms: batch.now_ms,
+        applied_outbox: batch.applied_outbox.iter().map(|k| k.to_vec()).collect(),
+        inputs,
+    })
 }
 
 impl Shards {
@@ -520,7 +531,11 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
         let writer = &mut writers[if index < writers.len() { index } else { 0 }];
         let from = applied;
         for record in records.iter().filter(|r| r.lsn > from) {
-            let (now, applied_outbox, inputs) = decode_logged(record)?;
+            let LoggedInputs {
+                now_ms: now,
+                applied_outbox,
+                inputs,
+            } = decode_logged(record)?;
             tracing::info!(
                 shard = index,
                 lsn = record.lsn,

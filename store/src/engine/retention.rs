@@ -3,9 +3,11 @@
 //! The rule itself ([`Input::Expire`]) is in the inbox rules; this is the
 //! walk that asks for it. A [`Sweep`] goes through the inbox owners in key
 //! order, [`SWEEP_OWNERS`] per step and a step per [`SWEEP_EVERY`], with one
-//! one-entry range read per owner: what it costs does not depend on how
+//! one-entry range read per owner (and the rule reads one more, the
+//! oldest entry, unless it is old): what it costs does not depend on how
 //! many entries the inboxes hold, and a round over a million owners takes
-//! about an hour, which days of retention allow.
+//! about an hour, which days of retention allow. A round over a few owners
+//! is over at once; the next waits [`SWEEP_ROUND`].
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,10 @@ use crate::StoreError;
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Inbox owners one step looks at.
 pub const SWEEP_OWNERS: usize = 256;
+/// The shortest round: a server with few inboxes walks them all in one
+/// step, and would otherwise read every inbox once a second for nothing
+/// (retention is counted in days).
+pub const SWEEP_ROUND: Duration = Duration::from_secs(60);
 
 /// How long entries are kept (`None`: for ever).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,24 +54,36 @@ impl Retention {
 pub struct Sweep {
     from: Vec<u8>,
     due: Option<Instant>,
+    /// When the current round's first step was taken.
+    round_began: Option<Instant>,
 }
 
 impl Sweep {
-    /// If a step is due: an [`Input::Expire`] for each of the next
-    /// [`SWEEP_OWNERS`] owners that `mine` holds, with `now_ms` the time.
+    /// If a step is due at `now`: an [`Input::Expire`] for each of the
+    /// next [`SWEEP_OWNERS`] owners that `mine` holds, with `now_ms` the
+    /// wall-clock time. Steps come [`SWEEP_EVERY`] apart, rounds
+    /// [`SWEEP_ROUND`] apart at least.
     pub fn step_if_due(
         &mut self,
         committed: &dyn Committed,
         retention: &Retention,
+        now: Instant,
         now_ms: i64,
         mine: impl Fn(&str) -> bool,
     ) -> Result<Vec<Input>, StoreError> {
-        let now = Instant::now();
         if retention.is_forever() || self.due.is_some_and(|due| now < due) {
             return Ok(Vec::new());
         }
         self.due = Some(now + SWEEP_EVERY);
-        self.step(committed, retention, now_ms, mine)
+        let began = *self.round_began.get_or_insert(now);
+        let inputs = self.step(committed, retention, now_ms, mine)?;
+        if self.from.is_empty() {
+            // The round is over: the next begins a round's length after
+            // this one did.
+            self.round_began = None;
+            self.due = Some((now + SWEEP_EVERY).max(began + SWEEP_ROUND));
+        }
+        Ok(inputs)
     }
 
     /// One step, due or not.
@@ -160,8 +178,36 @@ mod tests {
             .unwrap();
         assert_eq!(owners(&some).len(), 3);
         assert!(Sweep::default()
-            .step_if_due(&state, &Retention::default(), 0, |_| true)
+            .step_if_due(&state, &Retention::default(), Instant::now(), 0, |_| true)
             .unwrap()
             .is_empty());
+    }
+
+    #[test]
+    fn steps_come_a_second_apart_and_rounds_a_round_apart() {
+        let mut state = MemoryState::default();
+        let mut pending = Pending::default();
+        for owner in ["alice", "bob"] {
+            pending.put(Space::Inbox, inbox_key(owner, 1), b"x".to_vec());
+        }
+        state.commit(&pending);
+        let retention = Retention {
+            delivered: Some(Duration::from_secs(10)),
+            history: None,
+        };
+        let t0 = Instant::now();
+        let mut sweep = Sweep::default();
+        let mut at = |t: Duration| {
+            sweep
+                .step_if_due(&state, &retention, t0 + t, 1_000_000, |_| true)
+                .unwrap()
+                .len()
+        };
+        // Two owners: the first step is a whole round.
+        assert_eq!(at(Duration::ZERO), 2);
+        assert_eq!(at(SWEEP_EVERY), 0);
+        assert_eq!(at(SWEEP_ROUND - Duration::from_millis(1)), 0);
+        assert_eq!(at(SWEEP_ROUND), 2);
+        assert_eq!(at(SWEEP_ROUND + SWEEP_EVERY / 2), 0);
     }
 }

@@ -34,7 +34,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use fjall::{Database, PersistMode};
@@ -684,11 +684,13 @@ impl Writer {
     /// synced commit).
     fn sweep_if_due(&mut self) -> Result<(), StoreError> {
         let (me, count) = (self.me, self.count);
-        let inputs = self
-            .sweep
-            .step_if_due(&self.state, &self.retention, now_ms(), |owner| {
-                shard_of(owner, count) == me
-            })?;
+        let inputs = self.sweep.step_if_due(
+            &self.state,
+            &self.retention,
+            Instant::now(),
+            now_ms(),
+            |owner| shard_of(owner, count) == me,
+        )?;
         if inputs.is_empty() {
             return Ok(());
         }

@@ -7,7 +7,7 @@
 //! oldest entry, unless it is old): what it costs does not depend on how
 //! many entries the inboxes hold, and a round over a million owners takes
 //! about an hour, which days of retention allow. A round over a few owners
-//! is over at once; the next waits [`SWEEP_ROUND`].
+//! is over at once; the next waits [`Retention::shortest_round`].
 
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,8 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
 pub const SWEEP_OWNERS: usize = 256;
 /// The shortest round: a server with few inboxes walks them all in one
 /// step, and would otherwise read every inbox once a second for nothing
-/// (retention is counted in days).
+/// (retention is counted in days). Shorter when retention is so short
+/// that a minute would be more than a tenth of it.
 pub const SWEEP_ROUND: Duration = Duration::from_secs(60);
 
 /// How long entries are kept (`None`: for ever).
@@ -38,6 +39,17 @@ impl Retention {
     /// Whether anything ever expires.
     pub fn is_forever(&self) -> bool {
         self.delivered.is_none() && self.history.is_none()
+    }
+
+    /// How long a round lasts at least: [`SWEEP_ROUND`], or a tenth of
+    /// the shortest retention if that is less, so that an entry never
+    /// outlives its retention by much more than a tenth of it.
+    pub fn shortest_round(&self) -> Duration {
+        [self.delivered, self.history]
+            .into_iter()
+            .flatten()
+            .map(|keep| keep / 10)
+            .fold(SWEEP_ROUND, Duration::min)
     }
 
     fn of(&self, owner: &str) -> Option<Duration> {
@@ -62,7 +74,7 @@ impl Sweep {
     /// If a step is due at `now`: an [`Input::Expire`] for each of the
     /// next [`SWEEP_OWNERS`] owners that `mine` holds, with `now_ms` the
     /// wall-clock time. Steps come [`SWEEP_EVERY`] apart, rounds
-    /// [`SWEEP_ROUND`] apart at least.
+    /// [`Retention::shortest_round`] apart at least.
     pub fn step_if_due(
         &mut self,
         committed: &dyn Committed,
@@ -81,7 +93,7 @@ impl Sweep {
             // The round is over: the next begins a round's length after
             // this one did.
             self.round_began = None;
-            self.due = Some((now + SWEEP_EVERY).max(began + SWEEP_ROUND));
+            self.due = Some((now + SWEEP_EVERY).max(began + retention.shortest_round()));
         }
         Ok(inputs)
     }
@@ -192,7 +204,7 @@ mod tests {
         }
         state.commit(&pending);
         let retention = Retention {
-            delivered: Some(Duration::from_secs(10)),
+            delivered: Some(Duration::from_secs(86_400)),
             history: None,
         };
         let t0 = Instant::now();
@@ -209,5 +221,38 @@ mod tests {
         assert_eq!(at(SWEEP_ROUND - Duration::from_millis(1)), 0);
         assert_eq!(at(SWEEP_ROUND), 2);
         assert_eq!(at(SWEEP_ROUND + SWEEP_EVERY / 2), 0);
+    }
+
+    #[test]
+    fn a_short_retention_shortens_the_round_to_a_tenth_of_it() {
+        let days = |d: u64| Some(Duration::from_secs(d * 86_400));
+        let long = Retention {
+            delivered: days(30),
+            history: days(365),
+        };
+        assert_eq!(long.shortest_round(), SWEEP_ROUND);
+        let short = Retention {
+            delivered: days(30),
+            history: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(short.shortest_round(), Duration::from_millis(200));
+
+        // With a 2 s retention, steps come a second apart even when each
+        // is a whole round.
+        let mut state = MemoryState::default();
+        let mut pending = Pending::default();
+        pending.put(Space::Inbox, inbox_key("#alice:bob", 1), b"x".to_vec());
+        state.commit(&pending);
+        let t0 = Instant::now();
+        let mut sweep = Sweep::default();
+        let mut at = |t: Duration| {
+            sweep
+                .step_if_due(&state, &short, t0 + t, 1_000_000, |_| true)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(at(Duration::ZERO), 1);
+        assert_eq!(at(SWEEP_EVERY / 2), 0);
+        assert_eq!(at(SWEEP_EVERY), 1);
     }
 }

@@ -186,6 +186,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to Redis")?;
+    let signals = crate::media::open_signals(bus.as_ref(), &topics, &args.node).await?;
     // Announced before the ready file: an edge may pin a room to it at once.
     pins.renew(&args.node, &[]).await?;
     let (socket, public_addr) = args.media.bind().await?;
@@ -204,7 +205,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
             counters,
             pins: Some(pins),
         }
-        .run()
+        .run(signals)
         .await
         .context("media role")
     });

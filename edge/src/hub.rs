@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use parking_lot::RwLock;
 use prost::Message;
-use samvad_bus::{BusError, FROM_END};
+use samvad_bus::{BusError, Consumer, FROM_END};
 use samvad_proto::bus::EdgeRecord;
 
 use crate::outbox::{Outbox, Pushed};
@@ -68,13 +68,26 @@ impl Hub {
     }
 }
 
-/// Consumes `edge.<node>` until the bus closes. Reads from the end, outside
-/// any group: what was queued for an earlier run of this node belongs to
-/// sessions that are gone (theirs resync), and a restarted edge must not
-/// wait for the broker to forget its previous incarnation.
-pub async fn run_dispatch(edge: Arc<Edge>) -> Result<(), BusError> {
+/// The consumer of `edge.<node>`, from the end. Reads outside any group:
+/// what was queued for an earlier run of this node belongs to sessions
+/// that are gone (theirs resync), and a restarted edge must not wait for
+/// the broker to forget its previous incarnation.
+///
+/// Opened before the edge takes its first session: the end is resolved
+/// when the consumer is assigned, so an answer produced before that (a
+/// sync's, to a session the edge already accepted) would be skipped and
+/// the session would wait for it for ever.
+pub async fn open_dispatch(edge: &Edge) -> Result<Box<dyn Consumer>, BusError> {
     let topic = edge.topics.edge(&edge.session_config.node);
-    let mut consumer = edge.bus.assign(&topic, &[(0, FROM_END)]).await?;
+    edge.bus.assign(&topic, &[(0, FROM_END)]).await
+}
+
+/// Hands what arrives on `edge.<node>` to the sessions, until the bus
+/// closes.
+pub async fn run_dispatch(
+    edge: Arc<Edge>,
+    mut consumer: Box<dyn Consumer>,
+) -> Result<(), BusError> {
     loop {
         let records = consumer.poll(1024).await?;
         for r in &records {

@@ -138,9 +138,14 @@ pub async fn start(
         },
         quic_port: quic_addr.port(),
     });
+    let dispatch = hub::open_dispatch(&edge).await.context("edge dispatch")?;
     roles.spawn({
         let edge = edge.clone();
-        async move { hub::run_dispatch(edge).await.context("edge dispatch") }
+        async move {
+            hub::run_dispatch(edge, dispatch)
+                .await
+                .context("edge dispatch")
+        }
     });
 
     let tcp = listen_tcp(args.listen)?;

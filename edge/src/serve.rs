@@ -103,6 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let (media_socket, media_addr) = args.media.bind().await?;
     let media_counters = MediaCounters::default();
+    let media_signals = crate::media::open_signals(bus.as_ref(), &topics, &media_node).await?;
     roles.spawn({
         let role = MediaRole {
             bus: bus.clone(),
@@ -113,7 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             counters: media_counters.clone(),
             pins: None,
         };
-        async move { role.run().await.context("media role") }
+        async move { role.run(media_signals).await.context("media role") }
     });
     let deps = EdgeDeps {
         bus,

@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
-use samvad_bus::{Bus, Outgoing, Topics, FROM_END};
+use samvad_bus::{Bus, Consumer, Outgoing, Topics, FROM_END};
 use samvad_proto::bus::{EdgeRecord, MediaRecord};
 use samvad_proto::v1::{server_frame, ServerFrame, Signal};
 use tokio::net::UdpSocket;
@@ -47,6 +47,17 @@ pub struct MediaRole {
     pub counters: MediaCounters,
     /// In a cluster: the room leases this node renews.
     pub pins: Option<RoomPins>,
+}
+
+/// The consumer of `media.<node>`, from the end. Opened before the node is
+/// announced (its lease, its ready file): the end is resolved when the
+/// consumer is assigned, so a join produced before that would be skipped.
+pub async fn open_signals(
+    bus: &dyn Bus,
+    topics: &Topics,
+    node: &str,
+) -> Result<Box<dyn Consumer>, samvad_bus::BusError> {
+    bus.assign(&topics.media(node), &[(0, FROM_END)]).await
 }
 
 /// Where an edge sends a room's signals.
@@ -97,16 +108,14 @@ impl MediaRouting {
 }
 
 impl MediaRole {
-    pub async fn run(self) -> anyhow::Result<()> {
+    /// Runs the SFU on `consumer`, the consumer of `media.<node>` from
+    /// [`open_signals`].
+    pub async fn run(self, mut consumer: Box<dyn Consumer>) -> anyhow::Result<()> {
         str0m::crypto::from_feature_flags().install_process_default();
         let local = self.socket.local_addr()?;
         // Signals arrive on their own task, so the loop below only selects
         // on cancel-safe futures.
         let (signals_tx, mut signals) = mpsc::channel::<MediaRecord>(SIGNAL_QUEUE);
-        let mut consumer = self
-            .bus
-            .assign(&self.topics.media(&self.node), &[(0, FROM_END)])
-            .await?;
         tokio::spawn(async move {
             while let Ok(records) = consumer.poll(256).await {
                 for r in records {

@@ -17,7 +17,8 @@ use wtransport::tls::client::ServerHashVerification;
 use wtransport::tls::Sha256Digest;
 
 /// Which transport a client uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum TransportKind {
     /// WebTransport over HTTP/3 (what browsers use).
     Wt,

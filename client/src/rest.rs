@@ -1,5 +1,7 @@
-//! REST calls of the edge: register, login, refresh, groups.
+//! REST calls of the edge: register, login, refresh, groups; and one
+//! sample of a server's metrics.
 
+use anyhow::Context;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -21,7 +23,7 @@ pub enum RestError {
 }
 
 /// One HTTP client (and connection pool) for every call.
-pub(crate) fn http_client() -> &'static reqwest::Client {
+pub fn http_client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
     CLIENT.get_or_init(reqwest::Client::new)
 }
@@ -114,4 +116,20 @@ pub async fn group(base: &str, access_token: &str, id: &str) -> Result<GroupInfo
         return Err(refused(resp).await);
     }
     Ok(resp.json().await?)
+}
+
+/// One unlabelled sample of the server's Prometheus metrics (`/metrics`
+/// of its HTTP listener, or of a role's `--metrics-listen`).
+pub async fn server_metric(http: &str, name: &str) -> anyhow::Result<f64> {
+    let text = http_client()
+        .get(format!("{http}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .with_context(|| format!("the server's /metrics has no {name}"))
 }

@@ -40,7 +40,7 @@ const INDEX_HTML: &str = include_str!("../../web/dist/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
 const APP_CSS: &str = include_str!("../../web/dist/app.css");
 const SERVICE_WORKER_JS: &str = include_str!("../../web/dist/sw.js");
-/// The REST API's description; `edge/tests/openapi.rs` checks the server
+/// The REST API's description; `edge/tests/e2e/openapi.rs` checks the server
 /// against it.
 pub const OPENAPI_JSON: &str = include_str!("../../api/openapi.json");
 

@@ -17,8 +17,8 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use super::{Peer, Publish, Received};
-use crate::rest::http_client;
+use samvad_client::media::{Peer, Publish, Received};
+use samvad_client::rest::http_client;
 
 /// A Janus's HTTP API, and the address our peers reach its media from.
 #[derive(Debug, Clone)]

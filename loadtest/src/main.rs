@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use samvad_load::client::TransportKind;
+use samvad_client::TransportKind;
 use samvad_load::compare::{self, Report};
 use samvad_load::plot;
 use samvad_load::scenario::{chat, connect, group, hostile, offline, storm, Setup};
@@ -314,7 +314,7 @@ async fn main() -> anyhow::Result<()> {
             sources: Sources::new(target::loopback_sources(c.ws_sources)),
         },
     });
-    let samvad_only = |scenario: &str| -> anyhow::Result<samvad_load::client::ServerAddr> {
+    let samvad_only = |scenario: &str| -> anyhow::Result<samvad_client::ServerAddr> {
         match &*system {
             System::Samvad { server, .. } => Ok(server.clone()),
             _ => anyhow::bail!("`{scenario}` needs Samvad's sync; it runs against Samvad only"),
@@ -419,7 +419,7 @@ async fn main() -> anyhow::Result<()> {
             let report = media::run(&samvad_only("media")?, &plan).await?;
             match janus.zip(janus_pid) {
                 Some((url, pid)) => {
-                    let addr = samvad_load::media::JanusAddr::new(&url)?;
+                    let addr = samvad_load::janus::JanusAddr::new(&url)?;
                     let janus = media::run_janus(&JanusTarget { addr, pid }, &plan).await?;
                     let both = MediaComparison::new(report, janus);
                     (both.summary(), serde_json::to_value(&both)?)
@@ -437,9 +437,9 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let server = samvad_only("media-probe")?;
             let (session, _) =
-                samvad_load::client::Client::connect(setup.transport, &server, &token).await?;
+                samvad_client::Client::connect(setup.transport, &server, &token).await?;
             let mut probe =
-                samvad_load::media::Participant::join(session, &user, &room, false).await?;
+                samvad_client::media::Participant::join(session, &user, &room, false).await?;
             probe
                 .run_until(Duration::from_secs(timeout), |r| {
                     r.count(&from, "video") >= frames

@@ -8,8 +8,8 @@ use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
 use serde::Deserialize;
 
-use crate::client::ServerAddr;
-use crate::rest::{self, RestError};
+use samvad_client::rest::{self, RestError};
+use samvad_client::ServerAddr;
 
 /// Password of every user the harness provisions.
 pub const LOAD_PASSWORD: &str = "samvad-load-password";
@@ -73,18 +73,7 @@ pub async fn server_rss(http: &str) -> anyhow::Result<u64> {
     Ok(server_metric(http, "samvad_process_resident_memory_bytes").await? as u64)
 }
 
-/// One unlabelled sample of the server's Prometheus metrics.
-pub async fn server_metric(http: &str, name: &str) -> anyhow::Result<f64> {
-    let text = reqwest::get(format!("{http}/metrics"))
-        .await?
-        .error_for_status()?
-        .text()
-        .await?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .with_context(|| format!("the server's /metrics has no {name}"))
-}
+pub use samvad_client::rest::server_metric;
 
 /// Registers `names` (or logs them in when they exist), `parallel` at a
 /// time; returns their access tokens in the same order.

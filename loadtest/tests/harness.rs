@@ -2,14 +2,47 @@
 //! whose accounting must add up (every send answered, nothing lost, nothing
 //! duplicated, counts consistent).
 
-mod common;
-
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
-use samvad_load::client::TransportKind;
+use samvad_client::{rest, Client, ServerAddr, TransportKind};
 use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
+use samvad_load::system::System;
 use samvad_load::target;
+use samvad_proto::v1::{client_frame, server_frame};
+use samvad_testkit::samvad::cluster::Cluster;
+use samvad_testkit::samvad::TestServer;
+
+/// The harness's view of a Samvad server at `addr`, sessions opened as
+/// `setup` says.
+fn samvad_system(addr: &ServerAddr, setup: &Setup) -> Arc<System> {
+    Arc::new(System::samvad(addr.clone(), setup).unwrap())
+}
+
+/// The ids of every message in the user's inbox, every sync page read.
+async fn inbox_ids(c: &mut Client) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut after = 0;
+    loop {
+        c.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
+            after_seq: after,
+            resume: false,
+        }))
+        .await
+        .unwrap();
+        loop {
+            match c.recv_timeout(Duration::from_secs(30)).await.unwrap().kind {
+                Some(server_frame::Kind::Deliver(d)) => ids.push(d.envelope.unwrap().id),
+                Some(server_frame::Kind::SyncDone(done)) if done.more => {
+                    after = done.last_seq;
+                    break;
+                }
+                Some(server_frame::Kind::SyncDone(_)) => return ids,
+                _ => {}
+            }
+        }
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_runs_account_for_every_message() {
@@ -253,4 +286,47 @@ async fn media_runs_count_what_the_sfu_forwarded() {
     assert!(report.datagrams_received_per_sec > 0.0);
     assert!(report.server_cores > 0.0);
     assert!(report.loss < 0.5, "{}", report.summary());
+}
+
+/// The load harness against the cluster: a few seconds of pairs chatting,
+/// every acknowledged message delivered once. A message the live path
+/// missed would still have to be in the recipient's inbox: checked too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn harness_chat_through_the_cluster_accounts_for_everything() {
+    let cluster = Cluster::start(1, 1, 1);
+    let addr = target::discover(&cluster.edges[0].addr().http)
+        .await
+        .unwrap();
+    let plan = chat::ChatPlan {
+        setup: Setup {
+            transport: TransportKind::Quic,
+            prefix: "hc".into(),
+            endpoints: 1,
+            ws_sources: 1,
+        },
+        pairs: 10,
+        rate: 200,
+        duration: Duration::from_secs(4),
+        drain: Duration::from_secs(10),
+        payload: 32,
+    };
+    let report = chat::run(samvad_system(&addr, &plan.setup), &plan)
+        .await
+        .unwrap();
+    let mut in_inbox = Vec::new();
+    for lost in &report.lost_sample {
+        // "<run>.<sender>.<n> to <user>": is it in that user's inbox?
+        let (id, user) = lost.split_once(" to ").unwrap();
+        let tokens = rest::login(&addr.http, user, target::LOAD_PASSWORD)
+            .await
+            .unwrap();
+        let mut c = cluster.edges[0].connect(TransportKind::Ws, &tokens).await;
+        let ids = inbox_ids(&mut c).await;
+        in_inbox.push((id.to_string(), ids.iter().any(|m| m == id)));
+    }
+    assert!(
+        report.tally.is_clean() && report.tally.delivered == report.tally.accepted,
+        "{:?}; lost ids and whether the inbox has them: {in_inbox:?}",
+        report.tally
+    );
 }

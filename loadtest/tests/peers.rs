@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use samvad_load::client::TransportKind;
+use samvad_client::TransportKind;
 use samvad_load::scenario::{chat, connect, group, Setup};
 use samvad_load::system::{Sources, System};
 use samvad_load::target;
@@ -126,7 +126,7 @@ async fn the_xmpp_client_accounts_for_every_message_with_ejabberd() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_janus_client_hears_every_publisher_through_a_videoroom() {
-    use samvad_load::media::JanusAddr;
+    use samvad_load::janus::JanusAddr;
     use samvad_load::scenario::media::{run_janus, JanusTarget, MediaPlan};
     let janus = Janus::start();
     let target = JanusTarget {

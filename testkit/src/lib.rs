@@ -1,7 +1,12 @@
 //! Real external services for tests, each on a free loopback port, started
 //! for one test and killed when dropped: Apache Kafka (KRaft, one broker or
 //! three) and redis-server; and the peers samvad-load is
-//! compared with, nats-server, ejabberd and Janus. Nothing is mocked.
+//! compared with, nats-server, ejabberd, Janus and Centrifugo. Nothing is
+//! mocked. With the `samvad` feature, [`samvad`] starts the product itself:
+//! `samvad serve`, or a cluster of its roles on these services.
+
+#[cfg(feature = "samvad")]
+pub mod samvad;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

@@ -1,22 +1,19 @@
-//! Native media participants on str0m, for tests and the `media`
-//! scenario: [`Peer`] is one peer connection that publishes synthetic
-//! Opus and VP8 and counts what it receives; [`Participant`] joins a
-//! Samvad room over its chat session; [`JanusParticipant`] joins a Janus
-//! videoroom over Janus's HTTP API, so that the same publishers can be
-//! measured against both.
+//! Native media participants on str0m: [`Peer`] is one peer connection
+//! that publishes synthetic Opus and VP8 and counts what it receives;
+//! [`Participant`] joins a Samvad room over its chat session. The load
+//! harness drives the same [`Peer`] into a Janus videoroom, so that the
+//! same publishers can be measured against both.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
 use serde_json::Value;
 
-mod janus;
+mod participant;
 mod peer;
-mod samvad;
 
-pub use janus::{JanusAddr, JanusParticipant, JanusRoom};
+pub use participant::Participant;
 pub use peer::Peer;
-pub use samvad::Participant;
 
 /// What a participant sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use samvad_proto::v1::{client_frame, server_frame, ServerFrame, Signal};
 use serde_json::Value;
 
 use super::{Peer, Publish, Received};
-use crate::client::Client;
+use crate::Client;
 
 pub struct Participant {
     pub user: String,

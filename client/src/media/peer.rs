@@ -3,7 +3,7 @@
 //! frames/s, a keyframe every second or when asked) with real timestamps,
 //! and counts the frames it receives per publisher and kind. Samvad's
 //! participant ([`super::Participant`]) and Janus's
-//! ([`super::JanusParticipant`]) carry its SDP over their own signaling.
+//! (the load harness's `JanusParticipant`) carry its SDP over their own signaling.
 //!
 //! The synthetic VP8 frames carry a real frame tag (keyframe bit, start
 //! code, size) so that keyframe detection works; their content is not a

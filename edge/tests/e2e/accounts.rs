@@ -1,10 +1,8 @@
 //! Profiles and password changes through the real binary.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
-use samvad_load::rest::{self, RestError};
+use samvad_client::rest::{self, RestError};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

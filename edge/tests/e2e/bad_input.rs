@@ -1,14 +1,12 @@
 //! Bad input gets an error frame with a stable code (or an HTTP status),
 //! never a panic or a hang, and the session's other traffic still works.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
-use samvad_load::client::{Client, TransportKind};
-use samvad_load::rest::{self, RestError};
+use samvad_client::rest::{self, RestError};
+use samvad_client::{Client, TransportKind};
 use samvad_proto::v1::{client_frame, server_frame, Ping};
 
 const ALL: [TransportKind; 3] = [TransportKind::Wt, TransportKind::Quic, TransportKind::Ws];
@@ -743,7 +741,7 @@ async fn half_open_requests_are_closed_and_sessions_go_on() {
         .trim_start_matches("http://")
         .parse()
         .unwrap();
-    let ready = wait_ready(&server.dir.join("ready.json"), "samvad serve");
+    let ready = samvad_testkit::samvad::wait_ready(&server.dir.join("ready.json"), "samvad serve");
     let https: std::net::SocketAddr = ready["https"].as_str().unwrap().parse().unwrap();
     let started = std::time::Instant::now();
     let mut open = Vec::with_capacity(HALF_OPEN);

@@ -1,13 +1,11 @@
 //! The cluster through real processes: `samvad edge` ×2, `router`, `store`
 //! ×2 over a real Apache Kafka broker and a real redis-server.
 
-mod common;
-
-use common::cluster::Cluster;
-use common::*;
-use samvad_load::client::TransportKind;
-use samvad_load::rest;
+use crate::common::*;
+use samvad_client::rest;
+use samvad_client::TransportKind;
 use samvad_proto::v1::{client_frame, server_frame, Ack};
+use samvad_testkit::samvad::cluster::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_cross_edges_over_every_transport() {
@@ -149,7 +147,7 @@ async fn assert_inboxes(cluster: &Cluster, recipients: &[rest::Tokens], per_user
 }
 
 async fn send_round(
-    a: &mut samvad_load::client::Client,
+    a: &mut samvad_client::Client,
     recipients: &[rest::Tokens],
     range: std::ops::Range<usize>,
 ) {
@@ -199,12 +197,12 @@ async fn partitions_move_between_stores_without_loss_or_duplicates() {
 /// dies he reconnects to `second` and syncs after the last seq he has.
 /// Returns (seq, id) of the `n` messages he ends up with.
 async fn receive_across_edge_loss(
-    first: samvad_load::client::ServerAddr,
-    second: samvad_load::client::ServerAddr,
+    first: samvad_client::ServerAddr,
+    second: samvad_client::ServerAddr,
     bob: rest::Tokens,
     n: usize,
 ) -> Vec<(u64, String)> {
-    use samvad_load::client::Client;
+    use samvad_client::Client;
     let mut got: Vec<(u64, String)> = Vec::new();
     let mut edge = first;
     loop {
@@ -308,78 +306,6 @@ async fn kill_9_of_a_router_or_an_edge_loses_and_duplicates_nothing() {
     assert_eq!(messages.len(), n, "no duplicate in the inbox");
 }
 
-/// The load harness against the cluster: a few seconds of pairs chatting,
-/// every acknowledged message delivered once. A message the live path
-/// missed would still have to be in the recipient's inbox: checked too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn harness_chat_through_the_cluster_accounts_for_everything() {
-    use samvad_load::scenario::{chat, Setup};
-    use samvad_load::target;
-    use std::time::Duration;
-    let cluster = Cluster::start(1, 1, 1);
-    let addr = target::discover(&cluster.edges[0].addr().http)
-        .await
-        .unwrap();
-    let plan = chat::ChatPlan {
-        setup: Setup {
-            transport: TransportKind::Quic,
-            prefix: "hc".into(),
-            endpoints: 1,
-            ws_sources: 1,
-        },
-        pairs: 10,
-        rate: 200,
-        duration: Duration::from_secs(4),
-        drain: Duration::from_secs(10),
-        payload: 32,
-    };
-    let report = chat::run(samvad_system(&addr, &plan.setup), &plan)
-        .await
-        .unwrap();
-    let mut in_inbox = Vec::new();
-    for lost in &report.lost_sample {
-        // "<run>.<sender>.<n> to <user>": is it in that user's inbox?
-        let (id, user) = lost.split_once(" to ").unwrap();
-        let tokens = rest::login(&addr.http, user, samvad_load::target::LOAD_PASSWORD)
-            .await
-            .unwrap();
-        let mut c = cluster.edges[0].connect(TransportKind::Ws, &tokens).await;
-        let (messages, _) = sync_all(&mut c, 0).await;
-        in_inbox.push((id.to_string(), messages.iter().any(|m| m.1 == id)));
-    }
-    // Where did a lost one stop? Look for it in each topic's log.
-    let mut found_in = Vec::new();
-    if let Some((id, _)) = report
-        .lost_sample
-        .first()
-        .and_then(|l| l.split_once(" to "))
-    {
-        use samvad_bus::{Bus, KafkaBus, KafkaConfig, Topics};
-        let bus = KafkaBus::connect(KafkaConfig::new(&cluster.kafka.brokers)).unwrap();
-        let topics = Topics::new("samvad.");
-        for topic in [topics.inbound(), topics.deliver()] {
-            let mut c = bus.subscribe(&topic, "forensics").await.unwrap();
-            let mut count = 0;
-            while let Ok(Ok(records)) =
-                tokio::time::timeout(Duration::from_secs(3), c.poll(10_000)).await
-            {
-                for r in records {
-                    if r.payload.windows(id.len()).any(|w| w == id.as_bytes()) {
-                        count += 1;
-                        found_in.push(format!("{topic} p{} o{}", r.partition, r.offset));
-                    }
-                }
-            }
-            found_in.push(format!("{topic}: {count}"));
-        }
-    }
-    assert!(
-        report.tally.is_clean() && report.tally.delivered == report.tally.accepted,
-        "{:?}; lost ids and whether the inbox has them: {in_inbox:?}; logs: {found_in:?}",
-        report.tally
-    );
-}
-
 /// Refresh tokens live in Redis: rotation works across edges, and reusing
 /// a rotated token (theft) revokes the whole login on every edge.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +369,7 @@ async fn group_messages_fan_out_across_edges_and_outsiders_are_refused() {
         sync_all(s, 0).await;
     }
     e.send(client_frame::Kind::Send(samvad_proto::v1::Send {
-        envelope: Some(samvad_load::client::group_message(
+        envelope: Some(samvad_client::group_message(
             "intrude",
             "eve",
             &group.id,
@@ -455,7 +381,7 @@ async fn group_messages_fan_out_across_edges_and_outsiders_are_refused() {
     assert_eq!(error_code(&next_of(&mut e, "error").await), "not_member");
     for i in 0..3 {
         a.send(client_frame::Kind::Send(samvad_proto::v1::Send {
-            envelope: Some(samvad_load::client::group_message(
+            envelope: Some(samvad_client::group_message(
                 &format!("g{i}"),
                 "alice",
                 &group.id,
@@ -565,14 +491,14 @@ async fn join_call(
     room: &str,
     ann: &rest::Tokens,
     bob: &rest::Tokens,
-) -> Vec<samvad_load::media::Participant> {
+) -> Vec<samvad_client::media::Participant> {
     let mut ps = Vec::new();
     for (edge, name, tokens) in [(0, "ann", ann), (1, "bob", bob)] {
         let session = cluster.edges[edge]
             .connect(TransportKind::Quic, tokens)
             .await;
         ps.push(
-            samvad_load::media::Participant::join(session, name, room, true)
+            samvad_client::media::Participant::join(session, name, room, true)
                 .await
                 .unwrap(),
         );
@@ -624,7 +550,7 @@ async fn a_room_is_pinned_to_one_media_node_and_moves_when_it_dies() {
             .as_str()
             .expect("the media node serves metrics")
     );
-    let metric = |name: &'static str| samvad_load::target::server_metric(&metrics_url, name);
+    let metric = |name: &'static str| rest::server_metric(&metrics_url, name);
     assert_eq!(metric("samvad_media_participants").await.unwrap(), 2.0);
     assert!(metric("samvad_media_frames_forwarded_total").await.unwrap() > 0.0);
     assert!(metric("samvad_process_cpu_seconds").await.unwrap() > 0.0);
@@ -650,8 +576,8 @@ async fn a_room_is_pinned_to_one_media_node_and_moves_when_it_dies() {
 /// Alice sends `ids` to bob; bob, who does nothing but ack, gets each live
 /// exactly once, in order, with the next seqs.
 async fn live_round(
-    a: &mut samvad_load::client::Client,
-    b: &mut samvad_load::client::Client,
+    a: &mut samvad_client::Client,
+    b: &mut samvad_client::Client,
     ids: std::ops::Range<usize>,
 ) {
     for i in ids.clone() {

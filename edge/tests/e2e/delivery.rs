@@ -1,11 +1,9 @@
 //! Guaranteed 1:1 delivery through the real binary, over every transport.
 
-mod common;
-
 use std::collections::HashMap;
 
-use common::*;
-use samvad_load::client::TransportKind;
+use crate::common::*;
+use samvad_client::TransportKind;
 use samvad_proto::v1::{client_frame, server_frame, Ack, DeliveryState};
 
 /// Live delivery, server ack, ack → cursor → DELIVERED receipt.
@@ -308,7 +306,7 @@ async fn kill_9_loses_nothing_acknowledged_and_duplicates_nothing() {
 async fn every_device_of_a_user_gets_every_message_from_its_own_cursor() {
     let server = TestServer::start();
     let (a, b) = (server.user("alice").await, server.user("bob").await);
-    let b2 = samvad_load::rest::login(&server.addr.http, "bob", "password-123")
+    let b2 = samvad_client::rest::login(&server.addr.http, "bob", "password-123")
         .await
         .unwrap();
     let mut alice = server.connect(TransportKind::Ws, &a).await;
@@ -343,10 +341,10 @@ async fn every_device_of_a_user_gets_every_message_from_its_own_cursor() {
 /// the messages replayed.
 async fn resume(
     server: &TestServer,
-    tokens: &samvad_load::rest::Tokens,
+    tokens: &samvad_client::rest::Tokens,
     device: &str,
 ) -> Vec<String> {
-    let (mut c, _) = samvad_load::client::Client::connect_device(
+    let (mut c, _) = samvad_client::Client::connect_device(
         TransportKind::Quic,
         &server.addr,
         &tokens.access_token,
@@ -383,7 +381,7 @@ async fn a_device_resumes_from_its_own_cursor_on_the_server() {
     let mut alice = server.connect(TransportKind::Ws, &a).await;
     sync_all(&mut alice, 0).await;
     let connect = |device: &'static str| {
-        samvad_load::client::Client::connect_device(
+        samvad_client::Client::connect_device(
             TransportKind::Ws,
             &server.addr,
             &b.access_token,
@@ -424,7 +422,7 @@ async fn a_device_resumes_from_its_own_cursor_on_the_server() {
     );
 
     // A device name that is not one is refused at hello.
-    let refused = samvad_load::client::Client::connect_device(
+    let refused = samvad_client::Client::connect_device(
         TransportKind::Ws,
         &server.addr,
         &b.access_token,
@@ -471,7 +469,7 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
                 for _ in 0..PER_TICK {
                     let sent = client
                         .send(client_frame::Kind::Send(samvad_proto::v1::Send {
-                            envelope: Some(samvad_load::client::chat(
+                            envelope: Some(samvad_client::chat(
                                 &format!("m{next}"),
                                 &from,
                                 &to,
@@ -576,10 +574,10 @@ async fn kill_9_during_a_20_000_msg_s_stream_loses_and_repeats_nothing() {
 async fn connect_behind(
     kind: TransportKind,
     server: &TestServer,
-    tokens: &samvad_load::rest::Tokens,
-    conditions: common::lossy::Conditions,
-) -> (samvad_load::client::Client, Box<dyn std::any::Any + Send>) {
-    use common::lossy::{DelayedTcpPath, LossyUdpPath};
+    tokens: &samvad_client::rest::Tokens,
+    conditions: crate::common::lossy::Conditions,
+) -> (samvad_client::Client, Box<dyn std::any::Any + Send>) {
+    use crate::common::lossy::{DelayedTcpPath, LossyUdpPath};
     let mut addr = server.addr.clone();
     let guard: Box<dyn std::any::Any + Send> = if kind == TransportKind::Ws {
         let upstream = server
@@ -596,7 +594,7 @@ async fn connect_behind(
         addr.quic = path.addr;
         Box::new(path)
     };
-    let (client, _) = samvad_load::client::Client::connect(kind, &addr, &tokens.access_token)
+    let (client, _) = samvad_client::Client::connect(kind, &addr, &tokens.access_token)
         .await
         .unwrap();
     (client, guard)
@@ -604,7 +602,7 @@ async fn connect_behind(
 
 fn dropped_on(guard: &dyn std::any::Any) -> u64 {
     guard
-        .downcast_ref::<common::lossy::LossyUdpPath>()
+        .downcast_ref::<crate::common::lossy::LossyUdpPath>()
         .map_or(0, |p| {
             p.counts.dropped.load(std::sync::atomic::Ordering::Relaxed)
         })
@@ -616,7 +614,7 @@ fn dropped_on(guard: &dyn std::any::Any) -> u64 {
 /// is delay). Every message is acknowledged, delivered once, gap-free and in
 /// send order, and its sender gets the DELIVERED receipts.
 async fn chat_over_a_bad_network(kind: TransportKind, seed: u64) {
-    use common::lossy::Conditions;
+    use crate::common::lossy::Conditions;
     const N: usize = 150;
     let server = TestServer::start();
     let (a, b) = (server.user("alice").await, server.user("bob").await);
@@ -718,7 +716,7 @@ async fn chat_over_a_slow_network_websocket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run it on its own"]
 async fn latency_under_loss() {
-    use common::lossy::Conditions;
+    use crate::common::lossy::Conditions;
     use std::time::{Duration, Instant};
     const N: usize = 1000;
     for kind in [TransportKind::Quic, TransportKind::Wt, TransportKind::Ws] {
@@ -781,7 +779,7 @@ async fn latency_under_loss() {
 }
 
 /// The ids a session's History request returns for `chatid` (newest first).
-async fn history_ids(c: &mut samvad_load::client::Client, chatid: &str) -> Vec<String> {
+async fn history_ids(c: &mut samvad_client::Client, chatid: &str) -> Vec<String> {
     c.send(client_frame::Kind::History(samvad_proto::v1::History {
         chatid: chatid.into(),
         before_seq: 0,
@@ -839,14 +837,10 @@ async fn delivered_entries_expire_from_the_inbox_and_stay_in_the_history() {
     eventually("m1 and m2 expire from bob's inbox", || {
         let (addr, token) = (addr.clone(), b_token.clone());
         async move {
-            let (mut tablet, _) = samvad_load::client::Client::connect_device(
-                TransportKind::Ws,
-                &addr,
-                &token,
-                "tablet",
-            )
-            .await
-            .unwrap();
+            let (mut tablet, _) =
+                samvad_client::Client::connect_device(TransportKind::Ws, &addr, &token, "tablet")
+                    .await
+                    .unwrap();
             let (left, _) = sync_all(&mut tablet, 0).await;
             let left: Vec<(u64, String)> = left.into_iter().map(|m| (m.0, m.1)).collect();
             left == [(3, "m3".to_string())]

@@ -4,12 +4,10 @@
 //! (guessing another conversation's file id, choosing the storage path,
 //! forging or replaying a URL).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
-use samvad_load::client::{chat, TransportKind};
-use samvad_load::rest;
+use samvad_client::rest;
+use samvad_client::{chat, TransportKind};
 use samvad_proto::v1::{client_frame, Attachment, Send};
 use serde_json::{json, Value};
 

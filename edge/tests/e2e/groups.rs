@@ -2,11 +2,9 @@
 //! of group messages to every member's sessions, and the refusals that
 //! keep non-members out.
 
-mod common;
-
-use common::*;
-use samvad_load::client::{group_message, TransportKind};
-use samvad_load::rest::{self, RestError};
+use crate::common::*;
+use samvad_client::rest::{self, RestError};
+use samvad_client::{group_message, TransportKind};
 use samvad_proto::v1::{client_frame, server_frame, Send};
 
 fn refused_with(result: Result<impl std::fmt::Debug, RestError>) -> (u16, String) {
@@ -16,7 +14,7 @@ fn refused_with(result: Result<impl std::fmt::Debug, RestError>) -> (u16, String
     }
 }
 
-async fn send_group(c: &mut samvad_load::client::Client, id: &str, from: &str, group: &str) {
+async fn send_group(c: &mut samvad_client::Client, id: &str, from: &str, group: &str) {
     c.send(client_frame::Kind::Send(Send {
         envelope: Some(group_message(id, from, group, &format!("text of {id}"))),
     }))
@@ -231,7 +229,7 @@ fn event_of(frame: samvad_proto::v1::ServerFrame) -> Option<(u64, String, String
     ))
 }
 
-async fn events(c: &mut samvad_load::client::Client, after: u64) -> (Vec<(String, String)>, u64) {
+async fn events(c: &mut samvad_client::Client, after: u64) -> (Vec<(String, String)>, u64) {
     let mut out = Vec::new();
     let mut last = after;
     c.sync(after, |frame| {
@@ -247,7 +245,7 @@ async fn events(c: &mut samvad_load::client::Client, after: u64) -> (Vec<(String
 
 /// [`events`] from the start, then live ones until there are `n`: an
 /// event announced a moment ago may still be on its way.
-async fn events_expecting(c: &mut samvad_load::client::Client, n: usize) -> Vec<(String, String)> {
+async fn events_expecting(c: &mut samvad_client::Client, n: usize) -> Vec<(String, String)> {
     let (mut out, _) = events(c, 0).await;
     while out.len() < n {
         if let Some((_, event, user)) = event_of(next_of(c, "deliver").await) {

@@ -1,11 +1,9 @@
 //! Conversation history through the real binary: pages newest first with a
 //! cursor, for the conversation's members only.
 
-mod common;
-
-use common::*;
-use samvad_load::client::{group_message, Client, TransportKind};
-use samvad_load::rest;
+use crate::common::*;
+use samvad_client::rest;
+use samvad_client::{group_message, Client, TransportKind};
 use samvad_proto::v1::{client_frame, server_frame, History, Send};
 
 /// One page: (seq, id) newest first, and whether there is more.
@@ -260,7 +258,7 @@ fn delete(
     let mut env = if group {
         group_message(id, from, to, "")
     } else {
-        samvad_load::client::chat(id, from, to, "")
+        samvad_client::chat(id, from, to, "")
     };
     env.head.as_mut().unwrap().action = samvad_proto::v1::Action::Delete as i32;
     env.ref_id = ref_id.into();
@@ -387,7 +385,7 @@ async fn delete_for_everyone_needs_authorship_or_the_right_and_empties_the_messa
             ts: 0,
         });
     }
-    let mut message_with_ref = samvad_load::client::chat("x6", "alice", "bob", "hi");
+    let mut message_with_ref = samvad_client::chat("x6", "alice", "bob", "hi");
     message_with_ref.ref_id = "m1".into();
     for frame in [
         no_ref,

@@ -1,16 +1,14 @@
 //! Group calls through the real binary: native str0m participants
-//! (`samvad_load::media`) join a group's room over their chat sessions,
+//! (`samvad_client::media`) join a group's room over their chat sessions,
 //! publish synthetic Opus and VP8, and receive each other through the SFU;
 //! mute three ways; outsiders are refused.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
-use samvad_load::client::TransportKind;
-use samvad_load::media::{Participant, Publish};
-use samvad_load::rest;
+use crate::common::*;
+use samvad_client::media::{Participant, Publish};
+use samvad_client::rest;
+use samvad_client::TransportKind;
 use serde_json::{json, Value};
 
 const T: Duration = Duration::from_secs(30);
@@ -384,7 +382,7 @@ fn layer_moves(p: &Participant) -> usize {
 }
 
 /// The average size of the video frames received between two readings of
-/// [`samvad_load::media::Received::video`].
+/// [`samvad_client::media::Received::video`].
 fn average_frame(before: (u64, u64), after: (u64, u64)) -> u64 {
     let frames = after.0 - before.0;
     assert!(frames > 10, "video kept coming: {frames} frames");
@@ -393,7 +391,7 @@ fn average_frame(before: (u64, u64), after: (u64, u64)) -> u64 {
 
 /// The `error` signal's code the server answers `kind` / `payload` with.
 async fn signal_error(
-    c: &mut samvad_load::client::Client,
+    c: &mut samvad_client::Client,
     room: &str,
     kind: &str,
     payload: &[u8],

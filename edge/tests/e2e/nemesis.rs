@@ -15,17 +15,15 @@
 //! The long bench run is the same test with `NEMESIS_SECS`, `NEMESIS_BROKERS=3`
 //! (broker faults too) and `--run-ignored all` (`bench/nemesis.sh`).
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::cluster::Cluster;
-use samvad_load::client::{chat, group_message, Client, ServerAddr, TransportKind};
-use samvad_load::rest;
+use samvad_client::rest;
+use samvad_client::{chat, group_message, Client, ServerAddr, TransportKind};
 use samvad_proto::v1::{client_frame, server_frame, Ack, Envelope};
+use samvad_testkit::samvad::cluster::Cluster;
 
 /// How long a sender waits for the ack of one send before it retries.
 const ACK_WAIT: Duration = Duration::from_secs(5);
@@ -245,8 +243,8 @@ async fn receive(
         }))
         .await?;
         let done = loop {
-            // A sync's answer may wait for a takeover (common::SYNC_WAIT).
-            let frame = c.recv_timeout(common::SYNC_WAIT).await?;
+            // A sync's answer may wait for a takeover (crate::common::SYNC_WAIT).
+            let frame = c.recv_timeout(crate::common::SYNC_WAIT).await?;
             match frame.kind {
                 Some(server_frame::Kind::Deliver(d)) => {
                     let env = d.envelope.unwrap_or_default();

@@ -3,14 +3,12 @@
 //! documented shape, secured operations refuse a missing token with 401,
 //! and no documented path accepts an undocumented method.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::Method;
-use samvad_load::rest;
+use samvad_client::rest;
 use serde_json::{json, Value};
 
-const SPEC: &str = include_str!("../../api/openapi.json");
+const SPEC: &str = include_str!("../../../api/openapi.json");
 
 /// Checks `value` against `schema` (the subset the description uses:
 /// `$ref`, object with `required` and `properties`, array `items`, and

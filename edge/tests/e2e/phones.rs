@@ -3,10 +3,8 @@
 //! here) was asked to send; contacts match verified numbers by hash; a
 //! number cannot be claimed by guessing codes or from its owner.
 
-mod common;
-
-use common::push_service::{next_at, push_endpoint};
-use common::*;
+use crate::common::push_service::{next_at, push_endpoint};
+use crate::common::*;
 use hmac::Mac;
 use reqwest::Method;
 use serde_json::{json, Value};

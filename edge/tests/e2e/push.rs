@@ -4,15 +4,13 @@
 //! and a signed webhook call; a user with a session gets neither; gone
 //! subscriptions are forgotten; bad subscriptions are refused.
 
-mod common;
-
 use std::time::Duration;
 
-use common::push_service::*;
-use common::*;
+use crate::common::push_service::*;
+use crate::common::*;
 use hmac::Mac;
 use reqwest::Method;
-use samvad_load::client::TransportKind;
+use samvad_client::TransportKind;
 use serde_json::{json, Value};
 
 const WEBHOOK_SECRET: &str = "webhook-secret";

@@ -8,16 +8,14 @@
 //! store applied them it is killed -9, a second store with an empty disk
 //! joins, and the clock runs until a new message is in the last inbox.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::cluster::Cluster;
 use prost::Message;
 use samvad_bus::{partition_for, Bus, KafkaBus, KafkaConfig, Outgoing, Topics};
-use samvad_load::client::TransportKind;
+use samvad_client::TransportKind;
 use samvad_proto::bus::{deliver_record, DeliverRecord};
+use samvad_testkit::samvad::cluster::Cluster;
 
 /// Users whose inboxes live on `deliver` partition 0 of 4.
 fn users_on_partition_0(count: usize) -> Vec<String> {
@@ -29,7 +27,7 @@ fn users_on_partition_0(count: usize) -> Vec<String> {
 }
 
 fn message(id: &str, to: &str) -> DeliverRecord {
-    let mut env = samvad_load::client::chat(id, "sender", to, "takeover");
+    let mut env = samvad_client::chat(id, "sender", to, "takeover");
     if let Some(head) = env.head.as_mut() {
         head.chatid = format!("sender:{to}");
     }
@@ -41,7 +39,7 @@ fn message(id: &str, to: &str) -> DeliverRecord {
 
 /// The ids in `tokens`' inbox, by a sync that may take long (an empty
 /// list if it did not answer within two minutes).
-async fn inbox_ids(cluster: &Cluster, tokens: &samvad_load::rest::Tokens) -> Vec<String> {
+async fn inbox_ids(cluster: &Cluster, tokens: &samvad_client::rest::Tokens) -> Vec<String> {
     let mut c = cluster.edges[0].connect(TransportKind::Ws, tokens).await;
     let mut ids = Vec::new();
     let synced = tokio::time::timeout(

@@ -2,10 +2,8 @@
 //! and carried by datagrams where the transport has them (native QUIC,
 //! WebTransport), by the stream where it does not (WebSocket).
 
-mod common;
-
-use common::*;
-use samvad_load::client::{Client, TransportKind};
+use crate::common::*;
+use samvad_client::{Client, TransportKind};
 use samvad_proto::v1::{client_frame, server_frame, Ping, Pong, Presence, ServerFrame, Typing};
 
 fn typing(to: &str, chatid: &str) -> client_frame::Kind {
@@ -94,7 +92,7 @@ async fn datagrams_carry_nothing_but_typing_and_only_after_hello() {
     sync_all(&mut alice, 0).await;
     alice
         .send_datagram(client_frame::Kind::Send(samvad_proto::v1::Send {
-            envelope: Some(samvad_load::client::chat("m1", "alice", "bob", "lost")),
+            envelope: Some(samvad_client::chat("m1", "alice", "bob", "lost")),
         }))
         .unwrap();
     // Before hello, even a typing datagram is dropped.

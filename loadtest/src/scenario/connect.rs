@@ -186,7 +186,7 @@ pub async fn run(system: Arc<System>, plan: &ConnectPlan) -> anyhow::Result<Conn
 /// Waits until `count` connection attempts have finished (up or failed),
 /// then a moment more for the server to go idle.
 async fn settle(connected: &AtomicU64, failed: &AtomicU64, count: usize) {
-    target::wait_until(crate::client::CONNECT_TIMEOUT * 2, || {
+    target::wait_until(samvad_client::CONNECT_TIMEOUT * 2, || {
         connected.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) >= count as u64
     })
     .await;

@@ -26,10 +26,10 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::client::{chat, Client, ServerAddr, TransportKind};
 use crate::report::Latency;
 use crate::scenario::Setup;
 use crate::target;
+use samvad_client::{chat, Client, ServerAddr, TransportKind};
 use samvad_proto::v1::{client_frame, ClientFrame, Hello, Send as SendFrame, Sync};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

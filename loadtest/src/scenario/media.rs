@@ -1,5 +1,5 @@
 //! `media`: R rooms, each with P publishers and S subscribers (native
-//! str0m participants, `crate::media`), run for a while; reports the
+//! str0m participants, `samvad_client::media`, and Janus's, `crate::janus`), run for a while; reports the
 //! frames and datagrams that reached the participants per second and per
 //! core of server CPU, loss against what the publishers sent, and the time
 //! from joining to the first video frame of each publisher.
@@ -18,13 +18,14 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::client::{Connector, ServerAddr};
-use crate::media::{JanusAddr, JanusParticipant, JanusRoom, Participant, Received};
+use crate::janus::{JanusAddr, JanusParticipant, JanusRoom};
 use crate::report::Latency;
-use crate::rest;
 use crate::scenario::Setup;
 use crate::system::process_cpu_seconds;
 use crate::target;
+use samvad_client::media::{Participant, Received};
+use samvad_client::rest;
+use samvad_client::{Connector, ServerAddr};
 
 /// What a publisher sends per second: Opus every 20 ms, VP8 at 30/s.
 const AUDIO_PER_SEC: f64 = 50.0;

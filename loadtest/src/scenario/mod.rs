@@ -2,8 +2,8 @@
 //! runtime (one task per session, shared UDP endpoints), stops by itself
 //! and returns a report.
 
-use crate::client::{Connector, ServerAddr, TransportKind};
 use crate::target;
+use samvad_client::{Connector, ServerAddr, TransportKind};
 
 pub mod chat;
 pub mod connect;

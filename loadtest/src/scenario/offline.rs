@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use samvad_proto::v1::{client_frame, server_frame, Send};
 use serde::Serialize;
 
-use crate::client::{chat, Client, ServerAddr};
 use crate::report::{self, Latency};
 use crate::scenario::{progress, Setup};
 use crate::target;
+use samvad_client::{chat, Client, ServerAddr};
 
 /// Sends of one sender awaiting their acknowledgement at most.
 const WINDOW: usize = 32;

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::client::{Client, Connector, ServerAddr};
 use crate::report::{self, Latency};
 use crate::scenario::{progress, Setup};
 use crate::target;
+use samvad_client::{Client, Connector, ServerAddr};
 
 #[derive(Debug, Clone)]
 pub struct StormPlan {

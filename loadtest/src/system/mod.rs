@@ -14,8 +14,8 @@ use anyhow::{bail, Context};
 use futures_util::stream::{self, StreamExt};
 use samvad_proto::v1::{client_frame, server_frame, Ack, Send};
 
-use crate::client::{chat, group_message, Client, Connector, ServerAddr};
 use crate::target;
+use samvad_client::{chat, group_message, Client, Connector, ServerAddr};
 
 pub mod centrifugo;
 pub mod nats;
@@ -192,13 +192,14 @@ impl System {
         match self {
             System::Samvad { server, .. } => {
                 let others: Vec<String> = others.iter().map(|l| l.user.clone()).collect();
-                let group = crate::rest::create_group(&server.http, &creator.secret, name, &others)
-                    .await
-                    .with_context(|| format!("creating group {name}"))?;
+                let group =
+                    samvad_client::rest::create_group(&server.http, &creator.secret, name, &others)
+                        .await
+                        .with_context(|| format!("creating group {name}"))?;
                 Ok(group.id)
             }
             System::Ejabberd { http, domain, .. } => {
-                let resp = crate::rest::http_client()
+                let resp = samvad_client::rest::http_client()
                     .post(format!("{http}/api/create_room"))
                     .json(&serde_json::json!({
                         "name": name, "service": format!("conference.{domain}"), "host": domain
@@ -276,11 +277,11 @@ async fn open_websocket(
         .to_string();
     let port = request.uri().port_u16().unwrap_or(80);
     let open = async {
-        let tcp = crate::client::tcp_connect(&format!("{host}:{port}"), source).await?;
+        let tcp = samvad_client::tcp_connect(&format!("{host}:{port}"), source).await?;
         let (ws, _) = tokio_tungstenite::client_async(request, tcp).await?;
         anyhow::Ok(ws)
     };
-    tokio::time::timeout(crate::client::CONNECT_TIMEOUT, open)
+    tokio::time::timeout(samvad_client::CONNECT_TIMEOUT, open)
         .await
         .with_context(|| format!("connecting to {url} timed out"))?
 }
@@ -288,7 +289,7 @@ async fn open_websocket(
 /// Registers `user` through ejabberd's HTTP API (the `register` command
 /// that `ejabberdctl register` runs); an existing user is reused.
 async fn ejabberd_register(http: &str, domain: &str, user: &str) -> anyhow::Result<Login> {
-    let resp = crate::rest::http_client()
+    let resp = samvad_client::rest::http_client()
         .post(format!("{http}/api/register"))
         .json(&serde_json::json!({"user": user, "host": domain, "password": target::LOAD_PASSWORD}))
         .send()

@@ -50,6 +50,12 @@ if cargo tree -p samvad-core -e normal --prefix none | awk '{print $1}' | grep -
   echo "samvad-core depends on the I/O crates above: move that code to a driver crate"; exit 1
 fi
 
+# The server's tests reach it through the native client and the testkit,
+# not through the load harness (plots, peers' clients).
+if cargo tree -p samvad -e normal,dev --prefix none | awk '{print $1}' | grep -E '^(samvad-load|plotters|quick-xml)$'; then
+  echo "the samvad crate's (dev-)dependencies pull in the load harness: use samvad-client"; exit 1
+fi
+
 cargo build --workspace
 cargo nextest run --workspace --no-fail-fast
 # Every REST operation fuzzed from /openapi.json (schemathesis, PyPI).

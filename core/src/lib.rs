@@ -5,6 +5,12 @@
 //! - [`session`]: the session protocol as a state machine: hello first, the
 //!   token's user is `from`, sizes, rates; it answers with [`session::Action`]s
 //!   for its transport to carry out.
+//! - [`group`]: a group as stored (members, roles, rights, invites);
+//!   [`group_rules`]: its changes as a state machine (a change by an actor
+//!   → the next version and an event, or a typed refusal).
+//! - [`admission`]: whether an envelope may enter its conversation, the
+//!   one rule the edge and routing both check, with typed refusals mapped
+//!   once to error codes.
 //! - [`token`]: access and refresh tokens (JWT, HS256);
 //!   [`signed_url`]: short-lived grants for file content.
 //! - [`signal`]: the vocabulary of media signaling.
@@ -17,9 +23,12 @@
 //! (scripts/test.sh checks `cargo tree`), and every function that depends
 //! on time takes `now`.
 
+pub mod admission;
 pub mod clock;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
+pub mod group_rules;
 pub mod names;
 pub mod session;
 pub mod signal;

@@ -14,10 +14,10 @@ use futures_util::stream::{FuturesOrdered, StreamExt};
 use futures_util::FutureExt;
 use prost::Message;
 use samvad_bus::{BoxFuture, Outgoing};
+use samvad_core::admission::{admit, Admitted};
+use samvad_core::group::Group;
 use samvad_proto::bus::{DeliverRecord, EdgeRecord, MediaRecord};
 use samvad_proto::v1::{server_frame, Accepted, Envelope, ErrorCode, HeadType, ServerFrame};
-use samvad_router::RouteError;
-use samvad_store::groups::Group;
 use samvad_store::presence::SessionRoute;
 
 use crate::delivery::DeliveryError;
@@ -101,7 +101,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                 match typing {
                     Some(frame) if session.user().is_some() => {
                         edge.metrics.datagrams_in.inc();
-                        let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                        let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_core::clock::unix_ms() };
                         let mut actions = Vec::new();
                         session.on_frame(Ok(frame), &cx, &mut actions);
                         match bounded(edge.write_stall, Box::pin(execute(&edge, &session, &mut transport, &mut pending, &mut actions))).await {
@@ -126,7 +126,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
                     Ok(None) => break "closed by client",
                     Err(_) => break "read failed",
                 };
-                let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_store::inbox::now_ms() };
+                let cx = Context { keys: &edge.keys, now: Instant::now(), now_ms: samvad_core::clock::unix_ms() };
                 // Made per frame: an idle session keeps no action buffer.
                 let mut actions = Vec::new();
                 session.on_frame(frame, &cx, &mut actions);
@@ -226,7 +226,7 @@ async fn forward_signal(
         room: signal.room.clone(),
         kind: signal.kind,
         payload: signal.payload,
-        may_mute: member.has(samvad_store::group_rules::Right::Mute),
+        may_mute: member.has(samvad_core::group_rules::Right::Mute),
     };
     let out = Outgoing::new(
         edge.topics.media(&node),
@@ -354,74 +354,38 @@ async fn send_reply<T: Transport>(
     transport.send(encode(frame)).await
 }
 
-/// Why an envelope cannot be accepted for its recipient, as the error frame
-/// to answer: a chat's recipient must exist, a group's sender must be a
-/// member of it, a channel's an admin (routing checks again when it fans
-/// out). Else the group a group message goes to.
+/// Why an envelope cannot be accepted, as the error frame to answer: the
+/// core's admission rule (`samvad_core::admission`) on the group as the
+/// directory has it now (routing checks it again when it fans out), and a
+/// chat's recipient must exist. Else the group a group message goes to.
 async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, Box<ServerFrame>> {
     let Some(head) = env.head.as_ref() else {
         return Ok(None);
     };
     let refusal = |code, message: String| Err(Box::new(ServerFrame::error(code, message, &env.id)));
-    let kind = head.r#type();
-    if matches!(kind, HeadType::Group | HeadType::Channel) {
-        let group = match edge.directory.group(&head.to).await {
+    let unavailable = |e: &dyn std::fmt::Display| {
+        tracing::error!(error = %e, "directory lookup failed");
+        refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
+    };
+    let group = if matches!(head.r#type(), HeadType::Group | HeadType::Channel) {
+        match edge.directory.group(&head.to).await {
             Ok(group) => group,
-            Err(e) => {
-                tracing::error!(error = %e, "directory lookup failed");
-                return refusal(ErrorCode::Unavailable, "storage unavailable; retry".into());
-            }
-        };
-        match group {
-            None => refusal(
-                ErrorCode::UnknownRecipient,
-                format!("no group {:?}", head.to),
-            ),
-            Some(g) if !g.is_member(&head.from) => refusal(
-                ErrorCode::NotMember,
-                format!("not a member of group {:?}", head.to),
-            ),
-            Some(g) if g.channel != (kind == HeadType::Channel) => refusal(
-                ErrorCode::InvalidEnvelope,
-                format!(
-                    "{:?} is a {}",
-                    head.to,
-                    if g.channel { "channel" } else { "group" }
-                ),
-            ),
-            Some(g) if !g.may_post(&head.from) => refusal(
-                ErrorCode::Forbidden,
-                "only a channel's admins post in it".to_string(),
-            ),
-            Some(g)
-                if head.action() == samvad_proto::v1::Action::Delete
-                    && !g.may_delete(&head.from, &env.ref_from) =>
-            {
-                refusal(
-                    ErrorCode::Forbidden,
-                    "deleting someone else's message needs the delete_messages right over a lower role"
-                        .to_string(),
-                )
-            }
-            Some(g) => Ok(Some(g)),
+            Err(e) => return unavailable(&e),
         }
-    } else if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
-        refusal(
-            ErrorCode::Forbidden,
-            "in a chat only the author deletes a message".to_string(),
-        )
     } else {
-        match edge.directory.exists(&head.to).await {
+        None
+    };
+    match admit(env, group.as_ref()) {
+        Err(why) => refusal(why.code(), why.to_string()),
+        Ok(Admitted::Group(_)) => Ok(group),
+        Ok(Admitted::Chat) => match edge.directory.exists(&head.to).await {
+            Ok(true) => Ok(None),
             Ok(false) => refusal(
                 ErrorCode::UnknownRecipient,
                 format!("no user {:?}", head.to),
             ),
-            Ok(true) => Ok(None),
-            Err(e) => {
-                tracing::error!(error = %e, "directory lookup failed");
-                refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
-            }
-        }
+            Err(e) => unavailable(&e),
+        },
     }
 }
 
@@ -479,16 +443,7 @@ async fn execute<T: Transport>(
                             }))
                         }
                         Err(DeliveryError::Refused(e)) => {
-                            let code = match e {
-                                RouteError::NotMember { .. } | RouteError::NotAuthor { .. } => {
-                                    ErrorCode::NotMember
-                                }
-                                RouteError::UnknownGroup(_) => ErrorCode::UnknownRecipient,
-                                RouteError::NoHead
-                                | RouteError::NoRecipient
-                                | RouteError::Unsupported(_) => ErrorCode::InvalidEnvelope,
-                            };
-                            ServerFrame::error(code, e.to_string(), id)
+                            ServerFrame::error(e.code(), e.to_string(), id)
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "send not made durable");
@@ -525,16 +480,9 @@ async fn execute<T: Transport>(
                     Some(match outcome {
                         Ok(()) => ServerFrame::of(server_frame::Kind::Accepted(Accepted {
                             id,
-                            server_ts: samvad_store::inbox::now_ms(),
+                            server_ts: samvad_core::clock::unix_ms(),
                         })),
-                        Err(e) => {
-                            let code = match e.code() {
-                                "not_found" => ErrorCode::UnknownRecipient,
-                                "busy" | "internal" => ErrorCode::Unavailable,
-                                _ => ErrorCode::Forbidden,
-                            };
-                            ServerFrame::error(code, e.message(), id)
-                        }
+                        Err(e) => ServerFrame::error(e.session_code(), e.message(), id),
                     })
                 }));
             }

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost::Message as _;
 use samvad_bus::{BoxFuture, Bus, Outgoing, Topics};
+use samvad_core::admission::Refusal;
+use samvad_core::group::Group;
 use samvad_core::names::history_owner;
 use samvad_proto::bus::{DeliverRecord, PushRecord};
 use samvad_proto::v1::{Envelope, HeadType};
-use samvad_router::RouteError;
 use samvad_store::engine::{Input, Message, Outlet, Shards};
-use samvad_store::groups::Group;
 use samvad_store::presence::SessionRoute;
 
 use crate::hub::Hub;
@@ -37,7 +37,7 @@ pub enum Delivery {
 pub enum DeliveryError {
     /// Routing refused it (checked again where it is applied).
     #[error("{0}")]
-    Refused(#[from] RouteError),
+    Refused(#[from] Refusal),
     /// The bus or an inbox writer failed: retry with the same id.
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -55,12 +55,6 @@ struct NewFile {
     content_type: String,
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A file id as the edge makes them: 32 lowercase hex digits.
 fn valid_file_id(id: &str) -> bool {
     id.len() == 32
@@ -211,7 +205,7 @@ pub async fn create(
             conversation: req.conversation,
             size: req.size,
             content_type: req.content_type.clone(),
-            expires: now_secs() + UPLOAD_URL_TTL_SECS,
+            expires: samvad_core::clock::unix_secs() + UPLOAD_URL_TTL_SECS,
         },
     );
     Ok((
@@ -241,7 +235,11 @@ pub async fn upload(
     let grant = edge
         .keys
         .urls
-        .check_upload(&id, query.as_deref().unwrap_or(""), now_secs())
+        .check_upload(
+            &id,
+            query.as_deref().unwrap_or(""),
+            samvad_core::clock::unix_secs(),
+        )
         .map_err(refused_url)?;
     if body.len() as u64 != grant.size {
         return Err(ApiError::new(
@@ -268,7 +266,7 @@ pub async fn upload(
         sha256: hex::encode(Sha256::digest(&body)),
         size: grant.size,
         content_type: grant.content_type,
-        created_ms: samvad_store::inbox::now_ms(),
+        created_ms: samvad_core::clock::unix_ms(),
     };
     match edge
         .files
@@ -315,7 +313,7 @@ pub async fn download_url(
         &id,
         DownloadGrant {
             user: me,
-            expires: now_secs() + DOWNLOAD_URL_TTL_SECS,
+            expires: samvad_core::clock::unix_secs() + DOWNLOAD_URL_TTL_SECS,
         },
     );
     Ok(Json(json!({
@@ -339,7 +337,11 @@ pub async fn download(
     }
     edge.keys
         .urls
-        .check_download(&id, query.as_deref().unwrap_or(""), now_secs())
+        .check_download(
+            &id,
+            query.as_deref().unwrap_or(""),
+            samvad_core::clock::unix_secs(),
+        )
         .map_err(refused_url)?;
     let record = record_of(&edge, &id).await?;
     let content = edge

@@ -2,7 +2,7 @@
 //! delete, invite / accept / decline, remove or leave, roles and rights.
 //! Every call is authenticated by the access token in `Authorization:
 //! Bearer`. A change is read–apply–compare-and-set (the rules are
-//! `samvad_store::group_rules`, I/O free), retried if another change won,
+//! `samvad_core::group_rules`, I/O free), retried if another change won,
 //! and announced to the members as a system message in the group's
 //! conversation.
 
@@ -14,10 +14,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
+use samvad_core::group::{Group, Member, Role};
+use samvad_core::group_rules::{Change, Event, GroupError, Right};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
-use samvad_store::group_rules::{Change, Event, GroupError, Right};
-use samvad_store::groups::{Group, Member, Role};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{account_exists, authenticated_user, parse, ApiError};
@@ -148,7 +148,7 @@ pub async fn create(
     let group = Group {
         id: format!("g{:016x}", rand::random::<u64>()),
         name: name.to_string(),
-        created_ms: samvad_store::inbox::now_ms(),
+        created_ms: samvad_core::clock::unix_ms(),
         version: 0,
         members,
         invites: Vec::new(),
@@ -242,7 +242,7 @@ fn action_of(event: &Event) -> Action {
 /// The system message telling `event` in group `group_id`: no sender (only
 /// an edge writes those; the router sends them to every member).
 fn system_message(group_id: &str, event: &Event) -> Envelope {
-    let now = samvad_store::inbox::now_ms();
+    let now = samvad_core::clock::unix_ms();
     Envelope {
         id: format!("sys-{}", uuid::Uuid::new_v4().simple()),
         head: Some(Head {
@@ -340,12 +340,45 @@ fn busy() -> ApiError {
 /// Attempts of read–apply–write before giving up on a busy group.
 const CHANGE_ATTEMPTS: usize = 16;
 
+/// Why a change did not happen: the group's rules refused it (a typed
+/// refusal a caller may accept, as subscribing twice), or the group, the
+/// directory or the announcement failed it.
+enum ChangeFailed {
+    Refused(GroupError),
+    Api(ApiError),
+}
+
+impl From<ApiError> for ChangeFailed {
+    fn from(e: ApiError) -> Self {
+        ChangeFailed::Api(e)
+    }
+}
+
+impl From<ChangeFailed> for ApiError {
+    fn from(e: ChangeFailed) -> Self {
+        match e {
+            ChangeFailed::Refused(e) => refused(e),
+            ChangeFailed::Api(e) => e,
+        }
+    }
+}
+
 /// Applies `change` by `me` to group `id`, announces it, and returns the
 /// group as it now is.
 async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group, ApiError> {
+    Ok(try_change(edge, me, id, change).await?)
+}
+
+/// [`change`], its refusals typed.
+async fn try_change(
+    edge: &Edge,
+    me: &str,
+    id: &str,
+    change: Change,
+) -> Result<Group, ChangeFailed> {
     for _ in 0..CHANGE_ATTEMPTS {
         let Some(old) = edge.directory.group(id).await.map_err(ApiError::internal)? else {
-            return Err(no_such_group(id));
+            return Err(no_such_group(id).into());
         };
         // Outsiders learn nothing, not even that the group exists; an
         // invitee may only answer the invite.
@@ -353,12 +386,12 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
         let subscribing = matches!(change, Change::Subscribe) && old.channel;
         let involved = old.is_member(me) || (answering && old.invited(me)) || subscribing;
         if !involved {
-            return Err(no_such_group(id));
+            return Err(no_such_group(id).into());
         }
         let mut new = old.clone();
         let event = new
-            .apply(me, change.clone(), samvad_store::inbox::now_ms())
-            .map_err(refused)?;
+            .apply(me, change.clone(), samvad_core::clock::unix_ms())
+            .map_err(ChangeFailed::Refused)?;
         if edge
             .directory
             .replace_group(&old, &new)
@@ -377,7 +410,7 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
             return Ok(new);
         }
     }
-    Err(busy())
+    Err(busy().into())
 }
 
 #[derive(Deserialize)]
@@ -449,9 +482,9 @@ pub(crate) async fn set_subscribed(
     subscribe: bool,
 ) -> Result<(), ApiError> {
     let outcome = if subscribe {
-        change(edge, me, id, Change::Subscribe).await
+        try_change(edge, me, id, Change::Subscribe).await
     } else {
-        change(
+        try_change(
             edge,
             me,
             id,
@@ -463,8 +496,8 @@ pub(crate) async fn set_subscribed(
     };
     match outcome {
         Ok(_) => Ok(()),
-        Err(e) if subscribe && e.code() == "already_member" => Ok(()),
-        Err(e) => Err(e),
+        Err(ChangeFailed::Refused(GroupError::AlreadyMember)) if subscribe => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
+use samvad_proto::v1::ErrorCode;
 use samvad_store::accounts::Account;
 use samvad_store::tokens::RefreshError;
 use serde::de::DeserializeOwned;
@@ -80,13 +81,18 @@ impl ApiError {
         .retry_after(wait)
     }
 
-    /// The stable error code (`not_found`, `forbidden`, …).
-    pub(crate) fn code(&self) -> &'static str {
-        self.code
-    }
-
     pub(crate) fn message(&self) -> &str {
         &self.message
+    }
+
+    /// The session error code of this refusal, for a REST operation a
+    /// session asked for in a frame: by its status, never its text.
+    pub(crate) fn session_code(&self) -> ErrorCode {
+        match self.status {
+            StatusCode::NOT_FOUND => ErrorCode::UnknownRecipient,
+            s if s.is_server_error() => ErrorCode::Unavailable,
+            _ => ErrorCode::Forbidden,
+        }
     }
 
     pub(crate) fn internal(e: impl std::fmt::Display) -> Self {
@@ -387,7 +393,7 @@ async fn register(
     let account = Account {
         username: creds.username.clone(),
         password_hash: hash,
-        created_ms: samvad_store::inbox::now_ms(),
+        created_ms: samvad_core::clock::unix_ms(),
         ..Account::default()
     };
     let created = edge

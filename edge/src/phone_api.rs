@@ -98,7 +98,7 @@ pub async fn request_code(
     account.phone_pending = Some(PendingPhone {
         phone_sha256: phone_hash(&req.phone),
         code_sha256: code_hash(&me, &code),
-        expires_ms: samvad_store::inbox::now_ms() + CODE_TTL_MS,
+        expires_ms: samvad_core::clock::unix_ms() + CODE_TTL_MS,
         attempts: 0,
     });
     save_account(&edge, account).await?;
@@ -138,7 +138,7 @@ pub async fn verify(
         )
     };
     let mut pending = account.phone_pending.clone().ok_or_else(no_code)?;
-    if pending.expires_ms < samvad_store::inbox::now_ms() || pending.attempts >= MAX_ATTEMPTS {
+    if pending.expires_ms < samvad_core::clock::unix_ms() || pending.attempts >= MAX_ATTEMPTS {
         account.phone_pending = None;
         save_account(&edge, account).await?;
         return Err(no_code());

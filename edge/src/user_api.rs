@@ -297,9 +297,7 @@ pub async fn change_password(
     account.password_hash = crate::auth::hash_password_gated(req.new_password)
         .await
         .map_err(ApiError::internal)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = samvad_core::clock::unix_secs();
     // Logins from this second on stay valid: the one issued below included.
     account.logins_valid_from = now;
     save_account(&edge, account).await?;

@@ -15,38 +15,18 @@ use prost::Message;
 use samvad_bus::{
     by_partition, Bus, BusError, Change, Outgoing, Processor, Record, Topics, Uncommitted,
 };
+use samvad_core::admission::{admit, Admitted, Refusal};
+use samvad_core::group::Group;
 use samvad_core::names::history_owner;
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
 use samvad_store::directory::Directory;
-use samvad_store::groups::Group;
-
-/// Why an envelope cannot be routed.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum RouteError {
-    #[error("envelope has no head")]
-    NoHead,
-    #[error("conversation type {0:?} is not routable")]
-    Unsupported(HeadType),
-    #[error("envelope has no recipient")]
-    NoRecipient,
-    #[error("no group {0:?}")]
-    UnknownGroup(String),
-    #[error("{sender:?} may not post to group {group:?}")]
-    NotMember { sender: String, group: String },
-    #[error("{sender:?} deletes {message:?} by {author:?}: in a chat only the author may")]
-    NotAuthor {
-        sender: String,
-        message: String,
-        author: String,
-    },
-}
 
 /// The `deliver` records an accepted envelope turns into: one per recipient
 /// inbox, and one for the conversation's history (the inbox of
 /// `#<chatid>`). `group` is the group a group message is addressed to, as
 /// the directory has it (`None` if there is no such group).
-pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, RouteError> {
+pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>, Refusal> {
     Ok(owners(env, group)?
         .into_iter()
         .map(|user| DeliverRecord {
@@ -58,7 +38,7 @@ pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>
 
 /// The inboxes [`route`] delivers to, in the same order: the recipients,
 /// then the conversation's history.
-pub fn owners(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, RouteError> {
+pub fn owners(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Refusal> {
     let mut out = recipients(env, group)?;
     let chatid = env.head.as_ref().map_or("", |h| h.chatid.as_str());
     if !chatid.is_empty() {
@@ -67,55 +47,25 @@ pub fn owners(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Rout
     Ok(out)
 }
 
-fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, RouteError> {
-    let head = env.head.as_ref().ok_or(RouteError::NoHead)?;
-    let deliver = |user: &str| user.to_string();
-    match head.r#type() {
-        HeadType::Chat | HeadType::Unspecified => {
-            if head.to.is_empty() {
-                return Err(RouteError::NoRecipient);
-            }
-            // In a chat only the author deletes (the store checks that the
-            // message really is theirs).
-            if head.action() == samvad_proto::v1::Action::Delete && env.ref_from != head.from {
-                return Err(RouteError::NotAuthor {
-                    sender: head.from.clone(),
-                    message: env.ref_id.clone(),
-                    author: env.ref_from.clone(),
-                });
-            }
-            Ok(vec![deliver(&head.to)])
-        }
-        // Every member but the sender; the sender must be a member now,
-        // whatever the edge saw when it accepted the message. A system
-        // event (no sender: only an edge writes those, clients' envelopes
-        // always carry theirs) goes to every member.
-        // A channel's posts go the same way; only its admins may post.
-        HeadType::Group | HeadType::Channel => {
-            let group = group
-                .filter(|g| g.id == head.to)
-                .ok_or_else(|| RouteError::UnknownGroup(head.to.clone()))?;
-            if head.from.is_empty() {
-                return Ok(group.member_names().map(deliver).collect());
-            }
+fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Refusal> {
+    match admit(env, group)? {
+        Admitted::Chat => Ok(vec![env
+            .head
+            .as_ref()
+            .map_or_else(String::new, |h| h.to.clone())]),
+        // Every member but the sender (a system event, with no sender,
+        // reaches them all). A delete reaches the deleter's own inbox too:
+        // it may hold the message deleted (someone else's, deleted by
+        // right).
+        Admitted::Group(group) => {
+            let head = env.head.as_ref().ok_or(Refusal::NoHead)?;
             let deleting = head.action() == samvad_proto::v1::Action::Delete;
-            if !group.may_post(&head.from)
-                || (deleting && !group.may_delete(&head.from, &env.ref_from))
-            {
-                return Err(RouteError::NotMember {
-                    sender: head.from.clone(),
-                    group: group.id.clone(),
-                });
-            }
-            // A delete reaches the deleter's own inbox too: it may hold the
-            // message deleted (someone else's, deleted by right).
             Ok(group
                 .member_names()
                 .filter(|m| deleting || *m != head.from)
-                .map(deliver)
+                .map(str::to_string)
                 .collect())
         }
-        other => Err(RouteError::Unsupported(other)),
     }
 }
 
@@ -259,9 +209,9 @@ mod tests {
             created_ms: 0,
             members: members
                 .iter()
-                .map(|m| samvad_store::groups::Member {
+                .map(|m| samvad_core::group::Member {
                     user: m.to_string(),
-                    role: samvad_store::groups::Role::Member,
+                    role: samvad_core::group::Role::Member,
                     rights: Default::default(),
                 })
                 .collect(),
@@ -294,11 +244,11 @@ mod tests {
     fn only_admins_post_in_a_channel() {
         let mut g = group("c1", &["alice", "bob"]);
         g.channel = true;
-        assert!(matches!(
+        assert_eq!(
             route(&env(HeadType::Channel, "c1"), Some(&g)),
-            Err(RouteError::NotMember { .. })
-        ));
-        g.members[0].role = samvad_store::groups::Role::Admin;
+            Err(Refusal::NotAdmin)
+        );
+        g.members[0].role = samvad_core::group::Role::Admin;
         let out = route(&env(HeadType::Channel, "c1"), Some(&g)).unwrap();
         let users: Vec<&str> = out.iter().map(|d| d.user.as_str()).collect();
         assert_eq!(users, ["bob", "#c1"]);
@@ -322,7 +272,7 @@ mod tests {
         let g = group("g1", &["carol", "bob"]);
         assert_eq!(
             route(&env(HeadType::Group, "g1"), Some(&g)),
-            Err(RouteError::NotMember {
+            Err(Refusal::NotMember {
                 sender: "alice".into(),
                 group: "g1".into()
             })
@@ -330,11 +280,11 @@ mod tests {
         // The group looked up must be the one addressed.
         assert_eq!(
             route(&env(HeadType::Group, "g2"), Some(&g)),
-            Err(RouteError::UnknownGroup("g2".into()))
+            Err(Refusal::UnknownGroup("g2".into()))
         );
         assert_eq!(
             route(&env(HeadType::Group, "g2"), None),
-            Err(RouteError::UnknownGroup("g2".into()))
+            Err(Refusal::UnknownGroup("g2".into()))
         );
     }
 
@@ -342,12 +292,12 @@ mod tests {
     fn unroutable_envelopes_are_errors() {
         assert_eq!(
             route(&env(HeadType::Chat, ""), None),
-            Err(RouteError::NoRecipient)
+            Err(Refusal::NoRecipient)
         );
-        assert_eq!(route(&Envelope::default(), None), Err(RouteError::NoHead));
+        assert_eq!(route(&Envelope::default(), None), Err(Refusal::NoHead));
         assert_eq!(
             route(&env(HeadType::Bot, "c"), None),
-            Err(RouteError::Unsupported(HeadType::Bot))
+            Err(Refusal::Unsupported(HeadType::Bot))
         );
     }
 }

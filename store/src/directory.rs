@@ -14,10 +14,11 @@ use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 
 use crate::accounts::{Account, Accounts};
-use crate::groups::{member_changes, Group, Groups};
+use crate::groups::Groups;
 use crate::tokens::{RefreshError, RefreshTokens};
 use crate::user_search::{rank, trigrams};
 use crate::StoreError;
+use samvad_core::group::{member_changes, Group};
 
 pub type Redeemed = Result<(String, String), RefreshError>;
 
@@ -709,7 +710,7 @@ impl Directory for RedisDirectory {
                 .into_iter()
                 .filter(|(_, name)| name.to_lowercase().contains(&needle))
                 .collect();
-            Ok(crate::groups::ranked_channels(found, limit))
+            Ok(samvad_core::group::ranked_channels(found, limit))
         })
     }
 }

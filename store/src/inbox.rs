@@ -75,7 +75,12 @@ impl Inboxes {
         retention: &crate::engine::Retention,
     ) -> Result<Vec<DeliverRecord>, StoreError> {
         Ok(sweep
-            .step(&self.state, retention, now_ms(), |_| true)?
+            .step(
+                &self.state,
+                retention,
+                samvad_core::clock::unix_ms(),
+                |_| true,
+            )?
             .iter()
             .map(Input::to_record)
             .collect())
@@ -192,7 +197,7 @@ impl Inboxes {
             input
         });
         let mut rules = self.rules.lock();
-        let output = rules.apply(&self.state, inputs, presence, now_ms())?;
+        let output = rules.apply(&self.state, inputs, presence, samvad_core::clock::unix_ms())?;
         let mut batch = self.state.batch(&output.pending);
         self.state.put(
             &mut batch,
@@ -243,13 +248,6 @@ impl Inboxes {
             }
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

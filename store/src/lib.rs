@@ -30,7 +30,6 @@ pub mod accounts;
 pub mod directory;
 pub mod engine;
 pub mod files;
-pub mod group_rules;
 pub mod groups;
 pub mod inbox;
 mod keys;

@@ -17,7 +17,6 @@ use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 
-use crate::inbox::now_ms;
 use crate::presence::{Presence, PresenceError, PresenceMap, SessionRoute};
 
 /// How long a lookup waits for Redis to answer before it gives up.
@@ -101,7 +100,7 @@ impl RedisPresence {
         if sessions.is_empty() {
             return Ok(());
         }
-        let now = now_ms();
+        let now = samvad_core::clock::unix_ms();
         let expires = now + self.ttl.as_millis() as i64;
         let mut pipe = redis::pipe();
         for (user, route) in sessions {
@@ -186,7 +185,7 @@ impl Presence for RedisPresence {
             if users.is_empty() {
                 return PresenceMap::new();
             }
-            let now = now_ms();
+            let now = samvad_core::clock::unix_ms();
             let mut pipe = redis::pipe();
             for user in users {
                 pipe.zrangebyscore(self.key(user), now, "+inf");

@@ -2,9 +2,9 @@
 //! compare-and-set of changes (a Lua script), the member index, deletion —
 //! the same contract the fjall directory's unit tests check.
 
+use samvad_core::group::{Group, Member, Role};
+use samvad_core::group_rules::Change;
 use samvad_store::directory::{Directory, RedisDirectory};
-use samvad_store::group_rules::Change;
-use samvad_store::groups::{Group, Member, Role};
 use samvad_testkit::Redis;
 
 fn group() -> Group {

@@ -10,7 +10,7 @@
 //! node.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 
@@ -48,12 +48,6 @@ pub struct RoomPins {
     renew: Arc<redis::Script>,
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 impl RoomPins {
     pub async fn connect(url: &str, prefix: &str, lease: Duration) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
@@ -85,7 +79,7 @@ impl RoomPins {
             .pin
             .key(self.room_key(room))
             .key(self.nodes_key())
-            .arg(now_ms())
+            .arg(samvad_core::clock::unix_ms() as u64)
             .arg(self.lease.as_millis() as u64)
             .arg(rand::random::<u32>())
             .invoke_async(&mut self.redis.clone())
@@ -104,7 +98,7 @@ impl RoomPins {
     pub async fn live_nodes(&self) -> anyhow::Result<Vec<String>> {
         Ok(redis::cmd("ZRANGEBYSCORE")
             .arg(self.nodes_key())
-            .arg(format!("({}", now_ms()))
+            .arg(format!("({}", samvad_core::clock::unix_ms() as u64))
             .arg("+inf")
             .query_async(&mut self.redis.clone())
             .await?)
@@ -112,7 +106,7 @@ impl RoomPins {
 
     /// A node says it is alive, and keeps `rooms`.
     pub async fn renew(&self, node: &str, rooms: &[String]) -> anyhow::Result<()> {
-        let until = now_ms() + self.lease.as_millis() as u64;
+        let until = (samvad_core::clock::unix_ms() as u64) + self.lease.as_millis() as u64;
         redis::cmd("ZADD")
             .arg(self.nodes_key())
             .arg(until)

@@ -64,12 +64,6 @@ pub enum SendError {
     Failed(String),
 }
 
-pub(crate) fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Sends the request `build` makes, up to [`ATTEMPTS`] times while the
 /// failure is one that may pass (network, 5xx, 429).
 pub(crate) async fn send_with_retries(

@@ -50,7 +50,7 @@ impl SignedWebhook {
     /// POSTs `body` (JSON), signed, retrying what may pass.
     pub async fn post(&self, body: &[u8]) -> Result<(), SendError> {
         send_with_retries(|| {
-            let timestamp = super::now_secs();
+            let timestamp = samvad_core::clock::unix_secs();
             self.client
                 .post(self.url.clone())
                 .header(reqwest::header::CONTENT_TYPE, "application/json")

@@ -661,7 +661,13 @@ impl Writer {
             } else {
                 self.persist
             };
-            if let Err(e) = self.batch(inputs, applied_outbox, persist, now_ms(), Logging::Append) {
+            if let Err(e) = self.batch(
+                inputs,
+                applied_outbox,
+                persist,
+                samvad_core::clock::unix_ms(),
+                Logging::Append,
+            ) {
                 self.rules.forget();
                 tracing::error!(shard = me, error = %e, "inbox writer stops: commit failed");
                 for done in dones {
@@ -688,7 +694,7 @@ impl Writer {
             &self.state,
             &self.retention,
             Instant::now(),
-            now_ms(),
+            samvad_core::clock::unix_ms(),
             |owner| shard_of(owner, count) == me,
         )?;
         if inputs.is_empty() {
@@ -699,7 +705,7 @@ impl Writer {
             inputs,
             Vec::new(),
             PersistMode::Buffer,
-            now_ms(),
+            samvad_core::clock::unix_ms(),
             Logging::Append,
         )
     }
@@ -818,13 +824,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// Milliseconds since the Unix epoch (the writers' receipts' time).
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 #[cfg(test)]

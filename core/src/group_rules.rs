@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::groups::{Group, Invite, Member, Role};
+use crate::group::{Group, Invite, Member, Role};
 
 /// What a role may be given.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -9,7 +9,7 @@ use samvad_client::{rest, Client, ServerAddr, TransportKind};
 use samvad_load::scenario::{chat, connect, group, offline, storm, Setup};
 use samvad_load::system::System;
 use samvad_load::target;
-use samvad_proto::v1::{client_frame, server_frame};
+use samvad_proto::v1::server_frame;
 use samvad_testkit::samvad::cluster::Cluster;
 use samvad_testkit::samvad::TestServer;
 
@@ -22,26 +22,14 @@ fn samvad_system(addr: &ServerAddr, setup: &Setup) -> Arc<System> {
 /// The ids of every message in the user's inbox, every sync page read.
 async fn inbox_ids(c: &mut Client) -> Vec<String> {
     let mut ids = Vec::new();
-    let mut after = 0;
-    loop {
-        c.send(client_frame::Kind::Sync(samvad_proto::v1::Sync {
-            after_seq: after,
-            resume: false,
-        }))
-        .await
-        .unwrap();
-        loop {
-            match c.recv_timeout(Duration::from_secs(30)).await.unwrap().kind {
-                Some(server_frame::Kind::Deliver(d)) => ids.push(d.envelope.unwrap().id),
-                Some(server_frame::Kind::SyncDone(done)) if done.more => {
-                    after = done.last_seq;
-                    break;
-                }
-                Some(server_frame::Kind::SyncDone(_)) => return ids,
-                _ => {}
-            }
+    c.sync(0, |frame| {
+        if let Some(server_frame::Kind::Deliver(d)) = frame.kind {
+            ids.extend(d.envelope.map(|e| e.id));
         }
-    }
+    })
+    .await
+    .unwrap();
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -981,16 +981,9 @@ mod tests {
 
     #[test]
     fn an_outbox_entry_decodes_to_the_inputs_it_was_made_of() {
-        let message = Message::new(v1::Envelope {
-            id: "m1".into(),
-            head: Some(v1::Head {
-                from: "alice".into(),
-                to: "bob".into(),
-                chatid: "alice:bob".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        let Input::Message { message, .. } = chat("m1") else {
+            unreachable!("chat() makes a message")
+        };
         let inputs = vec![
             Input::Message {
                 owner: "#alice:bob".into(),

@@ -28,7 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::{account_exists, authenticated_user, parse, ApiError};
+use crate::http::{account_exists, parse, ApiError, AuthUser};
 use crate::state::Edge;
 use samvad_core::session::{conversation, Conversation};
 use samvad_core::signed_url::{DownloadGrant, UploadGrant, UrlError};
@@ -172,10 +172,9 @@ fn over_quota(used: u64, size: u64, quota: u64) -> ApiError {
 /// `POST /v1/files`: an upload URL for one file.
 pub async fn create(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: NewFile = parse(&body)?;
     let limits = edge.file_limits;
     if req.size == 0 || req.size > limits.max_file {
@@ -298,10 +297,9 @@ pub async fn upload(
 /// conversation only.
 pub async fn download_url(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     if !valid_file_id(&id) {
         return Err(no_such_file(&id));
     }
@@ -367,9 +365,8 @@ pub async fn download(
 /// `GET /v1/me/storage`: bytes used and the quota.
 pub async fn storage(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let used = usage(&edge, &me).await?;
     Ok(Json(json!({
         "used": used,

@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -20,7 +20,7 @@ use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{account_exists, authenticated_user, parse, ApiError};
+use crate::http::{account_exists, parse, ApiError, AuthUser};
 use crate::state::Edge;
 use samvad_core::names::valid_username;
 
@@ -78,10 +78,9 @@ fn default_channel_limit() -> usize {
 /// one to subscribe to.
 pub async fn channels(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    _: AuthUser,
     query: Result<Query<ChannelQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authenticated_user(&edge, &headers)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let q = query.q.trim();
@@ -108,10 +107,9 @@ pub async fn channels(
 /// must exist.
 pub async fn create(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: CreateGroup = parse(&body)?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
@@ -173,9 +171,8 @@ pub async fn create(
 /// `GET /v1/groups`: the groups I am a member of.
 pub async fn list(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let ids = edge
         .directory
         .groups_of(&me)
@@ -203,10 +200,9 @@ pub async fn list(
 /// exist, so that group ids cannot be probed.
 pub async fn get_one(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     match edge
         .directory
         .group(&id)
@@ -421,11 +417,10 @@ struct Rename {
 /// `PATCH /v1/groups/{id}`: rename (admins and the creator).
 pub async fn rename(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: Rename = parse(&body)?;
     Ok(Json(
         change(&edge, &me, &id, Change::Rename { name: req.name }).await?,
@@ -440,11 +435,10 @@ struct InviteRequest {
 /// `POST /v1/groups/{id}/invites`: invite a user (needs `add_members`).
 pub async fn invite(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: InviteRequest = parse(&body)?;
     require_user(&edge, &req.user).await?;
     Ok(Json(
@@ -455,20 +449,18 @@ pub async fn invite(
 /// `POST /v1/groups/{id}/invites/accept`: join a group I am invited to.
 pub async fn accept(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     Ok(Json(change(&edge, &me, &id, Change::Accept).await?))
 }
 
 /// `POST /v1/groups/{id}/subscribe`: join a channel.
 pub async fn subscribe(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     Ok(Json(change(&edge, &me, &id, Change::Subscribe).await?))
 }
 
@@ -504,10 +496,9 @@ pub(crate) async fn set_subscribed(
 /// `POST /v1/groups/{id}/unsubscribe`: leave a channel (or a group).
 pub async fn unsubscribe(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     set_subscribed(&edge, &me, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -515,10 +506,9 @@ pub async fn unsubscribe(
 /// `POST /v1/groups/{id}/invites/decline`: turn an invite down.
 pub async fn decline(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     change(&edge, &me, &id, Change::Decline).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -527,10 +517,9 @@ pub async fn decline(
 /// `remove_members` and a higher role), or leave (`user` = me).
 pub async fn remove(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     change(&edge, &me, &id, Change::Remove { user }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -546,11 +535,10 @@ struct RoleRequest {
 /// (the creator only).
 pub async fn set_role(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: RoleRequest = parse(&body)?;
     let change_role = Change::SetRole {
         user,
@@ -564,10 +552,9 @@ pub async fn set_role(
 /// member is told.
 pub async fn delete(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     for _ in 0..CHANGE_ATTEMPTS {
         let Some(group) = edge
             .directory

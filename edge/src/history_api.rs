@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use prost::Message;
 use samvad_core::names::history_owner;
@@ -22,7 +22,7 @@ use samvad_proto::v1::{server_frame, ServerFrame};
 use samvad_store::inbox::HISTORY_PAGE_MAX;
 use serde::Deserialize;
 
-use crate::http::{account_exists, authenticated_user, ApiError};
+use crate::http::{account_exists, ApiError, AuthUser};
 use crate::hub::SessionHandle;
 use crate::outbox::{Outbox, Taken};
 use crate::state::Edge;
@@ -65,11 +65,10 @@ impl Drop for HubEntry<'_> {
 /// gets the 404 of a conversation that does not exist.
 pub async fn messages(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     Path(chatid): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let limit = query.limit.unwrap_or(50);

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -146,6 +147,19 @@ pub(crate) async fn account_exists(edge: &Edge, user: &str) -> Result<bool, ApiE
         .exists(user)
         .await
         .map_err(ApiError::internal)
+}
+
+/// The user of the request's access token, as a handler's argument: a
+/// request without a valid `Authorization: Bearer` token is answered 401
+/// before the handler runs.
+pub struct AuthUser(pub String);
+
+impl FromRequestParts<Arc<Edge>> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, edge: &Arc<Edge>) -> Result<Self, ApiError> {
+        authenticated_user(edge, &parts.headers).map(AuthUser)
+    }
 }
 
 /// The user of the access token in `Authorization: Bearer <token>`; 401

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use samvad_store::accounts::PendingPhone;
@@ -24,7 +24,7 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::{authenticated_user, parse, ApiError};
+use crate::http::{parse, ApiError, AuthUser};
 use crate::state::Edge;
 use crate::user_api::{account_of, me_json, save_account};
 
@@ -74,10 +74,9 @@ struct CodeRequest {
 /// replaces a pending one.
 pub async fn request_code(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: PhoneRequest = parse(&body)?;
     if !valid_e164(&req.phone) {
         return Err(ApiError::new(
@@ -124,10 +123,9 @@ pub async fn request_code(
 /// another user verified it first (409).
 pub async fn verify(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: CodeRequest = parse(&body)?;
     let mut account = account_of(&edge, &me).await?;
     let no_code = || {
@@ -177,9 +175,8 @@ pub async fn verify(
 /// `DELETE /v1/me/phone`: I can no longer be found by my number.
 pub async fn remove(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let mut account = account_of(&edge, &me).await?;
     if !account.phone_sha256.is_empty() {
         edge.directory

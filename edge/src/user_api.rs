@@ -6,14 +6,14 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use samvad_store::accounts::Account;
 
-use crate::http::{authenticated_user, parse, ApiError};
+use crate::http::{parse, ApiError, AuthUser};
 use crate::state::Edge;
 use samvad_core::names::valid_username;
 
@@ -40,10 +40,9 @@ struct Found {
 /// `GET /v1/users?q=…&limit=…`: user names ranked by 3-gram similarity.
 pub async fn search(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    _: AuthUser,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authenticated_user(&edge, &headers)?;
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
     let q = query.q.trim();
@@ -85,10 +84,9 @@ struct ContactMatch {
 /// names are users, and which of these numbers users verified.
 pub async fn match_contacts(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    _: AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authenticated_user(&edge, &headers)?;
     let req: ContactMatch = parse(&body)?;
     if req.usernames.len() + req.phone_sha256s.len() > MAX_CONTACTS {
         return Err(ApiError::new(
@@ -159,9 +157,8 @@ pub(crate) async fn account_of(edge: &Edge, user: &str) -> Result<Account, ApiEr
 /// `GET /v1/me`: my profile.
 pub async fn me(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     Ok(me_json(&account_of(&edge, &me).await?))
 }
 
@@ -198,10 +195,9 @@ async fn check_avatar(edge: &Edge, me: &str, id: &str) -> Result<(), ApiError> {
 /// `PATCH /v1/me {display_name?, avatar?}`.
 pub async fn update_me(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: ProfileUpdate = parse(&body)?;
     let mut account = account_of(&edge, &me).await?;
     if let Some(name) = &req.display_name {
@@ -248,10 +244,9 @@ pub(crate) async fn save_account(edge: &Edge, account: Account) -> Result<(), Ap
 /// `GET /v1/users/{user}`: someone's public profile.
 pub async fn profile(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    _: AuthUser,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    authenticated_user(&edge, &headers)?;
     let account = account_of(&edge, &user).await?;
     Ok(Json(serde_json::json!(Profile {
         user: account.username,
@@ -271,10 +266,9 @@ struct PasswordChange {
 /// refused) and returns a fresh one for this device.
 pub async fn change_password(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<crate::http::TokenPair>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: PasswordChange = parse(&body)?;
     if !(8..=256).contains(&req.new_password.len()) {
         return Err(ApiError::new(

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::web_push::subscription_keys;
-use crate::http::{authenticated_user, parse, ApiError};
+use crate::http::{parse, ApiError, AuthUser};
 use crate::state::Edge;
 
 /// Longest endpoint URL stored.
@@ -79,10 +79,9 @@ pub async fn vapid_public_key(State(edge): State<Arc<Edge>>) -> Json<serde_json:
 /// `POST /v1/push/subscriptions`: notify this browser when I am offline.
 pub async fn subscribe(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: SubscriptionJson = parse(&body)?;
     if !edge.push_endpoints.allows(&req.endpoint) {
         return Err(ApiError::new(
@@ -121,9 +120,8 @@ pub async fn subscribe(
 /// `GET /v1/push/subscriptions`: my subscribed endpoints.
 pub async fn list(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let subscriptions = edge
         .push_subscriptions
         .of(&me)
@@ -136,10 +134,9 @@ pub async fn list(
 /// `DELETE /v1/push/subscriptions {endpoint}`: stop notifying it.
 pub async fn unsubscribe(
     State(edge): State<Arc<Edge>>,
-    headers: HeaderMap,
+    AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let me = authenticated_user(&edge, &headers)?;
     let req: Endpoint = parse(&body)?;
     if edge
         .push_subscriptions

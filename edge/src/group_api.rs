@@ -361,17 +361,7 @@ impl From<ChangeFailed> for ApiError {
 
 /// Applies `change` by `me` to group `id`, announces it, and returns the
 /// group as it now is.
-async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group, ApiError> {
-    Ok(try_change(edge, me, id, change).await?)
-}
-
-/// [`change`], its refusals typed.
-async fn try_change(
-    edge: &Edge,
-    me: &str,
-    id: &str,
-    change: Change,
-) -> Result<Group, ChangeFailed> {
+async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group, ChangeFailed> {
     for _ in 0..CHANGE_ATTEMPTS {
         let Some(old) = edge.directory.group(id).await.map_err(ApiError::internal)? else {
             return Err(no_such_group(id).into());
@@ -474,9 +464,9 @@ pub(crate) async fn set_subscribed(
     subscribe: bool,
 ) -> Result<(), ApiError> {
     let outcome = if subscribe {
-        try_change(edge, me, id, Change::Subscribe).await
+        change(edge, me, id, Change::Subscribe).await
     } else {
-        try_change(
+        change(
             edge,
             me,
             id,

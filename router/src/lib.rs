@@ -48,17 +48,15 @@ pub fn owners(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Refu
 }
 
 fn recipients(env: &Envelope, group: Option<&Group>) -> Result<Vec<String>, Refusal> {
-    match admit(env, group)? {
-        Admitted::Chat => Ok(vec![env
-            .head
-            .as_ref()
-            .map_or_else(String::new, |h| h.to.clone())]),
+    let admitted = admit(env, group)?;
+    let head = env.head.as_ref().ok_or(Refusal::NoHead)?;
+    match admitted {
+        Admitted::Chat => Ok(vec![head.to.clone()]),
         // Every member but the sender (a system event, with no sender,
         // reaches them all). A delete reaches the deleter's own inbox too:
         // it may hold the message deleted (someone else's, deleted by
         // right).
         Admitted::Group(group) => {
-            let head = env.head.as_ref().ok_or(Refusal::NoHead)?;
             let deleting = head.action() == samvad_proto::v1::Action::Delete;
             Ok(group
                 .member_names()

@@ -24,13 +24,14 @@ use crate::config::{
     ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
     ClusterStoreArgs, MetricsArgs,
 };
-use crate::media::pins::RoomPins;
-use crate::media::{MediaRole, MediaRouting};
-use crate::metrics::{self, MediaCounters, NodeMetrics};
+use crate::metrics::{self, NodeMetrics};
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
 use samvad_core::token::TokenKeys;
+use samvad_media::pins::RoomPins;
+use samvad_media::MediaCounters;
+use samvad_media::{MediaRole, MediaRouting};
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
@@ -186,7 +187,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
     )
     .await
     .context("connecting to Redis")?;
-    let signals = crate::media::open_signals(bus.as_ref(), &topics, &args.node).await?;
+    let signals = samvad_media::open_signals(bus.as_ref(), &topics, &args.node).await?;
     // Announced before the ready file: an edge may pin a room to it at once.
     pins.renew(&args.node, &[]).await?;
     let (socket, public_addr) = args.media.bind().await?;

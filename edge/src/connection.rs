@@ -27,6 +27,7 @@ use crate::outbox::{Outbox, Taken};
 use crate::state::Edge;
 use crate::transport::{Datagrams, Transport};
 use samvad_core::session::{Action, Context, Session};
+use samvad_core::signal::SignalKind;
 
 /// Envelopes of one session being made durable at once.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -190,7 +191,7 @@ async fn forward_signal(
     user: &str,
     signal: samvad_proto::v1::Signal,
 ) -> Option<ServerFrame> {
-    if matches!(edge.media, crate::media::MediaRouting::Off) {
+    if matches!(edge.media, samvad_media::MediaRouting::Off) {
         return Some(ServerFrame::error(
             ErrorCode::UnknownFrame,
             "media is not served here",
@@ -215,9 +216,16 @@ async fn forward_signal(
             "signal",
         ));
     };
-    let node = match edge.media.node_for(&signal.room, &signal.kind).await {
+    let joining = SignalKind::parse(&signal.kind) == Some(SignalKind::Join);
+    let node = match edge.media.node_for(&signal.room, joining).await {
         Ok(node) => node,
-        Err(why) => return Some(ServerFrame::error(ErrorCode::Unavailable, why, "signal")),
+        Err(why) => {
+            return Some(ServerFrame::error(
+                ErrorCode::Unavailable,
+                why.to_string(),
+                "signal",
+            ))
+        }
     };
     let record = MediaRecord {
         session: session.to_string(),

@@ -13,7 +13,6 @@
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
 //!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through signed URLs.
-//! - [`media`]: the SFU (str0m) and its UDP loop; signaling rides sessions.
 //! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
@@ -33,7 +32,6 @@ pub mod group_api;
 pub mod history_api;
 pub mod http;
 pub mod hub;
-pub mod media;
 pub mod metrics;
 pub mod node;
 pub mod outbox;

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use samvad_media::MediaCounters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct TransportLabel {
@@ -16,15 +17,6 @@ pub struct TransportLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
 pub struct CodeLabel {
     pub code: String,
-}
-
-/// Counters of the media role, shared with the registry that serves them.
-#[derive(Clone, Default)]
-pub struct MediaCounters {
-    pub datagrams_received: Counter,
-    pub datagrams_sent: Counter,
-    pub frames_forwarded: Counter,
-    pub participants: Gauge,
 }
 
 /// What every node serves: its process's CPU time and memory, read at
@@ -61,27 +53,7 @@ impl Default for NodeMetrics {
 impl NodeMetrics {
     /// Serves the media role's counters too.
     pub fn register_media(&mut self, media: &MediaCounters) {
-        let r = &mut self.registry;
-        r.register(
-            "media_datagrams_received",
-            "UDP datagrams the media socket received",
-            media.datagrams_received.clone(),
-        );
-        r.register(
-            "media_datagrams_sent",
-            "UDP datagrams the media socket sent (RTP, RTCP, STUN, DTLS)",
-            media.datagrams_sent.clone(),
-        );
-        r.register(
-            "media_frames_forwarded",
-            "Media frames written to subscribers",
-            media.frames_forwarded.clone(),
-        );
-        r.register(
-            "media_participants",
-            "Participants in media rooms on this node",
-            media.participants.clone(),
-        );
+        media.register(&mut self.registry);
     }
 
     pub fn render(&self) -> String {

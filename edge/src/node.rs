@@ -25,8 +25,7 @@ use crate::admission::{Admission, Limits};
 use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
-use crate::media::MediaRouting;
-use crate::metrics::{MediaCounters, Metrics};
+use crate::metrics::Metrics;
 use crate::push::api::EndpointPolicy;
 use crate::push::webhook::SignedWebhook;
 use crate::state::Edge;
@@ -35,6 +34,8 @@ use crate::tls::{self, Identity};
 use crate::{http, quic};
 use samvad_core::session::SessionConfig;
 use samvad_core::token::TokenKeys;
+use samvad_media::MediaCounters;
+use samvad_media::MediaRouting;
 
 /// What an edge is wired to.
 pub struct EdgeDeps {

@@ -24,11 +24,11 @@ use crate::auth::{load_or_create_keys, secret_file};
 use crate::config::{DurabilityArg, ServeArgs};
 use crate::delivery::{Delivery, LocalOutlet};
 use crate::hub::Hub;
-use crate::media::{MediaRole, MediaRouting};
-use crate::metrics::MediaCounters;
 use crate::node::{self, open_database, EdgeDeps};
 use crate::push::web_push::VapidKey;
 use crate::push::{self, PushRole};
+use samvad_media::MediaCounters;
+use samvad_media::{MediaRole, MediaRouting};
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = open_database(&args.data_dir)?;
@@ -103,7 +103,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     });
     let (media_socket, media_addr) = args.media.bind().await?;
     let media_counters = MediaCounters::default();
-    let media_signals = crate::media::open_signals(bus.as_ref(), &topics, &media_node).await?;
+    let media_signals = samvad_media::open_signals(bus.as_ref(), &topics, &media_node).await?;
     roles.spawn({
         let role = MediaRole {
             bus: bus.clone(),

@@ -347,8 +347,8 @@ impl JanusParticipant {
 
     /// UDP datagrams the participant received.
     pub fn datagrams(&self) -> u64 {
-        self.publisher.as_ref().map_or(0, Peer::datagrams)
-            + self.subscriber.as_ref().map_or(0, Peer::datagrams)
+        self.publisher.as_ref().map_or(0, |p| p.datagrams())
+            + self.subscriber.as_ref().map_or(0, |p| p.datagrams())
     }
 
     /// One round: wait for a packet on either peer, an event or a timer
@@ -361,11 +361,12 @@ impl JanusParticipant {
             received,
             ..
         } = self;
+        let now = Instant::now();
         let wake = [publisher.as_ref(), subscriber.as_ref()]
             .into_iter()
             .flatten()
-            .map(Peer::wake_at)
-            .fold(Instant::now() + max, Instant::min);
+            .map(|peer| peer.wake_at(now))
+            .fold(now + max, Instant::min);
         if let Some(event) = session.held.pop_front() {
             received.events.push(event);
         }

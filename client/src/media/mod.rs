@@ -13,7 +13,7 @@ mod participant;
 mod peer;
 
 pub use participant::Participant;
-pub use peer::Peer;
+pub use peer::{Peer, PeerState};
 
 /// What a participant sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

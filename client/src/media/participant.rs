@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use samvad_proto::v1::{client_frame, server_frame, ServerFrame, Signal};
-use serde_json::Value;
 
 use super::{Peer, Publish, Received};
 use crate::Client;
@@ -106,7 +105,7 @@ impl Participant {
     /// Puts a bottleneck of `bps` on the participant's downlink (`None`:
     /// none), to see the server fit what it sends to it.
     pub fn limit_downlink(&mut self, bps: Option<u64>) {
-        self.peer.limit_downlink(bps);
+        self.peer.limit_downlink(Instant::now(), bps);
     }
 
     /// UDP datagrams the participant received.
@@ -122,7 +121,8 @@ impl Participant {
     /// One round: wait for a packet, a signal or a timer (at most `max`),
     /// handle it, then send what is due.
     pub async fn step(&mut self, max: Duration) -> anyhow::Result<()> {
-        let wake = self.peer.wake_at().min(Instant::now() + max);
+        let now = Instant::now();
+        let wake = self.peer.wake_at(now).min(now + max);
         tokio::select! {
             got = self.peer.recv(wake) => got?,
             frame = self.session.recv() => match frame? {
@@ -148,28 +148,11 @@ impl Participant {
             }
             _ => return Ok(()),
         };
-        let text = String::from_utf8_lossy(&signal.payload).into_owned();
-        match signal.kind.as_str() {
-            "answer" => self.peer.accept_answer(&text)?,
-            "offer" => self.outgoing_answer = Some(self.peer.accept_offer(&text)?),
-            "event" => {
-                let event: Value = serde_json::from_str(&text)?;
-                if event["type"] == "track" {
-                    if let (Some(user), Some(kind), Some(mid)) = (
-                        event["user"].as_str(),
-                        event["kind"].as_str(),
-                        event["mid"].as_str(),
-                    ) {
-                        self.peer.carries(mid, user, kind);
-                    }
-                }
-                self.received.events.push(event);
-            }
-            "error" => self
-                .received
-                .errors
-                .push(serde_json::from_str(&text).unwrap_or(Value::String(text))),
-            _ => {}
+        if let Some(answer) =
+            self.peer
+                .on_signal(&signal.kind, &signal.payload, &mut self.received)?
+        {
+            self.outgoing_answer = Some(answer);
         }
         Ok(())
     }

@@ -5,6 +5,11 @@
 //! participant ([`super::Participant`]) and Janus's
 //! (the load harness's `JanusParticipant`) carry its SDP over their own signaling.
 //!
+//! [`PeerState`] is the peer without a socket or a clock (str0m's shape:
+//! datagrams and the time in, datagrams out), so that a simulated network
+//! can drive it in virtual time (the SFU's tests do); [`Peer`] is that
+//! state on a UDP socket, driven by the wall clock.
+//!
 //! The synthetic VP8 frames carry a real frame tag (keyframe bit, start
 //! code, size) so that keyframe detection works; their content is not a
 //! picture. Browsers decode real video in the Chromium test.
@@ -14,6 +19,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
@@ -51,11 +57,12 @@ fn vp8_frame(key: bool, n: u64, sizes: (usize, usize)) -> Vec<u8> {
     frame
 }
 
-pub struct Peer {
+/// A peer connection's rules and media, without I/O.
+pub struct PeerState {
     rtc: Rtc,
-    socket: UdpSocket,
     local: SocketAddr,
-    buf: Vec<u8>,
+    /// Datagrams to send: (destination, contents).
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     /// Our offer, until its answer comes.
     pending: Option<SdpPendingOffer>,
     /// Whose track each receiving mid carries: (publisher, `audio` |
@@ -116,19 +123,16 @@ impl Downlink {
     }
 }
 
-impl Peer {
-    async fn new(ip: IpAddr) -> anyhow::Result<Peer> {
+impl PeerState {
+    /// A peer whose one host candidate is `local`.
+    pub fn new(now: Instant, local: SocketAddr) -> anyhow::Result<PeerState> {
         str0m::crypto::from_feature_flags().install_process_default();
-        let socket = UdpSocket::bind((ip, 0)).await?;
-        let local = socket.local_addr()?;
-        let now = Instant::now();
         let mut rtc = Rtc::builder().build(now);
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
-        Ok(Peer {
+        Ok(PeerState {
             rtc,
-            socket,
             local,
-            buf: vec![0; 2048],
+            transmits: VecDeque::new(),
             pending: None,
             owners: HashMap::new(),
             audio: None,
@@ -145,12 +149,11 @@ impl Peer {
         })
     }
 
-    /// A peer on `ip` that offers to send `publish` (or, publishing
-    /// nothing, a data channel to negotiate the transport with). Returns
-    /// the offer's SDP; the answer goes to [`Peer::accept_answer`].
-    pub async fn offering(ip: IpAddr, publish: Publish) -> anyhow::Result<(Peer, String)> {
-        let mut peer = Peer::new(ip).await?;
-        let mut change = peer.rtc.sdp_api();
+    /// Offers to send `publish` (or, publishing nothing, a data channel to
+    /// negotiate the transport with). Returns the offer's SDP; the answer
+    /// goes to [`PeerState::accept_answer`].
+    pub fn offer(&mut self, publish: Publish) -> anyhow::Result<String> {
+        let mut change = self.rtc.sdp_api();
         if publish == Publish::Nothing {
             change.add_channel("samvad".into());
         } else {
@@ -158,22 +161,21 @@ impl Peer {
                 send: vec![SimulcastLayer::new("h"), SimulcastLayer::new("l")],
                 recv: Vec::new(),
             });
-            peer.audio =
+            self.audio =
                 Some(change.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
-            peer.video =
+            self.video =
                 Some(change.add_media(MediaKind::Video, Direction::SendOnly, None, None, layers));
         }
         let (offer, pending) = change.apply().context("an offer")?;
-        peer.pending = Some(pending);
-        peer.simulcast = publish == Publish::Simulcast;
-        peer.sending = publish != Publish::Nothing;
-        Ok((peer, offer.to_sdp_string()))
+        self.pending = Some(pending);
+        self.simulcast = publish == Publish::Simulcast;
+        self.sending = publish != Publish::Nothing;
+        Ok(offer.to_sdp_string())
     }
 
-    /// A peer on `ip` that only receives, negotiated by the other side's
-    /// offer ([`Peer::accept_offer`]).
-    pub async fn answering(ip: IpAddr) -> anyhow::Result<Peer> {
-        Peer::new(ip).await
+    /// The address of the peer's host candidate.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
     }
 
     /// Whether our offer still waits for its answer.
@@ -201,13 +203,47 @@ impl Peer {
             .insert(Mid::from(mid), (publisher.to_string(), kind.to_string()));
     }
 
+    /// Takes in a Samvad media signal of `kind` (see `samvad_core::signal`):
+    /// answers and offers go to str0m, events and errors to `received`.
+    /// Returns the answer to send back, if the signal was an offer.
+    pub fn on_signal(
+        &mut self,
+        kind: &str,
+        payload: &[u8],
+        received: &mut Received,
+    ) -> anyhow::Result<Option<String>> {
+        let text = String::from_utf8_lossy(payload).into_owned();
+        match kind {
+            "answer" => self.accept_answer(&text)?,
+            "offer" => return Ok(Some(self.accept_offer(&text)?)),
+            "event" => {
+                let event: Value = serde_json::from_str(&text)?;
+                if event["type"] == "track" {
+                    if let (Some(user), Some(kind), Some(mid)) = (
+                        event["user"].as_str(),
+                        event["kind"].as_str(),
+                        event["mid"].as_str(),
+                    ) {
+                        self.carries(mid, user, kind);
+                    }
+                }
+                received.events.push(event);
+            }
+            "error" => received
+                .errors
+                .push(serde_json::from_str(&text).unwrap_or(Value::String(text))),
+            _ => {}
+        }
+        Ok(None)
+    }
+
     /// Puts a bottleneck of `bps` on the peer's way in (a narrow
     /// downlink); `None` takes it away.
-    pub fn limit_downlink(&mut self, bps: Option<u64>) {
+    pub fn limit_downlink(&mut self, now: Instant, bps: Option<u64>) {
         self.downlink = bps.map(|bps| Downlink {
             bps,
             queue: VecDeque::new(),
-            free_at: Instant::now(),
+            free_at: now,
         });
     }
 
@@ -217,11 +253,11 @@ impl Peer {
     }
 
     /// When the peer next has something to do of its own accord.
-    pub fn wake_at(&self) -> Instant {
+    pub fn wake_at(&self, now: Instant) -> Instant {
         let own = if self.sending {
             self.next_audio.min(self.next_video)
         } else {
-            Instant::now() + IDLE_TICK
+            now + IDLE_TICK
         };
         let queued = self
             .downlink
@@ -231,32 +267,25 @@ impl Peer {
         queued.map_or(own, |at| at.min(own))
     }
 
-    /// Waits for a datagram (and takes it in) until `until`. Cancel-safe:
-    /// nothing is lost if another event wins a `select!` against it.
-    pub async fn recv(&mut self, until: Instant) -> anyhow::Result<()> {
-        tokio::select! {
-            got = self.socket.recv_from(&mut self.buf) => {
-                let (n, source) = got?;
-                self.datagrams += 1;
-                match &mut self.downlink {
-                    Some(link) => {
-                        link.enter(Instant::now(), source, &self.buf[..n]);
-                    }
-                    None => take_in(&mut self.rtc, self.local, source, &self.buf[..n])?,
-                }
+    /// A datagram from `source` reached the peer at `now`.
+    pub fn receive(&mut self, now: Instant, source: SocketAddr, data: &[u8]) -> anyhow::Result<()> {
+        self.datagrams += 1;
+        match &mut self.downlink {
+            Some(link) => {
+                link.enter(now, source, data);
+                Ok(())
             }
-            _ = tokio::time::sleep_until(until.into()) => {}
+            None => take_in(&mut self.rtc, now, self.local, source, data),
         }
-        Ok(())
     }
 
-    /// Advances str0m's clock, sends the media that is due, and sends what
-    /// str0m has to send; counts the frames that arrived.
-    pub async fn tick(&mut self, received: &mut Received) -> anyhow::Result<()> {
-        let now = Instant::now();
+    /// Advances str0m's clock to `now`, sends the media that is due, and
+    /// queues what str0m has to send ([`PeerState::poll_transmit`]); counts
+    /// the frames that arrived.
+    pub fn tick(&mut self, now: Instant, received: &mut Received) -> anyhow::Result<()> {
         if let Some(link) = &mut self.downlink {
             while let Some((source, data)) = link.leave(now) {
-                take_in(&mut self.rtc, self.local, source, &data)?;
+                take_in(&mut self.rtc, now, self.local, source, &data)?;
             }
         }
         self.rtc.handle_input(Input::Timeout(now))?;
@@ -265,19 +294,14 @@ impl Peer {
         }
         loop {
             match self.rtc.poll_output()? {
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination).await;
-                }
+                Output::Transmit(t) => self.transmits.push_back((t.destination, t.contents.into())),
                 Output::Timeout(_) => return Ok(()),
                 Output::Event(Event::MediaData(data)) => {
                     let Some((from, kind)) = self.owners.get(&data.mid) else {
                         continue;
                     };
                     if kind == "video" {
-                        received
-                            .first_video
-                            .entry(from.clone())
-                            .or_insert_with(Instant::now);
+                        received.first_video.entry(from.clone()).or_insert(now);
                         received
                             .last_video_size
                             .insert(from.clone(), data.data.len());
@@ -293,6 +317,11 @@ impl Peer {
                 Output::Event(_) => {}
             }
         }
+    }
+
+    /// The next datagram to send: (destination, contents).
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
     }
 
     fn send_media(&mut self, now: Instant) -> anyhow::Result<()> {
@@ -344,15 +373,86 @@ impl Peer {
     }
 }
 
+/// A [`PeerState`] on a UDP socket, driven by the wall clock. It derefs
+/// to its state for everything but I/O.
+pub struct Peer {
+    state: PeerState,
+    socket: UdpSocket,
+    buf: Vec<u8>,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = PeerState;
+    fn deref(&self) -> &PeerState {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Peer {
+    fn deref_mut(&mut self) -> &mut PeerState {
+        &mut self.state
+    }
+}
+
+impl Peer {
+    async fn bind(ip: IpAddr) -> anyhow::Result<Peer> {
+        let socket = UdpSocket::bind((ip, 0)).await?;
+        let state = PeerState::new(Instant::now(), socket.local_addr()?)?;
+        Ok(Peer {
+            state,
+            socket,
+            buf: vec![0; 2048],
+        })
+    }
+
+    /// A peer on `ip` that offers to send `publish`: see
+    /// [`PeerState::offer`].
+    pub async fn offering(ip: IpAddr, publish: Publish) -> anyhow::Result<(Peer, String)> {
+        let mut peer = Peer::bind(ip).await?;
+        let offer = peer.state.offer(publish)?;
+        Ok((peer, offer))
+    }
+
+    /// A peer on `ip` that only receives, negotiated by the other side's
+    /// offer ([`PeerState::accept_offer`]).
+    pub async fn answering(ip: IpAddr) -> anyhow::Result<Peer> {
+        Peer::bind(ip).await
+    }
+
+    /// Waits for a datagram (and takes it in) until `until`. Cancel-safe:
+    /// nothing is lost if another event wins a `select!` against it.
+    pub async fn recv(&mut self, until: Instant) -> anyhow::Result<()> {
+        tokio::select! {
+            got = self.socket.recv_from(&mut self.buf) => {
+                let (n, source) = got?;
+                self.state.receive(Instant::now(), source, &self.buf[..n])?;
+            }
+            _ = tokio::time::sleep_until(until.into()) => {}
+        }
+        Ok(())
+    }
+
+    /// [`PeerState::tick`] at the wall clock's now, then sends what is
+    /// queued.
+    pub async fn tick(&mut self, received: &mut Received) -> anyhow::Result<()> {
+        self.state.tick(Instant::now(), received)?;
+        while let Some((to, data)) = self.state.poll_transmit() {
+            let _ = self.socket.send_to(&data, to).await;
+        }
+        Ok(())
+    }
+}
+
 /// Hands a datagram to str0m (what does not parse is not ours).
 fn take_in(
     rtc: &mut Rtc,
+    now: Instant,
     local: SocketAddr,
     source: SocketAddr,
     data: &[u8],
 ) -> anyhow::Result<()> {
     if let Ok(receive) = Receive::new(Protocol::Udp, source, local, data) {
-        rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+        rtc.handle_input(Input::Receive(now, receive))?;
     }
     Ok(())
 }

@@ -1,20 +1,7 @@
-//! Media rooms: an SFU on str0m (`media` role).
-//!
-//! - [`demux`]: which participant a UDP packet is for (ICE ufrag, then
-//!   source address), plain data.
-//! - [`samvad_core::signal`]: the signaling vocabulary carried in `Signal`
-//!   frames.
-//! - [`sfu`]: rooms, one `Rtc` per participant, forwarding; no sockets, no
-//!   clock.
-//! - This module: the I/O loop. One UDP socket for every participant; the
-//!   node's `media.<node>` topic brings signals from sessions (edges check
-//!   group membership and the mute right before they produce them), and
-//!   signals go back to sessions through their edge's `edge.<node>`.
-
-pub mod demux;
-pub mod layers;
-pub mod pins;
-pub mod sfu;
+//! The media role's I/O loop. One UDP socket for every participant; the
+//! node's `media.<node>` topic brings signals from sessions, and signals
+//! go back to sessions through their edge's `edge.<node>`. The loop reads
+//! the clock and the OS's entropy and hands both to the [`Sfu`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,16 +9,18 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use prost::Message;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 use samvad_bus::{Bus, Consumer, Outgoing, Topics, FROM_END};
 use samvad_proto::bus::{EdgeRecord, MediaRecord};
 use samvad_proto::v1::{server_frame, ServerFrame, Signal};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::metrics::MediaCounters;
-use pins::RoomPins;
+use crate::counters::MediaCounters;
+use crate::pins::RoomPins;
+use crate::sfu::{self, Out, SessionAddr, Sfu, SignalIn};
 use samvad_core::signal::SignalKind;
-use sfu::{Out, SessionAddr, Sfu, SignalIn};
 
 /// Signals waiting for the media loop.
 const SIGNAL_QUEUE: usize = 1024;
@@ -71,26 +60,39 @@ pub enum MediaRouting {
     Pinned(RoomPins),
 }
 
+/// Why a room's signal has no node to go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RoutingRefusal {
+    #[error("media is not served here")]
+    NotServed,
+    #[error("no media node is live")]
+    NoLiveNode,
+    #[error("no call in this room: join it first")]
+    NoCall,
+    #[error("media routing unavailable; retry")]
+    Unavailable,
+}
+
 impl MediaRouting {
-    /// The node for a signal of `kind` about `room`: a join pins the room
-    /// if it is not; other signals need the pin to exist.
-    pub async fn node_for(&self, room: &str, kind: &str) -> Result<String, &'static str> {
+    /// The node for a signal about `room`: a join pins the room if it is
+    /// not; other signals need the pin to exist.
+    pub async fn node_for(&self, room: &str, joining: bool) -> Result<String, RoutingRefusal> {
         match self {
-            MediaRouting::Off => Err("media is not served here"),
+            MediaRouting::Off => Err(RoutingRefusal::NotServed),
             MediaRouting::Local(node) => Ok(node.clone()),
             MediaRouting::Pinned(pins) => {
-                let found = if kind == "join" {
+                let found = if joining {
                     pins.pin(room).await
                 } else {
                     pins.node_of(room).await
                 };
                 match found {
                     Ok(Some(node)) => Ok(node),
-                    Ok(None) if kind == "join" => Err("no media node is live"),
-                    Ok(None) => Err("no call in this room: join it first"),
+                    Ok(None) if joining => Err(RoutingRefusal::NoLiveNode),
+                    Ok(None) => Err(RoutingRefusal::NoCall),
                     Err(e) => {
                         tracing::warn!(error = %e, "room pin lookup failed");
-                        Err("media routing unavailable; retry")
+                        Err(RoutingRefusal::Unavailable)
                     }
                 }
             }
@@ -130,7 +132,7 @@ impl MediaRole {
                 }
             }
         });
-        let mut sfu = Sfu::new(self.public_addr);
+        let mut sfu = Sfu::new(self.public_addr, StdRng::from_os_rng());
         let mut buf = vec![0u8; 2048];
         let mut deadline = Instant::now();
         let renew_every = self

@@ -26,12 +26,12 @@ use crate::config::{
 };
 use crate::metrics::{self, NodeMetrics};
 use crate::node::{self, open_database, EdgeDeps};
-use crate::push::web_push::VapidKey;
-use crate::push::{self, PushRole};
 use samvad_core::token::TokenKeys;
 use samvad_media::pins::RoomPins;
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
+use samvad_push::web_push::VapidKey;
+use samvad_push::PushRole;
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
@@ -234,7 +234,12 @@ pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
     let subscriptions = RedisPushSubscriptions::connect(&args.cluster.redis, prefix)
         .await
         .context("connecting to Redis")?;
-    let sinks = push::sinks(&args.push, subscriptions, vapid_key(&directory).await?)?;
+    let sinks = samvad_push::sinks(
+        subscriptions,
+        vapid_key(&directory).await?,
+        args.push.vapid_contact.clone(),
+        args.push.webhook()?,
+    );
     let mut roles = JoinSet::new();
     roles.spawn(async move {
         PushRole { bus, topics, sinks }

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 #[derive(Debug, Clone, Args)]
@@ -114,6 +115,23 @@ pub struct PushArgs {
     /// Contact sent to push services with the VAPID signature.
     #[arg(long, default_value = "mailto:push@localhost")]
     pub vapid_contact: String,
+}
+
+impl PushArgs {
+    /// The signed webhook `--push-webhook` asks for, if any.
+    pub fn webhook(&self) -> anyhow::Result<Option<samvad_push::webhook::SignedWebhook>> {
+        let Some(url) = &self.push_webhook else {
+            return Ok(None);
+        };
+        let secret = self
+            .push_webhook_secret
+            .as_ref()
+            .context("--push-webhook needs --push-webhook-secret")?;
+        Ok(Some(samvad_push::webhook::SignedWebhook::new(
+            url.clone(),
+            secret.as_bytes().to_vec(),
+        )))
+    }
 }
 
 /// What an edge listens on and how it treats sessions.

@@ -26,7 +26,7 @@ use crate::file_api;
 use crate::group_api;
 use crate::history_api;
 use crate::phone_api;
-use crate::push;
+use crate::push_api;
 use crate::state::Edge;
 use crate::throttle;
 use crate::transport::WsTransport;
@@ -297,15 +297,12 @@ pub fn router(edge: Arc<Edge>) -> Router {
             "/v1/conversations/{chatid}/messages",
             get(history_api::messages),
         )
-        .route(
-            "/v1/push/vapid-public-key",
-            get(push::api::vapid_public_key),
-        )
+        .route("/v1/push/vapid-public-key", get(push_api::vapid_public_key))
         .route(
             "/v1/push/subscriptions",
-            get(push::api::list)
-                .post(push::api::subscribe)
-                .delete(push::api::unsubscribe),
+            get(push_api::list)
+                .post(push_api::subscribe)
+                .delete(push_api::unsubscribe),
         )
         .route("/ws", get(websocket))
         .layer(DefaultBodyLimit::max(64 * 1024))

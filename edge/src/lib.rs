@@ -13,7 +13,8 @@
 //! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
 //!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
 //!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through signed URLs.
-//! - [`push`]: the push role (Web Push and webhook sinks) and its REST.
+//! - [`push_api`]: the REST calls of push subscriptions (the push role is
+//!   `samvad-push`).
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
@@ -36,7 +37,7 @@ pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod phone_api;
-pub mod push;
+pub mod push_api;
 pub mod quic;
 pub mod serve;
 pub mod state;

@@ -26,8 +26,6 @@ use crate::config::EdgeArgs;
 use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
 use crate::metrics::Metrics;
-use crate::push::api::EndpointPolicy;
-use crate::push::webhook::SignedWebhook;
 use crate::state::Edge;
 use crate::throttle::{AuthThrottles, Throttle};
 use crate::tls::{self, Identity};
@@ -36,6 +34,8 @@ use samvad_core::session::SessionConfig;
 use samvad_core::token::TokenKeys;
 use samvad_media::MediaCounters;
 use samvad_media::MediaRouting;
+use samvad_push::webhook::SignedWebhook;
+use samvad_push::EndpointPolicy;
 
 /// What an edge is wired to.
 pub struct EdgeDeps {

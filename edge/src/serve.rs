@@ -25,10 +25,10 @@ use crate::config::{DurabilityArg, ServeArgs};
 use crate::delivery::{Delivery, LocalOutlet};
 use crate::hub::Hub;
 use crate::node::{self, open_database, EdgeDeps};
-use crate::push::web_push::VapidKey;
-use crate::push::{self, PushRole};
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
+use samvad_push::web_push::VapidKey;
+use samvad_push::PushRole;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = open_database(&args.data_dir)?;
@@ -97,7 +97,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         let role = PushRole {
             bus: bus.clone(),
             topics: topics.clone(),
-            sinks: push::sinks(&args.push, push_subscriptions.clone(), vapid)?,
+            sinks: samvad_push::sinks(
+                push_subscriptions.clone(),
+                vapid,
+                args.push.vapid_contact.clone(),
+                args.push.webhook()?,
+            ),
         };
         async move { role.run().await.context("push role") }
     });

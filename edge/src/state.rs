@@ -12,11 +12,11 @@ use samvad_store::push_subscriptions::PushSubscriptions;
 use crate::file_api::FileLimits;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::push::api::EndpointPolicy;
-use crate::push::webhook::SignedWebhook;
 use samvad_core::session::SessionConfig;
 use samvad_core::token::TokenKeys;
 use samvad_media::MediaRouting;
+use samvad_push::webhook::SignedWebhook;
+use samvad_push::EndpointPolicy;
 
 pub struct Edge {
     pub bus: Arc<dyn Bus>,

@@ -13,10 +13,14 @@
 //! A push is a hint, not the delivery: the message is durable in the inbox
 //! and arrives by sync. So a failed push is retried a few times and then
 //! logged, and the topic's offsets are committed once every notification of
-//! a batch has been tried. [`api`] has the REST calls that manage
-//! subscriptions.
+//! a batch has been tried.
+//!
+//! [`endpoints`]: which subscription endpoints may be stored (the REST
+//! calls that manage subscriptions are the API's, `samvad-api`).
+//! [`webhook::SignedWebhook`] also carries phone verification codes to an
+//! SMS gateway.
 
-pub mod api;
+pub mod endpoints;
 pub mod notification;
 pub mod web_push;
 pub mod webhook;
@@ -24,19 +28,16 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-
 use futures_util::StreamExt;
 use prost::Message;
 use samvad_bus::{BoxFuture, Bus, Topics};
 use samvad_proto::bus::PushRecord;
 
+pub use endpoints::EndpointPolicy;
 pub use notification::Notification;
 use samvad_store::push_subscriptions::PushSubscriptions;
 use web_push::{VapidKey, WebPushSink};
 use webhook::{SignedWebhook, WebhookSink};
-
-use crate::config::PushArgs;
 
 /// Records read from `push` per batch.
 const BATCH: usize = 256;
@@ -89,28 +90,23 @@ pub(crate) async fn send_with_retries(
     Err(SendError::Failed(last))
 }
 
-/// The sinks `args` ask for: Web Push always, the webhook if configured.
+/// The sinks: Web Push to browser subscriptions (VAPID-signed with
+/// `vapid`, naming `vapid_contact`) always, and `webhook` if there is one.
 pub fn sinks(
-    args: &PushArgs,
     subscriptions: Arc<dyn PushSubscriptions>,
     vapid: VapidKey,
-) -> anyhow::Result<Vec<Arc<dyn PushSink>>> {
+    vapid_contact: String,
+    webhook: Option<SignedWebhook>,
+) -> Vec<Arc<dyn PushSink>> {
     let mut sinks: Vec<Arc<dyn PushSink>> = vec![Arc::new(WebPushSink::new(
         subscriptions,
         vapid,
-        args.vapid_contact.clone(),
+        vapid_contact,
     ))];
-    if let Some(url) = &args.push_webhook {
-        let secret = args
-            .push_webhook_secret
-            .as_ref()
-            .context("--push-webhook needs --push-webhook-secret")?;
-        sinks.push(Arc::new(WebhookSink(SignedWebhook::new(
-            url.clone(),
-            secret.as_bytes().to_vec(),
-        ))));
+    if let Some(webhook) = webhook {
+        sinks.push(Arc::new(WebhookSink(webhook)));
     }
-    Ok(sinks)
+    sinks
 }
 
 /// The push role: consumes `push`, notifies every sink.

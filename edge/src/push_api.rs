@@ -2,7 +2,7 @@
 //! subscriptions (what the browser's `pushManager.subscribe()` returns).
 //!
 //! The server will POST to whatever endpoint is stored, so endpoints are
-//! held to [`EndpointPolicy`]: HTTPS to a known push service, nothing else
+//! held to [`samvad_push::EndpointPolicy`]: HTTPS to a known push service, nothing else
 //! (no requests to internal hosts on a user's say-so).
 
 use std::sync::Arc;
@@ -16,41 +16,9 @@ use samvad_store::push_subscriptions::{Added, WebPushSubscription, MAX_PER_USER}
 use serde::Deserialize;
 use serde_json::json;
 
-use super::web_push::subscription_keys;
 use crate::http::{parse, ApiError, AuthUser};
 use crate::state::Edge;
-
-/// Longest endpoint URL stored.
-const MAX_ENDPOINT_LEN: usize = 1024;
-
-/// Which push endpoints the server will send to.
-#[derive(Debug, Clone)]
-pub struct EndpointPolicy {
-    /// Host names (a host or any subdomain of it).
-    pub hosts: Vec<String>,
-    /// Plain `http://` endpoints too (development and tests only).
-    pub allow_http: bool,
-}
-
-impl EndpointPolicy {
-    pub fn allows(&self, endpoint: &str) -> bool {
-        let Ok(url) = reqwest::Url::parse(endpoint) else {
-            return false;
-        };
-        let scheme_ok = url.scheme() == "https" || (self.allow_http && url.scheme() == "http");
-        let host = url.host_str().unwrap_or("");
-        scheme_ok
-            && endpoint.len() <= MAX_ENDPOINT_LEN
-            && url.username().is_empty()
-            && url.password().is_none()
-            && self.hosts.iter().any(|h| {
-                host == h
-                    || host
-                        .strip_suffix(h.as_str())
-                        .is_some_and(|p| p.ends_with('.'))
-            })
-    }
-}
+use samvad_push::web_push::subscription_keys;
 
 #[derive(Deserialize)]
 struct Keys {
@@ -151,43 +119,5 @@ pub async fn unsubscribe(
             "not_found",
             "no such subscription of yours",
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_https_endpoints_of_listed_push_services_pass() {
-        let policy = EndpointPolicy {
-            hosts: vec![
-                "push.services.mozilla.com".into(),
-                "fcm.googleapis.com".into(),
-            ],
-            allow_http: false,
-        };
-        for ok in [
-            "https://fcm.googleapis.com/fcm/send/abc",
-            "https://updates.push.services.mozilla.com/wpush/v2/xyz",
-        ] {
-            assert!(policy.allows(ok), "{ok}");
-        }
-        for bad in [
-            "http://fcm.googleapis.com/fcm/send/abc",
-            "https://evilfcm.googleapis.com.attacker.net/x",
-            "https://xfcm.googleapis.com/x",
-            "https://user:pw@fcm.googleapis.com/x",
-            "https://127.0.0.1/x",
-            "file:///etc/passwd",
-            "not a url",
-        ] {
-            assert!(!policy.allows(bad), "{bad}");
-        }
-        let dev = EndpointPolicy {
-            hosts: vec!["127.0.0.1".into()],
-            allow_http: true,
-        };
-        assert!(dev.allows("http://127.0.0.1:9999/push/1"));
     }
 }

@@ -14,7 +14,8 @@
 //! - [`token`]: access and refresh tokens (JWT, HS256);
 //!   [`signed_url`]: short-lived grants for file content.
 //! - [`signal`]: the vocabulary of media signaling.
-//! - [`token_bucket`]: the rate limiter sessions and throttles share.
+//! - [`token_bucket`]: the rate limiter sessions and throttles share;
+//!   [`throttle`]: a bounded map of buckets per key (accounts, addresses).
 //! - [`clock`]: the wall clock, read by drivers and passed in.
 //! - `fuzzing`: the properties the fuzz targets (`fuzz/`) check.
 //!
@@ -33,5 +34,6 @@ pub mod names;
 pub mod session;
 pub mod signal;
 pub mod signed_url;
+pub mod throttle;
 pub mod token;
 pub mod token_bucket;

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::throttle::{self, Throttle};
+use samvad_core::throttle::{self, Throttle};
 
 /// The limits; `None` is no limit.
 #[derive(Debug, Clone, Copy, Default)]

@@ -22,6 +22,7 @@ use samvad_store::presence::SessionRoute;
 
 use crate::delivery::DeliveryError;
 use crate::hub::SessionHandle;
+use crate::inboxes::EdgeInboxes;
 use crate::metrics::{CodeLabel, TransportLabel};
 use crate::outbox::{Outbox, Taken};
 use crate::state::Edge;
@@ -483,8 +484,14 @@ async fn execute<T: Transport>(
                 };
                 let edge = edge.clone();
                 pending.push_back(Box::pin(async move {
-                    let outcome =
-                        crate::group_api::set_subscribed(&edge, &user, &channel, subscribe).await;
+                    let outcome = samvad_api::set_subscribed(
+                        edge.directory.as_ref(),
+                        &EdgeInboxes::new(edge.clone()),
+                        &user,
+                        &channel,
+                        subscribe,
+                    )
+                    .await;
                     Some(match outcome {
                         Ok(()) => ServerFrame::of(server_frame::Kind::Accepted(Accepted {
                             id,

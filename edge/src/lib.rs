@@ -1,5 +1,7 @@
-//! The Samvad server: edge sessions (WebTransport, native QUIC, WebSocket),
-//! REST, and the wiring that runs every role in one process.
+//! The Samvad server: edge sessions (WebTransport, native QUIC, WebSocket)
+//! and the wiring that runs every role, in one process (`samvad serve`) or
+//! one role per process (the cluster). The REST API is `samvad-api`, media
+//! `samvad-media`, push `samvad-push`, the rules `samvad-core`.
 //!
 //! - [`connection`]: the one loop that drives a [`samvad_core::session`] over
 //!   any transport.
@@ -9,18 +11,15 @@
 //! - [`hub`]: this edge's live sessions and the consumer of `edge.<node>`;
 //!   [`outbox`]: each session's bounded queue of frames to write.
 //! - [`delivery`]: where sends, acks and syncs go: the bus (cluster) or the
-//!   inbox writers of this process (`samvad serve`).
-//! - [`http`]: REST, the web page, WebSocket upgrade, over HTTPS and HTTP;
-//!   [`group_api`]: the group endpoints; [`history_api`]: history pages; [`user_api`]: user search and
-//!   contact matching; [`phone_api`]: phone verification by SMS code; [`file_api`]: files through signed URLs.
-//! - [`push_api`]: the REST calls of push subscriptions (the push role is
-//!   `samvad-push`).
+//!   inbox writers of this process (`samvad serve`); [`inboxes`]: the
+//!   same path as the REST API's [`samvad_api::Inboxes`].
+//! - [`http`]: the web page, `/cert-hash`, `/metrics`, the WebSocket
+//!   upgrade, beside the API's routes, over HTTPS and HTTP.
 //! - [`node`]: an edge's listeners and start-up, shared by both modes.
 //! - [`serve`]: every role in one process; [`cluster`]: one role per process.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
-//!   checked before any work on a connection; [`throttle`]: buckets per
-//!   key against guessing (logins) and floods.
-//! - [`auth`], [`tls`], [`metrics`], [`config`].
+//!   checked before any work on a connection.
+//! - [`auth`] (the token secret on disk), [`tls`], [`metrics`], [`config`].
 
 pub mod admission;
 pub mod auth;
@@ -28,21 +27,15 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod delivery;
-pub mod file_api;
-pub mod group_api;
-pub mod history_api;
 pub mod http;
 pub mod hub;
+pub mod inboxes;
 pub mod metrics;
 pub mod node;
 pub mod outbox;
-pub mod phone_api;
-pub mod push_api;
 pub mod quic;
 pub mod serve;
 pub mod state;
-pub mod throttle;
 pub mod tls;
 pub mod transport;
-pub mod user_api;
 pub mod webtransport;

@@ -23,14 +23,15 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::admission::{Admission, Limits};
 use crate::config::EdgeArgs;
-use crate::file_api::FileLimits;
 use crate::hub::{self, Hub};
+use crate::inboxes::EdgeInboxes;
 use crate::metrics::Metrics;
 use crate::state::Edge;
-use crate::throttle::{AuthThrottles, Throttle};
 use crate::tls::{self, Identity};
 use crate::{http, quic};
+use samvad_api::{Api, AuthThrottles, FileLimits, PushConfig, Sms};
 use samvad_core::session::SessionConfig;
+use samvad_core::throttle::Throttle;
 use samvad_core::token::TokenKeys;
 use samvad_media::MediaCounters;
 use samvad_media::MediaRouting;
@@ -79,33 +80,14 @@ pub async fn start(
     };
     let endpoint = quic::bind(args.listen, &identity)?;
     let quic_addr = endpoint.local_addr()?;
+    let keys = Arc::new(deps.keys);
     let edge = Arc::new(Edge {
         bus: deps.bus,
         topics: deps.topics,
         presence: deps.presence,
-        keys: deps.keys,
-        directory: deps.directory,
-        files: deps.files,
-        file_limits: FileLimits {
-            max_file: args.max_file_bytes,
-            quota: args.file_quota_bytes,
-        },
-        push_subscriptions: deps.push_subscriptions,
-        push_endpoints: EndpointPolicy {
-            hosts: args.push_endpoint_hosts.clone(),
-            allow_http: args.push_allow_http,
-        },
-        vapid_public_key: deps.vapid_public_key,
+        keys: keys.clone(),
+        directory: deps.directory.clone(),
         media: deps.media,
-        sms: args.sms_webhook.clone().map(|url| {
-            SignedWebhook::new(
-                url,
-                args.sms_webhook_secret
-                    .clone()
-                    .unwrap_or_default()
-                    .into_bytes(),
-            )
-        }),
         session_config: Arc::new(SessionConfig {
             node: args.node.as_str().into(),
             max_frame: args.max_frame,
@@ -119,14 +101,6 @@ pub async fn start(
             max_handshakes: (args.max_handshakes > 0).then_some(args.max_handshakes),
             connects_per_minute: (args.connects_per_minute > 0).then_some(args.connects_per_minute),
         }),
-        auth_throttles: AuthThrottles {
-            failed_logins_per_account: Throttle::new(args.login_failures_per_account, TEN_MINUTES),
-            failed_logins_per_address: Throttle::new(args.login_failures_per_address, TEN_MINUTES),
-            registrations_per_address: Throttle::new(
-                args.registrations_per_address,
-                Duration::from_secs(3600),
-            ),
-        },
         hub: deps.hub,
         delivery: deps.delivery,
         cert_sha256: RwLock::new(identity.sha256_hex()),
@@ -139,6 +113,41 @@ pub async fn start(
         },
         quic_port: quic_addr.port(),
     });
+    let api = Api {
+        directory: deps.directory,
+        keys,
+        files: deps.files,
+        file_limits: FileLimits {
+            max_file: args.max_file_bytes,
+            quota: args.file_quota_bytes,
+        },
+        throttles: Arc::new(AuthThrottles {
+            failed_logins_per_account: Throttle::new(args.login_failures_per_account, TEN_MINUTES),
+            failed_logins_per_address: Throttle::new(args.login_failures_per_address, TEN_MINUTES),
+            registrations_per_address: Throttle::new(
+                args.registrations_per_address,
+                Duration::from_secs(3600),
+            ),
+        }),
+        sms: Sms(args.sms_webhook.clone().map(|url| {
+            Arc::new(SignedWebhook::new(
+                url,
+                args.sms_webhook_secret
+                    .clone()
+                    .unwrap_or_default()
+                    .into_bytes(),
+            ))
+        })),
+        push: Arc::new(PushConfig {
+            endpoints: EndpointPolicy {
+                hosts: args.push_endpoint_hosts.clone(),
+                allow_http: args.push_allow_http,
+            },
+            vapid_public_key: deps.vapid_public_key,
+        }),
+        push_subscriptions: deps.push_subscriptions,
+        inboxes: Arc::new(EdgeInboxes::new(edge.clone())),
+    };
     let dispatch = hub::open_dispatch(&edge).await.context("edge dispatch")?;
     roles.spawn({
         let edge = edge.clone();
@@ -154,7 +163,7 @@ pub async fn start(
     let acceptor = Arc::new(RwLock::new(TlsAcceptor::from(Arc::new(
         identity.server_config(&[b"http/1.1"])?,
     ))));
-    let app = http::router(edge.clone());
+    let app = http::router(edge.clone(), api);
     tokio::spawn(quic::serve(endpoint.clone(), edge.clone()));
     tokio::spawn(serve_https(tcp, acceptor.clone(), app.clone()));
     let http_addr = if args.http_listen == "off" {

@@ -17,27 +17,11 @@ use redis::aio::ConnectionManager;
 /// Pins a room to a live node. KEYS: the room's pin, the node set. ARGV:
 /// now (ms), lease (ms), a random number to pick with. Returns the node,
 /// or nil when no node is live.
-const PIN_SCRIPT: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if current then
-  local until_ms = redis.call('ZSCORE', KEYS[2], current)
-  if until_ms and tonumber(until_ms) > tonumber(ARGV[1]) then return current end
-end
-local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[1], '+inf')
-if #live == 0 then return false end
-local pick = live[(tonumber(ARGV[3]) % #live) + 1]
-redis.call('SET', KEYS[1], pick, 'PX', ARGV[2])
-return pick
-"#;
+const PIN_SCRIPT: &str = include_str!("lua/pin_room.lua");
 
 /// Renews the leases of the rooms a node still holds. KEYS: room pins.
 /// ARGV: node, lease (ms).
-const RENEW_SCRIPT: &str = r#"
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == ARGV[1] then redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-end
-return 1
-"#;
+const RENEW_SCRIPT: &str = include_str!("lua/renew_pins.lua");
 
 #[derive(Clone)]
 pub struct RoomPins {

@@ -222,57 +222,22 @@ pub const REFRESH_RETENTION: Duration = Duration::from_secs(31 * 24 * 3600);
 
 /// Redeems a refresh token atomically (one script, one round trip):
 /// unknown / revoked / reused (which revokes the family) / ok.
-const REDEEM_SCRIPT: &str = r#"
-local t = redis.call('HMGET', KEYS[1], 'user', 'family', 'used')
-if not t[1] then return {'unknown'} end
-local revoked = ARGV[1] .. t[2]
-if redis.call('EXISTS', revoked) == 1 then return {'revoked'} end
-if t[3] == '1' then
-  redis.call('SET', revoked, '1', 'EX', ARGV[2])
-  return {'reused'}
-end
-redis.call('HSET', KEYS[1], 'used', '1')
-return {'ok', t[1], t[2]}
-"#;
+const REDEEM_SCRIPT: &str = include_str!("lua/redeem_refresh.lua");
 
 /// Creates a group and indexes it under each member, or nothing if the id
 /// is taken. KEYS: the group, then each member's set; ARGV: record, id.
-const CREATE_GROUP_SCRIPT: &str = r#"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 0 end
-for i = 2, #KEYS do redis.call('SADD', KEYS[i], ARGV[2]) end
-return 1
-"#;
+const CREATE_GROUP_SCRIPT: &str = include_str!("lua/create_group.lua");
 
 /// Replaces (or, with an empty record, deletes) a group if its stored
 /// version is the expected one, and updates the member index. KEYS: the
 /// group, the sets of members added, then of members removed; ARGV:
 /// expected version, new record or "", group id, number of added.
-const REPLACE_GROUP_SCRIPT: &str = r#"
-local current = redis.call('GET', KEYS[1])
-if not current then return 0 end
-local version = cjson.decode(current).version or 0
-if tostring(version) ~= ARGV[1] then return 0 end
-if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
-local added = tonumber(ARGV[4])
-for i = 2, 1 + added do redis.call('SADD', KEYS[i], ARGV[3]) end
-for i = 2 + added, #KEYS do redis.call('SREM', KEYS[i], ARGV[3]) end
-return 1
-"#;
+const REPLACE_GROUP_SCRIPT: &str = include_str!("lua/replace_group.lua");
 
 /// Binds a phone hash to a user unless another holds it, and releases the
 /// user's old one. KEYS: new (or a key never set), old (likewise); ARGV:
 /// user, whether there is a new one.
-const CLAIM_PHONE_SCRIPT: &str = r#"
-if ARGV[2] == '1' then
-  local holder = redis.call('GET', KEYS[1])
-  if holder and holder ~= ARGV[1] then return 0 end
-end
-if KEYS[2] ~= KEYS[1] and redis.call('GET', KEYS[2]) == ARGV[1] then
-  redis.call('DEL', KEYS[2])
-end
-if ARGV[2] == '1' then redis.call('SET', KEYS[1], ARGV[1]) end
-return 1
-"#;
+const CLAIM_PHONE_SCRIPT: &str = include_str!("lua/claim_phone.lua");
 
 /// Redis-backed directory, shared by the edges of a cluster.
 pub struct RedisDirectory {

@@ -177,16 +177,7 @@ impl FileStore for LocalFiles {
 
 /// KEYS: record, usage, blob. ARGV: record JSON, size, quota, content.
 /// Returns `{0, used}` stored, `{1, used}` exists, `{2, used}` over quota.
-const PUT_FILE_SCRIPT: &str = r#"
-local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-if redis.call('EXISTS', KEYS[1]) == 1 then return {1, used} end
-local size = tonumber(ARGV[2])
-if used + size > tonumber(ARGV[3]) then return {2, used} end
-redis.call('SET', KEYS[3], ARGV[4], 'NX')
-redis.call('SET', KEYS[1], ARGV[1])
-redis.call('INCRBY', KEYS[2], size)
-return {0, used + size}
-"#;
+const PUT_FILE_SCRIPT: &str = include_str!("lua/put_file.lua");
 
 /// Redis-backed files, shared by every edge of a cluster. Keys `file:<id>`,
 /// `blob:<sha256>`, `file_usage:<user>` under the cluster's prefix. Run

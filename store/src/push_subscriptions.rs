@@ -155,15 +155,7 @@ impl PushSubscriptions for LocalPushSubscriptions {
 
 /// KEYS: the user's hash. ARGV: endpoint, JSON, limit.
 /// Returns 0 added, 1 replaced, 2 full.
-const ADD_SCRIPT: &str = r#"
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-  return 1
-end
-if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return 2 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 0
-"#;
+const ADD_SCRIPT: &str = include_str!("lua/push_subscription_add.lua");
 
 /// A Redis hash `push_subscriptions:<user>` (endpoint → JSON) per user.
 pub struct RedisPushSubscriptions {

@@ -20,9 +20,12 @@ use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{account_exists, parse, ApiError, AuthUser};
-use crate::state::Edge;
+use crate::auth::AuthUser;
+use crate::error::{parse, ApiError};
+use crate::state::Inboxes;
+use crate::users::account_exists;
 use samvad_core::names::valid_username;
+use samvad_store::directory::Directory;
 
 /// Most members a group is created with (one request, one record).
 pub const MAX_INITIAL_MEMBERS: usize = 1000;
@@ -45,8 +48,8 @@ struct GroupSummary {
 }
 
 /// 400 `unknown_user` unless `user` names an account.
-async fn require_user(edge: &Edge, user: &str) -> Result<(), ApiError> {
-    let exists = valid_username(user) && account_exists(edge, user).await?;
+async fn require_user(directory: &dyn Directory, user: &str) -> Result<(), ApiError> {
+    let exists = valid_username(user) && account_exists(directory, user).await?;
     if exists {
         Ok(())
     } else {
@@ -77,7 +80,7 @@ fn default_channel_limit() -> usize {
 /// contains `q` (any case; empty: all), by name, so that anyone can find
 /// one to subscribe to.
 pub async fn channels(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     _: AuthUser,
     query: Result<Query<ChannelQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -91,8 +94,7 @@ pub async fn channels(
             format!("q has at most {MAX_NAME_LEN} characters"),
         ));
     }
-    let found = edge
-        .directory
+    let found = directory
         .channels(q, query.limit.clamp(1, MAX_CHANNELS_LISTED))
         .await
         .map_err(ApiError::internal)?;
@@ -106,7 +108,8 @@ pub async fn channels(
 /// `POST /v1/groups`: the caller becomes the creator; every member named
 /// must exist.
 pub async fn create(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -136,7 +139,7 @@ pub async fn create(
         if !seen.insert(user) {
             continue;
         }
-        require_user(&edge, user).await?;
+        require_user(&*directory, user).await?;
         members.push(Member {
             user: user.clone(),
             role: Role::Member,
@@ -152,8 +155,7 @@ pub async fn create(
         invites: Vec::new(),
         channel: req.channel,
     };
-    if !edge
-        .directory
+    if !directory
         .create_group(group.clone())
         .await
         .map_err(ApiError::internal)?
@@ -164,28 +166,19 @@ pub async fn create(
         by: me.clone(),
         name: group.name.clone(),
     };
-    announce(&edge, &group.id, &created).await?;
+    announce(&*inboxes, &group.id, &created).await?;
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
 /// `GET /v1/groups`: the groups I am a member of.
 pub async fn list(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let ids = edge
-        .directory
-        .groups_of(&me)
-        .await
-        .map_err(ApiError::internal)?;
+    let ids = directory.groups_of(&me).await.map_err(ApiError::internal)?;
     let mut groups = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(g) = edge
-            .directory
-            .group(&id)
-            .await
-            .map_err(ApiError::internal)?
-        {
+        if let Some(g) = directory.group(&id).await.map_err(ApiError::internal)? {
             groups.push(GroupSummary {
                 id: g.id,
                 name: g.name,
@@ -199,16 +192,11 @@ pub async fn list(
 /// to anyone). A non-member gets the same 404 as for a group that does not
 /// exist, so that group ids cannot be probed.
 pub async fn get_one(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    match edge
-        .directory
-        .group(&id)
-        .await
-        .map_err(ApiError::internal)?
-    {
+    match directory.group(&id).await.map_err(ApiError::internal)? {
         // Channels are public: anyone may look before subscribing.
         Some(g) if g.is_member(&me) || g.channel => Ok(Json(g)),
         _ => Err(ApiError::new(
@@ -263,7 +251,7 @@ fn system_message(group_id: &str, event: &Event) -> Envelope {
 /// not members: an invitee, someone who left or was removed, or everyone
 /// of a deleted group).
 async fn announce_to(
-    edge: &Edge,
+    inboxes: &dyn Inboxes,
     group_id: &str,
     event: &Event,
     to_members: bool,
@@ -278,32 +266,19 @@ async fn announce_to(
         })
         .collect();
     if !records.is_empty() {
-        edge.delivery
-            .deliver(&edge.bus, &edge.topics, records)
-            .await
-            .map_err(ApiError::internal)?;
+        inboxes.deliver(records).await.map_err(ApiError::internal)?;
     }
     if to_members {
-        // Routed to the members as the group is now (the router of a
-        // cluster looks it up itself).
-        let group = match edge.delivery {
-            crate::delivery::Delivery::Bus => None,
-            crate::delivery::Delivery::Shards(_) => edge
-                .directory
-                .group(group_id)
-                .await
-                .map_err(ApiError::internal)?,
-        };
-        edge.delivery
-            .accept(&edge.bus, &edge.topics, env, group.as_ref())
+        inboxes
+            .post_to_group(env)
             .await
             .map_err(ApiError::internal)?;
     }
     Ok(())
 }
 
-async fn announce(edge: &Edge, group_id: &str, event: &Event) -> Result<(), ApiError> {
-    announce_to(edge, group_id, event, true, &[]).await
+async fn announce(inboxes: &dyn Inboxes, group_id: &str, event: &Event) -> Result<(), ApiError> {
+    announce_to(inboxes, group_id, event, true, &[]).await
 }
 
 fn refused(e: GroupError) -> ApiError {
@@ -361,9 +336,15 @@ impl From<ChangeFailed> for ApiError {
 
 /// Applies `change` by `me` to group `id`, announces it, and returns the
 /// group as it now is.
-async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group, ChangeFailed> {
+async fn change(
+    directory: &dyn Directory,
+    inboxes: &dyn Inboxes,
+    me: &str,
+    id: &str,
+    change: Change,
+) -> Result<Group, ChangeFailed> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let Some(old) = edge.directory.group(id).await.map_err(ApiError::internal)? else {
+        let Some(old) = directory.group(id).await.map_err(ApiError::internal)? else {
             return Err(no_such_group(id).into());
         };
         // Outsiders learn nothing, not even that the group exists; an
@@ -378,8 +359,7 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
         let event = new
             .apply(me, change.clone(), samvad_core::clock::unix_ms())
             .map_err(ChangeFailed::Refused)?;
-        if edge
-            .directory
+        if directory
             .replace_group(&old, &new)
             .await
             .map_err(ApiError::internal)?
@@ -392,7 +372,7 @@ async fn change(edge: &Edge, me: &str, id: &str, change: Change) -> Result<Group
                 .filter(|u| quiet || !new.is_member(u))
                 .into_iter()
                 .collect();
-            announce_to(edge, id, &event, !quiet, &direct).await?;
+            announce_to(inboxes, id, &event, !quiet, &direct).await?;
             return Ok(new);
         }
     }
@@ -406,14 +386,22 @@ struct Rename {
 
 /// `PATCH /v1/groups/{id}`: rename (admins and the creator).
 pub async fn rename(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
     let req: Rename = parse(&body)?;
     Ok(Json(
-        change(&edge, &me, &id, Change::Rename { name: req.name }).await?,
+        change(
+            &*directory,
+            &*inboxes,
+            &me,
+            &id,
+            Change::Rename { name: req.name },
+        )
+        .await?,
     ))
 }
 
@@ -424,50 +412,66 @@ struct InviteRequest {
 
 /// `POST /v1/groups/{id}/invites`: invite a user (needs `add_members`).
 pub async fn invite(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
     let req: InviteRequest = parse(&body)?;
-    require_user(&edge, &req.user).await?;
+    require_user(&*directory, &req.user).await?;
     Ok(Json(
-        change(&edge, &me, &id, Change::Invite { user: req.user }).await?,
+        change(
+            &*directory,
+            &*inboxes,
+            &me,
+            &id,
+            Change::Invite { user: req.user },
+        )
+        .await?,
     ))
 }
 
 /// `POST /v1/groups/{id}/invites/accept`: join a group I am invited to.
 pub async fn accept(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(change(&edge, &me, &id, Change::Accept).await?))
+    Ok(Json(
+        change(&*directory, &*inboxes, &me, &id, Change::Accept).await?,
+    ))
 }
 
 /// `POST /v1/groups/{id}/subscribe`: join a channel.
 pub async fn subscribe(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(change(&edge, &me, &id, Change::Subscribe).await?))
+    Ok(Json(
+        change(&*directory, &*inboxes, &me, &id, Change::Subscribe).await?,
+    ))
 }
 
 /// Subscribes `me` to channel `id`, or unsubscribes (leaves a channel or
 /// a group): the REST calls' work, for the seed's in-envelope actions too.
 /// Subscribing again is no error.
-pub(crate) async fn set_subscribed(
-    edge: &Edge,
+pub async fn set_subscribed(
+    directory: &dyn Directory,
+    inboxes: &dyn Inboxes,
     me: &str,
     id: &str,
     subscribe: bool,
 ) -> Result<(), ApiError> {
     let outcome = if subscribe {
-        change(edge, me, id, Change::Subscribe).await
+        change(directory, inboxes, me, id, Change::Subscribe).await
     } else {
         change(
-            edge,
+            directory,
+            inboxes,
             me,
             id,
             Change::Remove {
@@ -485,32 +489,35 @@ pub(crate) async fn set_subscribed(
 
 /// `POST /v1/groups/{id}/unsubscribe`: leave a channel (or a group).
 pub async fn unsubscribe(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    set_subscribed(&edge, &me, &id, false).await?;
+    set_subscribed(&*directory, &*inboxes, &me, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/groups/{id}/invites/decline`: turn an invite down.
 pub async fn decline(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    change(&edge, &me, &id, Change::Decline).await?;
+    change(&*directory, &*inboxes, &me, &id, Change::Decline).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/groups/{id}/members/{user}`: remove a member (needs
 /// `remove_members` and a higher role), or leave (`user` = me).
 pub async fn remove(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    change(&edge, &me, &id, Change::Remove { user }).await?;
+    change(&*directory, &*inboxes, &me, &id, Change::Remove { user }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -524,7 +531,8 @@ struct RoleRequest {
 /// `PUT /v1/groups/{id}/members/{user}`: set a member's role and rights
 /// (the creator only).
 pub async fn set_role(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
     body: Bytes,
@@ -535,23 +543,21 @@ pub async fn set_role(
         role: req.role,
         rights: req.rights,
     };
-    Ok(Json(change(&edge, &me, &id, change_role).await?))
+    Ok(Json(
+        change(&*directory, &*inboxes, &me, &id, change_role).await?,
+    ))
 }
 
 /// `DELETE /v1/groups/{id}`: delete the group (the creator only); every
 /// member is told.
 pub async fn delete(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let Some(group) = edge
-            .directory
-            .group(&id)
-            .await
-            .map_err(ApiError::internal)?
-        else {
+        let Some(group) = directory.group(&id).await.map_err(ApiError::internal)? else {
             return Err(no_such_group(&id));
         };
         match group.member(&me) {
@@ -563,14 +569,13 @@ pub async fn delete(
             }
             Some(_) => {}
         }
-        if edge
-            .directory
+        if directory
             .delete_group(&group)
             .await
             .map_err(ApiError::internal)?
         {
             let members: Vec<&str> = group.member_names().collect();
-            announce_to(&edge, &id, &Event::Deleted { by: me }, false, &members).await?;
+            announce_to(&*inboxes, &id, &Event::Deleted { by: me }, false, &members).await?;
             return Ok(StatusCode::NO_CONTENT);
         }
     }

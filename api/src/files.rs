@@ -28,25 +28,21 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::{account_exists, parse, ApiError, AuthUser};
-use crate::state::Edge;
+use crate::auth::AuthUser;
+use crate::error::{parse, ApiError};
+use crate::state::FileLimits;
+use crate::users::account_exists;
 use samvad_core::session::{conversation, Conversation};
 use samvad_core::signed_url::{DownloadGrant, UploadGrant, UrlError};
+use samvad_core::token::TokenKeys;
+use samvad_store::directory::Directory;
+use samvad_store::files::FileStore;
 
 /// Lifetime of an upload URL.
 pub const UPLOAD_URL_TTL_SECS: u64 = 15 * 60;
 /// Lifetime of a download URL: long enough to fetch, short enough that a
 /// leaked URL soon stops working.
 pub const DOWNLOAD_URL_TTL_SECS: u64 = 5 * 60;
-
-/// Size limits of files, from the edge's configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct FileLimits {
-    /// Largest single file, in bytes.
-    pub max_file: u64,
-    /// Bytes one user may store in all.
-    pub quota: u64,
-}
 
 #[derive(Deserialize)]
 struct NewFile {
@@ -94,8 +90,8 @@ fn refused_url(e: UrlError) -> ApiError {
 }
 
 /// The record of file `id`, or the 404 of an unknown file.
-async fn record_of(edge: &Edge, id: &str) -> Result<FileRecord, ApiError> {
-    edge.files
+async fn record_of(files: &dyn FileStore, id: &str) -> Result<FileRecord, ApiError> {
+    files
         .record(id)
         .await
         .map_err(ApiError::internal)?
@@ -105,7 +101,7 @@ async fn record_of(edge: &Edge, id: &str) -> Result<FileRecord, ApiError> {
 /// Refuses unless `me` may send a file into `chat`: one of a chat's two
 /// users (the other must exist), a group member who may post, or anyone
 /// for avatars.
-async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiError> {
+async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Result<(), ApiError> {
     if chat == AVATARS {
         return Ok(());
     }
@@ -113,7 +109,7 @@ async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiErro
         .map_err(|(_, why)| ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why))?;
     match kind {
         Conversation::Chat { other } => {
-            if !account_exists(edge, other).await? {
+            if !account_exists(directory, other).await? {
                 return Err(ApiError::new(
                     StatusCode::BAD_REQUEST,
                     "unknown_user",
@@ -122,11 +118,7 @@ async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiErro
             }
         }
         Conversation::Group => {
-            let group = edge
-                .directory
-                .group(chat)
-                .await
-                .map_err(ApiError::internal)?;
+            let group = directory.group(chat).await.map_err(ApiError::internal)?;
             if !group.is_some_and(|g| g.may_post(me)) {
                 return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
@@ -141,14 +133,13 @@ async fn check_may_post(edge: &Edge, me: &str, chat: &str) -> Result<(), ApiErro
 
 /// Whether `me` may read files sent in `chat`: a chat's two users, the
 /// group's current members, anyone for avatars.
-async fn may_read(edge: &Edge, me: &str, chat: &str) -> Result<bool, ApiError> {
+async fn may_read(directory: &dyn Directory, me: &str, chat: &str) -> Result<bool, ApiError> {
     if chat == AVATARS {
         return Ok(true);
     }
     match conversation(me, chat) {
         Ok(Conversation::Chat { .. }) => Ok(true),
-        Ok(Conversation::Group) => Ok(edge
-            .directory
+        Ok(Conversation::Group) => Ok(directory
             .group(chat)
             .await
             .map_err(ApiError::internal)?
@@ -157,8 +148,8 @@ async fn may_read(edge: &Edge, me: &str, chat: &str) -> Result<bool, ApiError> {
     }
 }
 
-async fn usage(edge: &Edge, user: &str) -> Result<u64, ApiError> {
-    edge.files.usage(user).await.map_err(ApiError::internal)
+async fn usage(files: &dyn FileStore, user: &str) -> Result<u64, ApiError> {
+    files.usage(user).await.map_err(ApiError::internal)
 }
 
 fn over_quota(used: u64, size: u64, quota: u64) -> ApiError {
@@ -171,12 +162,14 @@ fn over_quota(used: u64, size: u64, quota: u64) -> ApiError {
 
 /// `POST /v1/files`: an upload URL for one file.
 pub async fn create(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(keys): State<Arc<TokenKeys>>,
+    State(files): State<Arc<dyn FileStore>>,
+    State(limits): State<FileLimits>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: NewFile = parse(&body)?;
-    let limits = edge.file_limits;
     if req.size == 0 || req.size > limits.max_file {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -191,13 +184,13 @@ pub async fn create(
             "content_type is a lowercase `type/subtype` without parameters",
         ));
     }
-    check_may_post(&edge, &me, &req.conversation).await?;
-    let used = usage(&edge, &me).await?;
+    check_may_post(&*directory, &me, &req.conversation).await?;
+    let used = usage(&*files, &me).await?;
     if used.saturating_add(req.size) > limits.quota {
         return Err(over_quota(used, req.size, limits.quota));
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
-    let query = edge.keys.urls.upload_query(
+    let query = keys.urls.upload_query(
         &id,
         UploadGrant {
             user: me,
@@ -222,7 +215,9 @@ pub async fn create(
 
 /// `PUT /v1/files/{id}/content?<signed upload grant>`: the file's bytes.
 pub async fn upload(
-    State(edge): State<Arc<Edge>>,
+    State(keys): State<Arc<TokenKeys>>,
+    State(files): State<Arc<dyn FileStore>>,
+    State(limits): State<FileLimits>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -231,8 +226,7 @@ pub async fn upload(
     if !valid_file_id(&id) {
         return Err(refused_url(UrlError::BadSignature));
     }
-    let grant = edge
-        .keys
+    let grant = keys
         .urls
         .check_upload(
             &id,
@@ -267,9 +261,8 @@ pub async fn upload(
         content_type: grant.content_type,
         created_ms: samvad_core::clock::unix_ms(),
     };
-    match edge
-        .files
-        .put(record.clone(), body, edge.file_limits.quota)
+    match files
+        .put(record.clone(), body, limits.quota)
         .await
         .map_err(ApiError::internal)?
     {
@@ -289,25 +282,27 @@ pub async fn upload(
             "already_uploaded",
             "this upload URL has been used",
         )),
-        Stored::OverQuota { used } => Err(over_quota(used, record.size, edge.file_limits.quota)),
+        Stored::OverQuota { used } => Err(over_quota(used, record.size, limits.quota)),
     }
 }
 
 /// `POST /v1/files/{id}/download-url`: to members of the file's
 /// conversation only.
 pub async fn download_url(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(keys): State<Arc<TokenKeys>>,
+    State(files): State<Arc<dyn FileStore>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     if !valid_file_id(&id) {
         return Err(no_such_file(&id));
     }
-    let record = record_of(&edge, &id).await?;
-    if !may_read(&edge, &me, &record.conversation).await? {
+    let record = record_of(&*files, &id).await?;
+    if !may_read(&*directory, &me, &record.conversation).await? {
         return Err(no_such_file(&id));
     }
-    let query = edge.keys.urls.download_query(
+    let query = keys.urls.download_query(
         &id,
         DownloadGrant {
             user: me,
@@ -326,24 +321,23 @@ pub async fn download_url(
 /// `GET /v1/files/{id}/content?<signed download grant>`: the bytes. The
 /// headers keep a browser from sniffing or running them on our origin.
 pub async fn download(
-    State(edge): State<Arc<Edge>>,
+    State(keys): State<Arc<TokenKeys>>,
+    State(files): State<Arc<dyn FileStore>>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     if !valid_file_id(&id) {
         return Err(refused_url(UrlError::BadSignature));
     }
-    edge.keys
-        .urls
+    keys.urls
         .check_download(
             &id,
             query.as_deref().unwrap_or(""),
             samvad_core::clock::unix_secs(),
         )
         .map_err(refused_url)?;
-    let record = record_of(&edge, &id).await?;
-    let content = edge
-        .files
+    let record = record_of(&*files, &id).await?;
+    let content = files
         .content(&record.sha256)
         .await
         .map_err(ApiError::internal)?
@@ -364,14 +358,15 @@ pub async fn download(
 
 /// `GET /v1/me/storage`: bytes used and the quota.
 pub async fn storage(
-    State(edge): State<Arc<Edge>>,
+    State(files): State<Arc<dyn FileStore>>,
+    State(limits): State<FileLimits>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let used = usage(&edge, &me).await?;
+    let used = usage(&*files, &me).await?;
     Ok(Json(json!({
         "used": used,
-        "quota": edge.file_limits.quota,
-        "max_file": edge.file_limits.max_file,
+        "quota": limits.quota,
+        "max_file": limits.max_file,
     })))
 }
 

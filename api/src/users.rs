@@ -13,9 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use samvad_store::accounts::Account;
 
-use crate::http::{parse, ApiError, AuthUser};
-use crate::state::Edge;
+use crate::auth::AuthUser;
+use crate::error::{parse, ApiError};
 use samvad_core::names::valid_username;
+use samvad_core::token::TokenKeys;
+use samvad_store::directory::Directory;
+use samvad_store::files::FileStore;
 
 /// Most names one contact match may ask about.
 pub const MAX_CONTACTS: usize = 1000;
@@ -39,7 +42,7 @@ struct Found {
 
 /// `GET /v1/users?q=…&limit=…`: user names ranked by 3-gram similarity.
 pub async fn search(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     _: AuthUser,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -53,8 +56,7 @@ pub async fn search(
             "q has 1 to 64 characters",
         ));
     }
-    let found = edge
-        .directory
+    let found = directory
         .search_users(
             q,
             query.limit.clamp(1, samvad_store::user_search::MAX_RESULTS),
@@ -83,7 +85,7 @@ struct ContactMatch {
 /// `POST /v1/contacts/match {usernames, phone_sha256s}`: which of these
 /// names are users, and which of these numbers users verified.
 pub async fn match_contacts(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     _: AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -98,12 +100,11 @@ pub async fn match_contacts(
     let mut hashes: Vec<String> = req
         .phone_sha256s
         .into_iter()
-        .filter(|h| crate::phone_api::valid_phone_hash(h))
+        .filter(|h| crate::phones::valid_phone_hash(h))
         .collect();
     hashes.sort();
     hashes.dedup();
-    let phones: Vec<serde_json::Value> = edge
-        .directory
+    let phones: Vec<serde_json::Value> = directory
         .users_by_phone(&hashes)
         .await
         .map_err(ApiError::internal)?
@@ -114,11 +115,7 @@ pub async fn match_contacts(
     for name in &req.usernames {
         if valid_username(name)
             && !users.contains(name)
-            && edge
-                .directory
-                .exists(name)
-                .await
-                .map_err(ApiError::internal)?
+            && directory.exists(name).await.map_err(ApiError::internal)?
         {
             users.push(name.clone());
         }
@@ -140,8 +137,16 @@ struct Profile {
     avatar: String,
 }
 
-pub(crate) async fn account_of(edge: &Edge, user: &str) -> Result<Account, ApiError> {
-    edge.directory
+/// Whether `user` has an account (500 when the directory cannot tell).
+pub(crate) async fn account_exists(
+    directory: &dyn Directory,
+    user: &str,
+) -> Result<bool, ApiError> {
+    directory.exists(user).await.map_err(ApiError::internal)
+}
+
+pub(crate) async fn account_of(directory: &dyn Directory, user: &str) -> Result<Account, ApiError> {
+    directory
         .account(user)
         .await
         .map_err(ApiError::internal)?
@@ -156,10 +161,10 @@ pub(crate) async fn account_of(edge: &Edge, user: &str) -> Result<Account, ApiEr
 
 /// `GET /v1/me`: my profile.
 pub async fn me(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(me_json(&account_of(&edge, &me).await?))
+    Ok(me_json(&account_of(&*directory, &me).await?))
 }
 
 /// Fields left out are left as they are.
@@ -174,8 +179,8 @@ struct ProfileUpdate {
 /// Checks that `id` names an image I uploaded as an avatar (into
 /// `files::AVATARS`): nobody can show another user's file as theirs, or a
 /// conversation's file to everyone.
-async fn check_avatar(edge: &Edge, me: &str, id: &str) -> Result<(), ApiError> {
-    let record = edge.files.record(id).await.map_err(ApiError::internal)?;
+async fn check_avatar(files: &dyn FileStore, me: &str, id: &str) -> Result<(), ApiError> {
+    let record = files.record(id).await.map_err(ApiError::internal)?;
     match record {
         Some(r)
             if r.owner == me
@@ -194,12 +199,13 @@ async fn check_avatar(edge: &Edge, me: &str, id: &str) -> Result<(), ApiError> {
 
 /// `PATCH /v1/me {display_name?, avatar?}`.
 pub async fn update_me(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(files): State<Arc<dyn FileStore>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: ProfileUpdate = parse(&body)?;
-    let mut account = account_of(&edge, &me).await?;
+    let mut account = account_of(&*directory, &me).await?;
     if let Some(name) = &req.display_name {
         let name = name.trim();
         if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
@@ -213,12 +219,12 @@ pub async fn update_me(
     }
     if let Some(avatar) = req.avatar {
         if !avatar.is_empty() {
-            check_avatar(&edge, &me, &avatar).await?;
+            check_avatar(&*files, &me, &avatar).await?;
         }
         account.avatar = avatar;
     }
     let json = me_json(&account);
-    save_account(&edge, account).await?;
+    save_account(&*directory, account).await?;
     Ok(json)
 }
 
@@ -234,8 +240,11 @@ pub(crate) fn me_json(account: &Account) -> Json<serde_json::Value> {
 }
 
 /// Writes back an account read with [`account_of`] and changed.
-pub(crate) async fn save_account(edge: &Edge, account: Account) -> Result<(), ApiError> {
-    edge.directory
+pub(crate) async fn save_account(
+    directory: &dyn Directory,
+    account: Account,
+) -> Result<(), ApiError> {
+    directory
         .update_account(account)
         .await
         .map_err(ApiError::internal)
@@ -243,11 +252,11 @@ pub(crate) async fn save_account(edge: &Edge, account: Account) -> Result<(), Ap
 
 /// `GET /v1/users/{user}`: someone's public profile.
 pub async fn profile(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     _: AuthUser,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account = account_of(&edge, &user).await?;
+    let account = account_of(&*directory, &user).await?;
     Ok(Json(serde_json::json!(Profile {
         user: account.username,
         display_name: account.display_name,
@@ -265,10 +274,11 @@ struct PasswordChange {
 /// password; ends every login made before (their refresh tokens are
 /// refused) and returns a fresh one for this device.
 pub async fn change_password(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(keys): State<Arc<TokenKeys>>,
     AuthUser(me): AuthUser,
     body: Bytes,
-) -> Result<Json<crate::http::TokenPair>, ApiError> {
+) -> Result<Json<crate::accounts::TokenPair>, ApiError> {
     let req: PasswordChange = parse(&body)?;
     if !(8..=256).contains(&req.new_password.len()) {
         return Err(ApiError::new(
@@ -277,8 +287,8 @@ pub async fn change_password(
             "passwords are 8 to 256 bytes",
         ));
     }
-    let mut account = account_of(&edge, &me).await?;
-    let ok = crate::auth::verify_password_gated(req.password, account.password_hash.clone())
+    let mut account = account_of(&*directory, &me).await?;
+    let ok = crate::password::verify_password_gated(req.password, account.password_hash.clone())
         .await
         .map_err(ApiError::internal)?;
     if !ok {
@@ -288,14 +298,14 @@ pub async fn change_password(
             "the current password is wrong",
         ));
     }
-    account.password_hash = crate::auth::hash_password_gated(req.new_password)
+    account.password_hash = crate::password::hash_password_gated(req.new_password)
         .await
         .map_err(ApiError::internal)?;
     let now = samvad_core::clock::unix_secs();
     // Logins from this second on stay valid: the one issued below included.
     account.logins_valid_from = now;
-    save_account(&edge, account).await?;
+    save_account(&*directory, account).await?;
     Ok(Json(
-        crate::http::issue(&edge, &me, &crate::http::new_family()).await?,
+        crate::accounts::issue(&*directory, &keys, &me, &crate::accounts::new_family()).await?,
     ))
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use samvad_core::token_bucket::TokenBucket;
+use crate::token_bucket::TokenBucket;
 
 /// Keys remembered at most; past it, full buckets are forgotten.
 const MAX_KEYS: usize = 65_536;
@@ -60,16 +60,6 @@ impl<K: Hash + Eq> Throttle<K> {
     pub fn forget(&self, key: &K) {
         self.buckets.lock().remove(key);
     }
-}
-
-/// The edge's throttles of logins and registrations (each optional).
-pub struct AuthThrottles {
-    /// Failed logins of one account.
-    pub failed_logins_per_account: Option<Throttle<String>>,
-    /// Failed logins from one address, whatever the account.
-    pub failed_logins_per_address: Option<Throttle<std::net::IpAddr>>,
-    /// Accounts created from one address.
-    pub registrations_per_address: Option<Throttle<std::net::IpAddr>>,
 }
 
 /// [`Throttle::check`] of an optional throttle.

@@ -24,9 +24,11 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::http::{parse, ApiError, AuthUser};
-use crate::state::Edge;
-use crate::user_api::{account_of, me_json, save_account};
+use crate::auth::AuthUser;
+use crate::error::{parse, ApiError};
+use crate::state::Sms;
+use crate::users::{account_of, me_json, save_account};
+use samvad_store::directory::Directory;
 
 /// How long a code is good for.
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -73,7 +75,8 @@ struct CodeRequest {
 /// `POST /v1/me/phone {phone}`: send a code to that number. A new request
 /// replaces a pending one.
 pub async fn request_code(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
+    State(sms): State<Sms>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -85,7 +88,7 @@ pub async fn request_code(
             "a phone number is E.164: + and 7 to 15 digits",
         ));
     }
-    let Some(sms) = &edge.sms else {
+    let Some(sms) = &sms.0 else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "sms_unavailable",
@@ -93,14 +96,14 @@ pub async fn request_code(
         ));
     };
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
-    let mut account = account_of(&edge, &me).await?;
+    let mut account = account_of(&*directory, &me).await?;
     account.phone_pending = Some(PendingPhone {
         phone_sha256: phone_hash(&req.phone),
         code_sha256: code_hash(&me, &code),
         expires_ms: samvad_core::clock::unix_ms() + CODE_TTL_MS,
         attempts: 0,
     });
-    save_account(&edge, account).await?;
+    save_account(&*directory, account).await?;
     let message =
         json!({"type": "phone_verification", "user": me, "phone": req.phone, "code": code});
     sms.post(message.to_string().as_bytes())
@@ -122,12 +125,12 @@ pub async fn request_code(
 /// `POST /v1/me/phone/verify {code}`: the number becomes mine, unless
 /// another user verified it first (409).
 pub async fn verify(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: CodeRequest = parse(&body)?;
-    let mut account = account_of(&edge, &me).await?;
+    let mut account = account_of(&*directory, &me).await?;
     let no_code = || {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -138,14 +141,14 @@ pub async fn verify(
     let mut pending = account.phone_pending.clone().ok_or_else(no_code)?;
     if pending.expires_ms < samvad_core::clock::unix_ms() || pending.attempts >= MAX_ATTEMPTS {
         account.phone_pending = None;
-        save_account(&edge, account).await?;
+        save_account(&*directory, account).await?;
         return Err(no_code());
     }
     if code_hash(&me, req.code.trim()) != pending.code_sha256 {
         pending.attempts += 1;
         let left = MAX_ATTEMPTS - pending.attempts;
         account.phone_pending = (left > 0).then_some(pending);
-        save_account(&edge, account).await?;
+        save_account(&*directory, account).await?;
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "wrong_code",
@@ -153,8 +156,7 @@ pub async fn verify(
         ));
     }
     let old = (!account.phone_sha256.is_empty()).then(|| account.phone_sha256.clone());
-    let claimed = edge
-        .directory
+    let claimed = directory
         .claim_phone(&me, Some(&pending.phone_sha256), old.as_deref())
         .await
         .map_err(ApiError::internal)?;
@@ -168,25 +170,25 @@ pub async fn verify(
     account.phone_sha256 = pending.phone_sha256;
     account.phone_pending = None;
     let json = me_json(&account);
-    save_account(&edge, account).await?;
+    save_account(&*directory, account).await?;
     Ok(json)
 }
 
 /// `DELETE /v1/me/phone`: I can no longer be found by my number.
 pub async fn remove(
-    State(edge): State<Arc<Edge>>,
+    State(directory): State<Arc<dyn Directory>>,
     AuthUser(me): AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    let mut account = account_of(&edge, &me).await?;
+    let mut account = account_of(&*directory, &me).await?;
     if !account.phone_sha256.is_empty() {
-        edge.directory
+        directory
             .claim_phone(&me, None, Some(&account.phone_sha256))
             .await
             .map_err(ApiError::internal)?;
     }
     account.phone_sha256.clear();
     account.phone_pending = None;
-    save_account(&edge, account).await?;
+    save_account(&*directory, account).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -16,9 +16,11 @@ use samvad_store::push_subscriptions::{Added, WebPushSubscription, MAX_PER_USER}
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::http::{parse, ApiError, AuthUser};
-use crate::state::Edge;
+use crate::auth::AuthUser;
+use crate::error::{parse, ApiError};
+use crate::state::PushConfig;
 use samvad_push::web_push::subscription_keys;
+use samvad_store::push_subscriptions::PushSubscriptions;
 
 #[derive(Deserialize)]
 struct Keys {
@@ -40,18 +42,19 @@ struct Endpoint {
 
 /// `GET /v1/push/vapid-public-key`: the `applicationServerKey` for
 /// `pushManager.subscribe()`.
-pub async fn vapid_public_key(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    Json(json!({ "key": edge.vapid_public_key }))
+pub async fn vapid_public_key(State(push): State<Arc<PushConfig>>) -> Json<serde_json::Value> {
+    Json(json!({ "key": push.vapid_public_key }))
 }
 
 /// `POST /v1/push/subscriptions`: notify this browser when I am offline.
 pub async fn subscribe(
-    State(edge): State<Arc<Edge>>,
+    State(push): State<Arc<PushConfig>>,
+    State(push_subscriptions): State<Arc<dyn PushSubscriptions>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: SubscriptionJson = parse(&body)?;
-    if !edge.push_endpoints.allows(&req.endpoint) {
+    if !push.endpoints.allows(&req.endpoint) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_endpoint",
@@ -66,8 +69,7 @@ pub async fn subscribe(
     subscription_keys(&subscription)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_keys", e.to_string()))?;
     let endpoint = subscription.endpoint.clone();
-    let status = match edge
-        .push_subscriptions
+    let status = match push_subscriptions
         .add(&me, subscription)
         .await
         .map_err(ApiError::internal)?
@@ -87,11 +89,10 @@ pub async fn subscribe(
 
 /// `GET /v1/push/subscriptions`: my subscribed endpoints.
 pub async fn list(
-    State(edge): State<Arc<Edge>>,
+    State(push_subscriptions): State<Arc<dyn PushSubscriptions>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let subscriptions = edge
-        .push_subscriptions
+    let subscriptions = push_subscriptions
         .of(&me)
         .await
         .map_err(ApiError::internal)?;
@@ -101,13 +102,12 @@ pub async fn list(
 
 /// `DELETE /v1/push/subscriptions {endpoint}`: stop notifying it.
 pub async fn unsubscribe(
-    State(edge): State<Arc<Edge>>,
+    State(push_subscriptions): State<Arc<dyn PushSubscriptions>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let req: Endpoint = parse(&body)?;
-    if edge
-        .push_subscriptions
+    if push_subscriptions
         .remove(&me, &req.endpoint)
         .await
         .map_err(ApiError::internal)?

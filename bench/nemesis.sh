@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The long nemesis run (edge/tests/e2e/nemesis.rs with more time and three
+# The long nemesis run (server/tests/e2e/nemesis.rs with more time and three
 # brokers): 2 edges, 2 routers, 3 stores, 3 Kafka brokers (replication 3,
 # min.insync.replicas 2) and Redis; 1:1 chats over WebSocket, QUIC and
 # WebTransport and a group; every ~3 s a random process of any role, a

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How long a store with an empty disk takes to take over a partition that
-# holds TAKEOVER_MESSAGES messages (default 1 000 000): edge/tests/e2e/takeover.rs,
+# holds TAKEOVER_MESSAGES messages (default 1 000 000): server/tests/e2e/takeover.rs,
 # release build, one broker.
 #
 #   bash bench/takeover.sh

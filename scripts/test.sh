@@ -50,6 +50,19 @@ if cargo tree -p samvad-core -e normal --prefix none | awk '{print $1}' | grep -
   echo "samvad-core depends on the I/O crates above: move that code to a driver crate"; exit 1
 fi
 
+# Only the cluster's wiring builds the Kafka client; the REST API and the
+# SFU are free of the session transports (no QUIC, no broker under them).
+for crate in samvad-api samvad-media samvad-edge samvad-router samvad-store samvad-push; do
+  if cargo tree -p "$crate" -e normal --prefix none | awk '{print $1}' | grep -E '^rdkafka$'; then
+    echo "$crate builds rdkafka: only the samvad binary may (samvad-bus's kafka feature)"; exit 1
+  fi
+done
+for crate in samvad-api samvad-media; do
+  if cargo tree -p "$crate" -e normal --prefix none | awk '{print $1}' | grep -E '^(quinn|wtransport|samvad-edge)$'; then
+    echo "$crate depends on a session transport: it must not"; exit 1
+  fi
+done
+
 # The server's tests reach it through the native client and the testkit,
 # not through the load harness (plots, peers' clients).
 if cargo tree -p samvad -e normal,dev --prefix none | awk '{print $1}' | grep -E '^(samvad-load|plotters|quick-xml)$'; then

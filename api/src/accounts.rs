@@ -91,15 +91,13 @@ pub(crate) async fn register(
             .map_err(|wait| ApiError::throttled("registrations from this address", wait))?;
     }
     if !valid_username(&creds.username) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "invalid_username",
             "user names are 3 to 32 of a-z 0-9 _ . -",
         ));
     }
     if !(8..=256).contains(&creds.password.len()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "weak_password",
             "passwords are 8 to 256 bytes",
         ));
@@ -119,8 +117,7 @@ pub(crate) async fn register(
         .await
         .map_err(ApiError::internal)?;
     if !created {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::conflict(
             "username_taken",
             "that user name is taken",
         ));
@@ -172,8 +169,7 @@ pub(crate) async fn login(
         if let Some(ip) = ip {
             let _ = throttle::take(&throttles.failed_logins_per_address, ip, now);
         }
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        return Err(ApiError::unauthorized(
             "bad_credentials",
             "wrong user name or password",
         ));
@@ -201,8 +197,7 @@ pub(crate) async fn refresh(
         .await
         .map_err(ApiError::internal)?;
     if account.is_none_or(|a| claims.iat < a.logins_valid_from) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        return Err(ApiError::unauthorized(
             "token_revoked",
             "this login ended (password changed or account gone)",
         ));
@@ -213,21 +208,17 @@ pub(crate) async fn refresh(
         .map_err(ApiError::internal)?
     {
         Ok((user, family)) => Ok(Json(issue(&*directory, &keys, &user, &family).await?)),
-        Err(RefreshError::Reused) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        Err(RefreshError::Reused) => Err(ApiError::unauthorized(
             "token_reused",
             "refresh token was already used; every token of this login is revoked",
         )),
-        Err(RefreshError::Revoked) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        Err(RefreshError::Revoked) => Err(ApiError::unauthorized(
             "token_revoked",
             "refresh token revoked",
         )),
-        Err(RefreshError::Unknown) => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad_token",
-            "unknown refresh token",
-        )),
+        Err(RefreshError::Unknown) => {
+            Err(ApiError::unauthorized("bad_token", "unknown refresh token"))
+        }
     }
 }
 
@@ -239,13 +230,7 @@ pub(crate) async fn logout(
     let req: RefreshRequest = parse(&body)?;
     let claims = keys
         .verify_refresh(&req.refresh_token, unix_secs())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bad_token",
-                "refresh token invalid",
-            )
-        })?;
+        .map_err(|_| ApiError::unauthorized("bad_token", "refresh token invalid"))?;
     directory
         .revoke_family(&claims.fam)
         .await

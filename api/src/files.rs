@@ -74,11 +74,7 @@ fn valid_content_type(value: &str) -> bool {
 }
 
 fn no_such_file(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no file {id:?} of yours"),
-    )
+    ApiError::not_found(format!("no file {id:?} of yours"))
 }
 
 fn refused_url(e: UrlError) -> ApiError {
@@ -105,13 +101,12 @@ async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Resu
     if chat == AVATARS {
         return Ok(());
     }
-    let kind = conversation(me, chat)
-        .map_err(|(_, why)| ApiError::new(StatusCode::BAD_REQUEST, "bad_conversation", why))?;
+    let kind =
+        conversation(me, chat).map_err(|(_, why)| ApiError::invalid("bad_conversation", why))?;
     match kind {
         Conversation::Chat { other } => {
             if !account_exists(directory, other).await? {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
+                return Err(ApiError::invalid(
                     "unknown_user",
                     format!("no user {other:?}"),
                 ));
@@ -120,8 +115,7 @@ async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Resu
         Conversation::Group => {
             let group = directory.group(chat).await.map_err(ApiError::internal)?;
             if !group.is_some_and(|g| g.may_post(me)) {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
+                return Err(ApiError::forbidden(
                     "not_member",
                     "you may not send files to this group",
                 ));
@@ -178,8 +172,7 @@ pub async fn create(
         ));
     }
     if !valid_content_type(&req.content_type) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "bad_content_type",
             "content_type is a lowercase `type/subtype` without parameters",
         ));
@@ -235,8 +228,7 @@ pub async fn upload(
         )
         .map_err(refused_url)?;
     if body.len() as u64 != grant.size {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "size_mismatch",
             format!("the URL is for {} bytes, not {}", grant.size, body.len()),
         ));
@@ -246,8 +238,7 @@ pub async fn upload(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if sent_type != grant.content_type {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "content_type_mismatch",
             format!("the URL is for Content-Type {:?}", grant.content_type),
         ));
@@ -277,8 +268,7 @@ pub async fn upload(
             })),
         )
             .into_response()),
-        Stored::Exists => Err(ApiError::new(
-            StatusCode::CONFLICT,
+        Stored::Exists => Err(ApiError::conflict(
             "already_uploaded",
             "this upload URL has been used",
         )),

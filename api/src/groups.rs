@@ -53,8 +53,7 @@ async fn require_user(directory: &dyn Directory, user: &str) -> Result<(), ApiEr
     if exists {
         Ok(())
     } else {
-        Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        Err(ApiError::invalid(
             "unknown_user",
             format!("no user {user:?}"),
         ))
@@ -84,15 +83,12 @@ pub async fn channels(
     _: AuthUser,
     query: Result<Query<ChannelQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let q = query.q.trim();
     if q.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("q has at most {MAX_NAME_LEN} characters"),
-        ));
+        return Err(ApiError::bad_request(format!(
+            "q has at most {MAX_NAME_LEN} characters"
+        )));
     }
     let found = directory
         .channels(q, query.limit.clamp(1, MAX_CHANNELS_LISTED))
@@ -116,15 +112,12 @@ pub async fn create(
     let req: CreateGroup = parse(&body)?;
     let name = req.name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("a group name has 1 to {MAX_NAME_LEN} characters"),
-        ));
+        return Err(ApiError::bad_request(format!(
+            "a group name has 1 to {MAX_NAME_LEN} characters"
+        )));
     }
     if req.members.len() > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "too_many_members",
             format!("at most {MAX_INITIAL_MEMBERS} members at creation"),
         ));
@@ -199,11 +192,7 @@ pub async fn get_one(
     match directory.group(&id).await.map_err(ApiError::internal)? {
         // Channels are public: anyone may look before subscribing.
         Some(g) if g.is_member(&me) || g.channel => Ok(Json(g)),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no group {id:?} of yours"),
-        )),
+        _ => Err(ApiError::not_found(format!("no group {id:?} of yours"))),
     }
 }
 
@@ -292,11 +281,7 @@ fn refused(e: GroupError) -> ApiError {
 }
 
 fn no_such_group(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no group {id:?} of yours"),
-    )
+    ApiError::not_found(format!("no group {id:?} of yours"))
 }
 
 /// Every attempt of a change lost to another change of the same group.

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use samvad_store::inbox::HISTORY_PAGE_MAX;
 use serde::Deserialize;
@@ -32,11 +31,7 @@ pub struct PageQuery {
 }
 
 fn not_found(chatid: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        format!("no conversation {chatid:?} of yours"),
-    )
+    ApiError::not_found(format!("no conversation {chatid:?} of yours"))
 }
 
 /// `GET /v1/conversations/{chatid}/messages?before_seq=&limit=`: newest
@@ -49,15 +44,12 @@ pub async fn messages(
     Path(chatid): Path<String>,
     query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let limit = query.limit.unwrap_or(50);
     if limit == 0 || limit as usize > HISTORY_PAGE_MAX {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("limit is 1 to {HISTORY_PAGE_MAX}"),
-        ));
+        return Err(ApiError::bad_request(format!(
+            "limit is 1 to {HISTORY_PAGE_MAX}"
+        )));
     }
     match conversation(&me, &chatid).map_err(|_| not_found(&chatid))? {
         // A chat with someone who does not exist is no conversation.

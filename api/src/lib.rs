@@ -46,7 +46,7 @@ pub use state::{
 };
 pub use users::MAX_CONTACTS;
 
-/// The REST API's description; `edge/tests/e2e/openapi.rs` checks the
+/// The REST API's description; `server/tests/e2e/openapi.rs` checks the
 /// server against it.
 pub const OPENAPI_JSON: &str = include_str!("../openapi.json");
 

@@ -82,8 +82,7 @@ pub async fn request_code(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let req: PhoneRequest = parse(&body)?;
     if !valid_e164(&req.phone) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "bad_phone",
             "a phone number is E.164: + and 7 to 15 digits",
         ));
@@ -132,8 +131,7 @@ pub async fn verify(
     let req: CodeRequest = parse(&body)?;
     let mut account = account_of(&*directory, &me).await?;
     let no_code = || {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
+        ApiError::invalid(
             "no_pending_code",
             "ask for a code first (POST /v1/me/phone)",
         )
@@ -149,8 +147,7 @@ pub async fn verify(
         let left = MAX_ATTEMPTS - pending.attempts;
         account.phone_pending = (left > 0).then_some(pending);
         save_account(&*directory, account).await?;
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "wrong_code",
             format!("wrong code; {left} tries left"),
         ));
@@ -161,8 +158,7 @@ pub async fn verify(
         .await
         .map_err(ApiError::internal)?;
     if !claimed {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
+        return Err(ApiError::conflict(
             "phone_taken",
             "another account verified this number",
         ));

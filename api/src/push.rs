@@ -55,8 +55,7 @@ pub async fn subscribe(
 ) -> Result<Response, ApiError> {
     let req: SubscriptionJson = parse(&body)?;
     if !push.endpoints.allows(&req.endpoint) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "bad_endpoint",
             "the endpoint is not an HTTPS URL of a known push service",
         ));
@@ -66,8 +65,7 @@ pub async fn subscribe(
         p256dh: req.keys.p256dh,
         auth: req.keys.auth,
     };
-    subscription_keys(&subscription)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_keys", e.to_string()))?;
+    subscription_keys(&subscription).map_err(|e| ApiError::invalid("bad_keys", e.to_string()))?;
     let endpoint = subscription.endpoint.clone();
     let status = match push_subscriptions
         .add(&me, subscription)
@@ -77,8 +75,7 @@ pub async fn subscribe(
         Added::Added => StatusCode::CREATED,
         Added::Replaced => StatusCode::OK,
         Added::Full => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(ApiError::conflict(
                 "too_many_subscriptions",
                 format!("at most {MAX_PER_USER} devices; remove one first"),
             ))
@@ -114,10 +111,6 @@ pub async fn unsubscribe(
     {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such subscription of yours",
-        ))
+        Err(ApiError::not_found("no such subscription of yours"))
     }
 }

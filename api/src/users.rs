@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -46,15 +45,10 @@ pub async fn search(
     _: AuthUser,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
+    let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let q = query.q.trim();
     if q.is_empty() || q.chars().count() > 64 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "q has 1 to 64 characters",
-        ));
+        return Err(ApiError::bad_request("q has 1 to 64 characters"));
     }
     let found = directory
         .search_users(
@@ -91,8 +85,7 @@ pub async fn match_contacts(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: ContactMatch = parse(&body)?;
     if req.usernames.len() + req.phone_sha256s.len() > MAX_CONTACTS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "too_many_contacts",
             format!("at most {MAX_CONTACTS} names and numbers per call"),
         ));
@@ -150,13 +143,7 @@ pub(crate) async fn account_of(directory: &dyn Directory, user: &str) -> Result<
         .account(user)
         .await
         .map_err(ApiError::internal)?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no user {user:?}"),
-            )
-        })
+        .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))
 }
 
 /// `GET /v1/me`: my profile.
@@ -189,8 +176,7 @@ async fn check_avatar(files: &dyn FileStore, me: &str, id: &str) -> Result<(), A
         {
             Ok(())
         }
-        _ => Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        _ => Err(ApiError::invalid(
             "bad_avatar",
             "an avatar is an image file you uploaded with conversation `@avatars`",
         )),
@@ -209,11 +195,9 @@ pub async fn update_me(
     if let Some(name) = &req.display_name {
         let name = name.trim();
         if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("a display name has at most {MAX_DISPLAY_NAME} printable characters"),
-            ));
+            return Err(ApiError::bad_request(format!(
+                "a display name has at most {MAX_DISPLAY_NAME} printable characters"
+            )));
         }
         account.display_name = name.to_string();
     }
@@ -281,8 +265,7 @@ pub async fn change_password(
 ) -> Result<Json<crate::accounts::TokenPair>, ApiError> {
     let req: PasswordChange = parse(&body)?;
     if !(8..=256).contains(&req.new_password.len()) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
+        return Err(ApiError::invalid(
             "weak_password",
             "passwords are 8 to 256 bytes",
         ));
@@ -292,8 +275,7 @@ pub async fn change_password(
         .await
         .map_err(ApiError::internal)?;
     if !ok {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
+        return Err(ApiError::unauthorized(
             "bad_credentials",
             "the current password is wrong",
         ));

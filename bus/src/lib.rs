@@ -6,7 +6,7 @@
 //! at least once and a consumer commits an offset only after the work the
 //! record asked for is durable. Roles are written against the trait and run
 //! unchanged on [`EmbeddedBus`] (one process, journaled in fjall) or on
-//! [`KafkaBus`] (rdkafka). The cluster's owning roles (routers, stores)
+//! `KafkaBus` (rdkafka, behind the `kafka` feature). The cluster's owning roles (routers, stores)
 //! run on a [`Processor`] (Kafka only): a consumer-group member whose
 //! outputs commit in one transaction with the offsets they consumed.
 
@@ -17,13 +17,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 mod embedded;
+#[cfg(feature = "kafka")]
 mod kafka;
+#[cfg(feature = "kafka")]
 mod kafka_processor;
 mod partition;
 mod processor;
 mod uncommitted;
 
 pub use embedded::{Durability, EmbeddedBus};
+#[cfg(feature = "kafka")]
 pub use kafka::{KafkaBus, KafkaConfig};
 pub use partition::partition_for;
 pub use processor::{Change, FromCommitted, Placement, Processor, Replay};

@@ -177,7 +177,7 @@ impl Outlet for LocalOutlet {
 
 /// `deliver` records as the bus takes them: keyed by their inbox's owner,
 /// so that each inbox is one partition's, in order.
-pub(crate) fn to_deliver(topic: Arc<str>, records: Vec<DeliverRecord>) -> Vec<Outgoing> {
+pub fn to_deliver(topic: Arc<str>, records: Vec<DeliverRecord>) -> Vec<Outgoing> {
     records
         .into_iter()
         .map(|record| {

@@ -1,7 +1,8 @@
-//! The Samvad server: edge sessions (WebTransport, native QUIC, WebSocket)
-//! and the wiring that runs every role, in one process (`samvad serve`) or
-//! one role per process (the cluster). The REST API is `samvad-api`, media
-//! `samvad-media`, push `samvad-push`, the rules `samvad-core`.
+//! The edge role of Samvad: client sessions over WebTransport, native QUIC
+//! and WebSocket, their listeners, and the HTTP glue beside the REST API.
+//! The `samvad` binary (`server/`) wires it with the other roles; the REST
+//! API is `samvad-api`, media `samvad-media`, push `samvad-push`, the rules
+//! `samvad-core`.
 //!
 //! - [`connection`]: the one loop that drives a [`samvad_core::session`] over
 //!   any transport.
@@ -15,15 +16,13 @@
 //!   same path as the REST API's [`samvad_api::Inboxes`].
 //! - [`http`]: the web page, `/cert-hash`, `/metrics`, the WebSocket
 //!   upgrade, beside the API's routes, over HTTPS and HTTP.
-//! - [`node`]: an edge's listeners and start-up, shared by both modes.
-//! - [`serve`]: every role in one process; [`cluster`]: one role per process.
+//! - [`node`]: an edge's listeners and start-up, shared by both modes;
+//!   [`config`]: its command line.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
 //!   checked before any work on a connection.
-//! - [`auth`] (the token secret on disk), [`tls`], [`metrics`], [`config`].
+//! - [`tls`], [`metrics`].
 
 pub mod admission;
-pub mod auth;
-pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod delivery;
@@ -34,7 +33,6 @@ pub mod metrics;
 pub mod node;
 pub mod outbox;
 pub mod quic;
-pub mod serve;
 pub mod state;
 pub mod tls;
 pub mod transport;

@@ -24,9 +24,9 @@ use crate::config::{
     ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
     ClusterStoreArgs, MetricsArgs,
 };
-use crate::metrics::{self, NodeMetrics};
-use crate::node::{self, open_database, EdgeDeps};
 use samvad_core::token::TokenKeys;
+use samvad_edge::metrics::{self, NodeMetrics};
+use samvad_edge::node::{self, open_database, EdgeDeps};
 use samvad_media::pins::RoomPins;
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
@@ -152,7 +152,7 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
             .context("connecting to Redis")?,
         keys: TokenKeys::new(&secret, args.edge.access_ttl),
         hub: Default::default(),
-        delivery: crate::delivery::Delivery::Bus,
+        delivery: samvad_edge::delivery::Delivery::Bus,
     };
     let mut roles = JoinSet::new();
     let running = node::start(
@@ -312,7 +312,7 @@ async fn sweep_retention(
         if records.is_empty() {
             continue;
         }
-        let out = crate::delivery::to_deliver(deliver.clone(), records);
+        let out = samvad_edge::delivery::to_deliver(deliver.clone(), records);
         if let Err(e) = bus.produce(out).await {
             tracing::warn!(error = %e, "retention: producing expiries failed; the next round asks again");
         }

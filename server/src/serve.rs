@@ -22,9 +22,9 @@ use samvad_store::PersistMode;
 
 use crate::auth::{load_or_create_keys, secret_file};
 use crate::config::{DurabilityArg, ServeArgs};
-use crate::delivery::{Delivery, LocalOutlet};
-use crate::hub::Hub;
-use crate::node::{self, open_database, EdgeDeps};
+use samvad_edge::delivery::{Delivery, LocalOutlet};
+use samvad_edge::hub::Hub;
+use samvad_edge::node::{self, open_database, EdgeDeps};
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
 use samvad_push::web_push::VapidKey;

@@ -6,7 +6,6 @@
 //! and announced to the members as a system message in the group's
 //! conversation.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -14,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use samvad_core::group::{Group, Member, Role};
+use samvad_core::group::{Group, Role};
 use samvad_core::group_rules::{Change, Event, GroupError, Right};
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Action, Body, Envelope, Head, HeadType};
@@ -27,8 +26,6 @@ use crate::users::account_exists;
 use samvad_core::names::valid_username;
 use samvad_store::directory::Directory;
 
-/// Most members a group is created with (one request, one record).
-pub const MAX_INITIAL_MEMBERS: usize = 1000;
 const MAX_NAME_LEN: usize = 100;
 
 #[derive(Deserialize)]
@@ -110,44 +107,23 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: CreateGroup = parse(&body)?;
-    let name = req.name.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(ApiError::bad_request(format!(
-            "a group name has 1 to {MAX_NAME_LEN} characters"
-        )));
+    let id = format!("g{:016x}", rand::random::<u64>());
+    let (group, created) = Group::create(
+        id,
+        &me,
+        &req.name,
+        &req.members,
+        req.channel,
+        samvad_core::clock::unix_ms(),
+    )
+    .map_err(|e| match e {
+        // The contract names a bad name `bad_request` here.
+        GroupError::Invalid(why) => ApiError::bad_request(why),
+        e => refused(e),
+    })?;
+    for member in group.member_names().filter(|m| *m != me) {
+        require_user(&*directory, member).await?;
     }
-    if req.members.len() > MAX_INITIAL_MEMBERS {
-        return Err(ApiError::invalid(
-            "too_many_members",
-            format!("at most {MAX_INITIAL_MEMBERS} members at creation"),
-        ));
-    }
-    let mut members = vec![Member {
-        user: me.clone(),
-        role: Role::Creator,
-        rights: Default::default(),
-    }];
-    let mut seen: HashSet<&str> = HashSet::from([me.as_str()]);
-    for user in &req.members {
-        if !seen.insert(user) {
-            continue;
-        }
-        require_user(&*directory, user).await?;
-        members.push(Member {
-            user: user.clone(),
-            role: Role::Member,
-            rights: Default::default(),
-        });
-    }
-    let group = Group {
-        id: format!("g{:016x}", rand::random::<u64>()),
-        name: name.to_string(),
-        created_ms: samvad_core::clock::unix_ms(),
-        version: 0,
-        members,
-        invites: Vec::new(),
-        channel: req.channel,
-    };
     if !directory
         .create_group(group.clone())
         .await
@@ -155,10 +131,6 @@ pub async fn create(
     {
         return Err(ApiError::internal("group id collision"));
     }
-    let created = Event::Created {
-        by: me.clone(),
-        name: group.name.clone(),
-    };
     announce(&*inboxes, &group.id, &created).await?;
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
@@ -275,7 +247,7 @@ fn refused(e: GroupError) -> ApiError {
         GroupError::NotMember | GroupError::NotInvited => StatusCode::NOT_FOUND,
         GroupError::MissingRight(_) | GroupError::Forbidden(_) => StatusCode::FORBIDDEN,
         GroupError::AlreadyMember | GroupError::AlreadyInvited => StatusCode::CONFLICT,
-        GroupError::Invalid(_) => StatusCode::BAD_REQUEST,
+        GroupError::Invalid(_) | GroupError::TooManyMembers => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.code(), e.to_string())
 }
@@ -332,32 +304,22 @@ async fn change(
         let Some(old) = directory.group(id).await.map_err(ApiError::internal)? else {
             return Err(no_such_group(id).into());
         };
-        // Outsiders learn nothing, not even that the group exists; an
-        // invitee may only answer the invite.
-        let answering = matches!(change, Change::Accept | Change::Decline);
-        let subscribing = matches!(change, Change::Subscribe) && old.channel;
-        let involved = old.is_member(me) || (answering && old.invited(me)) || subscribing;
-        if !involved {
+        if !old.involves(me, &change) {
             return Err(no_such_group(id).into());
         }
         let mut new = old.clone();
         let event = new
             .apply(me, change.clone(), samvad_core::clock::unix_ms())
             .map_err(ChangeFailed::Refused)?;
-        if directory
-            .replace_group(&old, &new)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            // A channel's subscribers come and go without telling them all.
-            let quiet =
-                new.channel && matches!(event, Event::Subscribed { .. } | Event::Left { .. });
-            let direct: Vec<&str> = event
-                .also_tell()
-                .filter(|u| quiet || !new.is_member(u))
-                .into_iter()
-                .collect();
-            announce_to(inboxes, id, &event, !quiet, &direct).await?;
+        let stored = if let Event::Deleted { .. } = event {
+            directory.delete_group(&old).await
+        } else {
+            directory.replace_group(&old, &new).await
+        };
+        if stored.map_err(ApiError::internal)? {
+            let audience = new.audience(&event);
+            let direct: Vec<&str> = audience.direct.iter().map(String::as_str).collect();
+            announce_to(inboxes, id, &event, audience.members, &direct).await?;
             return Ok(new);
         }
     }
@@ -541,28 +503,6 @@ pub async fn delete(
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    for _ in 0..CHANGE_ATTEMPTS {
-        let Some(group) = directory.group(&id).await.map_err(ApiError::internal)? else {
-            return Err(no_such_group(&id));
-        };
-        match group.member(&me) {
-            None => return Err(no_such_group(&id)),
-            Some(m) if m.role != Role::Creator => {
-                return Err(refused(GroupError::Forbidden(
-                    "only the creator deletes a group",
-                )))
-            }
-            Some(_) => {}
-        }
-        if directory
-            .delete_group(&group)
-            .await
-            .map_err(ApiError::internal)?
-        {
-            let members: Vec<&str> = group.member_names().collect();
-            announce_to(&*inboxes, &id, &Event::Deleted { by: me }, false, &members).await?;
-            return Ok(StatusCode::NO_CONTENT);
-        }
-    }
-    Err(busy())
+    change(&*directory, &*inboxes, &me, &id, Change::Delete).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

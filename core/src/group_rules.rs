@@ -1,9 +1,11 @@
-//! The rules of group membership as a state machine with no I/O: a
-//! [`Change`] by an actor either turns a [`Group`] into its next version and
-//! says what happened (an [`Event`], told to the members as a system
-//! message), or is refused with a [`GroupError`]. The REST layer reads the
-//! group, applies the change and writes it back only if nobody changed it
-//! in between.
+//! The rules of group membership as a state machine with no I/O: a group
+//! is made by [`Group::create`]; then a [`Change`] by an actor either turns
+//! it into its next version and says what happened (an [`Event`]), or is
+//! refused with a [`GroupError`]; [`Change::Delete`] ends it. Who may see a
+//! group at all ([`Group::involves`]) and who is told of an event
+//! ([`Group::audience`]) are rules here too. The REST layer reads the
+//! group, applies the change and writes it back (or deletes it) only if
+//! nobody changed it in between, then tells the audience.
 //!
 //! Roles: creator > admin > member. The creator holds every right, can be
 //! neither removed nor demoted, and alone hands out roles and rights;
@@ -31,6 +33,8 @@ pub enum Right {
 pub const MAX_NAME_CHARS: usize = 100;
 /// Most members plus pending invites a group holds.
 pub const MAX_MEMBERS: usize = 10_000;
+/// Most members named at a group's creation, besides its creator.
+pub const MAX_INITIAL_MEMBERS: usize = 1000;
 
 /// A change to a group, asked by an actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +58,16 @@ pub enum Change {
         role: Role,
         rights: BTreeSet<Right>,
     },
+    /// The creator ends the group; its members are told, then it is gone.
+    Delete,
+}
+
+/// Who hears of an event: the members (as a system message in the group,
+/// in order with its messages), and users told straight in their inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    pub members: bool,
+    pub direct: Vec<String>,
 }
 
 /// What a change did.
@@ -138,6 +152,8 @@ pub enum GroupError {
     AlreadyInvited,
     #[error("{0}")]
     Invalid(&'static str),
+    #[error("at most {MAX_INITIAL_MEMBERS} members at creation")]
+    TooManyMembers,
 }
 
 impl GroupError {
@@ -150,6 +166,7 @@ impl GroupError {
             GroupError::AlreadyMember => "already_member",
             GroupError::AlreadyInvited => "already_invited",
             GroupError::Invalid(_) => "invalid",
+            GroupError::TooManyMembers => "too_many_members",
         }
     }
 }
@@ -171,6 +188,83 @@ pub fn group_name(name: &str) -> Result<String, GroupError> {
 }
 
 impl Group {
+    /// A new group `id`, version 0, of `creator` and `members` (each once,
+    /// the creator first), and the event that announces it. Whether the
+    /// members exist is the caller's to check.
+    pub fn create(
+        id: String,
+        creator: &str,
+        name: &str,
+        members: &[String],
+        channel: bool,
+        now_ms: i64,
+    ) -> Result<(Group, Event), GroupError> {
+        let name = group_name(name)?;
+        if members.len() > MAX_INITIAL_MEMBERS {
+            return Err(GroupError::TooManyMembers);
+        }
+        let mut group = Group {
+            id,
+            name: name.clone(),
+            created_ms: now_ms,
+            version: 0,
+            members: vec![Member {
+                user: creator.into(),
+                role: Role::Creator,
+                rights: BTreeSet::new(),
+            }],
+            invites: Vec::new(),
+            channel,
+        };
+        for user in members {
+            if group.member(user).is_none() {
+                group.members.push(Member {
+                    user: user.clone(),
+                    role: Role::Member,
+                    rights: BTreeSet::new(),
+                });
+            }
+        }
+        let event = Event::Created {
+            by: creator.into(),
+            name,
+        };
+        Ok((group, event))
+    }
+
+    /// Whether `user` may see this group and ask `change` of it: its
+    /// members; an invitee answering its invite; anyone subscribing to a
+    /// channel. Anyone else learns nothing, not even that it exists.
+    pub fn involves(&self, user: &str, change: &Change) -> bool {
+        let answering = matches!(change, Change::Accept | Change::Decline);
+        let subscribing = matches!(change, Change::Subscribe) && self.channel;
+        self.is_member(user) || (answering && self.invited(user)) || subscribing
+    }
+
+    /// Who is told of `event`, this being the group after it: the members,
+    /// and those who must hear of it but are not members (an invitee,
+    /// someone who left or was removed). A channel's subscribers come and
+    /// go without telling them all; a deleted group's members are told one
+    /// by one (the group is gone).
+    pub fn audience(&self, event: &Event) -> Audience {
+        if let Event::Deleted { .. } = event {
+            return Audience {
+                members: false,
+                direct: self.member_names().map(str::to_string).collect(),
+            };
+        }
+        let quiet = self.channel && matches!(event, Event::Subscribed { .. } | Event::Left { .. });
+        let direct = event
+            .also_tell()
+            .filter(|u| quiet || !self.is_member(u))
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        Audience {
+            members: !quiet,
+            direct,
+        }
+    }
     pub fn member(&self, user: &str) -> Option<&Member> {
         self.members.iter().find(|m| m.user == user)
     }
@@ -362,6 +456,12 @@ impl Group {
                     role,
                     rights,
                 })
+            }
+            Change::Delete => {
+                if self.actor(actor)?.role != Role::Creator {
+                    return Err(GroupError::Forbidden("only the creator deletes a group"));
+                }
+                Ok(Event::Deleted { by: actor.into() })
             }
         }
     }
@@ -647,6 +747,108 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&ev).unwrap(),
             r#"{"event":"removed","by":"ann","user":"mia"}"#
+        );
+    }
+
+    #[test]
+    fn a_new_group_has_its_creator_first_and_each_member_once() {
+        let members = vec!["bob".to_string(), "ann".into(), "bob".into(), "cy".into()];
+        let (g, event) = Group::create("g9".into(), "ann", "  crew ", &members, false, 5).unwrap();
+        let names: Vec<&str> = g.member_names().collect();
+        assert_eq!(names, ["ann", "bob", "cy"]);
+        assert_eq!(g.member("ann").unwrap().role, Role::Creator);
+        assert_eq!((g.name.as_str(), g.version, g.created_ms), ("crew", 0, 5));
+        assert_eq!(
+            event,
+            Event::Created {
+                by: "ann".into(),
+                name: "crew".into()
+            }
+        );
+        assert_eq!(
+            Group::create("g".into(), "ann", " ", &[], false, 0).unwrap_err(),
+            GroupError::Invalid("a group name has 1 to 100 characters")
+        );
+        let crowd: Vec<String> = (0..=MAX_INITIAL_MEMBERS).map(|i| format!("u{i}")).collect();
+        assert_eq!(
+            Group::create("g".into(), "ann", "big", &crowd, false, 0).unwrap_err(),
+            GroupError::TooManyMembers
+        );
+    }
+
+    #[test]
+    fn only_the_creator_deletes_and_every_member_is_told_one_by_one() {
+        let mut g = group();
+        assert_eq!(
+            g.clone().apply("adam", Change::Delete, 1),
+            Err(GroupError::Forbidden("only the creator deletes a group"))
+        );
+        assert_eq!(
+            g.clone().apply("zed", Change::Delete, 1),
+            Err(GroupError::NotMember)
+        );
+        let event = g.apply("ann", Change::Delete, 1).unwrap();
+        assert_eq!(event, Event::Deleted { by: "ann".into() });
+        let audience = g.audience(&event);
+        assert!(!audience.members);
+        let everyone: Vec<String> = g.member_names().map(str::to_string).collect();
+        assert_eq!(audience.direct, everyone);
+    }
+
+    #[test]
+    fn outsiders_see_nothing_but_invitees_may_answer_and_anyone_may_subscribe_to_a_channel() {
+        let mut g = group();
+        g.apply("ann", Change::Invite { user: "ivy".into() }, 1)
+            .unwrap();
+        assert!(g.involves("adam", &Change::Rename { name: "x".into() }));
+        assert!(!g.involves("zed", &Change::Rename { name: "x".into() }));
+        assert!(g.involves("ivy", &Change::Accept));
+        assert!(!g.involves("ivy", &Change::Rename { name: "x".into() }));
+        assert!(
+            !g.involves("zed", &Change::Subscribe),
+            "a group is no channel"
+        );
+        g.channel = true;
+        assert!(g.involves("zed", &Change::Subscribe));
+    }
+
+    #[test]
+    fn a_channel_is_quiet_about_subscribers_and_a_group_tells_the_one_who_left() {
+        let mut g = group();
+        let left = g
+            .apply(
+                "adam",
+                Change::Remove {
+                    user: "adam".into(),
+                },
+                1,
+            )
+            .unwrap();
+        assert_eq!(
+            g.audience(&left),
+            Audience {
+                members: true,
+                direct: vec!["adam".into()]
+            }
+        );
+        g.channel = true;
+        let subscribed = g.apply("zed", Change::Subscribe, 2).unwrap();
+        assert_eq!(
+            g.audience(&subscribed),
+            Audience {
+                members: false,
+                direct: vec!["zed".into()]
+            }
+        );
+        let renamed = g
+            .apply("ann", Change::Rename { name: "new".into() }, 3)
+            .unwrap();
+        assert_eq!(
+            g.audience(&renamed),
+            Audience {
+                members: true,
+                direct: vec![]
+            }
         );
     }
 }

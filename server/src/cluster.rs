@@ -24,9 +24,10 @@ use crate::config::{
     ClusterArgs, ClusterEdgeArgs, ClusterMediaArgs, ClusterPushArgs, ClusterRouterArgs,
     ClusterStoreArgs, MetricsArgs,
 };
+use crate::process::{self, open_database};
 use samvad_core::token::TokenKeys;
 use samvad_edge::metrics::{self, NodeMetrics};
-use samvad_edge::node::{self, open_database, EdgeDeps};
+use samvad_edge::node::{self, EdgeDeps};
 use samvad_media::pins::RoomPins;
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
@@ -162,7 +163,7 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         serde_json::json!({ "role": "edge" }),
     )
     .await?;
-    let result = node::wait(&mut roles).await;
+    let result = process::wait(&mut roles).await;
     running.endpoint.close(0u32.into(), b"server shutting down");
     result
 }
@@ -221,7 +222,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
             }),
         )?;
     }
-    node::wait(&mut roles).await
+    process::wait(&mut roles).await
 }
 
 /// `samvad push`: consumes `push`, notifies browsers and the webhook.
@@ -250,7 +251,7 @@ pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
     let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
     ready(args.ready_file.as_deref(), "push", metrics)?;
     tracing::info!("push running");
-    node::wait(&mut roles).await
+    process::wait(&mut roles).await
 }
 
 pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
@@ -282,7 +283,7 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
     let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
     ready(args.ready_file.as_deref(), "router", metrics)?;
     tracing::info!(node = %args.node, "router running");
-    node::wait(&mut roles).await
+    process::wait(&mut roles).await
 }
 
 /// Retention in the cluster: a sweep of this store's disk a step a second,
@@ -361,7 +362,7 @@ pub async fn store(args: ClusterStoreArgs) -> anyhow::Result<()> {
     let metrics = serve_metrics(&args.metrics, NodeMetrics::default(), &mut roles).await?;
     ready(args.ready_file.as_deref(), "store", metrics)?;
     tracing::info!(node = %args.node, data = %args.data_dir.display(), "store running");
-    let result = node::wait(&mut roles).await;
+    let result = process::wait(&mut roles).await;
     db.persist(PersistMode::SyncAll)?;
     result
 }

@@ -8,9 +8,11 @@
 //! - [`serve`]: every role in one process.
 //! - [`cluster`]: `samvad edge | router | store | push | media`.
 //! - [`config`]: the command line of each.
-//! - [`auth`]: the secrets on disk that `serve` signs tokens with.
+//! - [`auth`]: the secrets on disk that `serve` signs tokens with;
+//!   [`process`]: a role process's database and its wait on its roles.
 
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod process;
 pub mod serve;

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthUser;
 use crate::error::{parse, ApiError};
-use crate::state::Inboxes;
+use crate::state::{Groups, Inboxes};
 use crate::users::account_exists;
 use samvad_core::names::valid_username;
 use samvad_store::directory::Directory;
@@ -101,8 +101,7 @@ pub async fn channels(
 /// `POST /v1/groups`: the caller becomes the creator; every member named
 /// must exist.
 pub async fn create(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -122,16 +121,17 @@ pub async fn create(
         e => refused(e),
     })?;
     for member in group.member_names().filter(|m| *m != me) {
-        require_user(&*directory, member).await?;
+        require_user(&*groups.directory, member).await?;
     }
-    if !directory
+    if !groups
+        .directory
         .create_group(group.clone())
         .await
         .map_err(ApiError::internal)?
     {
         return Err(ApiError::internal("group id collision"));
     }
-    announce(&*inboxes, &group.id, &created).await?;
+    announce(&*groups.inboxes, &group.id, &created).await?;
     Ok((StatusCode::CREATED, Json(group)).into_response())
 }
 
@@ -294,14 +294,18 @@ impl From<ChangeFailed> for ApiError {
 /// Applies `change` by `me` to group `id`, announces it, and returns the
 /// group as it now is.
 async fn change(
-    directory: &dyn Directory,
-    inboxes: &dyn Inboxes,
+    groups: &Groups,
     me: &str,
     id: &str,
     change: Change,
 ) -> Result<Group, ChangeFailed> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let Some(old) = directory.group(id).await.map_err(ApiError::internal)? else {
+        let Some(old) = groups
+            .directory
+            .group(id)
+            .await
+            .map_err(ApiError::internal)?
+        else {
             return Err(no_such_group(id).into());
         };
         if !old.involves(me, &change) {
@@ -312,14 +316,14 @@ async fn change(
             .apply(me, change.clone(), samvad_core::clock::unix_ms())
             .map_err(ChangeFailed::Refused)?;
         let stored = if let Event::Deleted { .. } = event {
-            directory.delete_group(&old).await
+            groups.directory.delete_group(&old).await
         } else {
-            directory.replace_group(&old, &new).await
+            groups.directory.replace_group(&old, &new).await
         };
         if stored.map_err(ApiError::internal)? {
             let audience = new.audience(&event);
             let direct: Vec<&str> = audience.direct.iter().map(String::as_str).collect();
-            announce_to(inboxes, id, &event, audience.members, &direct).await?;
+            announce_to(&*groups.inboxes, id, &event, audience.members, &direct).await?;
             return Ok(new);
         }
     }
@@ -333,22 +337,14 @@ struct Rename {
 
 /// `PATCH /v1/groups/{id}`: rename (admins and the creator).
 pub async fn rename(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
     let req: Rename = parse(&body)?;
     Ok(Json(
-        change(
-            &*directory,
-            &*inboxes,
-            &me,
-            &id,
-            Change::Rename { name: req.name },
-        )
-        .await?,
+        change(&groups, &me, &id, Change::Rename { name: req.name }).await?,
     ))
 }
 
@@ -359,66 +355,50 @@ struct InviteRequest {
 
 /// `POST /v1/groups/{id}/invites`: invite a user (needs `add_members`).
 pub async fn invite(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
     let req: InviteRequest = parse(&body)?;
-    require_user(&*directory, &req.user).await?;
+    require_user(&*groups.directory, &req.user).await?;
     Ok(Json(
-        change(
-            &*directory,
-            &*inboxes,
-            &me,
-            &id,
-            Change::Invite { user: req.user },
-        )
-        .await?,
+        change(&groups, &me, &id, Change::Invite { user: req.user }).await?,
     ))
 }
 
 /// `POST /v1/groups/{id}/invites/accept`: join a group I am invited to.
 pub async fn accept(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(
-        change(&*directory, &*inboxes, &me, &id, Change::Accept).await?,
-    ))
+    Ok(Json(change(&groups, &me, &id, Change::Accept).await?))
 }
 
 /// `POST /v1/groups/{id}/subscribe`: join a channel.
 pub async fn subscribe(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    Ok(Json(
-        change(&*directory, &*inboxes, &me, &id, Change::Subscribe).await?,
-    ))
+    Ok(Json(change(&groups, &me, &id, Change::Subscribe).await?))
 }
 
 /// Subscribes `me` to channel `id`, or unsubscribes (leaves a channel or
 /// a group): the REST calls' work, for the seed's in-envelope actions too.
 /// Subscribing again is no error.
 pub async fn set_subscribed(
-    directory: &dyn Directory,
-    inboxes: &dyn Inboxes,
+    groups: &Groups,
     me: &str,
     id: &str,
     subscribe: bool,
 ) -> Result<(), ApiError> {
     let outcome = if subscribe {
-        change(directory, inboxes, me, id, Change::Subscribe).await
+        change(groups, me, id, Change::Subscribe).await
     } else {
         change(
-            directory,
-            inboxes,
+            groups,
             me,
             id,
             Change::Remove {
@@ -436,35 +416,32 @@ pub async fn set_subscribed(
 
 /// `POST /v1/groups/{id}/unsubscribe`: leave a channel (or a group).
 pub async fn unsubscribe(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    set_subscribed(&*directory, &*inboxes, &me, &id, false).await?;
+    set_subscribed(&groups, &me, &id, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/groups/{id}/invites/decline`: turn an invite down.
 pub async fn decline(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    change(&*directory, &*inboxes, &me, &id, Change::Decline).await?;
+    change(&groups, &me, &id, Change::Decline).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// `DELETE /v1/groups/{id}/members/{user}`: remove a member (needs
 /// `remove_members` and a higher role), or leave (`user` = me).
 pub async fn remove(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    change(&*directory, &*inboxes, &me, &id, Change::Remove { user }).await?;
+    change(&groups, &me, &id, Change::Remove { user }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -478,8 +455,7 @@ struct RoleRequest {
 /// `PUT /v1/groups/{id}/members/{user}`: set a member's role and rights
 /// (the creator only).
 pub async fn set_role(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path((id, user)): Path<(String, String)>,
     body: Bytes,
@@ -490,19 +466,16 @@ pub async fn set_role(
         role: req.role,
         rights: req.rights,
     };
-    Ok(Json(
-        change(&*directory, &*inboxes, &me, &id, change_role).await?,
-    ))
+    Ok(Json(change(&groups, &me, &id, change_role).await?))
 }
 
 /// `DELETE /v1/groups/{id}`: delete the group (the creator only); every
 /// member is told.
 pub async fn delete(
-    State(directory): State<Arc<dyn Directory>>,
-    State(inboxes): State<Arc<dyn Inboxes>>,
+    State(groups): State<Groups>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    change(&*directory, &*inboxes, &me, &id, Change::Delete).await?;
+    change(&groups, &me, &id, Change::Delete).await?;
     Ok(StatusCode::NO_CONTENT)
 }

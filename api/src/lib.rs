@@ -42,7 +42,7 @@ pub use auth::AuthUser;
 pub use error::ApiError;
 pub use groups::set_subscribed;
 pub use state::{
-    Api, AuthThrottles, FileLimits, HistoryRequest, InboxError, Inboxes, PushConfig, Sms,
+    Api, AuthThrottles, FileLimits, Groups, HistoryRequest, InboxError, Inboxes, PushConfig, Sms,
 };
 pub use users::MAX_CONTACTS;
 

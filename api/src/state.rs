@@ -40,6 +40,23 @@ pub struct Api {
     pub inboxes: Arc<dyn Inboxes>,
 }
 
+/// What a group change needs: where groups are kept, and where their
+/// announcements go.
+#[derive(Clone)]
+pub struct Groups {
+    pub directory: Arc<dyn Directory>,
+    pub inboxes: Arc<dyn Inboxes>,
+}
+
+impl FromRef<Api> for Groups {
+    fn from_ref(api: &Api) -> Groups {
+        Groups {
+            directory: api.directory.clone(),
+            inboxes: api.inboxes.clone(),
+        }
+    }
+}
+
 /// Limits on files.
 #[derive(Debug, Clone, Copy)]
 pub struct FileLimits {

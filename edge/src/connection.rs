@@ -27,6 +27,7 @@ use crate::metrics::{CodeLabel, TransportLabel};
 use crate::outbox::{Outbox, Taken};
 use crate::state::Edge;
 use crate::transport::{Datagrams, Transport};
+use samvad_api::Groups;
 use samvad_core::session::{Action, Context, Session};
 use samvad_core::signal::SignalKind;
 
@@ -484,14 +485,12 @@ async fn execute<T: Transport>(
                 };
                 let edge = edge.clone();
                 pending.push_back(Box::pin(async move {
-                    let outcome = samvad_api::set_subscribed(
-                        edge.directory.as_ref(),
-                        &EdgeInboxes::new(edge.clone()),
-                        &user,
-                        &channel,
-                        subscribe,
-                    )
-                    .await;
+                    let groups = Groups {
+                        directory: edge.directory.clone(),
+                        inboxes: Arc::new(EdgeInboxes::new(edge.clone())),
+                    };
+                    let outcome =
+                        samvad_api::set_subscribed(&groups, &user, &channel, subscribe).await;
                     Some(match outcome {
                         Ok(()) => ServerFrame::of(server_frame::Kind::Accepted(Accepted {
                             id,

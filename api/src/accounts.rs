@@ -21,18 +21,10 @@ use samvad_store::directory::Directory;
 use samvad_store::tokens::RefreshError;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::token_refused;
+use crate::auth::{token_refused, ClientIp};
 use crate::error::{parse, ApiError};
 use crate::password::{hash_password, hash_password_gated, verify_password_gated};
 use crate::state::AuthThrottles;
-
-/// The client's address, where the listener records it.
-type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
-    peer.as_ref()
-        .map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip())
-}
 
 #[derive(Deserialize)]
 struct Credentials {
@@ -81,11 +73,11 @@ pub(crate) async fn register(
     State(directory): State<Arc<dyn Directory>>,
     State(keys): State<Arc<TokenKeys>>,
     State(throttles): State<Arc<AuthThrottles>>,
-    peer: Peer,
+    ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let creds: Credentials = parse(&body)?;
-    if let Some(ip) = peer_ip(&peer) {
+    if let Some(ip) = ip {
         let throttle = &throttles.registrations_per_address;
         throttle::take(throttle, ip, Instant::now())
             .map_err(|wait| ApiError::throttled("registrations from this address", wait))?;
@@ -139,12 +131,11 @@ pub(crate) async fn login(
     State(directory): State<Arc<dyn Directory>>,
     State(keys): State<Arc<TokenKeys>>,
     State(throttles): State<Arc<AuthThrottles>>,
-    peer: Peer,
+    ClientIp(ip): ClientIp,
     body: Bytes,
 ) -> Result<Json<TokenPair>, ApiError> {
     let creds: Credentials = parse(&body)?;
     let throttles = &throttles;
-    let ip = peer_ip(&peer);
     let now = Instant::now();
     throttle::check(&throttles.failed_logins_per_account, &creds.username, now)
         .map_err(|wait| ApiError::throttled("failed logins for this account", wait))?;

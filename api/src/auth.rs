@@ -1,10 +1,14 @@
 //! Who is asking: the [`AuthUser`] extractor reads the access token of
 //! `Authorization: Bearer <token>`, and nothing else names a user (no
-//! cookie, no user header).
+//! cookie, no user header); [`ClientIp`] is the address the listener
+//! recorded, for limits per address.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRef, FromRequestParts};
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use samvad_core::clock::unix_secs;
@@ -26,6 +30,19 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
         let keys = Arc::<TokenKeys>::from_ref(state);
         authenticated_user(&keys, &parts.headers).map(AuthUser)
+    }
+}
+
+/// The client's address, where the listener records it (`None` where it
+/// does not, as in tests that call the router directly).
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        let info = parts.extensions.get::<ConnectInfo<SocketAddr>>();
+        Ok(ClientIp(info.map(|ConnectInfo(a)| a.ip())))
     }
 }
 

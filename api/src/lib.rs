@@ -38,7 +38,7 @@ use axum::http::header;
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use auth::AuthUser;
+pub use auth::{AuthUser, ClientIp};
 pub use error::ApiError;
 pub use groups::set_subscribed;
 pub use state::{

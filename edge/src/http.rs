@@ -10,7 +10,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use samvad_api::{Api, ApiError};
+use samvad_api::{Api, ApiError, ClientIp};
 use serde_json::json;
 
 use crate::admission::Refusal;
@@ -24,14 +24,6 @@ const INDEX_HTML: &str = include_str!("../../web/dist/index.html");
 const APP_JS: &str = include_str!("../../web/dist/app.js");
 const APP_CSS: &str = include_str!("../../web/dist/app.css");
 const SERVICE_WORKER_JS: &str = include_str!("../../web/dist/sw.js");
-
-/// The client's address, where the listener records it.
-type Peer = Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>;
-
-fn peer_ip(peer: &Peer) -> Option<std::net::IpAddr> {
-    peer.as_ref()
-        .map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip())
-}
 
 /// The edge's own routes (the page, `/cert-hash`, `/metrics`, `/ws`) and
 /// the REST API's, on one router.
@@ -102,10 +94,10 @@ async fn metrics(State(edge): State<Arc<Edge>>) -> impl IntoResponse {
 /// the JSON error shape of every other refusal.
 async fn websocket(
     State(edge): State<Arc<Edge>>,
-    peer: Peer,
+    ClientIp(ip): ClientIp,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let admitted = match peer_ip(&peer) {
+    let admitted = match ip {
         Some(ip) => edge.admission.connection(ip, std::time::Instant::now()),
         None => Ok(()),
     }

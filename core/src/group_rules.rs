@@ -216,8 +216,9 @@ impl Group {
             invites: Vec::new(),
             channel,
         };
+        let mut seen = BTreeSet::from([creator]);
         for user in members {
-            if group.member(user).is_none() {
+            if seen.insert(user.as_str()) {
                 group.members.push(Member {
                     user: user.clone(),
                     role: Role::Member,

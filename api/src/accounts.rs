@@ -16,9 +16,8 @@ use samvad_core::clock::unix_secs;
 use samvad_core::names::valid_username;
 use samvad_core::throttle;
 use samvad_core::token::TokenKeys;
-use samvad_store::accounts::Account;
-use samvad_store::directory::Directory;
-use samvad_store::tokens::RefreshError;
+use samvad_store::accounts::{Account, AccountStore};
+use samvad_store::tokens::{RefreshError, RefreshTokenStore};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{token_refused, ClientIp};
@@ -47,14 +46,14 @@ pub struct TokenPair {
 
 /// Issues an access token and the first refresh token of a new family.
 pub(crate) async fn issue(
-    directory: &dyn Directory,
+    refresh_tokens: &dyn RefreshTokenStore,
     keys: &TokenKeys,
     user: &str,
     family: &str,
 ) -> Result<TokenPair, ApiError> {
     let id = uuid::Uuid::new_v4().simple().to_string();
-    directory
-        .issue_refresh(&id, user, family)
+    refresh_tokens
+        .issue(&id, user, family)
         .await
         .map_err(ApiError::internal)?;
     Ok(TokenPair {
@@ -70,7 +69,8 @@ pub(crate) fn new_family() -> String {
 }
 
 pub(crate) async fn register(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(refresh_tokens): State<Arc<dyn RefreshTokenStore>>,
     State(keys): State<Arc<TokenKeys>>,
     State(throttles): State<Arc<AuthThrottles>>,
     ClientIp(ip): ClientIp,
@@ -104,17 +104,14 @@ pub(crate) async fn register(
         created_ms: samvad_core::clock::unix_ms(),
         ..Account::default()
     };
-    let created = directory
-        .create_account(account)
-        .await
-        .map_err(ApiError::internal)?;
+    let created = accounts.create(account).await.map_err(ApiError::internal)?;
     if !created {
         return Err(ApiError::conflict(
             "username_taken",
             "that user name is taken",
         ));
     }
-    let pair = issue(&*directory, &keys, &creds.username, &new_family()).await?;
+    let pair = issue(&*refresh_tokens, &keys, &creds.username, &new_family()).await?;
     Ok((StatusCode::CREATED, Json(pair)).into_response())
 }
 
@@ -128,7 +125,8 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// often lately (429 with Retry-After, before any argon2 work); a failure
 /// counts against both, a success forgets the account's.
 pub(crate) async fn login(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(refresh_tokens): State<Arc<dyn RefreshTokenStore>>,
     State(keys): State<Arc<TokenKeys>>,
     State(throttles): State<Arc<AuthThrottles>>,
     ClientIp(ip): ClientIp,
@@ -143,8 +141,8 @@ pub(crate) async fn login(
         throttle::check(&throttles.failed_logins_per_address, &ip, now)
             .map_err(|wait| ApiError::throttled("failed logins from this address", wait))?;
     }
-    let account = directory
-        .account(&creds.username)
+    let account = accounts
+        .get(&creds.username)
         .await
         .map_err(ApiError::internal)?;
     let hash = account
@@ -169,12 +167,13 @@ pub(crate) async fn login(
         t.forget(&creds.username);
     }
     Ok(Json(
-        issue(&*directory, &keys, &creds.username, &new_family()).await?,
+        issue(&*refresh_tokens, &keys, &creds.username, &new_family()).await?,
     ))
 }
 
 pub(crate) async fn refresh(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(refresh_tokens): State<Arc<dyn RefreshTokenStore>>,
     State(keys): State<Arc<TokenKeys>>,
     body: Bytes,
 ) -> Result<Json<TokenPair>, ApiError> {
@@ -183,8 +182,8 @@ pub(crate) async fn refresh(
         .verify_refresh(&req.refresh_token, unix_secs())
         .map_err(|e| token_refused(e, "refresh token"))?;
     // A password change since this login was made ends it.
-    let account = directory
-        .account(&claims.sub)
+    let account = accounts
+        .get(&claims.sub)
         .await
         .map_err(ApiError::internal)?;
     if account.is_none_or(|a| claims.iat < a.logins_valid_from) {
@@ -193,12 +192,12 @@ pub(crate) async fn refresh(
             "this login ended (password changed or account gone)",
         ));
     }
-    match directory
-        .redeem_refresh(&claims.jti)
+    match refresh_tokens
+        .redeem(&claims.jti)
         .await
         .map_err(ApiError::internal)?
     {
-        Ok((user, family)) => Ok(Json(issue(&*directory, &keys, &user, &family).await?)),
+        Ok((user, family)) => Ok(Json(issue(&*refresh_tokens, &keys, &user, &family).await?)),
         Err(RefreshError::Reused) => Err(ApiError::unauthorized(
             "token_reused",
             "refresh token was already used; every token of this login is revoked",
@@ -214,7 +213,7 @@ pub(crate) async fn refresh(
 }
 
 pub(crate) async fn logout(
-    State(directory): State<Arc<dyn Directory>>,
+    State(refresh_tokens): State<Arc<dyn RefreshTokenStore>>,
     State(keys): State<Arc<TokenKeys>>,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -222,7 +221,7 @@ pub(crate) async fn logout(
     let claims = keys
         .verify_refresh(&req.refresh_token, unix_secs())
         .map_err(|_| ApiError::unauthorized("bad_token", "refresh token invalid"))?;
-    directory
+    refresh_tokens
         .revoke_family(&claims.fam)
         .await
         .map_err(ApiError::internal)?;

@@ -37,6 +37,7 @@ use samvad_core::signed_url::{DownloadGrant, UploadGrant, UrlError};
 use samvad_core::token::TokenKeys;
 use samvad_store::directory::Directory;
 use samvad_store::files::FileStore;
+use samvad_store::groups::GroupStore;
 
 /// Lifetime of an upload URL.
 pub const UPLOAD_URL_TTL_SECS: u64 = 15 * 60;
@@ -97,7 +98,7 @@ async fn record_of(files: &dyn FileStore, id: &str) -> Result<FileRecord, ApiErr
 /// Refuses unless `me` may send a file into `chat`: one of a chat's two
 /// users (the other must exist), a group member who may post, or anyone
 /// for avatars.
-async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Result<(), ApiError> {
+async fn check_may_post(directory: &Directory, me: &str, chat: &str) -> Result<(), ApiError> {
     if chat == AVATARS {
         return Ok(());
     }
@@ -105,7 +106,7 @@ async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Resu
         conversation(me, chat).map_err(|(_, why)| ApiError::invalid("bad_conversation", why))?;
     match kind {
         Conversation::Chat { other } => {
-            if !account_exists(directory, other).await? {
+            if !account_exists(&*directory.accounts, other).await? {
                 return Err(ApiError::invalid(
                     "unknown_user",
                     format!("no user {other:?}"),
@@ -113,7 +114,11 @@ async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Resu
             }
         }
         Conversation::Group => {
-            let group = directory.group(chat).await.map_err(ApiError::internal)?;
+            let group = directory
+                .groups
+                .get(chat)
+                .await
+                .map_err(ApiError::internal)?;
             if !group.is_some_and(|g| g.may_post(me)) {
                 return Err(ApiError::forbidden(
                     "not_member",
@@ -127,14 +132,14 @@ async fn check_may_post(directory: &dyn Directory, me: &str, chat: &str) -> Resu
 
 /// Whether `me` may read files sent in `chat`: a chat's two users, the
 /// group's current members, anyone for avatars.
-async fn may_read(directory: &dyn Directory, me: &str, chat: &str) -> Result<bool, ApiError> {
+async fn may_read(groups: &dyn GroupStore, me: &str, chat: &str) -> Result<bool, ApiError> {
     if chat == AVATARS {
         return Ok(true);
     }
     match conversation(me, chat) {
         Ok(Conversation::Chat { .. }) => Ok(true),
-        Ok(Conversation::Group) => Ok(directory
-            .group(chat)
+        Ok(Conversation::Group) => Ok(groups
+            .get(chat)
             .await
             .map_err(ApiError::internal)?
             .is_some_and(|g| g.is_member(me))),
@@ -156,7 +161,7 @@ fn over_quota(used: u64, size: u64, quota: u64) -> ApiError {
 
 /// `POST /v1/files`: an upload URL for one file.
 pub async fn create(
-    State(directory): State<Arc<dyn Directory>>,
+    State(directory): State<Directory>,
     State(keys): State<Arc<TokenKeys>>,
     State(files): State<Arc<dyn FileStore>>,
     State(limits): State<FileLimits>,
@@ -177,7 +182,7 @@ pub async fn create(
             "content_type is a lowercase `type/subtype` without parameters",
         ));
     }
-    check_may_post(&*directory, &me, &req.conversation).await?;
+    check_may_post(&directory, &me, &req.conversation).await?;
     let used = usage(&*files, &me).await?;
     if used.saturating_add(req.size) > limits.quota {
         return Err(over_quota(used, req.size, limits.quota));
@@ -279,7 +284,7 @@ pub async fn upload(
 /// `POST /v1/files/{id}/download-url`: to members of the file's
 /// conversation only.
 pub async fn download_url(
-    State(directory): State<Arc<dyn Directory>>,
+    State(groups): State<Arc<dyn GroupStore>>,
     State(keys): State<Arc<TokenKeys>>,
     State(files): State<Arc<dyn FileStore>>,
     AuthUser(me): AuthUser,
@@ -289,7 +294,7 @@ pub async fn download_url(
         return Err(no_such_file(&id));
     }
     let record = record_of(&*files, &id).await?;
-    if !may_read(&*directory, &me, &record.conversation).await? {
+    if !may_read(&*groups, &me, &record.conversation).await? {
         return Err(no_such_file(&id));
     }
     let query = keys.urls.download_query(

@@ -24,7 +24,8 @@ use crate::error::{parse, ApiError};
 use crate::state::{Groups, Inboxes};
 use crate::users::account_exists;
 use samvad_core::names::valid_username;
-use samvad_store::directory::Directory;
+use samvad_store::accounts::AccountStore;
+use samvad_store::groups::GroupStore;
 
 const MAX_NAME_LEN: usize = 100;
 
@@ -45,8 +46,8 @@ struct GroupSummary {
 }
 
 /// 400 `unknown_user` unless `user` names an account.
-async fn require_user(directory: &dyn Directory, user: &str) -> Result<(), ApiError> {
-    let exists = valid_username(user) && account_exists(directory, user).await?;
+async fn require_user(accounts: &dyn AccountStore, user: &str) -> Result<(), ApiError> {
+    let exists = valid_username(user) && account_exists(accounts, user).await?;
     if exists {
         Ok(())
     } else {
@@ -76,7 +77,7 @@ fn default_channel_limit() -> usize {
 /// contains `q` (any case; empty: all), by name, so that anyone can find
 /// one to subscribe to.
 pub async fn channels(
-    State(directory): State<Arc<dyn Directory>>,
+    State(groups): State<Arc<dyn GroupStore>>,
     _: AuthUser,
     query: Result<Query<ChannelQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -87,7 +88,7 @@ pub async fn channels(
             "q has at most {MAX_NAME_LEN} characters"
         )));
     }
-    let found = directory
+    let found = groups
         .channels(q, query.limit.clamp(1, MAX_CHANNELS_LISTED))
         .await
         .map_err(ApiError::internal)?;
@@ -121,11 +122,11 @@ pub async fn create(
         e => refused(e),
     })?;
     for member in group.member_names().filter(|m| *m != me) {
-        require_user(&*groups.directory, member).await?;
+        require_user(&*groups.accounts, member).await?;
     }
     if !groups
-        .directory
-        .create_group(group.clone())
+        .groups
+        .create(group.clone())
         .await
         .map_err(ApiError::internal)?
     {
@@ -137,31 +138,31 @@ pub async fn create(
 
 /// `GET /v1/groups`: the groups I am a member of.
 pub async fn list(
-    State(directory): State<Arc<dyn Directory>>,
+    State(groups): State<Arc<dyn GroupStore>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let ids = directory.groups_of(&me).await.map_err(ApiError::internal)?;
-    let mut groups = Vec::with_capacity(ids.len());
+    let ids = groups.of_member(&me).await.map_err(ApiError::internal)?;
+    let mut mine = Vec::with_capacity(ids.len());
     for id in ids {
-        if let Some(g) = directory.group(&id).await.map_err(ApiError::internal)? {
-            groups.push(GroupSummary {
+        if let Some(g) = groups.get(&id).await.map_err(ApiError::internal)? {
+            mine.push(GroupSummary {
                 id: g.id,
                 name: g.name,
             });
         }
     }
-    Ok(Json(serde_json::json!({ "groups": groups })))
+    Ok(Json(serde_json::json!({ "groups": mine })))
 }
 
 /// `GET /v1/groups/{id}`: the whole group, to its members only (a channel
 /// to anyone). A non-member gets the same 404 as for a group that does not
 /// exist, so that group ids cannot be probed.
 pub async fn get_one(
-    State(directory): State<Arc<dyn Directory>>,
+    State(groups): State<Arc<dyn GroupStore>>,
     AuthUser(me): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<Group>, ApiError> {
-    match directory.group(&id).await.map_err(ApiError::internal)? {
+    match groups.get(&id).await.map_err(ApiError::internal)? {
         // Channels are public: anyone may look before subscribing.
         Some(g) if g.is_member(&me) || g.channel => Ok(Json(g)),
         _ => Err(ApiError::not_found(format!("no group {id:?} of yours"))),
@@ -300,12 +301,7 @@ async fn change(
     change: Change,
 ) -> Result<Group, ChangeFailed> {
     for _ in 0..CHANGE_ATTEMPTS {
-        let Some(old) = groups
-            .directory
-            .group(id)
-            .await
-            .map_err(ApiError::internal)?
-        else {
+        let Some(old) = groups.groups.get(id).await.map_err(ApiError::internal)? else {
             return Err(no_such_group(id).into());
         };
         if !old.involves(me, &change) {
@@ -316,9 +312,9 @@ async fn change(
             .apply(me, change.clone(), samvad_core::clock::unix_ms())
             .map_err(ChangeFailed::Refused)?;
         let stored = if let Event::Deleted { .. } = event {
-            groups.directory.delete_group(&old).await
+            groups.groups.delete(&old).await
         } else {
-            groups.directory.replace_group(&old, &new).await
+            groups.groups.replace(&old, &new).await
         };
         if stored.map_err(ApiError::internal)? {
             let audience = new.audience(&event);
@@ -361,7 +357,7 @@ pub async fn invite(
     body: Bytes,
 ) -> Result<Json<Group>, ApiError> {
     let req: InviteRequest = parse(&body)?;
-    require_user(&*groups.directory, &req.user).await?;
+    require_user(&*groups.accounts, &req.user).await?;
     Ok(Json(
         change(&groups, &me, &id, Change::Invite { user: req.user }).await?,
     ))

@@ -38,7 +38,7 @@ fn not_found(chatid: &str) -> ApiError {
 /// first, for the chat's two users or the group's members; anyone else
 /// gets the 404 of a conversation that does not exist.
 pub async fn messages(
-    State(directory): State<Arc<dyn Directory>>,
+    State(directory): State<Directory>,
     State(inboxes): State<Arc<dyn Inboxes>>,
     AuthUser(me): AuthUser,
     Path(chatid): Path<String>,
@@ -54,12 +54,16 @@ pub async fn messages(
     match conversation(&me, &chatid).map_err(|_| not_found(&chatid))? {
         // A chat with someone who does not exist is no conversation.
         Conversation::Chat { other } => {
-            if !account_exists(&*directory, other).await? {
+            if !account_exists(&*directory.accounts, other).await? {
                 return Err(not_found(&chatid));
             }
         }
         Conversation::Group => {
-            let group = directory.group(&chatid).await.map_err(ApiError::internal)?;
+            let group = directory
+                .groups
+                .get(&chatid)
+                .await
+                .map_err(ApiError::internal)?;
             if !group.is_some_and(|g| g.is_member(&me)) {
                 return Err(not_found(&chatid));
             }

@@ -28,7 +28,8 @@ use crate::auth::AuthUser;
 use crate::error::{parse, ApiError};
 use crate::state::Sms;
 use crate::users::{account_of, me_json, save_account};
-use samvad_store::directory::Directory;
+use samvad_store::accounts::AccountStore;
+use samvad_store::phones::PhoneStore;
 
 /// How long a code is good for.
 pub const CODE_TTL_MS: i64 = 10 * 60 * 1000;
@@ -75,7 +76,7 @@ struct CodeRequest {
 /// `POST /v1/me/phone {phone}`: send a code to that number. A new request
 /// replaces a pending one.
 pub async fn request_code(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
     State(sms): State<Sms>,
     AuthUser(me): AuthUser,
     body: Bytes,
@@ -95,14 +96,14 @@ pub async fn request_code(
         ));
     };
     let code = format!("{:06}", rand::random_range(0..1_000_000u32));
-    let mut account = account_of(&*directory, &me).await?;
+    let mut account = account_of(&*accounts, &me).await?;
     account.phone_pending = Some(PendingPhone {
         phone_sha256: phone_hash(&req.phone),
         code_sha256: code_hash(&me, &code),
         expires_ms: samvad_core::clock::unix_ms() + CODE_TTL_MS,
         attempts: 0,
     });
-    save_account(&*directory, account).await?;
+    save_account(&*accounts, account).await?;
     let message =
         json!({"type": "phone_verification", "user": me, "phone": req.phone, "code": code});
     sms.post(message.to_string().as_bytes())
@@ -124,12 +125,13 @@ pub async fn request_code(
 /// `POST /v1/me/phone/verify {code}`: the number becomes mine, unless
 /// another user verified it first (409).
 pub async fn verify(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(phones): State<Arc<dyn PhoneStore>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: CodeRequest = parse(&body)?;
-    let mut account = account_of(&*directory, &me).await?;
+    let mut account = account_of(&*accounts, &me).await?;
     let no_code = || {
         ApiError::invalid(
             "no_pending_code",
@@ -139,22 +141,22 @@ pub async fn verify(
     let mut pending = account.phone_pending.clone().ok_or_else(no_code)?;
     if pending.expires_ms < samvad_core::clock::unix_ms() || pending.attempts >= MAX_ATTEMPTS {
         account.phone_pending = None;
-        save_account(&*directory, account).await?;
+        save_account(&*accounts, account).await?;
         return Err(no_code());
     }
     if code_hash(&me, req.code.trim()) != pending.code_sha256 {
         pending.attempts += 1;
         let left = MAX_ATTEMPTS - pending.attempts;
         account.phone_pending = (left > 0).then_some(pending);
-        save_account(&*directory, account).await?;
+        save_account(&*accounts, account).await?;
         return Err(ApiError::invalid(
             "wrong_code",
             format!("wrong code; {left} tries left"),
         ));
     }
     let old = (!account.phone_sha256.is_empty()).then(|| account.phone_sha256.clone());
-    let claimed = directory
-        .claim_phone(&me, Some(&pending.phone_sha256), old.as_deref())
+    let claimed = phones
+        .claim(&me, Some(&pending.phone_sha256), old.as_deref())
         .await
         .map_err(ApiError::internal)?;
     if !claimed {
@@ -166,25 +168,26 @@ pub async fn verify(
     account.phone_sha256 = pending.phone_sha256;
     account.phone_pending = None;
     let json = me_json(&account);
-    save_account(&*directory, account).await?;
+    save_account(&*accounts, account).await?;
     Ok(json)
 }
 
 /// `DELETE /v1/me/phone`: I can no longer be found by my number.
 pub async fn remove(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(phones): State<Arc<dyn PhoneStore>>,
     AuthUser(me): AuthUser,
 ) -> Result<StatusCode, ApiError> {
-    let mut account = account_of(&*directory, &me).await?;
+    let mut account = account_of(&*accounts, &me).await?;
     if !account.phone_sha256.is_empty() {
-        directory
-            .claim_phone(&me, None, Some(&account.phone_sha256))
+        phones
+            .claim(&me, None, Some(&account.phone_sha256))
             .await
             .map_err(ApiError::internal)?;
     }
     account.phone_sha256.clear();
     account.phone_pending = None;
-    save_account(&*directory, account).await?;
+    save_account(&*accounts, account).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

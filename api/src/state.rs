@@ -1,5 +1,5 @@
 //! What the REST API runs on, as sub-states a handler names one by one
-//! (`State<Arc<dyn Directory>>`, `State<FileLimits>`, …) through
+//! (`State<Directory>`, `State<FileLimits>`, …) through
 //! [`axum::extract::FromRef`]: a handler gets what it uses and nothing
 //! else, and the compiler says which parts each needs.
 //!
@@ -17,16 +17,21 @@ use samvad_proto::bus::DeliverRecord;
 use samvad_proto::v1::{Envelope, HistoryPage};
 use samvad_push::webhook::SignedWebhook;
 use samvad_push::EndpointPolicy;
+use samvad_store::accounts::AccountStore;
 use samvad_store::directory::Directory;
 use samvad_store::files::FileStore;
+use samvad_store::groups::GroupStore;
+use samvad_store::phones::PhoneStore;
 use samvad_store::push_subscriptions::PushSubscriptions;
+use samvad_store::tokens::RefreshTokenStore;
 
 /// Everything the API's handlers may ask for.
 #[derive(Clone, FromRef)]
 pub struct Api {
-    /// Accounts, refresh tokens and groups: fjall in `serve`, Redis in a
-    /// cluster.
-    pub directory: Arc<dyn Directory>,
+    /// Accounts, phones, refresh tokens and groups: fjall in `serve`, Redis
+    /// in a cluster. A handler names the one kind it uses (below), or the
+    /// whole directory when it checks across kinds.
+    pub directory: Directory,
     pub keys: Arc<TokenKeys>,
     /// File records and content.
     pub files: Arc<dyn FileStore>,
@@ -40,20 +45,52 @@ pub struct Api {
     pub inboxes: Arc<dyn Inboxes>,
 }
 
-/// What a group change needs: where groups are kept, and where their
-/// announcements go.
+impl FromRef<Api> for Arc<dyn AccountStore> {
+    fn from_ref(api: &Api) -> Self {
+        api.directory.accounts.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<dyn PhoneStore> {
+    fn from_ref(api: &Api) -> Self {
+        api.directory.phones.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<dyn RefreshTokenStore> {
+    fn from_ref(api: &Api) -> Self {
+        api.directory.refresh_tokens.clone()
+    }
+}
+
+impl FromRef<Api> for Arc<dyn GroupStore> {
+    fn from_ref(api: &Api) -> Self {
+        api.directory.groups.clone()
+    }
+}
+
+/// What a group change needs: who exists (members must), where groups
+/// are kept, and where their announcements go.
 #[derive(Clone)]
 pub struct Groups {
-    pub directory: Arc<dyn Directory>,
+    pub accounts: Arc<dyn AccountStore>,
+    pub groups: Arc<dyn GroupStore>,
     pub inboxes: Arc<dyn Inboxes>,
+}
+
+impl Groups {
+    pub fn new(directory: &Directory, inboxes: Arc<dyn Inboxes>) -> Self {
+        Groups {
+            accounts: directory.accounts.clone(),
+            groups: directory.groups.clone(),
+            inboxes,
+        }
+    }
 }
 
 impl FromRef<Api> for Groups {
     fn from_ref(api: &Api) -> Groups {
-        Groups {
-            directory: api.directory.clone(),
-            inboxes: api.inboxes.clone(),
-        }
+        Groups::new(&api.directory, api.inboxes.clone())
     }
 }
 

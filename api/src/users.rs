@@ -10,14 +10,15 @@ use axum::Json;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use samvad_store::accounts::Account;
+use samvad_store::accounts::{Account, AccountStore};
 
 use crate::auth::AuthUser;
 use crate::error::{parse, ApiError};
 use samvad_core::names::valid_username;
 use samvad_core::token::TokenKeys;
-use samvad_store::directory::Directory;
 use samvad_store::files::FileStore;
+use samvad_store::phones::PhoneStore;
+use samvad_store::tokens::RefreshTokenStore;
 
 /// Most names one contact match may ask about.
 pub const MAX_CONTACTS: usize = 1000;
@@ -41,7 +42,7 @@ struct Found {
 
 /// `GET /v1/users?q=…&limit=…`: user names ranked by 3-gram similarity.
 pub async fn search(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
     _: AuthUser,
     query: Result<Query<SearchQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -50,8 +51,8 @@ pub async fn search(
     if q.is_empty() || q.chars().count() > 64 {
         return Err(ApiError::bad_request("q has 1 to 64 characters"));
     }
-    let found = directory
-        .search_users(
+    let found = accounts
+        .search(
             q,
             query.limit.clamp(1, samvad_store::user_search::MAX_RESULTS),
         )
@@ -79,7 +80,8 @@ struct ContactMatch {
 /// `POST /v1/contacts/match {usernames, phone_sha256s}`: which of these
 /// names are users, and which of these numbers users verified.
 pub async fn match_contacts(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(phones): State<Arc<dyn PhoneStore>>,
     _: AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -97,8 +99,8 @@ pub async fn match_contacts(
         .collect();
     hashes.sort();
     hashes.dedup();
-    let phones: Vec<serde_json::Value> = directory
-        .users_by_phone(&hashes)
+    let phones: Vec<serde_json::Value> = phones
+        .users(&hashes)
         .await
         .map_err(ApiError::internal)?
         .into_iter()
@@ -108,7 +110,7 @@ pub async fn match_contacts(
     for name in &req.usernames {
         if valid_username(name)
             && !users.contains(name)
-            && directory.exists(name).await.map_err(ApiError::internal)?
+            && accounts.exists(name).await.map_err(ApiError::internal)?
         {
             users.push(name.clone());
         }
@@ -132,15 +134,18 @@ struct Profile {
 
 /// Whether `user` has an account (500 when the directory cannot tell).
 pub(crate) async fn account_exists(
-    directory: &dyn Directory,
+    accounts: &dyn AccountStore,
     user: &str,
 ) -> Result<bool, ApiError> {
-    directory.exists(user).await.map_err(ApiError::internal)
+    accounts.exists(user).await.map_err(ApiError::internal)
 }
 
-pub(crate) async fn account_of(directory: &dyn Directory, user: &str) -> Result<Account, ApiError> {
-    directory
-        .account(user)
+pub(crate) async fn account_of(
+    accounts: &dyn AccountStore,
+    user: &str,
+) -> Result<Account, ApiError> {
+    accounts
+        .get(user)
         .await
         .map_err(ApiError::internal)?
         .ok_or_else(|| ApiError::not_found(format!("no user {user:?}")))
@@ -148,10 +153,10 @@ pub(crate) async fn account_of(directory: &dyn Directory, user: &str) -> Result<
 
 /// `GET /v1/me`: my profile.
 pub async fn me(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
     AuthUser(me): AuthUser,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    Ok(me_json(&account_of(&*directory, &me).await?))
+    Ok(me_json(&account_of(&*accounts, &me).await?))
 }
 
 /// Fields left out are left as they are.
@@ -185,13 +190,13 @@ async fn check_avatar(files: &dyn FileStore, me: &str, id: &str) -> Result<(), A
 
 /// `PATCH /v1/me {display_name?, avatar?}`.
 pub async fn update_me(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
     State(files): State<Arc<dyn FileStore>>,
     AuthUser(me): AuthUser,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let req: ProfileUpdate = parse(&body)?;
-    let mut account = account_of(&*directory, &me).await?;
+    let mut account = account_of(&*accounts, &me).await?;
     if let Some(name) = &req.display_name {
         let name = name.trim();
         if name.chars().count() > MAX_DISPLAY_NAME || name.chars().any(char::is_control) {
@@ -208,7 +213,7 @@ pub async fn update_me(
         account.avatar = avatar;
     }
     let json = me_json(&account);
-    save_account(&*directory, account).await?;
+    save_account(&*accounts, account).await?;
     Ok(json)
 }
 
@@ -225,22 +230,19 @@ pub(crate) fn me_json(account: &Account) -> Json<serde_json::Value> {
 
 /// Writes back an account read with [`account_of`] and changed.
 pub(crate) async fn save_account(
-    directory: &dyn Directory,
+    accounts: &dyn AccountStore,
     account: Account,
 ) -> Result<(), ApiError> {
-    directory
-        .update_account(account)
-        .await
-        .map_err(ApiError::internal)
+    accounts.update(account).await.map_err(ApiError::internal)
 }
 
 /// `GET /v1/users/{user}`: someone's public profile.
 pub async fn profile(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
     _: AuthUser,
     Path(user): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let account = account_of(&*directory, &user).await?;
+    let account = account_of(&*accounts, &user).await?;
     Ok(Json(serde_json::json!(Profile {
         user: account.username,
         display_name: account.display_name,
@@ -258,7 +260,8 @@ struct PasswordChange {
 /// password; ends every login made before (their refresh tokens are
 /// refused) and returns a fresh one for this device.
 pub async fn change_password(
-    State(directory): State<Arc<dyn Directory>>,
+    State(accounts): State<Arc<dyn AccountStore>>,
+    State(refresh_tokens): State<Arc<dyn RefreshTokenStore>>,
     State(keys): State<Arc<TokenKeys>>,
     AuthUser(me): AuthUser,
     body: Bytes,
@@ -270,7 +273,7 @@ pub async fn change_password(
             "passwords are 8 to 256 bytes",
         ));
     }
-    let mut account = account_of(&*directory, &me).await?;
+    let mut account = account_of(&*accounts, &me).await?;
     let ok = crate::password::verify_password_gated(req.password, account.password_hash.clone())
         .await
         .map_err(ApiError::internal)?;
@@ -286,8 +289,9 @@ pub async fn change_password(
     let now = samvad_core::clock::unix_secs();
     // Logins from this second on stay valid: the one issued below included.
     account.logins_valid_from = now;
-    save_account(&*directory, account).await?;
+    save_account(&*accounts, account).await?;
     Ok(Json(
-        crate::accounts::issue(&*directory, &keys, &me, &crate::accounts::new_family()).await?,
+        crate::accounts::issue(&*refresh_tokens, &keys, &me, &crate::accounts::new_family())
+            .await?,
     ))
 }

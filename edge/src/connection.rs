@@ -200,7 +200,7 @@ async fn forward_signal(
             "signal",
         ));
     }
-    let group = match edge.directory.group(&signal.room).await {
+    let group = match edge.directory.groups.get(&signal.room).await {
         Ok(group) => group,
         Err(e) => {
             tracing::error!(error = %e, "group lookup failed");
@@ -378,7 +378,7 @@ async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, B
         refusal(ErrorCode::Unavailable, "storage unavailable; retry".into())
     };
     let group = if matches!(head.r#type(), HeadType::Group | HeadType::Channel) {
-        match edge.directory.group(&head.to).await {
+        match edge.directory.groups.get(&head.to).await {
             Ok(group) => group,
             Err(e) => return unavailable(&e),
         }
@@ -388,7 +388,7 @@ async fn check_recipient(edge: &Edge, env: &Envelope) -> Result<Option<Group>, B
     match admit(env, group.as_ref()) {
         Err(why) => refusal(why.code(), why.to_string()),
         Ok(Admitted::Group(_)) => Ok(group),
-        Ok(Admitted::Chat) => match edge.directory.exists(&head.to).await {
+        Ok(Admitted::Chat) => match edge.directory.accounts.exists(&head.to).await {
             Ok(true) => Ok(None),
             Ok(false) => refusal(
                 ErrorCode::UnknownRecipient,
@@ -485,10 +485,8 @@ async fn execute<T: Transport>(
                 };
                 let edge = edge.clone();
                 pending.push_back(Box::pin(async move {
-                    let groups = Groups {
-                        directory: edge.directory.clone(),
-                        inboxes: Arc::new(EdgeInboxes::new(edge.clone())),
-                    };
+                    let groups =
+                        Groups::new(&edge.directory, Arc::new(EdgeInboxes::new(edge.clone())));
                     let outcome =
                         samvad_api::set_subscribed(&groups, &user, &channel, subscribe).await;
                     Some(match outcome {
@@ -506,7 +504,7 @@ async fn execute<T: Transport>(
                 records,
                 reference,
             } => {
-                let members = match (edge.directory.group(&group).await, session.user()) {
+                let members = match (edge.directory.groups.get(&group).await, session.user()) {
                     (Ok(Some(g)), Some(user)) => {
                         Ok(g.is_member(user) && others.iter().all(|o| g.is_member(o)))
                     }

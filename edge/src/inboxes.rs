@@ -68,7 +68,8 @@ impl Inboxes for EdgeInboxes {
                 Delivery::Shards(_) => {
                     let id = envelope.head.as_ref().map_or("", |h| h.chatid.as_str());
                     edge.directory
-                        .group(id)
+                        .groups
+                        .get(id)
                         .await
                         .map_err(|e| InboxError::Unavailable(e.to_string()))?
                 }

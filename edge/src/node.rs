@@ -43,7 +43,7 @@ pub struct EdgeDeps {
     pub bus: Arc<dyn Bus>,
     pub topics: Topics,
     pub presence: Arc<dyn Presence>,
-    pub directory: Arc<dyn Directory>,
+    pub directory: Directory,
     pub files: Arc<dyn FileStore>,
     pub push_subscriptions: Arc<dyn PushSubscriptions>,
     pub vapid_public_key: String,

@@ -20,7 +20,7 @@ pub struct Edge {
     pub presence: Arc<dyn Presence>,
     pub keys: Arc<TokenKeys>,
     /// Accounts and refresh tokens: fjall in `serve`, Redis in a cluster.
-    pub directory: Arc<dyn Directory>,
+    pub directory: Directory,
     /// Where media rooms' signals go.
     pub media: MediaRouting,
     pub session_config: Arc<SessionConfig>,

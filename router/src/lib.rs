@@ -20,7 +20,7 @@ use samvad_core::group::Group;
 use samvad_core::names::history_owner;
 use samvad_proto::bus::{deliver_record, DeliverRecord};
 use samvad_proto::v1::{Envelope, HeadType};
-use samvad_store::directory::Directory;
+use samvad_store::groups::GroupStore;
 
 /// The `deliver` records an accepted envelope turns into: one per recipient
 /// inbox, and one for the conversation's history (the inbox of
@@ -77,7 +77,7 @@ pub struct RouterRole {
     pub bus: Arc<dyn Bus>,
     pub topics: Topics,
     /// Where group memberships are looked up.
-    pub directory: Arc<dyn Directory>,
+    pub groups: Arc<dyn GroupStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,7 +128,7 @@ impl RouterRole {
     async fn group(&self, id: &str) -> Option<Group> {
         let mut attempt = 0u32;
         loop {
-            match self.directory.group(id).await {
+            match self.groups.get(id).await {
                 Ok(found) => return found,
                 Err(e) => {
                     attempt += 1;

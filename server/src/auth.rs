@@ -7,7 +7,7 @@ use anyhow::Context;
 use samvad_core::token::TokenKeys;
 
 /// The secret kept (hex) in `dir/name`, written from `fresh()` the first
-/// time: the single-process counterpart of `RedisDirectory::shared_secret`.
+/// time: the single-process counterpart of `RedisKeyspace::shared_secret`.
 pub fn secret_file(
     dir: &Path,
     name: &str,

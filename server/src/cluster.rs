@@ -11,10 +11,12 @@ use std::time::Duration;
 use anyhow::Context;
 use samvad_bus::{Bus, FromCommitted, KafkaBus, KafkaConfig, TopicSpec, Topics};
 use samvad_router::RouterRole;
-use samvad_store::directory::RedisDirectory;
+use samvad_store::directory::Directory;
 use samvad_store::files::RedisFiles;
+use samvad_store::groups::RedisGroups;
 use samvad_store::inbox::Inboxes;
 use samvad_store::push_subscriptions::RedisPushSubscriptions;
+use samvad_store::redis::RedisKeyspace;
 use samvad_store::redis_presence::RedisPresence;
 use samvad_store::role::{DiskPlacement, StoreRole};
 use samvad_store::PersistMode;
@@ -119,23 +121,18 @@ async fn serve_metrics(
 pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, &args.edge.node).await?;
     let presence = presence(&args.cluster).await?;
-    let directory = RedisDirectory::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
+    let redis = RedisKeyspace::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
         .await
         .context("connecting to Redis")?;
-    let secret = directory
+    let secret = redis
         .shared_secret("access-token-key", &rand::random::<[u8; 32]>())
         .await?;
-    let vapid = vapid_key(&directory).await?;
+    let vapid = vapid_key(&redis).await?;
     let deps = EdgeDeps {
         bus,
         topics,
         presence,
-        push_subscriptions: RedisPushSubscriptions::connect(
-            &args.cluster.redis,
-            &args.cluster.topics.topic_prefix,
-        )
-        .await
-        .context("connecting to Redis")?,
+        push_subscriptions: Arc::new(RedisPushSubscriptions::new(redis.clone())),
         vapid_public_key: vapid.public_base64(),
         media: MediaRouting::Pinned(
             RoomPins::connect(
@@ -147,10 +144,8 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
             .context("connecting to Redis")?,
         ),
         media_counters: None,
-        directory,
-        files: RedisFiles::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
-            .await
-            .context("connecting to Redis")?,
+        directory: Directory::connect(&redis),
+        files: Arc::new(RedisFiles::new(redis.clone())),
         keys: TokenKeys::new(&secret, args.edge.access_ttl),
         hub: Default::default(),
         delivery: samvad_edge::delivery::Delivery::Bus,
@@ -169,8 +164,8 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
 }
 
 /// The cluster's VAPID key, shared through Redis like the token key.
-async fn vapid_key(directory: &RedisDirectory) -> anyhow::Result<VapidKey> {
-    let secret = directory
+async fn vapid_key(redis: &RedisKeyspace) -> anyhow::Result<VapidKey> {
+    let secret = redis
         .shared_secret("vapid-key", &VapidKey::generate_secret())
         .await?;
     VapidKey::from_secret(&secret)
@@ -229,15 +224,13 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
 pub async fn push(args: ClusterPushArgs) -> anyhow::Result<()> {
     let (bus, topics) = bus(&args.cluster, "push").await?;
     let prefix = &args.cluster.topics.topic_prefix;
-    let directory = RedisDirectory::connect(&args.cluster.redis, prefix)
+    let redis = RedisKeyspace::connect(&args.cluster.redis, prefix)
         .await
         .context("connecting to Redis")?;
-    let subscriptions = RedisPushSubscriptions::connect(&args.cluster.redis, prefix)
-        .await
-        .context("connecting to Redis")?;
+    let subscriptions = Arc::new(RedisPushSubscriptions::new(redis.clone()));
     let sinks = samvad_push::sinks(
         subscriptions,
-        vapid_key(&directory).await?,
+        vapid_key(&redis).await?,
         args.push.vapid_contact.clone(),
         args.push.webhook()?,
     );
@@ -266,7 +259,7 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
         .await
         .context("joining the router group")?;
     let bus: Arc<dyn Bus> = kafka;
-    let directory = RedisDirectory::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
+    let redis = RedisKeyspace::connect(&args.cluster.redis, &args.cluster.topics.topic_prefix)
         .await
         .context("connecting to Redis")?;
     let mut roles = JoinSet::new();
@@ -274,7 +267,7 @@ pub async fn router(args: ClusterRouterArgs) -> anyhow::Result<()> {
         RouterRole {
             bus,
             topics,
-            directory,
+            groups: Arc::new(RedisGroups::new(redis)),
         }
         .run(processor)
         .await

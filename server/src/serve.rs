@@ -10,14 +10,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use samvad_bus::{Bus, Durability, EmbeddedBus, TopicSpec, Topics};
-use samvad_store::accounts::Accounts;
-use samvad_store::directory::LocalDirectory;
+use samvad_store::directory::Directory;
 use samvad_store::engine::Shards;
 use samvad_store::files::LocalFiles;
-use samvad_store::groups::Groups;
 use samvad_store::presence::MemoryPresence;
 use samvad_store::push_subscriptions::LocalPushSubscriptions;
-use samvad_store::tokens::RefreshTokens;
 use samvad_store::PersistMode;
 
 use crate::auth::{load_or_create_keys, secret_file};
@@ -81,11 +78,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("inbox writer {shard}"))
         });
     }
-    let directory = Arc::new(LocalDirectory {
-        accounts: Accounts::open(&db)?,
-        refresh: RefreshTokens::open(&db)?,
-        groups: Groups::open(&db)?,
-    });
+    let directory = Directory::open(&db)?;
 
     let push_subscriptions = Arc::new(LocalPushSubscriptions::open(&db)?);
     let vapid = VapidKey::from_secret(&secret_file(

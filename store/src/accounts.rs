@@ -1,14 +1,36 @@
-//! Accounts: a user name and the hash of its password.
+//! Accounts: a user name, the hash of its password, its profile, and the
+//! 3-gram index that finds users by a misspelt name.
 //!
 //! Hashing happens at the edge (it is CPU work that belongs to the request);
-//! this module only stores and finds records.
+//! this module only stores and finds records. Two homes behind
+//! [`AccountStore`]: [`Accounts`] in fjall (`samvad serve`) and
+//! [`RedisAccounts`] (a cluster; run that Redis with AOF persistence).
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
+use samvad_bus::BoxFuture;
 use serde::{Deserialize, Serialize};
 
+use crate::blocking;
+use crate::redis::{unavailable, RedisKeyspace};
 use crate::user_search::{rank, trigrams};
 use crate::StoreError;
+
+/// Where accounts are kept.
+pub trait AccountStore: Send + Sync + 'static {
+    /// Creates the account; `Ok(false)` if the name is taken.
+    fn create(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>>;
+    fn get<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>>;
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// Replaces an existing account's record.
+    fn update(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// User names ranked by 3-gram similarity to `query` (typo tolerant).
+    fn search<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>>;
+}
 
 /// Most names read per query trigram: a very common trigram cannot make a
 /// search scan every account.
@@ -64,8 +86,6 @@ pub struct Accounts {
     accounts: Keyspace,
     /// `trigram \0 user name` → empty: the search index.
     trigrams: Keyspace,
-    /// Phone hash → user name: who verified which number.
-    phones: Keyspace,
     /// Serialises check-then-insert of new names.
     create_lock: std::sync::Arc<Mutex<()>>,
 }
@@ -76,13 +96,12 @@ impl Accounts {
             db: db.clone(),
             accounts: db.keyspace("accounts", KeyspaceCreateOptions::default)?,
             trigrams: db.keyspace("user_trigrams", KeyspaceCreateOptions::default)?,
-            phones: db.keyspace("phones", KeyspaceCreateOptions::default)?,
             create_lock: Default::default(),
         })
     }
 
     /// Creates the account; `Ok(false)` if the name is taken.
-    pub fn create(&self, account: &Account) -> Result<bool, StoreError> {
+    pub fn create_now(&self, account: &Account) -> Result<bool, StoreError> {
         let _guard = self.create_lock.lock();
         if self.accounts.contains_key(&account.username)? {
             return Ok(false);
@@ -100,7 +119,7 @@ impl Accounts {
     }
 
     /// User names ranked by 3-gram similarity to `query`.
-    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
+    pub fn search_now(&self, query: &str, limit: usize) -> Result<Vec<(String, f64)>, StoreError> {
         let mut candidates = Vec::new();
         for t in trigrams(query) {
             let mut prefix = t.into_bytes();
@@ -113,7 +132,7 @@ impl Accounts {
         Ok(rank(query, candidates.iter().map(String::as_str), limit))
     }
 
-    pub fn get(&self, username: &str) -> Result<Option<Account>, StoreError> {
+    pub fn get_now(&self, username: &str) -> Result<Option<Account>, StoreError> {
         match self.accounts.get(username)? {
             None => Ok(None),
             Some(v) => serde_json::from_slice(&v)
@@ -124,7 +143,7 @@ impl Accounts {
 
     /// Replaces an existing account's record (the search index is keyed
     /// by the name, which never changes).
-    pub fn update(&self, account: &Account) -> Result<(), StoreError> {
+    pub fn update_now(&self, account: &Account) -> Result<(), StoreError> {
         let value =
             serde_json::to_vec(account).map_err(|_| StoreError::Corrupt { what: "account" })?;
         self.accounts.insert(account.username.as_str(), value)?;
@@ -132,52 +151,165 @@ impl Accounts {
         Ok(())
     }
 
-    pub fn exists(&self, username: &str) -> Result<bool, StoreError> {
+    pub fn exists_now(&self, username: &str) -> Result<bool, StoreError> {
         Ok(self.accounts.contains_key(username)?)
     }
+}
 
-    /// Binds phone hash `new` to `user` (unless another user holds it:
-    /// `Ok(false)`) and releases `old` if `user` held it.
-    pub fn claim_phone(
-        &self,
-        user: &str,
-        new: Option<&str>,
-        old: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let _guard = self.create_lock.lock();
-        if let Some(new) = new {
-            match self.phones.get(new)? {
-                Some(holder) if holder.as_ref() != user.as_bytes() => return Ok(false),
-                _ => {}
-            }
-        }
-        let mut batch = self.db.batch();
-        if let Some(old) = old.filter(|o| Some(*o) != new) {
-            if self
-                .phones
-                .get(old)?
-                .is_some_and(|h| h.as_ref() == user.as_bytes())
-            {
-                batch.remove(&self.phones, old);
-            }
-        }
-        if let Some(new) = new {
-            batch.insert(&self.phones, new, user);
-        }
-        batch.commit()?;
-        self.db.persist(PersistMode::SyncData)?;
-        Ok(true)
+/// Writes fsync, so they run on the blocking pool; reads are in memory or
+/// one point lookup, so they run in place.
+impl AccountStore for Accounts {
+    fn create(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let accounts = self.clone();
+        Box::pin(blocking(move || accounts.create_now(&account)))
     }
 
-    /// The users who verified each of `hashes`, as `(hash, user)`.
-    pub fn users_by_phone(&self, hashes: &[String]) -> Result<Vec<(String, String)>, StoreError> {
-        let mut found = Vec::new();
-        for hash in hashes {
-            if let Some(user) = self.phones.get(hash)? {
-                found.push((hash.clone(), String::from_utf8_lossy(&user).into_owned()));
-            }
+    fn get<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+        Box::pin(async move { self.get_now(username) })
+    }
+
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { self.exists_now(username) })
+    }
+
+    fn update(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>> {
+        let accounts = self.clone();
+        Box::pin(blocking(move || accounts.update_now(&account)))
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>> {
+        let (accounts, query) = (self.clone(), query.to_string());
+        Box::pin(blocking(move || accounts.search_now(&query, limit)))
+    }
+}
+
+/// Redis-backed accounts: `account:<name>` (JSON) and `trigram:<t>` (a set
+/// of names) under the cluster's prefix.
+pub struct RedisAccounts {
+    redis: RedisKeyspace,
+    /// Users known to exist. Accounts are never deleted, so a yes stays
+    /// true: an edge asks Redis about a recipient once, not on every send
+    /// (and goes on accepting sends to them while Redis restarts).
+    known_users: quick_cache::sync::Cache<String, ()>,
+}
+
+/// How many known users a [`RedisAccounts`] remembers.
+const KNOWN_USERS: usize = 100_000;
+
+impl RedisAccounts {
+    pub fn new(redis: RedisKeyspace) -> Self {
+        RedisAccounts {
+            redis,
+            known_users: quick_cache::sync::Cache::new(KNOWN_USERS),
         }
-        Ok(found)
+    }
+}
+
+fn encode(account: &Account) -> Result<String, StoreError> {
+    serde_json::to_string(account).map_err(|_| StoreError::Corrupt { what: "account" })
+}
+
+impl AccountStore for RedisAccounts {
+    fn create(&self, account: Account) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.redis.connection();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(self.redis.key("account", &account.username))
+                .arg(encode(&account)?)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if set.is_some() {
+                let mut index = redis::pipe();
+                for t in trigrams(&account.username) {
+                    index
+                        .cmd("SADD")
+                        .arg(self.redis.key("trigram", &t))
+                        .arg(&account.username)
+                        .ignore();
+                }
+                index
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            Ok(set.is_some())
+        })
+    }
+
+    fn get<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
+        Box::pin(async move {
+            let value: Option<String> = redis::cmd("GET")
+                .arg(self.redis.key("account", username))
+                .query_async(&mut self.redis.connection())
+                .await
+                .map_err(unavailable)?;
+            value
+                .map(|v| serde_json::from_str(&v))
+                .transpose()
+                .map_err(|_| StoreError::Corrupt { what: "account" })
+        })
+    }
+
+    fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            if self.known_users.get(username).is_some() {
+                return Ok(true);
+            }
+            let found: bool = redis::cmd("EXISTS")
+                .arg(self.redis.key("account", username))
+                .query_async(&mut self.redis.connection())
+                .await
+                .map_err(unavailable)?;
+            if found {
+                self.known_users.insert(username.to_string(), ());
+            }
+            Ok(found)
+        })
+    }
+
+    fn update(&self, account: Account) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            redis::cmd("SET")
+                .arg(self.redis.key("account", &account.username))
+                .arg(encode(&account)?)
+                .arg("XX")
+                .query_async::<Option<String>>(&mut self.redis.connection())
+                .await
+                .map_err(unavailable)?;
+            Ok(())
+        })
+    }
+
+    fn search<'a>(
+        &'a self,
+        query: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<Vec<(String, f64)>, StoreError>> {
+        Box::pin(async move {
+            let mut lookups = redis::pipe();
+            for t in trigrams(query) {
+                // A bounded sample of a very common trigram's names.
+                lookups
+                    .cmd("SRANDMEMBER")
+                    .arg(self.redis.key("trigram", &t))
+                    .arg(SEARCH_FANOUT);
+            }
+            let sets: Vec<Vec<String>> = lookups
+                .query_async(&mut self.redis.connection())
+                .await
+                .map_err(unavailable)?;
+            Ok(rank(
+                query,
+                sets.iter().flatten().map(String::as_str),
+                limit,
+            ))
+        })
     }
 }
 
@@ -196,15 +328,15 @@ mod tests {
             created_ms: 1,
             ..Default::default()
         };
-        assert!(accounts.create(&a).unwrap());
+        assert!(accounts.create_now(&a).unwrap());
         assert!(!accounts
-            .create(&Account {
+            .create_now(&Account {
                 password_hash: "other".into(),
                 ..a.clone()
             })
             .unwrap());
-        assert_eq!(accounts.get("alice").unwrap(), Some(a));
-        assert_eq!(accounts.get("bob").unwrap(), None);
+        assert_eq!(accounts.get_now("alice").unwrap(), Some(a));
+        assert_eq!(accounts.get_now("bob").unwrap(), None);
     }
 
     #[test]
@@ -214,7 +346,7 @@ mod tests {
         let accounts = Accounts::open(&db).unwrap();
         for name in ["margaret", "margarita", "marge", "bob"] {
             accounts
-                .create(&Account {
+                .create_now(&Account {
                     username: name.into(),
                     password_hash: "h".into(),
                     created_ms: 1,
@@ -222,7 +354,7 @@ mod tests {
                 })
                 .unwrap();
         }
-        let found = accounts.search("margret", 10).unwrap();
+        let found = accounts.search_now("margret", 10).unwrap();
         assert_eq!(found[0].0, "margaret", "{found:?}");
         assert!(found.iter().all(|(n, _)| n != "bob"));
     }

@@ -21,11 +21,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{blocking, unavailable};
+use crate::blocking;
+use crate::redis::{unavailable, RedisKeyspace};
 use crate::StoreError;
 
 /// The conversation of avatar files: any signed-in user may read them.
@@ -183,30 +183,26 @@ const PUT_FILE_SCRIPT: &str = include_str!("lua/put_file.lua");
 /// `blob:<sha256>`, `file_usage:<user>` under the cluster's prefix. Run
 /// that Redis with AOF persistence, as for the directory.
 pub struct RedisFiles {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: RedisKeyspace,
     put: redis::Script,
 }
 
 impl RedisFiles {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let redis = ConnectionManager::new(client).await.map_err(unavailable)?;
-        Ok(Arc::new(RedisFiles {
+    pub fn new(redis: RedisKeyspace) -> Self {
+        RedisFiles {
             redis,
-            prefix: prefix.to_string(),
             put: redis::Script::new(PUT_FILE_SCRIPT),
-        }))
+        }
     }
 
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.prefix)
+        self.redis.key(kind, name)
     }
 
     async fn get<T: redis::FromRedisValue>(&self, kind: &str, name: &str) -> Result<T, StoreError> {
         redis::cmd("GET")
             .arg(self.key(kind, name))
-            .query_async(&mut self.redis.clone())
+            .query_async(&mut self.redis.connection())
             .await
             .map_err(unavailable)
     }
@@ -229,7 +225,7 @@ impl FileStore for RedisFiles {
                 .arg(record.size)
                 .arg(quota)
                 .arg(content.as_ref())
-                .invoke_async(&mut self.redis.clone())
+                .invoke_async(&mut self.redis.connection())
                 .await
                 .map_err(unavailable)?;
             Ok(match code {

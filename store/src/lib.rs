@@ -18,12 +18,17 @@
 //! - [`engine`]: the delivery engine: the inbox rules as a sans-IO state
 //!   machine, its fjall state, and the shard writers of `samvad serve`.
 //! - [`inbox`]: the cluster store's driver of those rules over `deliver`.
-//! - [`accounts`]: users and their password hashes.
-//! - [`files`]: content-addressed file blobs, their records and quotas.
-//! - [`directory`]: accounts and refresh tokens behind one trait, in fjall
-//!   (`samvad serve`) or Redis (the cluster).
+//! - Stores by kind of data, each a small trait with a fjall home
+//!   (`samvad serve`) and a Redis home (a cluster):
+//!   - [`accounts`]: users, their password hashes and profiles;
+//!   - [`phones`]: verified phone hashes;
+//!   - [`tokens`]: refresh tokens and revoked login families;
+//!   - [`groups`]: groups and channels, and each member's groups;
+//!   - [`files`]: content-addressed file blobs, their records and quotas;
+//!   - [`push_subscriptions`]: the Web Push endpoints of users' devices.
+//! - [`directory`]: the first four bundled, as a process hands them over.
+//! - [`redis`]: the Redis connection and key names those homes share.
 //! - [`presence`]: which sessions a user has, on which edge.
-//! - [`push_subscriptions`]: the Web Push endpoints of users' devices.
 //! - [`role`]: the store role: consume `deliver`, apply, route, commit.
 
 pub mod accounts;
@@ -33,8 +38,10 @@ pub mod files;
 pub mod groups;
 pub mod inbox;
 mod keys;
+pub mod phones;
 pub mod presence;
 pub mod push_subscriptions;
+pub mod redis;
 pub mod redis_presence;
 pub mod role;
 pub mod tokens;
@@ -51,4 +58,13 @@ pub enum StoreError {
     Corrupt { what: &'static str },
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+/// Runs a storage call that fsyncs on tokio's blocking pool.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| StoreError::Unavailable("blocking task failed".into()))?
 }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use parking_lot::Mutex;
-use redis::aio::ConnectionManager;
 use samvad_bus::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::directory::{blocking, unavailable};
+use crate::blocking;
 use crate::keys::{dedupe_key, user_prefix};
+use crate::redis::{unavailable, RedisKeyspace};
 use crate::StoreError;
 
 /// Devices one user may subscribe.
@@ -159,24 +159,20 @@ const ADD_SCRIPT: &str = include_str!("lua/push_subscription_add.lua");
 
 /// A Redis hash `push_subscriptions:<user>` (endpoint → JSON) per user.
 pub struct RedisPushSubscriptions {
-    redis: ConnectionManager,
-    prefix: String,
+    redis: RedisKeyspace,
     add: redis::Script,
 }
 
 impl RedisPushSubscriptions {
-    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, StoreError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let redis = ConnectionManager::new(client).await.map_err(unavailable)?;
-        Ok(Arc::new(RedisPushSubscriptions {
+    pub fn new(redis: RedisKeyspace) -> Self {
+        RedisPushSubscriptions {
             redis,
-            prefix: prefix.to_string(),
             add: redis::Script::new(ADD_SCRIPT),
-        }))
+        }
     }
 
     fn key(&self, user: &str) -> String {
-        format!("{}push_subscriptions:{user}", self.prefix)
+        self.redis.key("push_subscriptions", user)
     }
 }
 
@@ -193,7 +189,7 @@ impl PushSubscriptions for RedisPushSubscriptions {
                 .arg(&subscription.endpoint)
                 .arg(encode(&subscription)?)
                 .arg(MAX_PER_USER)
-                .invoke_async(&mut self.redis.clone())
+                .invoke_async(&mut self.redis.connection())
                 .await
                 .map_err(unavailable)?;
             Ok(match code {
@@ -213,7 +209,7 @@ impl PushSubscriptions for RedisPushSubscriptions {
             let removed: u32 = redis::cmd("HDEL")
                 .arg(self.key(user))
                 .arg(endpoint)
-                .query_async(&mut self.redis.clone())
+                .query_async(&mut self.redis.connection())
                 .await
                 .map_err(unavailable)?;
             Ok(removed > 0)
@@ -227,7 +223,7 @@ impl PushSubscriptions for RedisPushSubscriptions {
         Box::pin(async move {
             let values: Vec<Vec<u8>> = redis::cmd("HVALS")
                 .arg(self.key(user))
-                .query_async(&mut self.redis.clone())
+                .query_async(&mut self.redis.connection())
                 .await
                 .map_err(unavailable)?;
             values.iter().map(|v| decode(v)).collect()

@@ -57,6 +57,10 @@ async fn fjall_files_hold_the_contract() {
 #[tokio::test]
 async fn redis_files_hold_the_contract() {
     let redis = Redis::start();
-    let files = RedisFiles::connect(&redis.url, "t.").await.unwrap();
-    quota_counts_every_upload_and_refuses_past_it(files.as_ref()).await;
+    let files = RedisFiles::new(
+        samvad_store::redis::RedisKeyspace::connect(&redis.url, "t.")
+            .await
+            .unwrap(),
+    );
+    quota_counts_every_upload_and_refuses_past_it(&files).await;
 }

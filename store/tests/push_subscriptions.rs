@@ -52,8 +52,10 @@ async fn fjall_subscriptions_hold_the_contract() {
 #[tokio::test]
 async fn redis_subscriptions_hold_the_contract() {
     let redis = Redis::start();
-    let subs = RedisPushSubscriptions::connect(&redis.url, "t.")
-        .await
-        .unwrap();
-    one_per_endpoint_and_a_bounded_number(subs.as_ref()).await;
+    let subs = RedisPushSubscriptions::new(
+        samvad_store::redis::RedisKeyspace::connect(&redis.url, "t.")
+            .await
+            .unwrap(),
+    );
+    one_per_endpoint_and_a_bounded_number(&subs).await;
 }

@@ -4,7 +4,8 @@
 
 use samvad_core::group::{Group, Member, Role};
 use samvad_core::group_rules::Change;
-use samvad_store::directory::{Directory, RedisDirectory};
+use samvad_store::directory::Directory;
+use samvad_store::redis::RedisKeyspace;
 use samvad_testkit::Redis;
 
 fn group() -> Group {
@@ -42,14 +43,14 @@ fn account(name: &str) -> samvad_store::accounts::Account {
 #[tokio::test]
 async fn group_changes_are_compare_and_set_and_keep_the_index() {
     let redis = Redis::start();
-    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let dir = Directory::connect(&RedisKeyspace::connect(&redis.url, "t.").await.unwrap());
     let v0 = group();
-    assert!(dir.create_group(v0.clone()).await.unwrap());
+    assert!(dir.groups.create(v0.clone()).await.unwrap());
     assert!(
-        !dir.create_group(v0.clone()).await.unwrap(),
+        !dir.groups.create(v0.clone()).await.unwrap(),
         "ids are unique"
     );
-    assert_eq!(dir.groups_of("bob").await.unwrap(), ["g1"]);
+    assert_eq!(dir.groups.of_member("bob").await.unwrap(), ["g1"]);
 
     // Two changes read v0; the first write wins, the second must re-read.
     let mut invite = v0.clone();
@@ -60,32 +61,32 @@ async fn group_changes_are_compare_and_set_and_keep_the_index() {
     removal
         .apply("ann", Change::Remove { user: "bob".into() }, 2)
         .unwrap();
-    assert!(dir.replace_group(&v0, &invite).await.unwrap());
-    assert!(!dir.replace_group(&v0, &removal).await.unwrap(), "stale");
-    let v1 = dir.group("g1").await.unwrap().unwrap();
+    assert!(dir.groups.replace(&v0, &invite).await.unwrap());
+    assert!(!dir.groups.replace(&v0, &removal).await.unwrap(), "stale");
+    let v1 = dir.groups.get("g1").await.unwrap().unwrap();
     assert_eq!(v1, invite);
     let mut v2 = v1.clone();
     v2.apply("cat", Change::Accept, 3).unwrap();
     v2.apply("ann", Change::Remove { user: "bob".into() }, 3)
         .unwrap();
-    assert!(dir.replace_group(&v1, &v2).await.unwrap());
-    assert_eq!(dir.groups_of("cat").await.unwrap(), ["g1"]);
-    assert!(dir.groups_of("bob").await.unwrap().is_empty());
+    assert!(dir.groups.replace(&v1, &v2).await.unwrap());
+    assert_eq!(dir.groups.of_member("cat").await.unwrap(), ["g1"]);
+    assert!(dir.groups.of_member("bob").await.unwrap().is_empty());
 
     assert!(
-        !dir.delete_group(&v1).await.unwrap(),
+        !dir.groups.delete(&v1).await.unwrap(),
         "needs the current version"
     );
-    assert!(dir.delete_group(&v2).await.unwrap());
-    assert_eq!(dir.group("g1").await.unwrap(), None);
-    assert!(dir.groups_of("ann").await.unwrap().is_empty());
-    assert!(dir.groups_of("cat").await.unwrap().is_empty());
+    assert!(dir.groups.delete(&v2).await.unwrap());
+    assert_eq!(dir.groups.get("g1").await.unwrap(), None);
+    assert!(dir.groups.of_member("ann").await.unwrap().is_empty());
+    assert!(dir.groups.of_member("cat").await.unwrap().is_empty());
 }
 
 #[tokio::test]
 async fn channels_are_listed_by_name_and_follow_renames_and_deletion() {
     let redis = Redis::start();
-    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let dir = Directory::connect(&RedisKeyspace::connect(&redis.url, "t.").await.unwrap());
     let mut news = group();
     news.id = "c1".into();
     news.name = "World News".into();
@@ -94,15 +95,15 @@ async fn channels_are_listed_by_name_and_follow_renames_and_deletion() {
     sport.id = "c2".into();
     sport.name = "sport".into();
     for g in [&news, &sport, &group()] {
-        assert!(dir.create_group(g.clone()).await.unwrap());
+        assert!(dir.groups.create(g.clone()).await.unwrap());
     }
     let names = |list: Vec<(String, String)>| list.into_iter().map(|(_, n)| n).collect::<Vec<_>>();
     assert_eq!(
-        names(dir.channels("", 10).await.unwrap()),
+        names(dir.groups.channels("", 10).await.unwrap()),
         ["sport", "World News"]
     );
     assert_eq!(
-        names(dir.channels("news", 10).await.unwrap()),
+        names(dir.groups.channels("news", 10).await.unwrap()),
         ["World News"]
     );
     let mut renamed = news.clone();
@@ -115,19 +116,19 @@ async fn channels_are_listed_by_name_and_follow_renames_and_deletion() {
             2,
         )
         .unwrap();
-    assert!(dir.replace_group(&news, &renamed).await.unwrap());
+    assert!(dir.groups.replace(&news, &renamed).await.unwrap());
     assert_eq!(
-        names(dir.channels("NEWS", 10).await.unwrap()),
+        names(dir.groups.channels("NEWS", 10).await.unwrap()),
         ["Local News"]
     );
-    assert!(dir.delete_group(&renamed).await.unwrap());
-    assert_eq!(names(dir.channels("", 10).await.unwrap()), ["sport"]);
+    assert!(dir.groups.delete(&renamed).await.unwrap());
+    assert_eq!(names(dir.groups.channels("", 10).await.unwrap()), ["sport"]);
 }
 
 #[tokio::test]
 async fn users_are_found_by_similar_names() {
     let redis = Redis::start();
-    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
+    let dir = Directory::connect(&RedisKeyspace::connect(&redis.url, "t.").await.unwrap());
     for name in ["margaret", "margarita", "bob"] {
         let account = samvad_store::accounts::Account {
             username: name.into(),
@@ -135,13 +136,13 @@ async fn users_are_found_by_similar_names() {
             created_ms: 1,
             ..Default::default()
         };
-        assert!(dir.create_account(account).await.unwrap());
+        assert!(dir.accounts.create(account).await.unwrap());
     }
-    let found = dir.search_users("margret", 10).await.unwrap();
+    let found = dir.accounts.search("margret", 10).await.unwrap();
     assert_eq!(found[0].0, "margaret", "{found:?}");
     assert!(found.iter().any(|(n, _)| n == "margarita"));
     assert!(found.iter().all(|(n, _)| n != "bob"));
-    assert!(dir.search_users("zzz", 10).await.unwrap().is_empty());
+    assert!(dir.accounts.search("zzz", 10).await.unwrap().is_empty());
 }
 
 /// Redis is the cluster's store of record for accounts and groups: run
@@ -150,13 +151,13 @@ async fn users_are_found_by_similar_names() {
 #[tokio::test]
 async fn accounts_and_groups_survive_a_kill_9_of_redis() {
     let mut redis = Redis::start();
-    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
-    assert!(dir.create_account(account("ann")).await.unwrap());
-    assert!(dir.create_group(group()).await.unwrap());
+    let dir = Directory::connect(&RedisKeyspace::connect(&redis.url, "t.").await.unwrap());
+    assert!(dir.accounts.create(account("ann")).await.unwrap());
+    assert!(dir.groups.create(group()).await.unwrap());
     redis.restart();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let found = loop {
-        match dir.exists("ann").await {
+        match dir.accounts.exists("ann").await {
             Ok(found) => break found,
             Err(e) => {
                 assert!(
@@ -168,8 +169,8 @@ async fn accounts_and_groups_survive_a_kill_9_of_redis() {
         }
     };
     assert!(found, "the account survived");
-    assert_eq!(dir.group("g1").await.unwrap(), Some(group()));
-    assert_eq!(dir.groups_of("bob").await.unwrap(), ["g1"]);
+    assert_eq!(dir.groups.get("g1").await.unwrap(), Some(group()));
+    assert_eq!(dir.groups.of_member("bob").await.unwrap(), ["g1"]);
 }
 
 /// A user found once is known for good (accounts are never deleted): an
@@ -178,14 +179,17 @@ async fn accounts_and_groups_survive_a_kill_9_of_redis() {
 #[tokio::test]
 async fn a_known_user_stays_known_while_redis_is_away() {
     let mut redis = Redis::start();
-    let dir = RedisDirectory::connect(&redis.url, "t.").await.unwrap();
-    assert!(dir.create_account(account("ann")).await.unwrap());
-    assert!(dir.exists("ann").await.unwrap());
-    assert!(!dir.exists("nobody").await.unwrap(), "no is not remembered");
-    redis.kill();
-    assert!(dir.exists("ann").await.unwrap());
+    let dir = Directory::connect(&RedisKeyspace::connect(&redis.url, "t.").await.unwrap());
+    assert!(dir.accounts.create(account("ann")).await.unwrap());
+    assert!(dir.accounts.exists("ann").await.unwrap());
     assert!(
-        dir.exists("stranger").await.is_err(),
+        !dir.accounts.exists("nobody").await.unwrap(),
+        "no is not remembered"
+    );
+    redis.kill();
+    assert!(dir.accounts.exists("ann").await.unwrap());
+    assert!(
+        dir.accounts.exists("stranger").await.is_err(),
         "an unknown name needs Redis"
     );
 }

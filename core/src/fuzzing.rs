@@ -13,8 +13,10 @@ use samvad_proto::frame::FrameDecoder;
 use samvad_proto::v1::{client_frame, server_frame, ClientFrame, ErrorCode, HeadType};
 
 use crate::names::{chat_id, history_owner, valid_group_id, valid_username, MAX_ID_LEN};
-use crate::session::{Action, Context, FrameFault, Session, SessionConfig, MAX_SIGNAL_PAYLOAD};
-use crate::signal::{Layer, Mute, SignalKind};
+use crate::session::{Action, Context, FrameFault, Session, SessionConfig};
+use crate::signal::{
+    from_client, kind_name, sdp, Layer, Mute, MuteScope, Signal, SignalKind, MAX_SDP,
+};
 use crate::signed_url::{DownloadGrant, UploadGrant, UrlError, UrlSigner};
 use crate::token::TokenKeys;
 
@@ -214,8 +216,10 @@ fn check_action(action: &Action, user: Option<&str>, now_ms: i64) {
             assert!(valid_group_id(channel) && (1..=MAX_ID_LEN).contains(&id.len()));
         }
         Action::Signal(signal) => {
-            assert!(SignalKind::parse(&signal.kind).is_some_and(SignalKind::from_client));
-            assert!(valid_group_id(&signal.room) && signal.payload.len() <= MAX_SIGNAL_PAYLOAD);
+            let kind = signal.kind.as_ref().expect("a signal passed on has a kind");
+            assert!(from_client(kind), "a {} from a client", kind_name(kind));
+            assert!(valid_group_id(&signal.room));
+            assert!(sdp(kind).is_none_or(|sdp| sdp.len() <= MAX_SDP));
         }
         Action::GoLive | Action::Close => {}
     }
@@ -304,27 +308,19 @@ pub fn signed_url(data: &[u8]) {
     let _ = signer.check_download(&file, &edited, 0);
 }
 
-/// Signal payloads as the SFU reads them: a kind, and the JSON of a mute
-/// or a layer choice; what parses has one JSON form that parses back.
+/// Signals as the wire carries them: what decodes as a `Signal` has one
+/// encoding, which decodes back to it, and a kind with a name.
 pub fn signal(data: &[u8]) {
-    let mut c = Choices(data);
-    let kind = c.text();
-    let payload = c.rest();
-    if let Some(k) = SignalKind::parse(&kind) {
-        assert_eq!(k.as_str(), kind);
-    }
-    json_round_trips::<Mute>(payload);
-    json_round_trips::<Layer>(payload);
-}
-
-/// What parses as a `T` has one JSON form, which parses back to it.
-fn json_round_trips<T>(payload: &[u8])
-where
-    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
-{
-    if let Ok(value) = serde_json::from_slice::<T>(payload) {
-        let json = serde_json::to_vec(&value).expect("a payload serialises");
-        assert_eq!(serde_json::from_slice::<T>(&json).ok(), Some(value));
+    let Ok(signal) = Signal::decode(data) else {
+        return;
+    };
+    let bytes = signal.encode_to_vec();
+    assert_eq!(
+        Signal::decode(bytes.as_slice()).ok().as_ref(),
+        Some(&signal)
+    );
+    if let Some(kind) = &signal.kind {
+        assert!(!kind_name(kind).is_empty());
     }
 }
 
@@ -427,15 +423,17 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         }),
         client_frame::Kind::Signal(Signal {
             room: "team".into(),
-            kind: "join".into(),
-            payload: bytes::Bytes::from_static(b"v=0\r\n"),
             from: String::new(),
+            kind: Some(SignalKind::Join("v=0\r\n".into())),
         }),
         client_frame::Kind::Signal(Signal {
             room: "team".into(),
-            kind: "mute".into(),
-            payload: bytes::Bytes::from_static(br#"{"scope":"myself","muted":true}"#),
             from: String::new(),
+            kind: Some(SignalKind::Mute(Mute {
+                scope: MuteScope::Myself as i32,
+                user: String::new(),
+                muted: true,
+            })),
         }),
     ]);
     let refused = session(vec![
@@ -468,12 +466,23 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         vec![3, b'X', 40, b'%'],
     ]
     .concat();
-    let mute = [
-        text("mute"),
-        br#"{"scope":"for_me","user":"bob","muted":true}"#.to_vec(),
-    ]
-    .concat();
-    let layer = [text("layer"), br#"{"user":"ann","rid":"auto"}"#.to_vec()].concat();
+    let signal = |kind| {
+        Signal {
+            room: "team".into(),
+            from: String::new(),
+            kind: Some(kind),
+        }
+        .encode_to_vec()
+    };
+    let mute = signal(SignalKind::Mute(Mute {
+        scope: MuteScope::ForMe as i32,
+        user: "bob".into(),
+        muted: true,
+    }));
+    let layer = signal(SignalKind::Layer(Layer {
+        user: "ann".into(),
+        rid: "auto".into(),
+    }));
     vec![
         ("session", "chat", chat),
         ("session", "group", group),

@@ -19,7 +19,7 @@ use crate::names::{
     chat_id, history_owner, valid_device, valid_group_id, valid_username, DEFAULT_DEVICE,
     MAX_ID_LEN,
 };
-use crate::signal::SignalKind;
+use crate::signal::{from_client, sdp, MAX_SDP};
 use crate::token::{TokenError, TokenKeys};
 use crate::token_bucket::TokenBucket;
 
@@ -114,9 +114,6 @@ impl Context<'_> {
 fn error(code: ErrorCode, message: impl Into<String>, reference: impl Into<String>) -> Action {
     Action::Reply(ServerFrame::error(code, message, reference))
 }
-
-/// Largest signal payload (an SDP with many tracks fits).
-pub const MAX_SIGNAL_PAYLOAD: usize = 64 * 1024;
 
 /// Most message ids one `Read` or `Hide` frame names.
 pub const MAX_IDS_PER_FRAME: usize = 256;
@@ -307,14 +304,16 @@ impl Session {
     /// Media signaling for a room (a group's call): passed on to the
     /// room's media node once the transport has checked membership.
     fn signal(&mut self, signal: samvad_proto::v1::Signal, out: &mut Vec<Action>) {
-        let client_kind = SignalKind::parse(&signal.kind).is_some_and(SignalKind::from_client);
-        if !client_kind
-            || !valid_group_id(&signal.room)
-            || signal.payload.len() > MAX_SIGNAL_PAYLOAD
-        {
+        let client_kind = signal.kind.as_ref().is_some_and(from_client);
+        let sdp_fits = signal
+            .kind
+            .as_ref()
+            .and_then(sdp)
+            .is_none_or(|sdp| sdp.len() <= MAX_SDP);
+        if !client_kind || !valid_group_id(&signal.room) || !sdp_fits {
             return out.push(error(
                 ErrorCode::InvalidEnvelope,
-                "a signal names a group as its room, a kind (join, answer, offer, leave, mute, layer) and at most 64 KiB",
+                "a signal names a group as its room, a kind (join, answer, offer, leave, mute, layer) and at most 64 KiB of SDP",
                 "signal",
             ));
         }

@@ -1,171 +1,108 @@
 //! The signaling vocabulary of media rooms, carried in `Signal` frames on
-//! the chat session (`room` = the group id, `kind`, `payload`):
+//! the chat session (`room` = the group id): one protobuf message per kind
+//! (the `Signal.kind` oneof of `samvad.proto`), so a client built from the
+//! .proto alone gets every kind and field typed.
 //!
-//! | kind | from | payload |
+//! | kind | from | carries |
 //! |---|---|---|
 //! | `join` | client | SDP offer (what it publishes; it receives on tracks we offer later) |
 //! | `answer` | both | SDP answer to the other side's offer |
 //! | `offer` | both | SDP offer: ours when others' tracks come, theirs to publish more |
-//! | `leave` | client | empty |
-//! | `mute` | client | JSON [`Mute`] |
-//! | `layer` | client | JSON [`Layer`]: which simulcast layer of a publisher to get, or `auto` (by bandwidth, the default) |
-//! | `event` | server | JSON [`MediaEvent`] |
-//! | `error` | server | JSON `{code, message}` |
+//! | `leave` | client | nothing |
+//! | `mute` | client | [`Mute`]: whose media, for whom |
+//! | `layer` | client | [`Layer`]: which simulcast layer of a publisher to get, or [`AUTO_LAYER`] |
+//! | `event` | server | [`MediaEvent`] |
+//! | `error` | server | [`SignalError`]: a code and a message |
 
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignalKind {
-    Join,
-    Answer,
-    Offer,
-    Leave,
-    Mute,
-    Layer,
-    Event,
-    Error,
-}
-
-impl SignalKind {
-    pub fn parse(kind: &str) -> Option<Self> {
-        Some(match kind {
-            "join" => SignalKind::Join,
-            "answer" => SignalKind::Answer,
-            "offer" => SignalKind::Offer,
-            "leave" => SignalKind::Leave,
-            "mute" => SignalKind::Mute,
-            "layer" => SignalKind::Layer,
-            "event" => SignalKind::Event,
-            "error" => SignalKind::Error,
-            _ => return None,
-        })
-    }
-
-    /// Whether a client may send this kind (`event` and `error` are the
-    /// server's).
-    pub fn from_client(self) -> bool {
-        !matches!(self, SignalKind::Event | SignalKind::Error)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignalKind::Join => "join",
-            SignalKind::Answer => "answer",
-            SignalKind::Offer => "offer",
-            SignalKind::Leave => "leave",
-            SignalKind::Mute => "mute",
-            SignalKind::Layer => "layer",
-            SignalKind::Event => "event",
-            SignalKind::Error => "error",
-        }
-    }
-}
-
-/// Whose media to mute, for whom.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MuteScope {
-    /// My own media, for everyone.
-    Myself,
-    /// `user`'s media, for me only.
-    ForMe,
-    /// `user`'s media, for everyone (the group's `mute` right).
-    Everyone,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Mute {
-    pub scope: MuteScope,
-    /// The participant muted (not for `myself`).
-    #[serde(default)]
-    pub user: String,
-    /// False unmutes.
-    pub muted: bool,
-}
+pub use samvad_proto::v1::signal::Kind as SignalKind;
+pub use samvad_proto::v1::{
+    media_event, Layer, Leave, MediaEvent, Mute, MuteScope, Signal, SignalError,
+};
 
 /// The `rid` of a [`Layer`] that leaves the choice to the subscriber's
 /// estimated bandwidth (the default).
 pub const AUTO_LAYER: &str = "auto";
 
-/// The simulcast layer (`rid`) to get of `user`'s video, or
-/// [`AUTO_LAYER`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Layer {
-    pub user: String,
-    pub rid: String,
-}
+/// Longest SDP a signal may carry (an SDP with many tracks fits).
+pub const MAX_SDP: usize = 64 * 1024;
 
-/// What the server tells participants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum MediaEvent {
-    /// To a new participant: who is already in the room.
-    Participants {
-        users: Vec<String>,
-    },
-    Joined {
-        user: String,
-    },
-    Left {
-        user: String,
-    },
-    /// `user` publishes a track of `kind` (`audio` or `video`).
-    Published {
-        user: String,
-        kind: String,
-    },
-    /// The next offer carries `user`'s `kind` track on `mid`.
-    Track {
-        user: String,
-        kind: String,
-        mid: String,
-    },
-    Muted {
-        user: String,
-        by: String,
-        muted: bool,
-    },
-    /// The subscriber's bandwidth now fits layer `rid` of `user`'s video.
-    Layer {
-        user: String,
-        rid: String,
-    },
-}
-
-impl MediaEvent {
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("events serialise")
+/// The name of a signal's kind, as the .proto spells it (for errors and
+/// logs).
+pub fn kind_name(kind: &SignalKind) -> &'static str {
+    match kind {
+        SignalKind::Join(_) => "join",
+        SignalKind::Answer(_) => "answer",
+        SignalKind::Offer(_) => "offer",
+        SignalKind::Leave(_) => "leave",
+        SignalKind::Mute(_) => "mute",
+        SignalKind::Layer(_) => "layer",
+        SignalKind::Event(_) => "event",
+        SignalKind::Error(_) => "error",
     }
+}
+
+/// Whether a client may send this kind (`event` and `error` are the
+/// server's).
+pub fn from_client(kind: &SignalKind) -> bool {
+    !matches!(kind, SignalKind::Event(_) | SignalKind::Error(_))
+}
+
+/// The SDP a kind carries, if it is one of the three that do.
+pub fn sdp(kind: &SignalKind) -> Option<&str> {
+    match kind {
+        SignalKind::Join(sdp) | SignalKind::Answer(sdp) | SignalKind::Offer(sdp) => Some(sdp),
+        _ => None,
+    }
+}
+
+/// An event as a signal's kind.
+pub fn event(kind: media_event::Kind) -> SignalKind {
+    SignalKind::Event(MediaEvent { kind: Some(kind) })
 }
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     #[test]
-    fn kinds_round_trip_and_unknown_ones_do_not_parse() {
-        for kind in [
-            "join", "answer", "offer", "leave", "mute", "layer", "event", "error",
-        ] {
-            assert_eq!(SignalKind::parse(kind).unwrap().as_str(), kind);
-        }
-        assert_eq!(SignalKind::parse("hangup"), None);
+    fn only_events_and_errors_are_the_servers() {
+        let from_server = [
+            event(media_event::Kind::Joined("ann".into())),
+            SignalKind::Error(SignalError::default()),
+        ];
+        assert!(from_server.iter().all(|k| !from_client(k)));
+        let from_clients = [
+            SignalKind::Join("v=0".into()),
+            SignalKind::Answer("v=0".into()),
+            SignalKind::Offer("v=0".into()),
+            SignalKind::Leave(Leave {}),
+            SignalKind::Mute(Mute::default()),
+            SignalKind::Layer(Layer::default()),
+        ];
+        assert!(from_clients.iter().all(from_client));
+        let names: Vec<_> = from_clients.iter().map(kind_name).collect();
+        assert_eq!(names, ["join", "answer", "offer", "leave", "mute", "layer"]);
     }
 
     #[test]
-    fn events_and_mutes_have_a_stable_json_form() {
-        let e = MediaEvent::Muted {
-            user: "bob".into(),
-            by: "ann".into(),
-            muted: true,
+    fn a_mute_has_a_stable_wire_form() {
+        let signal = Signal {
+            room: "g1".into(),
+            from: String::new(),
+            kind: Some(SignalKind::Mute(Mute {
+                scope: MuteScope::ForMe as i32,
+                user: "bob".into(),
+                muted: true,
+            })),
         };
+        let bytes = signal.encode_to_vec();
+        // room (1) "g1", then mute (9) {scope 1, user "bob", muted}.
         assert_eq!(
-            String::from_utf8(e.to_json()).unwrap(),
-            r#"{"type":"muted","user":"bob","by":"ann","muted":true}"#
+            bytes,
+            [0x0a, 2, b'g', b'1', 0x4a, 9, 0x08, 1, 0x12, 3, b'b', b'o', b'b', 0x18, 1]
         );
-        let m: Mute =
-            serde_json::from_str(r#"{"scope":"for_me","user":"bob","muted":true}"#).unwrap();
-        assert_eq!(m.scope, MuteScope::ForMe);
-        assert!(serde_json::from_str::<Mute>(r#"{"scope":"all","muted":true}"#).is_err());
+        assert_eq!(Signal::decode(bytes.as_slice()).unwrap(), signal);
     }
 }

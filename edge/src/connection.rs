@@ -218,7 +218,7 @@ async fn forward_signal(
             "signal",
         ));
     };
-    let joining = SignalKind::parse(&signal.kind) == Some(SignalKind::Join);
+    let joining = matches!(signal.kind, Some(SignalKind::Join(_)));
     let node = match edge.media.node_for(&signal.room, joining).await {
         Ok(node) => node,
         Err(why) => {
@@ -229,18 +229,17 @@ async fn forward_signal(
             ))
         }
     };
+    let room = signal.room.clone();
     let record = MediaRecord {
         session: session.to_string(),
         edge: edge.session_config.node.to_string(),
         user: user.to_string(),
-        room: signal.room.clone(),
-        kind: signal.kind,
-        payload: signal.payload,
         may_mute: member.has(samvad_core::group_rules::Right::Mute),
+        signal: Some(signal),
     };
     let out = Outgoing::new(
         edge.topics.media(&node),
-        signal.room,
+        room,
         Bytes::from(record.encode_to_vec()),
     );
     match edge.bus.produce(vec![out]).await {
@@ -262,7 +261,7 @@ async fn media_session_ended(edge: &Edge, session: &str) {
     let record = MediaRecord {
         session: session.to_string(),
         edge: edge.session_config.node.to_string(),
-        kind: "session_ended".into(),
+        // No signal: the session ended.
         ..Default::default()
     };
     let payload = Bytes::from(record.encode_to_vec());

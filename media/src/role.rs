@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 use crate::counters::MediaCounters;
 use crate::pins::RoomPins;
 use crate::sfu::{self, Out, SessionAddr, Sfu, SignalIn};
-use samvad_core::signal::SignalKind;
 
 /// Signals waiting for the media loop.
 const SIGNAL_QUEUE: usize = 1024;
@@ -151,20 +150,20 @@ impl MediaRole {
                 signal = signals.recv() => {
                     let Some(rec) = signal else { anyhow::bail!("media signal feed ended") };
                     let session = SessionAddr { edge: rec.edge, session: rec.session };
-                    match SignalKind::parse(&rec.kind) {
-                        Some(kind) => sfu.handle_signal(Instant::now(), SignalIn {
+                    match rec.signal {
+                        Some(Signal { room, kind: Some(kind), .. }) => sfu.handle_signal(Instant::now(), SignalIn {
                             session,
                             user: &rec.user,
-                            room: &rec.room,
+                            room: &room,
                             kind,
-                            payload: &rec.payload,
                             may_mute: rec.may_mute,
                         }),
-                        None if rec.kind == "session_ended" => sfu.session_ended(Instant::now(), &session),
-                        None => sfu.refuse(
+                        // A record without a signal: the session ended.
+                        None => sfu.session_ended(Instant::now(), &session),
+                        Some(Signal { room, kind: None, .. }) => sfu.refuse(
                             session,
-                            &rec.room,
-                            &sfu::MediaError::BadRequest(format!("unknown signal {:?}", rec.kind)),
+                            &room,
+                            &sfu::MediaError::BadRequest("a signal without a kind".into()),
                         ),
                     }
                 }
@@ -205,17 +204,11 @@ impl MediaRole {
                         tracing::debug!(error = %e, %to, "media send failed");
                     }
                 }
-                Out::Signal {
-                    to,
-                    room,
-                    kind,
-                    payload,
-                } => {
+                Out::Signal { to, room, kind } => {
                     let frame = ServerFrame::of(server_frame::Kind::Signal(Signal {
                         room,
-                        kind: kind.as_str().to_string(),
-                        payload: payload.into(),
                         from: String::new(),
+                        kind: Some(kind),
                     }));
                     let rec = EdgeRecord {
                         session: to.session.clone(),

@@ -392,6 +392,56 @@ pub fn history_json(page: &v1::HistoryPage) -> Value {
     json!({"chatid": page.chatid, "messages": messages, "more": page.more})
 }
 
+/// A signal as JSON: `{room, from, <kind>: …}`, the kind named as in the
+/// .proto (`join`/`answer`/`offer` carry the SDP as a string; an `event`
+/// is `{type, …}`).
+fn signal_json(s: &v1::Signal) -> Value {
+    use v1::signal::Kind;
+    let (name, value) = match &s.kind {
+        Some(Kind::Join(sdp)) => ("join", json!(sdp)),
+        Some(Kind::Answer(sdp)) => ("answer", json!(sdp)),
+        Some(Kind::Offer(sdp)) => ("offer", json!(sdp)),
+        Some(Kind::Leave(_)) => ("leave", json!({})),
+        Some(Kind::Mute(m)) => {
+            let scope = match m.scope() {
+                v1::MuteScope::Myself => "myself",
+                v1::MuteScope::ForMe => "for_me",
+                v1::MuteScope::Everyone => "everyone",
+            };
+            (
+                "mute",
+                json!({"scope": scope, "user": m.user, "muted": m.muted}),
+            )
+        }
+        Some(Kind::Layer(l)) => ("layer", json!({"user": l.user, "rid": l.rid})),
+        Some(Kind::Event(e)) => ("event", media_event_json(e)),
+        Some(Kind::Error(e)) => ("error", json!({"code": e.code, "message": e.message})),
+        None => return json!({"room": s.room, "from": s.from}),
+    };
+    json!({"room": s.room, "from": s.from, name: value})
+}
+
+/// A media event as JSON: `{type, …}` (`participants` `{users}`, `joined`
+/// and `left` `{user}`, `published` `{user, kind}`, `track` `{user, kind,
+/// mid}`, `muted` `{user, by, muted}`, `layer` `{user, rid}`).
+pub fn media_event_json(event: &v1::MediaEvent) -> Value {
+    use v1::media_event::Kind as Event;
+    match &event.kind {
+        Some(Event::Participants(p)) => json!({"type": "participants", "users": p.users}),
+        Some(Event::Joined(user)) => json!({"type": "joined", "user": user}),
+        Some(Event::Left(user)) => json!({"type": "left", "user": user}),
+        Some(Event::Published(p)) => json!({"type": "published", "user": p.user, "kind": p.kind}),
+        Some(Event::Track(t)) => {
+            json!({"type": "track", "user": t.user, "kind": t.kind, "mid": t.mid})
+        }
+        Some(Event::Muted(m)) => {
+            json!({"type": "muted", "user": m.user, "by": m.by, "muted": m.muted})
+        }
+        Some(Event::Layer(l)) => json!({"type": "layer", "user": l.user, "rid": l.rid}),
+        None => json!({}),
+    }
+}
+
 /// Renders one server frame as a text frame.
 pub fn server_text(frame: &v1::ServerFrame) -> String {
     use server_frame::Kind;
@@ -415,8 +465,7 @@ pub fn server_text(frame: &v1::ServerFrame) -> String {
         Some(Kind::Presence(p)) => {
             json!({"presence": {"user": p.user, "online": p.online, "typing": p.typing, "chatid": p.chatid}})
         }
-        Some(Kind::Signal(s)) => json!({"signal": {"room": s.room, "kind": s.kind, "from": s.from,
-            "payload": String::from_utf8_lossy(&s.payload)}}),
+        Some(Kind::Signal(s)) => json!({ "signal": signal_json(s) }),
         Some(Kind::Error(e)) => {
             json!({"error": {"code": e.code().short_name(), "message": e.message, "ref": e.r#ref}})
         }

@@ -11,9 +11,10 @@
 use prost::Message;
 use samvad_proto::splice::deliver_frame;
 use samvad_proto::v1::{
-    client_frame, server_frame, Accepted, Ack, Action, Attachment, Body, ClientFrame, Deliver,
-    DeliveryState, Envelope, Error, ErrorCode, Head, HeadType, Hello, HistoryPage, Presence, Read,
-    Receipt, Send, ServerFrame, Signal, Sync, SyncDone, Typing, Welcome,
+    client_frame, media_event, server_frame, signal, Accepted, Ack, Action, Attachment, Body,
+    ClientFrame, Deliver, DeliveryState, Envelope, Error, ErrorCode, Head, HeadType, Hello,
+    HistoryPage, MediaEvent, Mute, MuteScope, Presence, Read, Receipt, Send, ServerFrame, Signal,
+    Sync, SyncDone, Typing, Welcome,
 };
 use serde_json::{json, Value};
 
@@ -132,11 +133,38 @@ fn vectors() -> Vec<Vector> {
             "signal",
             client_frame::Kind::Signal(Signal {
                 room: "g1".into(),
-                kind: "join".into(),
-                payload: bytes::Bytes::from_static(b"v=0"),
                 from: String::new(),
+                kind: Some(signal::Kind::Join("v=0".into())),
             }),
-            json!({"signal": {"room": "g1", "kind": "join", "payload": "dj0w"}}),
+            json!({"signal": {"room": "g1", "join": "v=0"}}),
+        ),
+        client(
+            "signal mute",
+            client_frame::Kind::Signal(Signal {
+                room: "g1".into(),
+                from: String::new(),
+                kind: Some(signal::Kind::Mute(Mute {
+                    scope: MuteScope::Everyone as i32,
+                    user: "bob".into(),
+                    muted: true,
+                })),
+            }),
+            json!({"signal": {"room": "g1", "mute": {"scope": "MUTE_SCOPE_EVERYONE", "user": "bob", "muted": true}}}),
+        ),
+        server(
+            "signal event",
+            server_frame::Kind::Signal(Signal {
+                room: "g1".into(),
+                from: String::new(),
+                kind: Some(signal::Kind::Event(MediaEvent {
+                    kind: Some(media_event::Kind::Track(media_event::Track {
+                        user: "ann".into(),
+                        kind: "video".into(),
+                        mid: "1".into(),
+                    })),
+                })),
+            }),
+            json!({"signal": {"room": "g1", "event": {"track": {"user": "ann", "kind": "video", "mid": "1"}}}}),
         ),
         client(
             "read",

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use samvad_proto::v1::signal::Kind as SignalKind;
 use samvad_proto::v1::{client_frame, server_frame, ServerFrame, Signal};
 
 use super::{Peer, Publish, Received};
@@ -49,7 +50,7 @@ impl Participant {
     ) -> anyhow::Result<Participant> {
         let (peer, offer) = Peer::offering(Ipv4Addr::LOCALHOST.into(), publish).await?;
         let joined_at = Instant::now();
-        send_signal(&mut session, room, "join", offer.into_bytes()).await?;
+        send_signal(&mut session, room, SignalKind::Join(offer)).await?;
         let mut participant = Participant {
             user: user.to_string(),
             room: room.to_string(),
@@ -114,8 +115,8 @@ impl Participant {
     }
 
     /// Sends a signal about this room on the session (mute, leave, …).
-    pub async fn signal(&mut self, kind: &str, payload: Vec<u8>) -> anyhow::Result<()> {
-        send_signal(&mut self.session, &self.room, kind, payload).await
+    pub async fn signal(&mut self, kind: SignalKind) -> anyhow::Result<()> {
+        send_signal(&mut self.session, &self.room, kind).await
     }
 
     /// One round: wait for a packet, a signal or a timer (at most `max`),
@@ -132,7 +133,7 @@ impl Participant {
         }
         self.peer.tick(&mut self.received).await?;
         if let Some(answer) = self.outgoing_answer.take() {
-            self.signal("answer", answer.into_bytes()).await?;
+            self.signal(SignalKind::Answer(answer)).await?;
         }
         Ok(())
     }
@@ -148,28 +149,22 @@ impl Participant {
             }
             _ => return Ok(()),
         };
-        if let Some(answer) =
-            self.peer
-                .on_signal(&signal.kind, &signal.payload, &mut self.received)?
-        {
+        let Some(kind) = &signal.kind else {
+            return Ok(());
+        };
+        if let Some(answer) = self.peer.on_signal(kind, &mut self.received)? {
             self.outgoing_answer = Some(answer);
         }
         Ok(())
     }
 }
 
-async fn send_signal(
-    session: &mut Client,
-    room: &str,
-    kind: &str,
-    payload: Vec<u8>,
-) -> anyhow::Result<()> {
+async fn send_signal(session: &mut Client, room: &str, kind: SignalKind) -> anyhow::Result<()> {
     session
         .send(client_frame::Kind::Signal(Signal {
             room: room.to_string(),
-            kind: kind.to_string(),
-            payload: payload.into(),
             from: String::new(),
+            kind: Some(kind),
         }))
         .await
 }

@@ -19,7 +19,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
+use samvad_proto::json_v2::media_event_json;
+use samvad_proto::v1::{media_event, signal::Kind as SignalKind};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
@@ -203,35 +204,27 @@ impl PeerState {
             .insert(Mid::from(mid), (publisher.to_string(), kind.to_string()));
     }
 
-    /// Takes in a Samvad media signal of `kind` (see `samvad_core::signal`):
-    /// answers and offers go to str0m, events and errors to `received`.
-    /// Returns the answer to send back, if the signal was an offer.
+    /// Takes in a Samvad media signal (see `samvad_core::signal`): answers
+    /// and offers go to str0m, events and errors to `received` (as JSON,
+    /// the form reports and the Janus harness share). Returns the answer
+    /// to send back, if the signal was an offer.
     pub fn on_signal(
         &mut self,
-        kind: &str,
-        payload: &[u8],
+        kind: &SignalKind,
         received: &mut Received,
     ) -> anyhow::Result<Option<String>> {
-        let text = String::from_utf8_lossy(payload).into_owned();
         match kind {
-            "answer" => self.accept_answer(&text)?,
-            "offer" => return Ok(Some(self.accept_offer(&text)?)),
-            "event" => {
-                let event: Value = serde_json::from_str(&text)?;
-                if event["type"] == "track" {
-                    if let (Some(user), Some(kind), Some(mid)) = (
-                        event["user"].as_str(),
-                        event["kind"].as_str(),
-                        event["mid"].as_str(),
-                    ) {
-                        self.carries(mid, user, kind);
-                    }
+            SignalKind::Answer(sdp) => self.accept_answer(sdp)?,
+            SignalKind::Offer(sdp) => return Ok(Some(self.accept_offer(sdp)?)),
+            SignalKind::Event(event) => {
+                if let Some(media_event::Kind::Track(track)) = &event.kind {
+                    self.carries(&track.mid, &track.user, &track.kind);
                 }
-                received.events.push(event);
+                received.events.push(media_event_json(event));
             }
-            "error" => received
+            SignalKind::Error(error) => received
                 .errors
-                .push(serde_json::from_str(&text).unwrap_or(Value::String(text))),
+                .push(serde_json::json!({"code": error.code, "message": error.message})),
             _ => {}
         }
         Ok(None)

@@ -47,7 +47,7 @@ use str0m::{Event, IceConnectionState, Input, Output};
 
 use crate::demux::Demux;
 use rand::rngs::StdRng;
-use samvad_core::signal::{MediaEvent, SignalKind};
+use samvad_core::signal::{event, media_event, SignalError, SignalKind};
 
 /// A participant of this node.
 pub type Pid = u64;
@@ -72,7 +72,6 @@ pub struct SignalIn<'a> {
     pub user: &'a str,
     pub room: &'a str,
     pub kind: SignalKind,
-    pub payload: &'a [u8],
     /// Whether the group gives the user the mute right.
     pub may_mute: bool,
 }
@@ -87,7 +86,6 @@ pub enum Out {
         to: SessionAddr,
         room: String,
         kind: SignalKind,
-        payload: Vec<u8>,
     },
 }
 
@@ -154,26 +152,25 @@ impl Sfu {
         self.rooms.names()
     }
 
-    fn signal(&mut self, pid: Pid, kind: SignalKind, payload: Vec<u8>) {
+    fn signal(&mut self, pid: Pid, kind: SignalKind) {
         if let Some(p) = self.participants.get(&pid) {
             self.out.push_back(Out::Signal {
                 to: p.session.clone(),
                 room: p.room.to_string(),
                 kind,
-                payload,
             });
         }
     }
 
-    fn event(&mut self, pid: Pid, event: &MediaEvent) {
-        self.signal(pid, SignalKind::Event, event.to_json());
+    fn event(&mut self, pid: Pid, what: media_event::Kind) {
+        self.signal(pid, event(what));
     }
 
     /// Tells every participant of `room` (but `except`).
-    fn broadcast(&mut self, room: &str, except: Option<Pid>, event: &MediaEvent) {
+    fn broadcast(&mut self, room: &str, except: Option<Pid>, what: media_event::Kind) {
         let members = self.rooms.members(room).to_vec();
         for pid in members.into_iter().filter(|p| Some(*p) != except) {
-            self.event(pid, event);
+            self.event(pid, what.clone());
         }
     }
 
@@ -182,10 +179,10 @@ impl Sfu {
         self.out.push_back(Out::Signal {
             to,
             room: room.to_string(),
-            kind: SignalKind::Error,
-            payload: serde_json::json!({"code": error.code(), "message": error.to_string()})
-                .to_string()
-                .into_bytes(),
+            kind: SignalKind::Error(SignalError {
+                code: error.code().into(),
+                message: error.to_string(),
+            }),
         });
     }
 
@@ -196,22 +193,21 @@ impl Sfu {
             user,
             room,
             kind,
-            payload,
             may_mute,
         } = signal;
         let result = match (kind, self.rooms.participant(&session, room)) {
-            (SignalKind::Join, None) => self.join(now, session.clone(), user, room, payload),
-            (SignalKind::Join, Some(_)) => Err(MediaError::AlreadyJoined),
+            (SignalKind::Join(offer), None) => self.join(now, session.clone(), user, room, &offer),
+            (SignalKind::Join(_), Some(_)) => Err(MediaError::AlreadyJoined),
             (_, None) => Err(MediaError::NotJoined),
-            (SignalKind::Answer, Some(pid)) => self.answer(now, pid, payload),
-            (SignalKind::Offer, Some(pid)) => self.offer(pid, payload),
-            (SignalKind::Leave, Some(pid)) => {
+            (SignalKind::Answer(answer), Some(pid)) => self.answer(now, pid, &answer),
+            (SignalKind::Offer(offer), Some(pid)) => self.offer(pid, &offer),
+            (SignalKind::Leave(_), Some(pid)) => {
                 self.leave(pid);
                 Ok(())
             }
-            (SignalKind::Mute, Some(pid)) => self.mute(now, pid, payload, may_mute),
-            (SignalKind::Layer, Some(pid)) => self.choose_layer(now, pid, payload),
-            (SignalKind::Event | SignalKind::Error, Some(_)) => Err(MediaError::BadRequest(
+            (SignalKind::Mute(mute), Some(pid)) => self.mute(now, pid, mute, may_mute),
+            (SignalKind::Layer(layer), Some(pid)) => self.choose_layer(now, pid, layer),
+            (SignalKind::Event(_) | SignalKind::Error(_), Some(_)) => Err(MediaError::BadRequest(
                 "events and errors go from the server, not to it".into(),
             )),
         };
@@ -232,7 +228,7 @@ impl Sfu {
         for other in self.participants.values_mut() {
             other.tracks_out.retain(|t| t.origin != pid);
         }
-        self.broadcast(&p.room, None, &MediaEvent::Left { user: p.user });
+        self.broadcast(&p.room, None, media_event::Kind::Left(p.user));
     }
 
     /// Every room a session is in, left (the session ended).
@@ -395,10 +391,10 @@ impl Sfu {
                 self.broadcast(
                     &room,
                     Some(pid),
-                    &MediaEvent::Published {
+                    media_event::Kind::Published(media_event::Published {
                         user,
                         kind: kind_name(kind).into(),
-                    },
+                    }),
                 );
             }
             Propagate::Media(origin, data) => self.forward(origin, &data),

@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use samvad_core::signal::{MediaEvent, Mute, MuteScope};
+use samvad_core::signal::{media_event, Mute, MuteScope};
 
 use super::{MediaError, Pid, Sfu};
 
@@ -21,26 +21,26 @@ impl Sfu {
         &mut self,
         now: Instant,
         pid: Pid,
-        payload: &[u8],
+        mute: Mute,
         may_mute: bool,
     ) -> Result<(), MediaError> {
-        let mute: Mute = serde_json::from_slice(payload)
-            .map_err(|e| MediaError::BadRequest(format!("mute: {e}")))?;
+        let scope = MuteScope::try_from(mute.scope)
+            .map_err(|_| MediaError::BadRequest(format!("mute: no scope {}", mute.scope)))?;
         let (room, me) = {
             let p = &self.participants[&pid];
             (p.room.clone(), p.user.clone())
         };
-        match mute.scope {
+        match scope {
             MuteScope::Myself => {
                 self.set_muted(now, pid, mute.muted);
                 self.broadcast(
                     &room,
                     None,
-                    &MediaEvent::Muted {
+                    media_event::Kind::Muted(media_event::Muted {
                         user: me.clone(),
                         by: me,
                         muted: mute.muted,
-                    },
+                    }),
                 );
             }
             MuteScope::ForMe => {
@@ -66,11 +66,11 @@ impl Sfu {
                 self.broadcast(
                     &room,
                     None,
-                    &MediaEvent::Muted {
+                    media_event::Kind::Muted(media_event::Muted {
                         user: mute.user,
                         by: me,
                         muted: mute.muted,
-                    },
+                    }),
                 );
             }
         }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use rand::distr::{Alphanumeric, SampleString};
 use rand::rngs::StdRng;
-use samvad_core::signal::{MediaEvent, SignalKind};
+use samvad_core::signal::{media_event, SignalKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::Direction;
 use str0m::{Candidate, IceCreds, Rtc};
@@ -24,12 +24,10 @@ impl Sfu {
         session: SessionAddr,
         user: &str,
         room: &str,
-        offer: &[u8],
+        offer: &str,
     ) -> Result<(), MediaError> {
-        let offer = std::str::from_utf8(offer)
-            .ok()
-            .and_then(|s| SdpOffer::from_sdp_string(s).ok())
-            .ok_or_else(|| MediaError::BadSdp("a join carries an SDP offer".into()))?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|_| MediaError::BadSdp("a join carries an SDP offer".into()))?;
         let ufrag = random_token(&mut self.rng, 16);
         let mut rtc = Rtc::builder()
             .enable_bwe(Some(INITIAL_ESTIMATE))
@@ -87,15 +85,12 @@ impl Sfu {
         );
         self.rooms.add(room, session, pid);
         self.dirty.insert(pid);
-        self.signal(pid, SignalKind::Answer, answer.to_sdp_string().into_bytes());
-        self.event(pid, &MediaEvent::Participants { users: roster });
-        self.broadcast(
-            room,
-            Some(pid),
-            &MediaEvent::Joined {
-                user: user.to_string(),
-            },
+        self.signal(pid, SignalKind::Answer(answer.to_sdp_string()));
+        self.event(
+            pid,
+            media_event::Kind::Participants(media_event::Participants { users: roster }),
         );
+        self.broadcast(room, Some(pid), media_event::Kind::Joined(user.to_string()));
         Ok(())
     }
 
@@ -104,12 +99,10 @@ impl Sfu {
         &mut self,
         now: Instant,
         pid: Pid,
-        payload: &[u8],
+        answer: &str,
     ) -> Result<(), MediaError> {
-        let answer = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|s| SdpAnswer::from_sdp_string(s).ok())
-            .ok_or_else(|| MediaError::BadSdp("an answer carries an SDP answer".into()))?;
+        let answer = SdpAnswer::from_sdp_string(answer)
+            .map_err(|_| MediaError::BadSdp("an answer carries an SDP answer".into()))?;
         let p = self
             .participants
             .get_mut(&pid)
@@ -139,11 +132,9 @@ impl Sfu {
     }
 
     /// A renegotiation the participant starts (it publishes more).
-    pub(super) fn offer(&mut self, pid: Pid, payload: &[u8]) -> Result<(), MediaError> {
-        let offer = std::str::from_utf8(payload)
-            .ok()
-            .and_then(|s| SdpOffer::from_sdp_string(s).ok())
-            .ok_or_else(|| MediaError::BadSdp("an offer carries an SDP offer".into()))?;
+    pub(super) fn offer(&mut self, pid: Pid, offer: &str) -> Result<(), MediaError> {
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|_| MediaError::BadSdp("an offer carries an SDP offer".into()))?;
         let p = self
             .participants
             .get_mut(&pid)
@@ -161,7 +152,7 @@ impl Sfu {
             .accept_offer(offer)
             .map_err(|e| MediaError::Refused(e.to_string()))?;
         self.dirty.insert(pid);
-        self.signal(pid, SignalKind::Answer, answer.to_sdp_string().into_bytes());
+        self.signal(pid, SignalKind::Answer(answer.to_sdp_string()));
         Ok(())
     }
 
@@ -198,14 +189,14 @@ impl Sfu {
                     .unwrap_or_default();
                 self.event(
                     pid,
-                    &MediaEvent::Track {
+                    media_event::Kind::Track(media_event::Track {
                         user,
                         kind: kind_name(kind).into(),
                         mid: mid.to_string(),
-                    },
+                    }),
                 );
             }
-            self.signal(pid, SignalKind::Offer, offer.into_bytes());
+            self.signal(pid, SignalKind::Offer(offer));
         }
     }
 }

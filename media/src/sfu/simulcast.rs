@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use samvad_core::signal::{Layer, MediaEvent, AUTO_LAYER};
+use samvad_core::signal::{media_event, Layer, AUTO_LAYER};
 use str0m::bwe::Bitrate;
 use str0m::media::{Mid, Rid};
 
@@ -34,10 +34,8 @@ impl Sfu {
         &mut self,
         now: Instant,
         pid: Pid,
-        payload: &[u8],
+        choice: Layer,
     ) -> Result<(), MediaError> {
-        let choice: Layer = serde_json::from_slice(payload)
-            .map_err(|e| MediaError::BadRequest(format!("layer: {e}")))?;
         let room = self.participants[&pid].room.clone();
         let origin = self.pid_of(&room, &choice.user)?;
         if choice.rid == AUTO_LAYER {
@@ -172,10 +170,10 @@ impl Sfu {
             let user = self.participants[&origin].user.clone();
             self.event(
                 pid,
-                &MediaEvent::Layer {
+                media_event::Kind::Layer(Layer {
                     user,
                     rid: rid.to_string(),
-                },
+                }),
             );
         }
     }

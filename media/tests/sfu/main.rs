@@ -8,7 +8,24 @@ use std::time::Duration;
 
 use net::Net;
 use samvad_client::media::Publish;
-use samvad_core::signal::SignalKind;
+use samvad_core::signal::{event, media_event, Layer, Leave, Mute, MuteScope, SignalKind};
+
+/// A mute signal.
+fn mute(scope: MuteScope, user: &str, muted: bool) -> SignalKind {
+    SignalKind::Mute(Mute {
+        scope: scope as i32,
+        user: user.into(),
+        muted,
+    })
+}
+
+/// A layer choice.
+fn layer(user: &str, rid: &str) -> SignalKind {
+    SignalKind::Layer(Layer {
+        user: user.into(),
+        rid: rid.into(),
+    })
+}
 
 const SECOND: Duration = Duration::from_secs(1);
 const LAN: Duration = Duration::from_millis(5);
@@ -83,7 +100,7 @@ fn leaving_tells_the_room_and_an_ended_session_leaves_every_room() {
     let cat = net.join("cat", "g1", Publish::Nothing);
     until_flowing(&mut net, &[bob, cat], "ann", "video");
 
-    net.signal(cat, SignalKind::Leave, b"");
+    net.signal(cat, SignalKind::Leave(Leave {}));
     assert_eq!(net.sfu.participants(), 2);
     let left = net.received(ann).events.last().cloned().expect("an event");
     assert_eq!(left, serde_json::json!({"type": "left", "user": "cat"}));
@@ -108,11 +125,11 @@ fn muting_someone_for_everyone_needs_the_right_and_stops_their_media() {
     net.members[cat].may_mute = true;
     until_flowing(&mut net, &[bob, cat], "ann", "video");
 
-    let mute = br#"{"scope":"everyone","user":"ann","muted":true}"#;
-    net.signal(bob, SignalKind::Mute, mute);
+    let mute_ann = mute(MuteScope::Everyone, "ann", true);
+    net.signal(bob, mute_ann.clone());
     assert_eq!(net.error_codes(bob), ["forbidden"]);
 
-    net.signal(cat, SignalKind::Mute, mute);
+    net.signal(cat, mute_ann);
     let told = serde_json::json!({"type": "muted", "user": "ann", "by": "cat", "muted": true});
     for i in [ann, bob, cat] {
         assert_eq!(net.received(i).events.last(), Some(&told), "member {i}");
@@ -122,11 +139,7 @@ fn muting_someone_for_everyone_needs_the_right_and_stops_their_media() {
     net.run_for(2 * SECOND);
     assert_eq!(net.received(bob).count("ann", "video"), muted_at);
 
-    net.signal(
-        cat,
-        SignalKind::Mute,
-        br#"{"scope":"everyone","user":"ann","muted":false}"#,
-    );
+    net.signal(cat, mute(MuteScope::Everyone, "ann", false));
     let flowing = net.run_until(5 * SECOND, |net| {
         net.received(bob).count("ann", "video") > muted_at + 10
     });
@@ -141,11 +154,7 @@ fn muting_someone_for_oneself_leaves_the_others_hearing() {
     let cat = net.join("cat", "g1", Publish::Nothing);
     until_flowing(&mut net, &[bob, cat], "ann", "audio");
 
-    net.signal(
-        bob,
-        SignalKind::Mute,
-        br#"{"scope":"for_me","user":"ann","muted":true}"#,
-    );
+    net.signal(bob, mute(MuteScope::ForMe, "ann", true));
     net.run_for(SECOND / 2);
     let (bob_at, cat_at) = (
         net.received(bob).count("ann", "audio"),
@@ -164,7 +173,7 @@ fn a_subscriber_gets_the_simulcast_layer_it_chooses() {
     until_flowing(&mut net, &[bob], "ann", "video");
     // The low layer's frames are all smaller than the high layer's deltas
     // (the peer's synthetic sizes: high 1200/600, low 400/100 bytes).
-    net.signal(bob, SignalKind::Layer, br#"{"user":"ann","rid":"l"}"#);
+    net.signal(bob, layer("ann", "l"));
     assert!(
         net.error_codes(bob).is_empty(),
         "{:?}",
@@ -180,7 +189,7 @@ fn a_subscriber_gets_the_simulcast_layer_it_chooses() {
     net.run_for(SECOND);
     assert!(net.received(bob).last_video_size["ann"] < 500);
 
-    net.signal(bob, SignalKind::Layer, br#"{"user":"ann","rid":"h"}"#);
+    net.signal(bob, layer("ann", "h"));
     let high = net.run_until(5 * SECOND, |net| {
         net.received(bob)
             .last_video_size
@@ -189,7 +198,7 @@ fn a_subscriber_gets_the_simulcast_layer_it_chooses() {
     });
     assert!(high, "bob gets the high layer again");
 
-    net.signal(bob, SignalKind::Layer, br#"{"user":"ann","rid":"x"}"#);
+    net.signal(bob, layer("ann", "x"));
     assert_eq!(net.error_codes(bob), ["bad_request"]);
 }
 
@@ -225,19 +234,22 @@ fn signals_out_of_place_are_refused_with_a_code() {
     until_flowing_answer(&mut net, ann);
 
     // A second join from the same session.
-    net.signal(ann, SignalKind::Join, b"v=0");
+    net.signal(ann, SignalKind::Join("v=0".into()));
     // An answer when no offer of ours waits.
-    net.signal(ann, SignalKind::Answer, b"v=0\r\n");
+    net.signal(ann, SignalKind::Answer("v=0\r\n".into()));
     // Muting a stranger, choosing a layer of nobody.
+    net.signal(ann, mute(MuteScope::ForMe, "zed", true));
+    net.signal(ann, layer("zed", "h"));
+    // A kind only the server sends; a mute of no scope.
+    net.signal(ann, event(media_event::Kind::Joined("ann".into())));
     net.signal(
         ann,
-        SignalKind::Mute,
-        br#"{"scope":"for_me","user":"zed","muted":true}"#,
+        SignalKind::Mute(Mute {
+            scope: 7,
+            user: "ann".into(),
+            muted: true,
+        }),
     );
-    net.signal(ann, SignalKind::Layer, br#"{"user":"zed","rid":"h"}"#);
-    // Kinds only the server sends; payloads that do not parse.
-    net.signal(ann, SignalKind::Event, b"{}");
-    net.signal(ann, SignalKind::Mute, b"not json");
     assert_eq!(
         net.error_codes(ann),
         [
@@ -253,7 +265,7 @@ fn signals_out_of_place_are_refused_with_a_code() {
     // A session whose rooms were left when it ended.
     let bob = net.join("bob", "g1", Publish::Nothing);
     net.end_session(bob);
-    net.signal(bob, SignalKind::Leave, b"");
+    net.signal(bob, SignalKind::Leave(Leave {}));
     assert_eq!(net.error_codes(bob), ["not_joined"]);
 }
 
@@ -262,7 +274,7 @@ fn a_join_that_does_not_parse_makes_no_participant() {
     let mut net = Net::new(LAN);
     let ann = net.join("ann", "g1", Publish::Nothing);
     net.end_session(ann);
-    net.signal(ann, SignalKind::Join, b"this is not SDP");
+    net.signal(ann, SignalKind::Join("this is not SDP".into()));
     assert_eq!(net.error_codes(ann), ["bad_sdp"]);
     assert_eq!(net.sfu.participants(), 0);
     assert!(net.sfu.rooms().is_empty());
@@ -322,18 +334,16 @@ fn ice_credentials_come_from_the_random_source_the_sfu_is_given() {
                 },
                 user: "ann",
                 room: "g1",
-                kind: SignalKind::Join,
-                payload: offer.as_bytes(),
+                kind: SignalKind::Join(offer),
                 may_mute: false,
             },
         );
         std::iter::from_fn(|| sfu.poll_out())
             .find_map(|out| match out {
                 Out::Signal {
-                    kind: SignalKind::Answer,
-                    payload,
+                    kind: SignalKind::Answer(sdp),
                     ..
-                } => String::from_utf8(payload).ok(),
+                } => Some(sdp),
                 _ => None,
             })
             .and_then(|sdp| {

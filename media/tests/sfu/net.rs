@@ -97,12 +97,12 @@ impl Net {
             received: Received::default(),
             may_mute: false,
         });
-        self.signal(index, SignalKind::Join, offer.as_bytes());
+        self.signal(index, SignalKind::Join(offer));
         index
     }
 
     /// Member `index` sends a signal about its room.
-    pub fn signal(&mut self, index: usize, kind: SignalKind, payload: &[u8]) {
+    pub fn signal(&mut self, index: usize, kind: SignalKind) {
         let m = &self.members[index];
         self.sfu.handle_signal(
             self.now,
@@ -111,7 +111,6 @@ impl Net {
                 user: &m.user,
                 room: &m.room,
                 kind,
-                payload,
                 may_mute: m.may_mute,
             },
         );
@@ -242,12 +241,7 @@ impl Net {
         while let Some(out) = self.sfu.poll_out() {
             match out {
                 Out::Transmit { to, data } => self.send(SFU_ADDR, to, data),
-                Out::Signal {
-                    to,
-                    room,
-                    kind,
-                    payload,
-                } => {
+                Out::Signal { to, room, kind } => {
                     let Some(index) = self
                         .members
                         .iter()
@@ -258,7 +252,7 @@ impl Net {
                     let m = &mut self.members[index];
                     let answer = m
                         .peer
-                        .on_signal(kind.as_str(), &payload, &mut m.received)
+                        .on_signal(&kind, &mut m.received)
                         .expect("the peer takes the SFU's signal");
                     if let Some(answer) = answer {
                         answers.push((index, answer));
@@ -267,7 +261,7 @@ impl Net {
             }
         }
         for (index, answer) in answers {
-            self.signal(index, SignalKind::Answer, answer.as_bytes());
+            self.signal(index, SignalKind::Answer(answer));
         }
     }
 }

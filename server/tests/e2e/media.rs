@@ -9,7 +9,8 @@ use crate::common::*;
 use samvad_client::media::{Participant, Publish};
 use samvad_client::rest;
 use samvad_client::TransportKind;
-use serde_json::{json, Value};
+use samvad_core::signal::{Layer, Leave, MediaEvent, Mute, MuteScope, SignalKind};
+use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
 
@@ -55,10 +56,19 @@ fn counts(ps: &[Participant], to: usize, from: &str) -> (u64, u64) {
     (r.count(from, "audio"), r.count(from, "video"))
 }
 
-fn mute(scope: &str, user: &str, muted: bool) -> Vec<u8> {
-    json!({"scope": scope, "user": user, "muted": muted})
-        .to_string()
-        .into_bytes()
+fn mute(scope: MuteScope, user: &str, muted: bool) -> SignalKind {
+    SignalKind::Mute(Mute {
+        scope: scope as i32,
+        user: user.into(),
+        muted,
+    })
+}
+
+fn layer(user: &str, rid: &str) -> SignalKind {
+    SignalKind::Layer(Layer {
+        user: user.into(),
+        rid: rid.into(),
+    })
 }
 
 /// Ann, Bob and Cat in a call of their group (Ann created it), joined as
@@ -145,7 +155,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 
     // Bob mutes Cat for himself: Bob stops getting her, Ann does not.
     ps[1]
-        .signal("mute", mute("for_me", "cat", true))
+        .signal(mute(MuteScope::ForMe, "cat", true))
         .await
         .unwrap();
     run_all_for(&mut ps, Duration::from_millis(500)).await;
@@ -157,7 +167,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
         "still heard by Ann"
     );
     ps[1]
-        .signal("mute", mute("for_me", "cat", false))
+        .signal(mute(MuteScope::ForMe, "cat", false))
         .await
         .unwrap();
     let before = counts(&ps, 1, "cat").1;
@@ -168,7 +178,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 
     // Cat has no mute right: she cannot mute Bob for everyone.
     ps[2]
-        .signal("mute", mute("everyone", "bob", true))
+        .signal(mute(MuteScope::Everyone, "bob", true))
         .await
         .unwrap();
     run_all_until(&mut ps, |p| {
@@ -178,7 +188,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     assert_eq!(ps[2].received.errors[0]["code"], "forbidden");
     // Ann (the creator) can: Bob is told, and nobody gets him.
     ps[0]
-        .signal("mute", mute("everyone", "bob", true))
+        .signal(mute(MuteScope::Everyone, "bob", true))
         .await
         .unwrap();
     run_all_until(&mut ps, |p| {
@@ -198,7 +208,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
 
     // Mute yourself: Cat stops reaching everyone.
     ps[2]
-        .signal("mute", mute("myself", "", true))
+        .signal(mute(MuteScope::Myself, "", true))
         .await
         .unwrap();
     run_all_for(&mut ps, Duration::from_millis(500)).await;
@@ -207,7 +217,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     assert_eq!(counts(&ps, 0, "cat"), ann_from_cat);
     // Unmuted, she is heard again (with a keyframe first).
     ps[2]
-        .signal("mute", mute("myself", "", false))
+        .signal(mute(MuteScope::Myself, "", false))
         .await
         .unwrap();
     let before = counts(&ps, 0, "cat").1;
@@ -223,7 +233,7 @@ async fn three_participants_hear_each_other_mute_and_outsiders_are_refused() {
     assert!(message.contains("not_member"), "{message}");
 
     // Leaving is told to the others.
-    ps[1].signal("leave", Vec::new()).await.unwrap();
+    ps[1].signal(SignalKind::Leave(Leave {})).await.unwrap();
     run_all_until(&mut ps, |p| {
         p.user == "bob"
             || p.received
@@ -252,13 +262,7 @@ async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
         "both get the high layer first"
     );
 
-    ps[1]
-        .signal(
-            "layer",
-            json!({"user": "ann", "rid": "l"}).to_string().into_bytes(),
-        )
-        .await
-        .unwrap();
+    ps[1].signal(layer("ann", "l")).await.unwrap();
     let before = ps[1].received.count("ann", "video");
     run_all_until(&mut ps, |p| {
         p.user != "bob" || p.received.count("ann", "video") > before + 10
@@ -270,13 +274,7 @@ async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
         assert!(size(&ps, 2) > 500, "Cat still gets the high one");
     }
     // A layer that is not sent is refused.
-    ps[2]
-        .signal(
-            "layer",
-            json!({"user": "ann", "rid": "x"}).to_string().into_bytes(),
-        )
-        .await
-        .unwrap();
+    ps[2].signal(layer("ann", "x")).await.unwrap();
     run_all_until(&mut ps, |p| {
         p.user != "cat" || !p.received.errors.is_empty()
     })
@@ -285,15 +283,7 @@ async fn each_subscriber_gets_the_simulcast_layer_it_chose() {
 
     // `auto` leaves Bob's layer to his bandwidth again, which on loopback
     // fits the high one.
-    ps[1]
-        .signal(
-            "layer",
-            json!({"user": "ann", "rid": "auto"})
-                .to_string()
-                .into_bytes(),
-        )
-        .await
-        .unwrap();
+    ps[1].signal(layer("ann", "auto")).await.unwrap();
     run_all_until(&mut ps, |p| p.user != "bob" || size_of(p, "ann") > 500).await;
 }
 
@@ -389,19 +379,13 @@ fn average_frame(before: (u64, u64), after: (u64, u64)) -> u64 {
     (after.1 - before.1) / frames
 }
 
-/// The `error` signal's code the server answers `kind` / `payload` with.
-async fn signal_error(
-    c: &mut samvad_client::Client,
-    room: &str,
-    kind: &str,
-    payload: &[u8],
-) -> String {
+/// The `error` signal's code the server answers `kind` with.
+async fn signal_error(c: &mut samvad_client::Client, room: &str, kind: SignalKind) -> String {
     use samvad_proto::v1::{client_frame, server_frame, Signal};
     c.send(client_frame::Kind::Signal(Signal {
         room: room.into(),
-        kind: kind.into(),
-        payload: payload.to_vec().into(),
         from: String::new(),
+        kind: Some(kind),
     }))
     .await
     .unwrap();
@@ -409,9 +393,8 @@ async fn signal_error(
         let Some(server_frame::Kind::Signal(s)) = next_of(c, "signal").await.kind else {
             unreachable!()
         };
-        if s.kind == "error" {
-            let v: Value = serde_json::from_slice(&s.payload).unwrap();
-            return v["code"].as_str().unwrap().to_string();
+        if let Some(SignalKind::Error(e)) = s.kind {
+            return e.code;
         }
     }
 }
@@ -427,66 +410,74 @@ async fn bad_signals_are_refused_with_clear_errors() {
         .await
         .unwrap();
     let mut c = server.connect(TransportKind::Ws, &ann).await;
-    // Refused at the edge: unknown kinds, rooms that are not group ids,
-    // payloads over 64 KiB, kinds only the server sends.
-    for (room, kind, size) in [
-        (group.id.as_str(), "hangup", 10),
-        ("../etc", "join", 10),
-        (group.id.as_str(), "join", 64 * 1024 + 1),
-        (group.id.as_str(), "event", 10),
+    // Refused at the edge: no kind (or one this server does not know),
+    // rooms that are not group ids, SDP over 64 KiB, kinds only the server
+    // sends.
+    for (room, kind) in [
+        (group.id.as_str(), None),
+        ("../etc", Some(SignalKind::Join("v=0".into()))),
+        (
+            group.id.as_str(),
+            Some(SignalKind::Join("x".repeat(64 * 1024 + 1))),
+        ),
+        (
+            group.id.as_str(),
+            Some(SignalKind::Event(MediaEvent::default())),
+        ),
     ] {
+        let what = format!(
+            "{room} {:?}",
+            kind.as_ref().map(samvad_core::signal::kind_name)
+        );
         c.send(client_frame::Kind::Signal(Signal {
             room: room.into(),
-            kind: kind.into(),
-            payload: vec![b'x'; size].into(),
             from: String::new(),
+            kind,
         }))
         .await
         .unwrap();
         let refusal = next_of(&mut c, "error").await;
-        assert_eq!(
-            error_code(&refusal),
-            "invalid_envelope",
-            "{kind} {room} {size}"
-        );
+        assert_eq!(error_code(&refusal), "invalid_envelope", "{what}");
     }
     // Refused by the SFU: signals before joining, a join that is no SDP.
     assert_eq!(
-        signal_error(&mut c, &group.id, "answer", b"v=0").await,
+        signal_error(&mut c, &group.id, SignalKind::Answer("v=0".into())).await,
         "not_joined"
     );
     assert_eq!(
-        signal_error(&mut c, &group.id, "mute", b"{}").await,
+        signal_error(&mut c, &group.id, SignalKind::Mute(Mute::default())).await,
         "not_joined"
     );
     assert_eq!(
-        signal_error(&mut c, &group.id, "join", b"not sdp").await,
+        signal_error(&mut c, &group.id, SignalKind::Join("not sdp".into())).await,
         "bad_sdp"
     );
 
     // Joined: a second join, an answer to nothing, a malformed mute or
     // layer, a mute or an `auto` layer of someone not in the room.
     let mut p = Participant::join(c, "ann", &group.id, true).await.unwrap();
-    let cases: [(&str, &[u8], &str); 6] = [
-        ("join", b"v=0", "already_joined"),
-        ("answer", b"not sdp", "bad_sdp"),
-        ("mute", b"not json", "bad_request"),
-        ("layer", b"{\"rid\": 1}", "bad_request"),
+    let no_scope = SignalKind::Mute(Mute {
+        scope: 7,
+        user: "ann".into(),
+        muted: true,
+    });
+    let cases = [
+        (SignalKind::Join("v=0".into()), "already_joined"),
+        (SignalKind::Answer("not sdp".into()), "bad_sdp"),
+        (no_scope, "bad_request"),
+        // Ann publishes no layer "x".
+        (layer("ann", "x"), "bad_request"),
         (
-            "mute",
-            br#"{"scope":"for_me","user":"nobody","muted":true}"#,
+            mute(MuteScope::ForMe, "nobody", true),
             "no_such_participant",
         ),
         // Handing a layer back to bandwidth names a publisher too.
-        (
-            "layer",
-            br#"{"user":"nobody","rid":"auto"}"#,
-            "no_such_participant",
-        ),
+        (layer("nobody", "auto"), "no_such_participant"),
     ];
-    for (i, (kind, payload, code)) in cases.into_iter().enumerate() {
-        p.signal(kind, payload.to_vec()).await.unwrap();
+    for (i, (kind, code)) in cases.into_iter().enumerate() {
+        let name = samvad_core::signal::kind_name(&kind);
+        p.signal(kind).await.unwrap();
         p.run_until(T, |r| r.errors.len() > i).await.unwrap();
-        assert_eq!(p.received.errors[i]["code"], code, "{kind}");
+        assert_eq!(p.received.errors[i]["code"], code, "{name}");
     }
 }

@@ -3,6 +3,7 @@
 // whose track is on which mid before each offer; `participants` is what a
 // video grid draws.
 import type { SamvadClient } from "./client.js";
+import { MuteScope as WireMuteScope, type MediaEvent, type Signal } from "./gen/samvad_pb.js";
 
 export interface Participant {
   user: string;
@@ -18,6 +19,12 @@ export interface Participant {
 }
 
 export type MuteScope = "myself" | "for_me" | "everyone";
+
+const WIRE_SCOPE: Record<MuteScope, WireMuteScope> = {
+  myself: WireMuteScope.MYSELF,
+  for_me: WireMuteScope.FOR_ME,
+  everyone: WireMuteScope.EVERYONE,
+};
 
 export class Call {
   participants = new Map<string, Participant>();
@@ -55,7 +62,7 @@ export class Call {
   async join(media: MediaStreamConstraints = { audio: true, video: true }): Promise<void> {
     if (this.pc) return;
     this.off = this.client.onSignal((s) => {
-      if (s.room === this.room) void this.onSignal(s.kind, new TextDecoder().decode(s.payload));
+      if (s.room === this.room) void this.onSignal(s.kind);
     });
     const pc = (this.pc = new RTCPeerConnection());
     this.local = await navigator.mediaDevices.getUserMedia(media);
@@ -74,12 +81,12 @@ export class Call {
     };
     const offer = await pc.createOffer();
     await pc.setLocalDescription(offer);
-    this.client.signal(this.room, "join", offer.sdp ?? "");
+    this.client.signal(this.room, { case: "join", value: offer.sdp ?? "" });
     this.levels = setInterval(() => void this.measureSpeaking(), 400);
   }
 
   leave(): void {
-    this.client.signal(this.room, "leave", "");
+    this.client.signal(this.room, { case: "leave", value: {} });
     clearInterval(this.levels);
     this.off?.();
     this.pc?.close();
@@ -98,52 +105,61 @@ export class Call {
     }
     if (scope === "for_me") this.participant(user).mutedForMe = muted;
     this.error = undefined;
-    this.client.signal(this.room, "mute", JSON.stringify({ scope, user, muted }));
+    this.client.signal(this.room, { case: "mute", value: { scope: WIRE_SCOPE[scope], user, muted } });
     this.changed();
   }
 
-  private async onSignal(kind: string, payload: string): Promise<void> {
+  private async onSignal(kind: Signal["kind"]): Promise<void> {
     const pc = this.pc;
     if (!pc) return;
-    if (kind === "answer") {
-      await pc.setRemoteDescription({ type: "answer", sdp: payload });
-    } else if (kind === "offer") {
-      await pc.setRemoteDescription({ type: "offer", sdp: payload });
-      const answer = await pc.createAnswer();
-      await pc.setLocalDescription(answer);
-      this.client.signal(this.room, "answer", answer.sdp ?? "");
-    } else if (kind === "event") {
-      const e = JSON.parse(payload) as {
-        type: string;
-        user?: string;
-        users?: string[];
-        mid?: string;
-        kind?: string;
-        muted?: boolean;
-      };
-      if (e.type === "participants") e.users?.forEach((u) => this.participant(u));
-      if (e.type === "joined" && e.user) this.participant(e.user);
-      if (e.type === "left" && e.user) this.participants.delete(e.user);
-      if (e.type === "track" && e.user && e.mid) {
-        this.owner.set(e.mid, { user: e.user, kind: e.kind ?? "" });
-        this.participant(e.user);
+    switch (kind.case) {
+      case "answer":
+        await pc.setRemoteDescription({ type: "answer", sdp: kind.value });
+        break;
+      case "offer": {
+        await pc.setRemoteDescription({ type: "offer", sdp: kind.value });
+        const answer = await pc.createAnswer();
+        await pc.setLocalDescription(answer);
+        this.client.signal(this.room, { case: "answer", value: answer.sdp ?? "" });
+        break;
       }
-      if (e.type === "muted" && e.user) {
-        if (e.user === this.client.user) {
-          this.mutedSelf = !!e.muted;
-          this.local?.getAudioTracks().forEach((t) => (t.enabled = !e.muted));
+      case "event":
+        this.onEvent(kind.value);
+        this.changed();
+        break;
+      case "error":
+        this.error = { code: kind.value.code, message: kind.value.message };
+        this.changed();
+        break;
+    }
+  }
+
+  private onEvent(event: MediaEvent): void {
+    const e = event.kind;
+    switch (e.case) {
+      case "participants":
+        e.value.users.forEach((u) => this.participant(u));
+        break;
+      case "joined":
+        this.participant(e.value);
+        break;
+      case "left":
+        this.participants.delete(e.value);
+        break;
+      case "track":
+        this.owner.set(e.value.mid, { user: e.value.user, kind: e.value.kind });
+        this.participant(e.value.user);
+        break;
+      case "muted": {
+        const { user, muted } = e.value;
+        if (user === this.client.user) {
+          this.mutedSelf = muted;
+          this.local?.getAudioTracks().forEach((t) => (t.enabled = !muted));
         } else {
-          this.participant(e.user).muted = !!e.muted;
+          this.participant(user).muted = muted;
         }
+        break;
       }
-      this.changed();
-    } else if (kind === "error") {
-      try {
-        this.error = JSON.parse(payload);
-      } catch {
-        this.error = { code: "error", message: payload };
-      }
-      this.changed();
     }
   }
 

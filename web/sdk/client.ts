@@ -4,7 +4,7 @@
 // before it expires, keeps conversations and recent messages in memory and
 // in `Persistence`, and resends what was not yet accepted (same id: never
 // delivered twice). The app reads `state` and re-renders on `subscribe`.
-import { create } from "@bufbuild/protobuf";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Api, ApiError, type TokenPair } from "./api.js";
 import {
   Action,
@@ -15,6 +15,7 @@ import {
   HeadType,
   type ServerFrame,
   type Signal,
+  type SignalSchema,
 } from "./gen/samvad_pb.js";
 import {
   type AttachmentInfo,
@@ -28,6 +29,9 @@ import {
   messageKey,
 } from "./model.js";
 import type { Batch, Persistence, SavedSession } from "./persistence.js";
+
+/** One kind of media signal, as `signal()` sends it (the .proto's `Signal.kind`). */
+export type SignalKindInit = MessageInitShape<typeof SignalSchema>["kind"];
 import { frame, type Link, openWebSocket, openWebTransport, type TransportName } from "./transport.js";
 
 export type ConnectionState = "signed-out" | "offline" | "connecting" | "syncing" | "live";
@@ -827,8 +831,8 @@ export class SamvadClient {
   }
 
   /** Media signaling for a call; answers come through `onSignal`. */
-  signal(room: string, kind: string, payload: string): void {
-    this.link?.send(frame({ case: "signal", value: { room, kind, payload: new TextEncoder().encode(payload) } }));
+  signal(room: string, kind: SignalKindInit): void {
+    this.link?.send(frame({ case: "signal", value: { room, kind } }));
   }
 
   /** Subscribes this browser to Web Push through its service worker. */

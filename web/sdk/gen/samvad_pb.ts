@@ -20,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file samvad.proto.
  */
 export const file_samvad: GenFile = /*@__PURE__*/
-  fileDesc("CgxzYW12YWQucHJvdG8SCXNhbXZhZC52MSKMAQoESGVhZBIhCgR0eXBlGAEgASgOMhMuc2FtdmFkLnYxLkhlYWRUeXBlEgoKAnRvGAIgASgJEgwKBGZyb20YAyABKAkSDgoGY2hhdGlkGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIhCgZhY3Rpb24YBiABKA4yES5zYW12YWQudjEuQWN0aW9uIj8KBE1ldGESDAoEaGFzaBgBIAEoCRIUCgxjb250ZW50X2hhc2gYAiABKAkSEwoLZ2VuZXJhdGVfdHMYAyABKAMiIAoEQm9keRIMCgR0ZXh0GAEgASgJEgoKAnRzGAIgASgDIl8KCkF0dGFjaG1lbnQSDwoHZmlsZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEEg4KBnNoYTI1NhgFIAEoCSLhAQoIRW52ZWxvcGUSCgoCaWQYASABKAkSHQoEaGVhZBgCIAEoCzIPLnNhbXZhZC52MS5IZWFkEh0KBG1ldGEYAyABKAsyDy5zYW12YWQudjEuTWV0YRIdCgRib2R5GAQgASgLMg8uc2FtdmFkLnYxLkJvZHkSKgoLYXR0YWNobWVudHMYBSADKAsyFS5zYW12YWQudjEuQXR0YWNobWVudBILCgNzZXEYBiABKAQSEQoJc2VydmVyX3RzGAcgASgDEg4KBnJlZl9pZBgIIAEoCRIQCghyZWZfZnJvbRgJIAEoCSImCgVIZWxsbxINCgV0b2tlbhgBIAEoCRIOCgZkZXZpY2UYAiABKAkiLQoEU2VuZBIlCghlbnZlbG9wZRgBIAEoCzITLnNhbXZhZC52MS5FbnZlbG9wZSISCgNBY2sSCwoDc2VxGAEgASgEIikKBFN5bmMSEQoJYWZ0ZXJfc2VxGAEgASgEEg4KBnJlc3VtZRgCIAEoCCI8CgdIaXN0b3J5Eg4KBmNoYXRpZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIjsKBFJlYWQSDgoGY2hhdGlkGAEgASgJEg4KBmF1dGhvchgCIAEoCRITCgttZXNzYWdlX2lkcxgDIAMoCSI7CgRIaWRlEg4KBmNoYXRpZBgBIAEoCRIOCgZhdXRob3IYAiABKAkSEwoLbWVzc2FnZV9pZHMYAyADKAkiNAoGVHlwaW5nEgoKAnRvGAEgASgJEg4KBmNoYXRpZBgCIAEoCRIOCgZhY3RpdmUYAyABKAgiQwoGU2lnbmFsEgwKBHJvb20YASABKAkSDAoEa2luZBgCIAEoCRIPCgdwYXlsb2FkGAMgASgMEgwKBGZyb20YBCABKAkiFQoEUGluZxINCgVub25jZRgBIAEoBCLtAgoLQ2xpZW50RnJhbWUSIQoFaGVsbG8YASABKAsyEC5zYW12YWQudjEuSGVsbG9IABIfCgRzZW5kGAIgASgLMg8uc2FtdmFkLnYxLlNlbmRIABIdCgNhY2sYAyABKAsyDi5zYW12YWQudjEuQWNrSAASHwoEc3luYxgEIAEoCzIPLnNhbXZhZC52MS5TeW5jSAASIwoGdHlwaW5nGAUgASgLMhEuc2FtdmFkLnYxLlR5cGluZ0gAEiMKBnNpZ25hbBgGIAEoCzIRLnNhbXZhZC52MS5TaWduYWxIABIfCgRwaW5nGAcgASgLMg8uc2FtdmFkLnYxLlBpbmdIABIlCgdoaXN0b3J5GAggASgLMhIuc2FtdmFkLnYxLkhpc3RvcnlIABIfCgRyZWFkGAkgASgLMg8uc2FtdmFkLnYxLlJlYWRIABIfCgRoaWRlGAogASgLMg8uc2FtdmFkLnYxLkhpZGVIAEIGCgRraW5kIkkKB1dlbGNvbWUSDAoEdXNlchgBIAEoCRIPCgdzZXNzaW9uGAIgASgJEhEKCW1heF9mcmFtZRgDIAEoDRIMCgRub2RlGAQgASgJIikKCEFjY2VwdGVkEgoKAmlkGAEgASgJEhEKCXNlcnZlcl90cxgCIAEoAyIwCgdEZWxpdmVyEiUKCGVudmVsb3BlGAEgASgLMhMuc2FtdmFkLnYxLkVudmVsb3BlIpABCgdSZWNlaXB0EgsKA3NlcRgBIAEoBBISCgptZXNzYWdlX2lkGAIgASgJEgoKAmJ5GAMgASgJEicKBXN0YXRlGAQgASgOMhguc2FtdmFkLnYxLkRlbGl2ZXJ5U3RhdGUSDgoGY2hhdGlkGAUgASgJEgoKAnRzGAYgASgDEhMKC21lc3NhZ2VfaWRzGAcgAygJIioKCFN5bmNEb25lEhAKCGxhc3Rfc2VxGAEgASgEEgwKBG1vcmUYAiABKAgiUgoLSGlzdG9yeVBhZ2USDgoGY2hhdGlkGAEgASgJEiUKCG1lc3NhZ2VzGAIgAygLMhMuc2FtdmFkLnYxLkVudmVsb3BlEgwKBG1vcmUYAyABKAgiSAoIUHJlc2VuY2USDAoEdXNlchgBIAEoCRIOCgZvbmxpbmUYAiABKAgSDgoGdHlwaW5nGAMgASgIEg4KBmNoYXRpZBgEIAEoCSJJCgVFcnJvchIiCgRjb2RlGAEgASgOMhQuc2FtdmFkLnYxLkVycm9yQ29kZRIPCgdtZXNzYWdlGAIgASgJEgsKA3JlZhgDIAEoCSIVCgRQb25nEg0KBW5vbmNlGAEgASgEIpoDCgtTZXJ2ZXJGcmFtZRIlCgd3ZWxjb21lGAEgASgLMhIuc2FtdmFkLnYxLldlbGNvbWVIABInCghhY2NlcHRlZBgCIAEoCzITLnNhbXZhZC52MS5BY2NlcHRlZEgAEiUKB2RlbGl2ZXIYAyABKAsyEi5zYW12YWQudjEuRGVsaXZlckgAEiUKB3JlY2VpcHQYBCABKAsyEi5zYW12YWQudjEuUmVjZWlwdEgAEigKCXN5bmNfZG9uZRgFIAEoCzITLnNhbXZhZC52MS5TeW5jRG9uZUgAEicKCHByZXNlbmNlGAYgASgLMhMuc2FtdmFkLnYxLlByZXNlbmNlSAASIwoGc2lnbmFsGAcgASgLMhEuc2FtdmFkLnYxLlNpZ25hbEgAEiEKBWVycm9yGAggASgLMhAuc2FtdmFkLnYxLkVycm9ySAASHwoEcG9uZxgJIAEoCzIPLnNhbXZhZC52MS5Qb25nSAASKQoHaGlzdG9yeRgKIAEoCzIWLnNhbXZhZC52MS5IaXN0b3J5UGFnZUgAQgYKBGtpbmQqlAEKCEhlYWRUeXBlEhkKFUhFQURfVFlQRV9VTlNQRUNJRklFRBAAEhIKDkhFQURfVFlQRV9DSEFUEAESEwoPSEVBRF9UWVBFX0dST1VQEAISFQoRSEVBRF9UWVBFX0NIQU5ORUwQAxIRCg1IRUFEX1RZUEVfQk9UEAQSGgoWSEVBRF9UWVBFX05PVElGSUNBVElPThAFKpECCgZBY3Rpb24SFgoSQUNUSU9OX1VOU1BFQ0lGSUVEEAASEgoOQUNUSU9OX01FU1NBR0UQARIOCgpBQ1RJT05fQUNLEAISFAoQQUNUSU9OX1NVQlNDUklCRRADEhYKEkFDVElPTl9VTlNVQlNDUklCRRAEEg8KC0FDVElPTl9KT0lOEAUSEAoMQUNUSU9OX0xFQVZFEAYSEQoNQUNUSU9OX0NSRUFURRAHEhUKEUFDVElPTl9BRERfTUVNQkVSEAgSGAoUQUNUSU9OX1JFTU9WRV9NRU1CRVIQCRIQCgxBQ1RJT05fU1RBVEUQChIRCg1BQ1RJT05fVFlQSU5HEAsSEQoNQUNUSU9OX0RFTEVURRAMKn8KDURlbGl2ZXJ5U3RhdGUSHgoaREVMSVZFUllfU1RBVEVfVU5TUEVDSUZJRUQQABIXChNERUxJVkVSWV9TVEFURV9TRU5UEAESHAoYREVMSVZFUllfU1RBVEVfREVMSVZFUkVEEAISFwoTREVMSVZFUllfU1RBVEVfUkVBRBADKo0ECglFcnJvckNvZGUSGgoWRVJST1JfQ09ERV9VTlNQRUNJRklFRBAAEh4KGkVSUk9SX0NPREVfTUFMRk9STUVEX0ZSQU1FEAESHgoaRVJST1JfQ09ERV9GUkFNRV9UT09fTEFSR0UQAhIcChhFUlJPUl9DT0RFX1VOS05PV05fRlJBTUUQAxIgChxFUlJPUl9DT0RFX05PVF9BVVRIRU5USUNBVEVEEAQSGAoURVJST1JfQ09ERV9CQURfVE9LRU4QBRIcChhFUlJPUl9DT0RFX1RPS0VOX0VYUElSRUQQBhIeChpFUlJPUl9DT0RFX1NFTkRFUl9NSVNNQVRDSBAHEh8KG0VSUk9SX0NPREVfSU5WQUxJRF9FTlZFTE9QRRAIEhsKF0VSUk9SX0NPREVfUkFURV9MSU1JVEVEEAkSJAogRVJST1JfQ09ERV9BTFJFQURZX0FVVEhFTlRJQ0FURUQQChIgChxFUlJPUl9DT0RFX1VOS05PV05fUkVDSVBJRU5UEAsSGgoWRVJST1JfQ09ERV9VTkFWQUlMQUJMRRAMEhwKGEVSUk9SX0NPREVfU0xPV19DT05TVU1FUhANEhcKE0VSUk9SX0NPREVfSU5URVJOQUwQDhIZChVFUlJPUl9DT0RFX05PVF9NRU1CRVIQDxIYChRFUlJPUl9DT0RFX0ZPUkJJRERFThAQYgZwcm90bzM");
+  fileDesc("CgxzYW12YWQucHJvdG8SCXNhbXZhZC52MSKMAQoESGVhZBIhCgR0eXBlGAEgASgOMhMuc2FtdmFkLnYxLkhlYWRUeXBlEgoKAnRvGAIgASgJEgwKBGZyb20YAyABKAkSDgoGY2hhdGlkGAQgASgJEhQKDGNvbnRlbnRfdHlwZRgFIAEoCRIhCgZhY3Rpb24YBiABKA4yES5zYW12YWQudjEuQWN0aW9uIj8KBE1ldGESDAoEaGFzaBgBIAEoCRIUCgxjb250ZW50X2hhc2gYAiABKAkSEwoLZ2VuZXJhdGVfdHMYAyABKAMiIAoEQm9keRIMCgR0ZXh0GAEgASgJEgoKAnRzGAIgASgDIl8KCkF0dGFjaG1lbnQSDwoHZmlsZV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEhQKDGNvbnRlbnRfdHlwZRgDIAEoCRIMCgRzaXplGAQgASgEEg4KBnNoYTI1NhgFIAEoCSLhAQoIRW52ZWxvcGUSCgoCaWQYASABKAkSHQoEaGVhZBgCIAEoCzIPLnNhbXZhZC52MS5IZWFkEh0KBG1ldGEYAyABKAsyDy5zYW12YWQudjEuTWV0YRIdCgRib2R5GAQgASgLMg8uc2FtdmFkLnYxLkJvZHkSKgoLYXR0YWNobWVudHMYBSADKAsyFS5zYW12YWQudjEuQXR0YWNobWVudBILCgNzZXEYBiABKAQSEQoJc2VydmVyX3RzGAcgASgDEg4KBnJlZl9pZBgIIAEoCRIQCghyZWZfZnJvbRgJIAEoCSImCgVIZWxsbxINCgV0b2tlbhgBIAEoCRIOCgZkZXZpY2UYAiABKAkiLQoEU2VuZBIlCghlbnZlbG9wZRgBIAEoCzITLnNhbXZhZC52MS5FbnZlbG9wZSISCgNBY2sSCwoDc2VxGAEgASgEIikKBFN5bmMSEQoJYWZ0ZXJfc2VxGAEgASgEEg4KBnJlc3VtZRgCIAEoCCI8CgdIaXN0b3J5Eg4KBmNoYXRpZBgBIAEoCRISCgpiZWZvcmVfc2VxGAIgASgEEg0KBWxpbWl0GAMgASgNIjsKBFJlYWQSDgoGY2hhdGlkGAEgASgJEg4KBmF1dGhvchgCIAEoCRITCgttZXNzYWdlX2lkcxgDIAMoCSI7CgRIaWRlEg4KBmNoYXRpZBgBIAEoCRIOCgZhdXRob3IYAiABKAkSEwoLbWVzc2FnZV9pZHMYAyADKAkiNAoGVHlwaW5nEgoKAnRvGAEgASgJEg4KBmNoYXRpZBgCIAEoCRIOCgZhY3RpdmUYAyABKAgirAIKBlNpZ25hbBIMCgRyb29tGAEgASgJEgwKBGZyb20YBCABKAkSDgoEam9pbhgFIAEoCUgAEhAKBmFuc3dlchgGIAEoCUgAEg8KBW9mZmVyGAcgASgJSAASIQoFbGVhdmUYCCABKAsyEC5zYW12YWQudjEuTGVhdmVIABIfCgRtdXRlGAkgASgLMg8uc2FtdmFkLnYxLk11dGVIABIhCgVsYXllchgKIAEoCzIQLnNhbXZhZC52MS5MYXllckgAEiYKBWV2ZW50GAsgASgLMhUuc2FtdmFkLnYxLk1lZGlhRXZlbnRIABInCgVlcnJvchgMIAEoCzIWLnNhbXZhZC52MS5TaWduYWxFcnJvckgAQgYKBGtpbmRKBAgCEANKBAgDEARSB3BheWxvYWQiBwoFTGVhdmUiSAoETXV0ZRIjCgVzY29wZRgBIAEoDjIULnNhbXZhZC52MS5NdXRlU2NvcGUSDAoEdXNlchgCIAEoCRINCgVtdXRlZBgDIAEoCCIiCgVMYXllchIMCgR1c2VyGAEgASgJEgsKA3JpZBgCIAEoCSLTAwoKTWVkaWFFdmVudBI6CgxwYXJ0aWNpcGFudHMYASABKAsyIi5zYW12YWQudjEuTWVkaWFFdmVudC5QYXJ0aWNpcGFudHNIABIQCgZqb2luZWQYAiABKAlIABIOCgRsZWZ0GAMgASgJSAASNAoJcHVibGlzaGVkGAQgASgLMh8uc2FtdmFkLnYxLk1lZGlhRXZlbnQuUHVibGlzaGVkSAASLAoFdHJhY2sYBSABKAsyGy5zYW12YWQudjEuTWVkaWFFdmVudC5UcmFja0gAEiwKBW11dGVkGAYgASgLMhsuc2FtdmFkLnYxLk1lZGlhRXZlbnQuTXV0ZWRIABIhCgVsYXllchgHIAEoCzIQLnNhbXZhZC52MS5MYXllckgAGh0KDFBhcnRpY2lwYW50cxINCgV1c2VycxgBIAMoCRonCglQdWJsaXNoZWQSDAoEdXNlchgBIAEoCRIMCgRraW5kGAIgASgJGjAKBVRyYWNrEgwKBHVzZXIYASABKAkSDAoEa2luZBgCIAEoCRILCgNtaWQYAyABKAkaMAoFTXV0ZWQSDAoEdXNlchgBIAEoCRIKCgJieRgCIAEoCRINCgVtdXRlZBgDIAEoCEIGCgRraW5kIiwKC1NpZ25hbEVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSIVCgRQaW5nEg0KBW5vbmNlGAEgASgEIu0CCgtDbGllbnRGcmFtZRIhCgVoZWxsbxgBIAEoCzIQLnNhbXZhZC52MS5IZWxsb0gAEh8KBHNlbmQYAiABKAsyDy5zYW12YWQudjEuU2VuZEgAEh0KA2FjaxgDIAEoCzIOLnNhbXZhZC52MS5BY2tIABIfCgRzeW5jGAQgASgLMg8uc2FtdmFkLnYxLlN5bmNIABIjCgZ0eXBpbmcYBSABKAsyES5zYW12YWQudjEuVHlwaW5nSAASIwoGc2lnbmFsGAYgASgLMhEuc2FtdmFkLnYxLlNpZ25hbEgAEh8KBHBpbmcYByABKAsyDy5zYW12YWQudjEuUGluZ0gAEiUKB2hpc3RvcnkYCCABKAsyEi5zYW12YWQudjEuSGlzdG9yeUgAEh8KBHJlYWQYCSABKAsyDy5zYW12YWQudjEuUmVhZEgAEh8KBGhpZGUYCiABKAsyDy5zYW12YWQudjEuSGlkZUgAQgYKBGtpbmQiSQoHV2VsY29tZRIMCgR1c2VyGAEgASgJEg8KB3Nlc3Npb24YAiABKAkSEQoJbWF4X2ZyYW1lGAMgASgNEgwKBG5vZGUYBCABKAkiKQoIQWNjZXB0ZWQSCgoCaWQYASABKAkSEQoJc2VydmVyX3RzGAIgASgDIjAKB0RlbGl2ZXISJQoIZW52ZWxvcGUYASABKAsyEy5zYW12YWQudjEuRW52ZWxvcGUikAEKB1JlY2VpcHQSCwoDc2VxGAEgASgEEhIKCm1lc3NhZ2VfaWQYAiABKAkSCgoCYnkYAyABKAkSJwoFc3RhdGUYBCABKA4yGC5zYW12YWQudjEuRGVsaXZlcnlTdGF0ZRIOCgZjaGF0aWQYBSABKAkSCgoCdHMYBiABKAMSEwoLbWVzc2FnZV9pZHMYByADKAkiKgoIU3luY0RvbmUSEAoIbGFzdF9zZXEYASABKAQSDAoEbW9yZRgCIAEoCCJSCgtIaXN0b3J5UGFnZRIOCgZjaGF0aWQYASABKAkSJQoIbWVzc2FnZXMYAiADKAsyEy5zYW12YWQudjEuRW52ZWxvcGUSDAoEbW9yZRgDIAEoCCJICghQcmVzZW5jZRIMCgR1c2VyGAEgASgJEg4KBm9ubGluZRgCIAEoCBIOCgZ0eXBpbmcYAyABKAgSDgoGY2hhdGlkGAQgASgJIkkKBUVycm9yEiIKBGNvZGUYASABKA4yFC5zYW12YWQudjEuRXJyb3JDb2RlEg8KB21lc3NhZ2UYAiABKAkSCwoDcmVmGAMgASgJIhUKBFBvbmcSDQoFbm9uY2UYASABKAQimgMKC1NlcnZlckZyYW1lEiUKB3dlbGNvbWUYASABKAsyEi5zYW12YWQudjEuV2VsY29tZUgAEicKCGFjY2VwdGVkGAIgASgLMhMuc2FtdmFkLnYxLkFjY2VwdGVkSAASJQoHZGVsaXZlchgDIAEoCzISLnNhbXZhZC52MS5EZWxpdmVySAASJQoHcmVjZWlwdBgEIAEoCzISLnNhbXZhZC52MS5SZWNlaXB0SAASKAoJc3luY19kb25lGAUgASgLMhMuc2FtdmFkLnYxLlN5bmNEb25lSAASJwoIcHJlc2VuY2UYBiABKAsyEy5zYW12YWQudjEuUHJlc2VuY2VIABIjCgZzaWduYWwYByABKAsyES5zYW12YWQudjEuU2lnbmFsSAASIQoFZXJyb3IYCCABKAsyEC5zYW12YWQudjEuRXJyb3JIABIfCgRwb25nGAkgASgLMg8uc2FtdmFkLnYxLlBvbmdIABIpCgdoaXN0b3J5GAogASgLMhYuc2FtdmFkLnYxLkhpc3RvcnlQYWdlSABCBgoEa2luZCqUAQoISGVhZFR5cGUSGQoVSEVBRF9UWVBFX1VOU1BFQ0lGSUVEEAASEgoOSEVBRF9UWVBFX0NIQVQQARITCg9IRUFEX1RZUEVfR1JPVVAQAhIVChFIRUFEX1RZUEVfQ0hBTk5FTBADEhEKDUhFQURfVFlQRV9CT1QQBBIaChZIRUFEX1RZUEVfTk9USUZJQ0FUSU9OEAUqkQIKBkFjdGlvbhIWChJBQ1RJT05fVU5TUEVDSUZJRUQQABISCg5BQ1RJT05fTUVTU0FHRRABEg4KCkFDVElPTl9BQ0sQAhIUChBBQ1RJT05fU1VCU0NSSUJFEAMSFgoSQUNUSU9OX1VOU1VCU0NSSUJFEAQSDwoLQUNUSU9OX0pPSU4QBRIQCgxBQ1RJT05fTEVBVkUQBhIRCg1BQ1RJT05fQ1JFQVRFEAcSFQoRQUNUSU9OX0FERF9NRU1CRVIQCBIYChRBQ1RJT05fUkVNT1ZFX01FTUJFUhAJEhAKDEFDVElPTl9TVEFURRAKEhEKDUFDVElPTl9UWVBJTkcQCxIRCg1BQ1RJT05fREVMRVRFEAwqUgoJTXV0ZVNjb3BlEhUKEU1VVEVfU0NPUEVfTVlTRUxGEAASFQoRTVVURV9TQ09QRV9GT1JfTUUQARIXChNNVVRFX1NDT1BFX0VWRVJZT05FEAIqfwoNRGVsaXZlcnlTdGF0ZRIeChpERUxJVkVSWV9TVEFURV9VTlNQRUNJRklFRBAAEhcKE0RFTElWRVJZX1NUQVRFX1NFTlQQARIcChhERUxJVkVSWV9TVEFURV9ERUxJVkVSRUQQAhIXChNERUxJVkVSWV9TVEFURV9SRUFEEAMqjQQKCUVycm9yQ29kZRIaChZFUlJPUl9DT0RFX1VOU1BFQ0lGSUVEEAASHgoaRVJST1JfQ09ERV9NQUxGT1JNRURfRlJBTUUQARIeChpFUlJPUl9DT0RFX0ZSQU1FX1RPT19MQVJHRRACEhwKGEVSUk9SX0NPREVfVU5LTk9XTl9GUkFNRRADEiAKHEVSUk9SX0NPREVfTk9UX0FVVEhFTlRJQ0FURUQQBBIYChRFUlJPUl9DT0RFX0JBRF9UT0tFThAFEhwKGEVSUk9SX0NPREVfVE9LRU5fRVhQSVJFRBAGEh4KGkVSUk9SX0NPREVfU0VOREVSX01JU01BVENIEAcSHwobRVJST1JfQ09ERV9JTlZBTElEX0VOVkVMT1BFEAgSGwoXRVJST1JfQ09ERV9SQVRFX0xJTUlURUQQCRIkCiBFUlJPUl9DT0RFX0FMUkVBRFlfQVVUSEVOVElDQVRFRBAKEiAKHEVSUk9SX0NPREVfVU5LTk9XTl9SRUNJUElFTlQQCxIaChZFUlJPUl9DT0RFX1VOQVZBSUxBQkxFEAwSHAoYRVJST1JfQ09ERV9TTE9XX0NPTlNVTUVSEA0SFwoTRVJST1JfQ09ERV9JTlRFUk5BTBAOEhkKFUVSUk9SX0NPREVfTk9UX01FTUJFUhAPEhgKFEVSUk9SX0NPREVfRk9SQklEREVOEBBiBnByb3RvMw");
 
 /**
  * @generated from message samvad.v1.Head
@@ -436,7 +436,9 @@ export const TypingSchema: GenMessage<Typing> = /*@__PURE__*/
   messageDesc(file_samvad, 12);
 
 /**
- * Media signaling (SDP, ICE) for a room, opaque to the chat path.
+ * Media signaling for a room (the group id), opaque to the chat path: one
+ * message per kind. A client sends join, answer, offer, leave, mute and
+ * layer; the server sends answer, offer, event and error.
  *
  * @generated from message samvad.v1.Signal
  */
@@ -447,21 +449,74 @@ export type Signal = Message<"samvad.v1.Signal"> & {
   room: string;
 
   /**
-   * @generated from field: string kind = 2;
-   */
-  kind: string;
-
-  /**
-   * @generated from field: bytes payload = 3;
-   */
-  payload: Uint8Array;
-
-  /**
    * Set by the server on frames it forwards.
    *
    * @generated from field: string from = 4;
    */
   from: string;
+
+  /**
+   * @generated from oneof samvad.v1.Signal.kind
+   */
+  kind: {
+    /**
+     * SDP offer of what the client publishes; it receives on tracks the
+     * server offers later.
+     *
+     * @generated from field: string join = 5;
+     */
+    value: string;
+    case: "join";
+  } | {
+    /**
+     * SDP answer to the other side's offer.
+     *
+     * @generated from field: string answer = 6;
+     */
+    value: string;
+    case: "answer";
+  } | {
+    /**
+     * SDP offer: the server's when others' tracks come, the client's to
+     * publish more.
+     *
+     * @generated from field: string offer = 7;
+     */
+    value: string;
+    case: "offer";
+  } | {
+    /**
+     * @generated from field: samvad.v1.Leave leave = 8;
+     */
+    value: Leave;
+    case: "leave";
+  } | {
+    /**
+     * @generated from field: samvad.v1.Mute mute = 9;
+     */
+    value: Mute;
+    case: "mute";
+  } | {
+    /**
+     * Which simulcast layer of a publisher's video to get.
+     *
+     * @generated from field: samvad.v1.Layer layer = 10;
+     */
+    value: Layer;
+    case: "layer";
+  } | {
+    /**
+     * @generated from field: samvad.v1.MediaEvent event = 11;
+     */
+    value: MediaEvent;
+    case: "event";
+  } | {
+    /**
+     * @generated from field: samvad.v1.SignalError error = 12;
+     */
+    value: SignalError;
+    case: "error";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -470,6 +525,269 @@ export type Signal = Message<"samvad.v1.Signal"> & {
  */
 export const SignalSchema: GenMessage<Signal> = /*@__PURE__*/
   messageDesc(file_samvad, 13);
+
+/**
+ * Leaving the room.
+ *
+ * @generated from message samvad.v1.Leave
+ */
+export type Leave = Message<"samvad.v1.Leave"> & {
+};
+
+/**
+ * Describes the message samvad.v1.Leave.
+ * Use `create(LeaveSchema)` to create a new message.
+ */
+export const LeaveSchema: GenMessage<Leave> = /*@__PURE__*/
+  messageDesc(file_samvad, 14);
+
+/**
+ * @generated from message samvad.v1.Mute
+ */
+export type Mute = Message<"samvad.v1.Mute"> & {
+  /**
+   * @generated from field: samvad.v1.MuteScope scope = 1;
+   */
+  scope: MuteScope;
+
+  /**
+   * The participant muted (not for MUTE_SCOPE_MYSELF).
+   *
+   * @generated from field: string user = 2;
+   */
+  user: string;
+
+  /**
+   * False unmutes.
+   *
+   * @generated from field: bool muted = 3;
+   */
+  muted: boolean;
+};
+
+/**
+ * Describes the message samvad.v1.Mute.
+ * Use `create(MuteSchema)` to create a new message.
+ */
+export const MuteSchema: GenMessage<Mute> = /*@__PURE__*/
+  messageDesc(file_samvad, 15);
+
+/**
+ * The simulcast layer (`rid`) to get of `user`'s video, or "auto": the
+ * choice by the subscriber's estimated bandwidth (the default).
+ *
+ * @generated from message samvad.v1.Layer
+ */
+export type Layer = Message<"samvad.v1.Layer"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string rid = 2;
+   */
+  rid: string;
+};
+
+/**
+ * Describes the message samvad.v1.Layer.
+ * Use `create(LayerSchema)` to create a new message.
+ */
+export const LayerSchema: GenMessage<Layer> = /*@__PURE__*/
+  messageDesc(file_samvad, 16);
+
+/**
+ * What the server tells participants.
+ *
+ * @generated from message samvad.v1.MediaEvent
+ */
+export type MediaEvent = Message<"samvad.v1.MediaEvent"> & {
+  /**
+   * @generated from oneof samvad.v1.MediaEvent.kind
+   */
+  kind: {
+    /**
+     * To a new participant: who is already in the room.
+     *
+     * @generated from field: samvad.v1.MediaEvent.Participants participants = 1;
+     */
+    value: MediaEvent_Participants;
+    case: "participants";
+  } | {
+    /**
+     * A user joined.
+     *
+     * @generated from field: string joined = 2;
+     */
+    value: string;
+    case: "joined";
+  } | {
+    /**
+     * A user left.
+     *
+     * @generated from field: string left = 3;
+     */
+    value: string;
+    case: "left";
+  } | {
+    /**
+     * `user` publishes a track of `kind` ("audio" or "video").
+     *
+     * @generated from field: samvad.v1.MediaEvent.Published published = 4;
+     */
+    value: MediaEvent_Published;
+    case: "published";
+  } | {
+    /**
+     * The next offer carries `user`'s `kind` track on `mid`.
+     *
+     * @generated from field: samvad.v1.MediaEvent.Track track = 5;
+     */
+    value: MediaEvent_Track;
+    case: "track";
+  } | {
+    /**
+     * @generated from field: samvad.v1.MediaEvent.Muted muted = 6;
+     */
+    value: MediaEvent_Muted;
+    case: "muted";
+  } | {
+    /**
+     * The subscriber's bandwidth now fits layer `rid` of `user`'s video.
+     *
+     * @generated from field: samvad.v1.Layer layer = 7;
+     */
+    value: Layer;
+    case: "layer";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message samvad.v1.MediaEvent.
+ * Use `create(MediaEventSchema)` to create a new message.
+ */
+export const MediaEventSchema: GenMessage<MediaEvent> = /*@__PURE__*/
+  messageDesc(file_samvad, 17);
+
+/**
+ * @generated from message samvad.v1.MediaEvent.Participants
+ */
+export type MediaEvent_Participants = Message<"samvad.v1.MediaEvent.Participants"> & {
+  /**
+   * @generated from field: repeated string users = 1;
+   */
+  users: string[];
+};
+
+/**
+ * Describes the message samvad.v1.MediaEvent.Participants.
+ * Use `create(MediaEvent_ParticipantsSchema)` to create a new message.
+ */
+export const MediaEvent_ParticipantsSchema: GenMessage<MediaEvent_Participants> = /*@__PURE__*/
+  messageDesc(file_samvad, 17, 0);
+
+/**
+ * @generated from message samvad.v1.MediaEvent.Published
+ */
+export type MediaEvent_Published = Message<"samvad.v1.MediaEvent.Published"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+};
+
+/**
+ * Describes the message samvad.v1.MediaEvent.Published.
+ * Use `create(MediaEvent_PublishedSchema)` to create a new message.
+ */
+export const MediaEvent_PublishedSchema: GenMessage<MediaEvent_Published> = /*@__PURE__*/
+  messageDesc(file_samvad, 17, 1);
+
+/**
+ * @generated from message samvad.v1.MediaEvent.Track
+ */
+export type MediaEvent_Track = Message<"samvad.v1.MediaEvent.Track"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string mid = 3;
+   */
+  mid: string;
+};
+
+/**
+ * Describes the message samvad.v1.MediaEvent.Track.
+ * Use `create(MediaEvent_TrackSchema)` to create a new message.
+ */
+export const MediaEvent_TrackSchema: GenMessage<MediaEvent_Track> = /*@__PURE__*/
+  messageDesc(file_samvad, 17, 2);
+
+/**
+ * @generated from message samvad.v1.MediaEvent.Muted
+ */
+export type MediaEvent_Muted = Message<"samvad.v1.MediaEvent.Muted"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string by = 2;
+   */
+  by: string;
+
+  /**
+   * @generated from field: bool muted = 3;
+   */
+  muted: boolean;
+};
+
+/**
+ * Describes the message samvad.v1.MediaEvent.Muted.
+ * Use `create(MediaEvent_MutedSchema)` to create a new message.
+ */
+export const MediaEvent_MutedSchema: GenMessage<MediaEvent_Muted> = /*@__PURE__*/
+  messageDesc(file_samvad, 17, 3);
+
+/**
+ * A signal refused, and why: `code` is one of not_joined,
+ * already_joined, bad_sdp, bad_request, forbidden, unknown_room (and the
+ * edge's: not_member, unavailable).
+ *
+ * @generated from message samvad.v1.SignalError
+ */
+export type SignalError = Message<"samvad.v1.SignalError"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message samvad.v1.SignalError.
+ * Use `create(SignalErrorSchema)` to create a new message.
+ */
+export const SignalErrorSchema: GenMessage<SignalError> = /*@__PURE__*/
+  messageDesc(file_samvad, 18);
 
 /**
  * @generated from message samvad.v1.Ping
@@ -486,7 +804,7 @@ export type Ping = Message<"samvad.v1.Ping"> & {
  * Use `create(PingSchema)` to create a new message.
  */
 export const PingSchema: GenMessage<Ping> = /*@__PURE__*/
-  messageDesc(file_samvad, 14);
+  messageDesc(file_samvad, 19);
 
 /**
  * @generated from message samvad.v1.ClientFrame
@@ -563,7 +881,7 @@ export type ClientFrame = Message<"samvad.v1.ClientFrame"> & {
  * Use `create(ClientFrameSchema)` to create a new message.
  */
 export const ClientFrameSchema: GenMessage<ClientFrame> = /*@__PURE__*/
-  messageDesc(file_samvad, 15);
+  messageDesc(file_samvad, 20);
 
 /**
  * @generated from message samvad.v1.Welcome
@@ -597,7 +915,7 @@ export type Welcome = Message<"samvad.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_samvad, 16);
+  messageDesc(file_samvad, 21);
 
 /**
  * Server ack: the envelope is durable and will be delivered.
@@ -621,7 +939,7 @@ export type Accepted = Message<"samvad.v1.Accepted"> & {
  * Use `create(AcceptedSchema)` to create a new message.
  */
 export const AcceptedSchema: GenMessage<Accepted> = /*@__PURE__*/
-  messageDesc(file_samvad, 17);
+  messageDesc(file_samvad, 22);
 
 /**
  * A message from my inbox; `envelope.seq` is its inbox position.
@@ -640,7 +958,7 @@ export type Deliver = Message<"samvad.v1.Deliver"> & {
  * Use `create(DeliverSchema)` to create a new message.
  */
 export const DeliverSchema: GenMessage<Deliver> = /*@__PURE__*/
-  messageDesc(file_samvad, 18);
+  messageDesc(file_samvad, 23);
 
 /**
  * A delivery receipt in my inbox: `by` got (or read) my message `message_id`.
@@ -697,7 +1015,7 @@ export type Receipt = Message<"samvad.v1.Receipt"> & {
  * Use `create(ReceiptSchema)` to create a new message.
  */
 export const ReceiptSchema: GenMessage<Receipt> = /*@__PURE__*/
-  messageDesc(file_samvad, 19);
+  messageDesc(file_samvad, 24);
 
 /**
  * The replay asked for by Sync is complete. With `more`, the replay stopped
@@ -723,7 +1041,7 @@ export type SyncDone = Message<"samvad.v1.SyncDone"> & {
  * Use `create(SyncDoneSchema)` to create a new message.
  */
 export const SyncDoneSchema: GenMessage<SyncDone> = /*@__PURE__*/
-  messageDesc(file_samvad, 20);
+  messageDesc(file_samvad, 25);
 
 /**
  * The answer to History: envelopes newest first, each with `seq` = its
@@ -754,7 +1072,7 @@ export type HistoryPage = Message<"samvad.v1.HistoryPage"> & {
  * Use `create(HistoryPageSchema)` to create a new message.
  */
 export const HistoryPageSchema: GenMessage<HistoryPage> = /*@__PURE__*/
-  messageDesc(file_samvad, 21);
+  messageDesc(file_samvad, 26);
 
 /**
  * @generated from message samvad.v1.Presence
@@ -786,7 +1104,7 @@ export type Presence = Message<"samvad.v1.Presence"> & {
  * Use `create(PresenceSchema)` to create a new message.
  */
 export const PresenceSchema: GenMessage<Presence> = /*@__PURE__*/
-  messageDesc(file_samvad, 22);
+  messageDesc(file_samvad, 27);
 
 /**
  * @generated from message samvad.v1.Error
@@ -815,7 +1133,7 @@ export type Error = Message<"samvad.v1.Error"> & {
  * Use `create(ErrorSchema)` to create a new message.
  */
 export const ErrorSchema: GenMessage<Error> = /*@__PURE__*/
-  messageDesc(file_samvad, 23);
+  messageDesc(file_samvad, 28);
 
 /**
  * @generated from message samvad.v1.Pong
@@ -832,7 +1150,7 @@ export type Pong = Message<"samvad.v1.Pong"> & {
  * Use `create(PongSchema)` to create a new message.
  */
 export const PongSchema: GenMessage<Pong> = /*@__PURE__*/
-  messageDesc(file_samvad, 24);
+  messageDesc(file_samvad, 29);
 
 /**
  * @generated from message samvad.v1.ServerFrame
@@ -909,7 +1227,7 @@ export type ServerFrame = Message<"samvad.v1.ServerFrame"> & {
  * Use `create(ServerFrameSchema)` to create a new message.
  */
 export const ServerFrameSchema: GenMessage<ServerFrame> = /*@__PURE__*/
-  messageDesc(file_samvad, 25);
+  messageDesc(file_samvad, 30);
 
 /**
  * What kind of conversation an envelope belongs to (seed v2 `head.type`).
@@ -1033,6 +1351,40 @@ export const ActionSchema: GenEnum<Action> = /*@__PURE__*/
   enumDesc(file_samvad, 1);
 
 /**
+ * Whose media to mute, for whom.
+ *
+ * @generated from enum samvad.v1.MuteScope
+ */
+export enum MuteScope {
+  /**
+   * My own media, for everyone.
+   *
+   * @generated from enum value: MUTE_SCOPE_MYSELF = 0;
+   */
+  MYSELF = 0,
+
+  /**
+   * `user`'s media, for me only.
+   *
+   * @generated from enum value: MUTE_SCOPE_FOR_ME = 1;
+   */
+  FOR_ME = 1,
+
+  /**
+   * `user`'s media, for everyone (the group's `mute` right).
+   *
+   * @generated from enum value: MUTE_SCOPE_EVERYONE = 2;
+   */
+  EVERYONE = 2,
+}
+
+/**
+ * Describes the enum samvad.v1.MuteScope.
+ */
+export const MuteScopeSchema: GenEnum<MuteScope> = /*@__PURE__*/
+  enumDesc(file_samvad, 2);
+
+/**
  * @generated from enum samvad.v1.DeliveryState
  */
 export enum DeliveryState {
@@ -1061,7 +1413,7 @@ export enum DeliveryState {
  * Describes the enum samvad.v1.DeliveryState.
  */
 export const DeliveryStateSchema: GenEnum<DeliveryState> = /*@__PURE__*/
-  enumDesc(file_samvad, 2);
+  enumDesc(file_samvad, 3);
 
 /**
  * Stable error codes. Clients match on the code, never on the message.
@@ -1185,5 +1537,5 @@ export enum ErrorCode {
  * Describes the enum samvad.v1.ErrorCode.
  */
 export const ErrorCodeSchema: GenEnum<ErrorCode> = /*@__PURE__*/
-  enumDesc(file_samvad, 3);
+  enumDesc(file_samvad, 4);
 

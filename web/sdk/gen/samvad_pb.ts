@@ -764,9 +764,10 @@ export const MediaEvent_MutedSchema: GenMessage<MediaEvent_Muted> = /*@__PURE__*
   messageDesc(file_samvad, 17, 3);
 
 /**
- * A signal refused, and why: `code` is one of not_joined,
- * already_joined, bad_sdp, bad_request, forbidden, unknown_room (and the
- * edge's: not_member, unavailable).
+ * A signal the media node refused, and why: `code` is one of
+ * already_joined, not_joined, bad_sdp, refused, no_such_participant,
+ * forbidden, bad_request. (The edge refuses with an Error frame: a
+ * malformed signal, a room the user is not a member of.)
  *
  * @generated from message samvad.v1.SignalError
  */

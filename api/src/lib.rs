@@ -20,11 +20,11 @@
 //! causes (group announcements, system messages) go through
 //! [`Inboxes`], like a session's.
 
-pub mod auth;
-pub mod error;
-pub mod state;
-
 mod accounts;
+mod auth;
+mod error;
+mod state;
+
 mod files;
 mod groups;
 mod history;

@@ -19,7 +19,7 @@ use serde_json::json;
 use crate::auth::AuthUser;
 use crate::error::{parse, ApiError};
 use crate::state::PushConfig;
-use samvad_push::web_push::subscription_keys;
+use samvad_push::subscription_keys;
 use samvad_store::push_subscriptions::PushSubscriptions;
 
 #[derive(Deserialize)]

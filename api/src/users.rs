@@ -54,7 +54,9 @@ pub async fn search(
     let found = accounts
         .search(
             q,
-            query.limit.clamp(1, samvad_store::user_search::MAX_RESULTS),
+            query
+                .limit
+                .clamp(1, samvad_store::accounts::MAX_SEARCH_RESULTS),
         )
         .await
         .map_err(ApiError::internal)?;

@@ -36,4 +36,4 @@ pub mod signal;
 pub mod signed_url;
 pub mod throttle;
 pub mod token;
-pub mod token_bucket;
+mod token_bucket;

@@ -21,19 +21,28 @@
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
 //!   checked before any work on a connection.
 //! - [`tls`], [`metrics`].
+//!
+//! The crate offers what the binary wires (below); the modules are its
+//! own.
 
-pub mod admission;
-pub mod config;
-pub mod connection;
-pub mod delivery;
-pub mod http;
-pub mod hub;
-pub mod inboxes;
-pub mod metrics;
-pub mod node;
-pub mod outbox;
-pub mod quic;
-pub mod state;
-pub mod tls;
-pub mod transport;
-pub mod webtransport;
+mod admission;
+mod config;
+mod connection;
+mod delivery;
+mod http;
+mod hub;
+mod inboxes;
+mod metrics;
+mod node;
+mod outbox;
+mod quic;
+mod state;
+mod tls;
+mod transport;
+mod webtransport;
+
+pub use config::EdgeArgs;
+pub use delivery::{to_deliver, Delivery, LocalOutlet};
+pub use hub::Hub;
+pub use metrics::{serve as serve_metrics, NodeMetrics};
+pub use node::{start, write_ready, EdgeDeps, RunningEdge};

@@ -35,8 +35,8 @@ use samvad_core::throttle::Throttle;
 use samvad_core::token::TokenKeys;
 use samvad_media::MediaCounters;
 use samvad_media::MediaRouting;
-use samvad_push::webhook::SignedWebhook;
 use samvad_push::EndpointPolicy;
+use samvad_push::SignedWebhook;
 
 /// What an edge is wired to.
 pub struct EdgeDeps {

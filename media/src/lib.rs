@@ -23,13 +23,15 @@
 //!
 //! The signaling vocabulary is [`samvad_core::signal`].
 
-pub mod counters;
-pub mod demux;
-pub mod layers;
-pub mod pins;
-pub mod role;
-pub mod sfu;
+mod counters;
+mod demux;
+pub mod fuzzing;
+mod layers;
+mod pins;
+mod role;
+mod sfu;
 
 pub use counters::MediaCounters;
+pub use pins::RoomPins;
 pub use role::{open_signals, MediaRole, MediaRouting, RoutingRefusal};
 pub use sfu::{MediaError, Out, SessionAddr, Sfu, SignalIn};

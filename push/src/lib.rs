@@ -20,10 +20,10 @@
 //! [`webhook::SignedWebhook`] also carries phone verification codes to an
 //! SMS gateway.
 
-pub mod endpoints;
-pub mod notification;
-pub mod web_push;
-pub mod webhook;
+mod endpoints;
+mod notification;
+mod web_push;
+mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,8 +36,10 @@ use samvad_proto::bus::PushRecord;
 pub use endpoints::EndpointPolicy;
 pub use notification::Notification;
 use samvad_store::push_subscriptions::PushSubscriptions;
-use web_push::{VapidKey, WebPushSink};
-use webhook::{SignedWebhook, WebhookSink};
+use web_push::WebPushSink;
+pub use web_push::{subscription_keys, VapidKey};
+pub use webhook::SignedWebhook;
+use webhook::WebhookSink;
 
 /// Records read from `push` per batch.
 const BATCH: usize = 256;

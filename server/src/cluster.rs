@@ -28,13 +28,12 @@ use crate::config::{
 };
 use crate::process::{self, open_database};
 use samvad_core::token::TokenKeys;
-use samvad_edge::metrics::{self, NodeMetrics};
-use samvad_edge::node::{self, EdgeDeps};
-use samvad_media::pins::RoomPins;
+use samvad_edge::{EdgeDeps, NodeMetrics};
 use samvad_media::MediaCounters;
+use samvad_media::RoomPins;
 use samvad_media::{MediaRole, MediaRouting};
-use samvad_push::web_push::VapidKey;
 use samvad_push::PushRole;
+use samvad_push::VapidKey;
 
 /// Connects to Kafka and makes sure the shared topics exist.
 async fn bus(cluster: &ClusterArgs, node: &str) -> anyhow::Result<(Arc<dyn Bus>, Topics)> {
@@ -89,7 +88,7 @@ fn ready(
     metrics: Option<SocketAddr>,
 ) -> anyhow::Result<()> {
     if let Some(path) = path {
-        node::write_ready(
+        samvad_edge::write_ready(
             path,
             &serde_json::json!({
                 "role": role,
@@ -109,7 +108,7 @@ async fn serve_metrics(
 ) -> anyhow::Result<Option<SocketAddr>> {
     match args.metrics_listen {
         Some(listen) => {
-            let addr = metrics::serve(listen, Arc::new(node_metrics), roles)
+            let addr = samvad_edge::serve_metrics(listen, Arc::new(node_metrics), roles)
                 .await
                 .with_context(|| format!("serving metrics on {listen}"))?;
             Ok(Some(addr))
@@ -148,10 +147,10 @@ pub async fn edge(args: ClusterEdgeArgs) -> anyhow::Result<()> {
         files: Arc::new(RedisFiles::new(redis.clone())),
         keys: TokenKeys::new(&secret, args.edge.access_ttl),
         hub: Default::default(),
-        delivery: samvad_edge::delivery::Delivery::Bus,
+        delivery: samvad_edge::Delivery::Bus,
     };
     let mut roles = JoinSet::new();
-    let running = node::start(
+    let running = samvad_edge::start(
         &args.edge,
         deps,
         &mut roles,
@@ -207,7 +206,7 @@ pub async fn media(args: ClusterMediaArgs) -> anyhow::Result<()> {
         .context("media role")
     });
     if let Some(path) = &args.ready_file {
-        node::write_ready(
+        samvad_edge::write_ready(
             path,
             &serde_json::json!({
                 "role": "media",
@@ -306,7 +305,7 @@ async fn sweep_retention(
         if records.is_empty() {
             continue;
         }
-        let out = samvad_edge::delivery::to_deliver(deliver.clone(), records);
+        let out = samvad_edge::to_deliver(deliver.clone(), records);
         if let Err(e) = bus.produce(out).await {
             tracing::warn!(error = %e, "retention: producing expiries failed; the next round asks again");
         }

@@ -1,12 +1,12 @@
 //! Command-line configuration of the server's roles (an edge's own is
-//! [`samvad_edge::config::EdgeArgs`]).
+//! [`samvad_edge::EdgeArgs`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-pub use samvad_edge::config::EdgeArgs;
+pub use samvad_edge::EdgeArgs;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -121,7 +121,7 @@ pub struct PushArgs {
 
 impl PushArgs {
     /// The signed webhook `--push-webhook` asks for, if any.
-    pub fn webhook(&self) -> anyhow::Result<Option<samvad_push::webhook::SignedWebhook>> {
+    pub fn webhook(&self) -> anyhow::Result<Option<samvad_push::SignedWebhook>> {
         let Some(url) = &self.push_webhook else {
             return Ok(None);
         };
@@ -129,7 +129,7 @@ impl PushArgs {
             .push_webhook_secret
             .as_ref()
             .context("--push-webhook needs --push-webhook-secret")?;
-        Ok(Some(samvad_push::webhook::SignedWebhook::new(
+        Ok(Some(samvad_push::SignedWebhook::new(
             url.clone(),
             secret.as_bytes().to_vec(),
         )))

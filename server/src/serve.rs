@@ -20,13 +20,11 @@ use samvad_store::PersistMode;
 use crate::auth::{load_or_create_keys, secret_file};
 use crate::config::{DurabilityArg, ServeArgs};
 use crate::process::{self, open_database};
-use samvad_edge::delivery::{Delivery, LocalOutlet};
-use samvad_edge::hub::Hub;
-use samvad_edge::node::{self, EdgeDeps};
+use samvad_edge::{Delivery, EdgeDeps, Hub, LocalOutlet};
 use samvad_media::MediaCounters;
 use samvad_media::{MediaRole, MediaRouting};
-use samvad_push::web_push::VapidKey;
 use samvad_push::PushRole;
+use samvad_push::VapidKey;
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let db = open_database(&args.data_dir)?;
@@ -133,7 +131,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "data": args.data_dir.display().to_string(),
         "media": media_addr.to_string(),
     });
-    let running = node::start(&args.edge, deps, &mut roles, extra).await?;
+    let running = samvad_edge::start(&args.edge, deps, &mut roles, extra).await?;
     let result = process::wait(&mut roles).await;
     running.endpoint.close(0u32.into(), b"server shutting down");
     db.persist(PersistMode::SyncAll)?;

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blocking;
 use crate::redis::{unavailable, RedisKeyspace};
+pub use crate::user_search::MAX_RESULTS as MAX_SEARCH_RESULTS;
 use crate::user_search::{rank, trigrams};
 use crate::StoreError;
 

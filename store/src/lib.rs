@@ -45,7 +45,7 @@ pub mod redis;
 pub mod redis_presence;
 pub mod role;
 pub mod tokens;
-pub mod user_search;
+mod user_search;
 
 pub use fjall::PersistMode;
 

@@ -1,0 +1,82 @@
+//! The property of the `sdp` fuzz target (`fuzz/fuzz_targets/sdp.rs`):
+//! whatever a client sends as the SDP of a join, an answer or an offer,
+//! the SFU answers it or refuses it with an `error` signal, and never
+//! panics. The suite replays the committed corpus on stable
+//! (`media/tests/fuzz_corpus.rs`).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use samvad_core::signal::SignalKind;
+
+use crate::{Out, SessionAddr, Sfu, SignalIn};
+
+/// The first byte picks what the rest is sent as: a join's offer (even),
+/// or, after a join with the SDP of `SEED_OFFER`, an answer or an offer.
+pub fn sdp(data: &[u8]) {
+    let Some((&choice, sdp)) = data.split_first() else {
+        return;
+    };
+    let sdp = String::from_utf8_lossy(sdp).into_owned();
+    let addr: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
+    let mut sfu = Sfu::new(addr, StdRng::seed_from_u64(1));
+    let session = SessionAddr {
+        edge: "edge".into(),
+        session: "s".into(),
+    };
+    let now = Instant::now();
+    let send = |sfu: &mut Sfu, kind: SignalKind| {
+        sfu.handle_signal(
+            now,
+            SignalIn {
+                session: session.clone(),
+                user: "ann",
+                room: "g1",
+                kind,
+                may_mute: false,
+            },
+        );
+        std::iter::from_fn(|| sfu.poll_out())
+            .filter_map(|out| match out {
+                Out::Signal { kind, .. } => Some(kind),
+                Out::Transmit { .. } => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    match choice % 3 {
+        0 => {
+            let replies = send(&mut sfu, SignalKind::Join(sdp));
+            let answered = replies.iter().any(|k| matches!(k, SignalKind::Answer(_)));
+            let refused = replies.iter().any(|k| matches!(k, SignalKind::Error(_)));
+            assert!(
+                answered != refused,
+                "a join is answered or refused: {replies:?}"
+            );
+            assert_eq!(sfu.participants(), usize::from(answered));
+        }
+        n => {
+            let joined = send(&mut sfu, SignalKind::Join(SEED_OFFER.into()));
+            assert!(joined.iter().any(|k| matches!(k, SignalKind::Answer(_))));
+            let kind = if n == 1 {
+                SignalKind::Answer(sdp)
+            } else {
+                SignalKind::Offer(sdp)
+            };
+            let replies = send(&mut sfu, kind);
+            // An answer to nothing is refused; an offer is answered or refused.
+            assert!(
+                replies
+                    .iter()
+                    .any(|k| matches!(k, SignalKind::Answer(_) | SignalKind::Error(_))),
+                "{replies:?}"
+            );
+            assert_eq!(sfu.participants(), 1);
+        }
+    }
+}
+
+/// A browser-like offer (audio and video, send only): what the corpus
+/// seeds start from.
+pub const SEED_OFFER: &str = include_str!("seed_offer.sdp");

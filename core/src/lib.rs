@@ -5,6 +5,9 @@
 //! - [`session`]: the session protocol as a state machine: hello first, the
 //!   token's user is `from`, sizes, rates; it answers with [`session::Action`]s
 //!   for its transport to carry out.
+//! - [`inbox`]: the inbox rules as a state machine (gap-free sequence
+//!   numbers, dedupe, acks and receipts, sync, history, expiry) over
+//!   keyspaces as plain data; the store commits what they return.
 //! - [`group`]: a group as stored (members, roles, rights, invites);
 //!   [`group_rules`]: its changes as a state machine (a change by an actor
 //!   → the next version and an event, or a typed refusal).
@@ -30,6 +33,7 @@ pub mod clock;
 pub mod fuzzing;
 pub mod group;
 pub mod group_rules;
+pub mod inbox;
 pub mod names;
 pub mod session;
 pub mod signal;

@@ -22,7 +22,7 @@ use crate::engine::{Effect, FjallState, Holding, InboxRules, Input, Space};
 use crate::presence::{PresenceMap, SessionRoute};
 use crate::StoreError;
 
-pub use crate::engine::rules::{HISTORY_PAGE_MAX, SYNC_PAGE};
+pub use samvad_core::inbox::{HISTORY_PAGE_MAX, SYNC_PAGE};
 
 /// The outbox of partition `partition`, in the Applied keyspace (next to
 /// the applied offsets, keyed by the partition's 4 bytes).
@@ -88,7 +88,7 @@ impl Inboxes {
 
     /// The last seq and the cursor of `user`'s inbox.
     pub fn counters(&self, user: &str) -> Result<(u64, u64), StoreError> {
-        self.rules.lock().counters(&self.state, user)
+        Ok(self.rules.lock().counters(&self.state, user)?)
     }
 
     /// The last offset of `deliver` partition `partition` applied here.
@@ -151,7 +151,7 @@ impl Inboxes {
         let mut rules = self.rules.lock();
         rules.forget();
         // The restored partition's synced sessions go on getting pushes.
-        rules.remember_synced(&self.state)
+        Ok(rules.remember_synced(&self.state)?)
     }
 
     /// Applies a batch of `partition`'s `deliver` records, the last at

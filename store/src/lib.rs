@@ -37,7 +37,6 @@ pub mod engine;
 pub mod files;
 pub mod groups;
 pub mod inbox;
-mod keys;
 pub mod phones;
 pub mod presence;
 pub mod push_subscriptions;
@@ -48,6 +47,8 @@ pub mod tokens;
 mod user_search;
 
 pub use fjall::PersistMode;
+/// The composite keys of the inbox keyspaces (the core's).
+use samvad_core::inbox::keys;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +59,9 @@ pub enum StoreError {
     Corrupt { what: &'static str },
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// What the inbox rules read did not decode, or could not be read.
+    #[error(transparent)]
+    State(#[from] samvad_core::inbox::StateError),
 }
 
 /// Runs a storage call that fsyncs on tokio's blocking pool.

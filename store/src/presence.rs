@@ -4,20 +4,12 @@
 //! implementation (Redis) costs one round trip per batch, not per message.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::RwLock;
 use samvad_bus::BoxFuture;
 
-/// Where one live session can be reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRoute {
-    pub session: Arc<str>,
-    pub edge: Arc<str>,
-}
-
-pub type PresenceMap = HashMap<String, Vec<SessionRoute>>;
+pub use samvad_core::inbox::{LivePresence, PresenceMap, SessionRoute};
 
 /// Why presence could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -26,19 +18,6 @@ pub enum PresenceError {
     Redis(#[from] redis::RedisError),
     #[error("redis did not answer within {0:?}")]
     TimedOut(Duration),
-}
-
-/// Presence as the inbox rules read it while they apply a batch: the live
-/// sessions of one user, `None` if it has none.
-pub trait LivePresence {
-    fn sessions(&self, user: &str) -> Option<Vec<SessionRoute>>;
-}
-
-/// A snapshot taken for a batch (the cluster reads Redis once per batch).
-impl LivePresence for PresenceMap {
-    fn sessions(&self, user: &str) -> Option<Vec<SessionRoute>> {
-        self.get(user).cloned()
-    }
 }
 
 /// Read as it is now (`samvad serve`): also right for the inboxes a batch

@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
-use super::view::{Committed, Pending, Space};
 use crate::StoreError;
+use samvad_core::inbox::{Committed, Pending, Space, StateError};
 
 /// The inbox keyspaces of one fjall database.
 #[derive(Clone)]
@@ -93,10 +93,11 @@ impl FjallState {
 }
 
 impl Committed for FjallState {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         Ok(self
             .keyspace(space)
-            .get(key)?
+            .get(key)
+            .map_err(storage)?
             .map(|v| Bytes::copy_from_slice(&v)))
     }
 
@@ -107,11 +108,11 @@ impl Committed for FjallState {
         to: &[u8],
         rev: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StateError> {
         let iter = self.keyspace(space).range(from..=to);
         let mut out = Vec::new();
-        let mut take = |kv: fjall::Guard| -> Result<(), StoreError> {
-            let (k, v) = kv.into_inner()?;
+        let mut take = |kv: fjall::Guard| -> Result<(), StateError> {
+            let (k, v) = kv.into_inner().map_err(storage)?;
             out.push((k.to_vec(), Bytes::copy_from_slice(&v)));
             Ok(())
         };
@@ -126,4 +127,9 @@ impl Committed for FjallState {
         }
         Ok(out)
     }
+}
+
+/// A fjall failure as the rules see it.
+fn storage(e: fjall::Error) -> StateError {
+    StateError::Storage(Box::new(e))
 }

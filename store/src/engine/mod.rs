@@ -1,9 +1,8 @@
-//! The delivery engine: the inbox rules and the drivers that commit them.
+//! The delivery engine: the drivers that commit the inbox rules. The rules
+//! themselves (a state machine with no I/O and no clock: a batch of inputs
+//! in, writes and effects out, over keyspaces as plain data) are the
+//! core's, [`samvad_core::inbox`].
 //!
-//! - [`view`]: keyspaces as plain data: committed state read through a
-//!   trait, a batch's pending changes over it, an in-memory model.
-//! - [`rules`]: the inbox rules, a state machine with no I/O and no clock:
-//!   a batch of inputs in, writes and effects out.
 //! - [`fjall_state`]: the same keyspaces in fjall, and the one write batch
 //!   a driver commits per group commit.
 //! - [`retention`]: the sweep that asks the rules to expire old entries.
@@ -16,12 +15,12 @@
 pub mod commit_log;
 pub mod fjall_state;
 pub mod retention;
-pub mod rules;
 pub mod shards;
-pub mod view;
 
 pub use fjall_state::FjallState;
 pub use retention::{Retention, Sweep};
-pub use rules::{Effect, Holding, InboxRules, Input, Message, Output};
+pub use samvad_core::inbox::{
+    Committed, Effect, Holding, InboxRules, Input, MemoryState, Message, Output, Pending, Space,
+    View,
+};
 pub use shards::{shard_of, Outlet, ShardError, Shards, Writers};
-pub use view::{Committed, MemoryState, Pending, Space, View};

@@ -11,9 +11,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::rules::Input;
-use super::view::{Committed, Space};
 use crate::StoreError;
+use samvad_core::inbox::Input;
+use samvad_core::inbox::{Committed, Space};
 
 /// How often a sweep takes a step.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -136,8 +136,8 @@ impl Sweep {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::view::{MemoryState, Pending};
     use crate::keys::inbox_key;
+    use samvad_core::inbox::{MemoryState, Pending};
 
     fn owners(inputs: &[Input]) -> Vec<(&str, i64)> {
         inputs

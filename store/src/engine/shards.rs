@@ -48,10 +48,10 @@ use tokio::sync::oneshot;
 use super::commit_log::{CommitLog, Record};
 use super::fjall_state::FjallState;
 use super::retention::{Retention, Sweep, SWEEP_EVERY};
-use super::rules::{Effect, Holding, InboxRules, Input, Message};
-use super::view::{Committed, Space};
 use crate::presence::{MemoryPresence, SessionRoute};
 use crate::StoreError;
+use samvad_core::inbox::{Committed, Space};
+use samvad_core::inbox::{Effect, Holding, InboxRules, Input, Message};
 
 /// Most inputs one writer applies in one batch.
 pub const MAX_BATCH: usize = 1024;
@@ -829,7 +829,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::rules::Message;
+    use samvad_core::inbox::Message;
     use samvad_proto::v1;
 
     #[test]

@@ -21,7 +21,7 @@
 //! - A sync replays a page of entries to one session; until its last page
 //!   the session gets no live pushes, so replay and live never interleave.
 
-use samvad_core::names::is_history;
+use crate::names::is_history;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
@@ -33,10 +33,9 @@ use samvad_proto::bus::{deliver_record, DeliverRecord, HideRecord, HistoryRecord
 use samvad_proto::splice::deliver_frame;
 use samvad_proto::v1::{self, server_frame, DeliveryState, ServerFrame};
 
-use super::view::{Committed, Space, View};
-use crate::keys::{dedupe_key, inbox_key, seq_of_inbox_key, user_prefix};
-use crate::presence::{LivePresence, SessionRoute};
-use crate::StoreError;
+use super::keys::{dedupe_key, inbox_key, seq_of_inbox_key, user_prefix};
+use super::presence::{LivePresence, SessionRoute};
+use super::view::{Committed, Space, StateError, View};
 
 /// Entries one sync page replays.
 pub const SYNC_PAGE: usize = 256;
@@ -302,7 +301,7 @@ impl InboxRules {
     /// live to the sessions that synced with it before, which cannot know
     /// it restarted. (In `samvad serve` the sessions die with the process,
     /// so nothing is kept.)
-    pub fn remember_synced(&mut self, committed: &dyn Committed) -> Result<(), StoreError> {
+    pub fn remember_synced(&mut self, committed: &dyn Committed) -> Result<(), StateError> {
         self.remember_synced = true;
         let mut from = Vec::new();
         loop {
@@ -334,7 +333,7 @@ impl InboxRules {
         inputs: impl IntoIterator<Item = Input>,
         presence: &dyn LivePresence,
         now_ms: i64,
-    ) -> Result<Output, StoreError> {
+    ) -> Result<Output, StateError> {
         let mut pass = Pass {
             rules: self,
             view: View::new(committed),
@@ -407,7 +406,7 @@ impl InboxRules {
         &mut self,
         committed: &dyn Committed,
         owner: &str,
-    ) -> Result<(u64, u64), StoreError> {
+    ) -> Result<(u64, u64), StateError> {
         let state = match self.inboxes.get(owner) {
             Some(s) => s.clone(),
             None => load_state(&View::new(committed), owner)?,
@@ -423,21 +422,21 @@ fn encode_meta(state: &InboxState) -> [u8; 16] {
     out
 }
 
-fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64, StoreError> {
+fn be_u64(bytes: &[u8], what: &'static str) -> Result<u64, StateError> {
     Ok(u64::from_be_bytes(
         bytes
             .get(..8)
             .and_then(|b| b.try_into().ok())
-            .ok_or(StoreError::Corrupt { what })?,
+            .ok_or(StateError::Corrupt { what })?,
     ))
 }
 
 /// An inbox's state from storage: the cursor from its meta, the last seq
 /// from its newest entry (meta is only written when the cursor moves).
-fn load_state(view: &View, owner: &str) -> Result<InboxState, StoreError> {
+fn load_state(view: &View, owner: &str) -> Result<InboxState, StateError> {
     let (stored_last, cursor) = match view.get(Space::Meta, owner.as_bytes())? {
         Some(v) if v.len() == 16 => (be_u64(&v, "inbox meta")?, be_u64(&v[8..], "inbox meta")?),
-        Some(_) => return Err(StoreError::Corrupt { what: "inbox meta" }),
+        Some(_) => return Err(StateError::Corrupt { what: "inbox meta" }),
         None => (0, 0),
     };
     let newest = view.range(
@@ -448,7 +447,7 @@ fn load_state(view: &View, owner: &str) -> Result<InboxState, StoreError> {
         1,
     )?;
     let scanned = match newest.first() {
-        Some((key, _)) => seq_of_inbox_key(key).ok_or(StoreError::Corrupt { what: "inbox key" })?,
+        Some((key, _)) => seq_of_inbox_key(key).ok_or(StateError::Corrupt { what: "inbox key" })?,
         None => 0,
     };
     let last_seq = stored_last.max(scanned);
@@ -512,7 +511,7 @@ impl Pass<'_, '_> {
             .collect()
     }
 
-    fn apply_one(&mut self, input: Input, generated: &mut Vec<Input>) -> Result<(), StoreError> {
+    fn apply_one(&mut self, input: Input, generated: &mut Vec<Input>) -> Result<(), StateError> {
         match input {
             Input::Message {
                 owner,
@@ -541,7 +540,7 @@ impl Pass<'_, '_> {
     }
 
     /// The state of `owner`'s inbox in this batch.
-    fn state(&mut self, owner: &str) -> Result<&mut InboxState, StoreError> {
+    fn state(&mut self, owner: &str) -> Result<&mut InboxState, StateError> {
         if !self.touched.inboxes.contains_key(owner) {
             // Taken out of the cache (not cloned: the unacked window may be
             // long); put back by `committed`, reloaded after `forget`.
@@ -563,7 +562,7 @@ impl Pass<'_, '_> {
         check: bool,
         frame_for: impl FnOnce(u64) -> Bytes,
         unacked: Option<(String, String, String)>,
-    ) -> Result<Option<u64>, StoreError> {
+    ) -> Result<Option<u64>, StateError> {
         if check && self.view.contains(Space::Dedupe, &dedupe)? {
             return Ok(None);
         }
@@ -622,7 +621,7 @@ impl Pass<'_, '_> {
     }
 
     /// Appends a message; whether it was new.
-    fn message(&mut self, owner: &str, message: &Message, fresh: bool) -> Result<bool, StoreError> {
+    fn message(&mut self, owner: &str, message: &Message, fresh: bool) -> Result<bool, StateError> {
         let env = &message.envelope;
         let head = message.head();
         if head.action() == v1::Action::Delete && !env.ref_id.is_empty() {
@@ -645,7 +644,7 @@ impl Pass<'_, '_> {
         Ok(appended.is_some())
     }
 
-    fn receipt(&mut self, owner: &str, r: &v1::Receipt) -> Result<(), StoreError> {
+    fn receipt(&mut self, owner: &str, r: &v1::Receipt) -> Result<(), StateError> {
         let state = r.state.to_string();
         // `\x01` cannot start a user name, so receipts never collide with messages.
         let dedupe = dedupe_key(owner, &["\u{1}", &r.by, &r.message_id, &state]);
@@ -671,7 +670,7 @@ impl Pass<'_, '_> {
     /// `owner`'s inbox keeps its place and id, loses its content. The dedupe
     /// key holds the author, so a delete that names the wrong author finds
     /// nothing.
-    fn tombstone(&mut self, owner: &str, author: &str, id: &str) -> Result<(), StoreError> {
+    fn tombstone(&mut self, owner: &str, author: &str, id: &str) -> Result<(), StateError> {
         let Some(seq) = self
             .view
             .get(Space::Dedupe, &dedupe_key(owner, &[author, id]))?
@@ -682,7 +681,7 @@ impl Pass<'_, '_> {
         let Some(stored) = self.view.get(Space::Inbox, &key)? else {
             return Ok(());
         };
-        let frame = ServerFrame::decode(stored).map_err(|_| StoreError::Corrupt {
+        let frame = ServerFrame::decode(stored).map_err(|_| StateError::Corrupt {
             what: "inbox entry",
         })?;
         if let Some(server_frame::Kind::Deliver(v1::Deliver {
@@ -706,7 +705,7 @@ impl Pass<'_, '_> {
     }
 
     /// The last seq `device` of `owner` acked (0: none).
-    fn device_cursor(&mut self, key: &[u8]) -> Result<u64, StoreError> {
+    fn device_cursor(&mut self, key: &[u8]) -> Result<u64, StateError> {
         if let Some(c) = self.touched.devices.get(key) {
             return Ok(*c);
         }
@@ -721,7 +720,7 @@ impl Pass<'_, '_> {
 
     /// An ack moves the device's cursor, and the owner's (the furthest any
     /// device got, which drives DELIVERED receipts).
-    fn ack(&mut self, owner: &str, device: &str, seq: u64) -> Result<(), StoreError> {
+    fn ack(&mut self, owner: &str, device: &str, seq: u64) -> Result<(), StateError> {
         let (last_seq, cursor, complete_from) = {
             let s = self.state(owner)?;
             (s.last_seq, s.cursor, s.complete_from)
@@ -775,7 +774,7 @@ impl Pass<'_, '_> {
         Ok(())
     }
 
-    fn sync(&mut self, owner: &str, sync: &SyncRecord) -> Result<(), StoreError> {
+    fn sync(&mut self, owner: &str, sync: &SyncRecord) -> Result<(), StateError> {
         let last_seq = self.state(owner)?.last_seq;
         let after = if sync.resume {
             self.device_cursor(&dedupe_key(owner, &[&sync.device]))?
@@ -796,7 +795,7 @@ impl Pass<'_, '_> {
         };
         let mut last = after;
         for (key, frame) in entries.into_iter().take(SYNC_PAGE) {
-            last = seq_of_inbox_key(&key).ok_or(StoreError::Corrupt { what: "inbox key" })?;
+            last = seq_of_inbox_key(&key).ok_or(StateError::Corrupt { what: "inbox key" })?;
             self.effects.push(Effect::Push {
                 route: route.clone(),
                 frame,
@@ -832,7 +831,7 @@ impl Pass<'_, '_> {
     }
 
     /// Sends one page of a conversation's history to the asking session.
-    fn history(&mut self, owner: &str, request: &HistoryRecord) -> Result<(), StoreError> {
+    fn history(&mut self, owner: &str, request: &HistoryRecord) -> Result<(), StateError> {
         if !is_history(owner) {
             tracing::warn!(owner, "history request for a user's inbox; skipped");
             return Ok(());
@@ -859,7 +858,7 @@ impl Pass<'_, '_> {
         let more = entries.len() > limit;
         let mut messages = Vec::with_capacity(limit);
         for (_, frame) in entries.into_iter().take(limit) {
-            let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
+            let frame = ServerFrame::decode(frame).map_err(|_| StateError::Corrupt {
                 what: "history entry",
             })?;
             if let Some(server_frame::Kind::Deliver(v1::Deliver {
@@ -895,7 +894,7 @@ impl Pass<'_, '_> {
     /// written, so its last seq survives even if every entry is gone (a
     /// history's meta is otherwise never written: its last seq is read
     /// from its newest entry).
-    fn expire(&mut self, owner: &str, before_ms: i64) -> Result<(), StoreError> {
+    fn expire(&mut self, owner: &str, before_ms: i64) -> Result<(), StateError> {
         let history = is_history(owner);
         let upto = {
             let state = self.state(owner)?;
@@ -960,7 +959,7 @@ impl Pass<'_, '_> {
 
     /// Delete for me: in the user's own inbox the entries are emptied in
     /// place; in a conversation's history they are marked hidden for them.
-    fn hide(&mut self, owner: &str, hide: &HideRecord) -> Result<(), StoreError> {
+    fn hide(&mut self, owner: &str, hide: &HideRecord) -> Result<(), StateError> {
         for id in &hide.message_ids {
             if is_history(owner) {
                 self.view.pending.put(
@@ -1003,8 +1002,8 @@ fn expiring(owner: &str, frame: &[u8]) -> Option<(i64, Vec<u8>, Option<String>)>
 }
 
 /// The receipt-worthy part of a stored entry, if it is one.
-fn unacked_of(owner: &str, frame: &[u8]) -> Result<Option<Unacked>, StoreError> {
-    let frame = ServerFrame::decode(frame).map_err(|_| StoreError::Corrupt {
+fn unacked_of(owner: &str, frame: &[u8]) -> Result<Option<Unacked>, StateError> {
+    let frame = ServerFrame::decode(frame).map_err(|_| StateError::Corrupt {
         what: "inbox entry",
     })?;
     let Some(server_frame::Kind::Deliver(v1::Deliver {
@@ -1090,22 +1089,22 @@ pub(crate) fn hidden_key(owner: &str, user: &str, id: &str) -> Vec<u8> {
 }
 
 /// Seqs of every entry of `owner`, for tests and diagnostics.
-pub fn entry_seqs(committed: &dyn Committed, owner: &str) -> Result<Vec<u64>, StoreError> {
+pub fn entry_seqs(committed: &dyn Committed, owner: &str) -> Result<Vec<u64>, StateError> {
     let mut to = user_prefix(owner);
     to.extend_from_slice(&[0xff; 8]);
     committed
         .range(Space::Inbox, &user_prefix(owner), &to, false, usize::MAX)?
         .into_iter()
-        .map(|(k, _)| seq_of_inbox_key(&k).ok_or(StoreError::Corrupt { what: "inbox key" }))
+        .map(|(k, _)| seq_of_inbox_key(&k).ok_or(StateError::Corrupt { what: "inbox key" }))
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::presence::PresenceMap;
+    use super::super::view::MemoryState;
     use super::*;
-    use crate::engine::view::MemoryState;
-    use crate::presence::PresenceMap;
-    use samvad_core::names::history_owner;
+    use crate::names::history_owner;
 
     fn chat(id: &str, from: &str, to: &str) -> Input {
         let kind = v1::HeadType::Chat;

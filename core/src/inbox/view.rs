@@ -11,8 +11,6 @@ use std::ops::Bound;
 
 use bytes::Bytes;
 
-use crate::StoreError;
-
 /// The keyspaces the inbox rules use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Space {
@@ -59,9 +57,20 @@ impl Space {
     }
 }
 
+/// Why committed state could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A stored record that does not decode: never skipped, never guessed.
+    #[error("corrupt {what} record")]
+    Corrupt { what: &'static str },
+    /// The storage underneath failed.
+    #[error("storage: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Committed state, read only.
 pub trait Committed {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StoreError>;
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StateError>;
 
     /// Entries with `from <= key <= to`, ascending (descending if `rev`),
     /// at most `limit`.
@@ -72,7 +81,7 @@ pub trait Committed {
         to: &[u8],
         rev: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError>;
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StateError>;
 }
 
 /// Changes of one batch, in key order per keyspace; `None` removes. One
@@ -137,14 +146,14 @@ impl<'a> View<'a> {
         }
     }
 
-    pub fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+    pub fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         match self.pending.get(space, key) {
             Some(value) => Ok(value.cloned()),
             None => self.committed.get(space, key),
         }
     }
 
-    pub fn contains(&self, space: Space, key: &[u8]) -> Result<bool, StoreError> {
+    pub fn contains(&self, space: Space, key: &[u8]) -> Result<bool, StateError> {
         Ok(self.get(space, key)?.is_some())
     }
 
@@ -159,7 +168,7 @@ impl<'a> View<'a> {
         to: &[u8],
         rev: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StateError> {
         let committed = self.committed.range(space, from, to, rev, limit)?;
         let mut pending = self.pending.range(space, from, to).peekable();
         if pending.peek().is_none() {
@@ -216,7 +225,7 @@ impl MemoryState {
 }
 
 impl Committed for MemoryState {
-    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StoreError> {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>, StateError> {
         Ok(self.data.get(&(space, key.to_vec())).cloned())
     }
 
@@ -227,7 +236,7 @@ impl Committed for MemoryState {
         to: &[u8],
         rev: bool,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StoreError> {
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StateError> {
         let range = self
             .data
             .range((

@@ -43,14 +43,52 @@ pub fn chat_id(a: &str, b: &str) -> String {
     }
 }
 
-/// The inbox that holds conversation `chatid`'s history.
-pub fn history_owner(chatid: &str) -> String {
-    format!("#{chatid}")
+/// Whose inbox an inbox is: a user's, or a conversation's history. On the
+/// wire (`DeliverRecord.user`) and in keys it is one string, a user name
+/// or `#<chatid>` (no user name or chat id contains `#`); this type is the
+/// one place that spelling is read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InboxOwner<'a> {
+    User(&'a str),
+    History { chatid: &'a str },
 }
 
-/// Whether an inbox owner is a conversation's history, not a user.
+impl<'a> InboxOwner<'a> {
+    /// The owner an inbox's name stands for.
+    pub fn parse(owner: &'a str) -> Self {
+        match owner.strip_prefix('#') {
+            Some(chatid) => InboxOwner::History { chatid },
+            None => InboxOwner::User(owner),
+        }
+    }
+
+    /// The user, if the inbox is a user's.
+    pub fn user(self) -> Option<&'a str> {
+        match self {
+            InboxOwner::User(user) => Some(user),
+            InboxOwner::History { .. } => None,
+        }
+    }
+}
+
+/// The inbox's name, as the wire and the keys spell it.
+impl std::fmt::Display for InboxOwner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InboxOwner::User(user) => f.write_str(user),
+            InboxOwner::History { chatid } => write!(f, "#{chatid}"),
+        }
+    }
+}
+
+/// The name of the inbox that holds conversation `chatid`'s history.
+pub fn history_owner(chatid: &str) -> String {
+    InboxOwner::History { chatid }.to_string()
+}
+
+/// Whether an inbox's name is a conversation's history, not a user's.
 pub fn is_history(owner: &str) -> bool {
-    owner.starts_with('#')
+    matches!(InboxOwner::parse(owner), InboxOwner::History { .. })
 }
 
 #[cfg(test)]
@@ -73,5 +111,11 @@ mod tests {
         assert!(!valid_group_id("a:b") && !valid_group_id("#ab"));
         assert!(valid_device("Pixel-7.a_1") && !valid_device("") && !valid_device("a b"));
         assert!(is_history(&history_owner("ann:bob")) && !is_history("ann"));
+        assert_eq!(
+            InboxOwner::parse(&history_owner("ann:bob")),
+            InboxOwner::History { chatid: "ann:bob" }
+        );
+        assert_eq!(InboxOwner::parse("ann").user(), Some("ann"));
+        assert_eq!(InboxOwner::parse("#g1").user(), None);
     }
 }

@@ -244,17 +244,7 @@ impl AccountStore for RedisAccounts {
     }
 
     fn get<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<Option<Account>, StoreError>> {
-        Box::pin(async move {
-            let value: Option<String> = redis::cmd("GET")
-                .arg(self.redis.key("account", username))
-                .query_async(&mut self.redis.connection())
-                .await
-                .map_err(unavailable)?;
-            value
-                .map(|v| serde_json::from_str(&v))
-                .transpose()
-                .map_err(|_| StoreError::Corrupt { what: "account" })
-        })
+        Box::pin(self.redis.get_json("account", username))
     }
 
     fn exists<'a>(&'a self, username: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {

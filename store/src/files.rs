@@ -198,14 +198,6 @@ impl RedisFiles {
     fn key(&self, kind: &str, name: &str) -> String {
         self.redis.key(kind, name)
     }
-
-    async fn get<T: redis::FromRedisValue>(&self, kind: &str, name: &str) -> Result<T, StoreError> {
-        redis::cmd("GET")
-            .arg(self.key(kind, name))
-            .query_async(&mut self.redis.connection())
-            .await
-            .map_err(unavailable)
-    }
 }
 
 impl FileStore for RedisFiles {
@@ -238,21 +230,21 @@ impl FileStore for RedisFiles {
 
     fn record<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<FileRecord>, StoreError>> {
         Box::pin(async move {
-            let value: Option<Vec<u8>> = self.get("file", id).await?;
+            let value: Option<Vec<u8>> = self.redis.get("file", id).await?;
             value.map(|v| decode(&v)).transpose()
         })
     }
 
     fn content<'a>(&'a self, sha256: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, StoreError>> {
         Box::pin(async move {
-            let value: Option<Vec<u8>> = self.get("blob", sha256).await?;
+            let value: Option<Vec<u8>> = self.redis.get("blob", sha256).await?;
             Ok(value.map(Bytes::from))
         })
     }
 
     fn usage<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<u64, StoreError>> {
         Box::pin(async move {
-            let used: Option<u64> = self.get("file_usage", user).await?;
+            let used: Option<u64> = self.redis.get("file_usage", user).await?;
             Ok(used.unwrap_or(0))
         })
     }

@@ -311,17 +311,7 @@ impl GroupStore for RedisGroups {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<Group>, StoreError>> {
-        Box::pin(async move {
-            let value: Option<String> = redis::cmd("GET")
-                .arg(self.redis.key("group", id))
-                .query_async(&mut self.redis.connection())
-                .await
-                .map_err(unavailable)?;
-            value
-                .map(|v| serde_json::from_str(&v))
-                .transpose()
-                .map_err(|_| StoreError::Corrupt { what: "group" })
-        })
+        Box::pin(self.redis.get_json("group", id))
     }
 
     fn of_member<'a>(&'a self, user: &'a str) -> BoxFuture<'a, Result<Vec<String>, StoreError>> {

@@ -39,6 +39,33 @@ impl RedisKeyspace {
         self.connection.clone()
     }
 
+    /// The value of `name` of `kind` (`GET`), as Redis gives it.
+    pub(crate) async fn get<T: redis::FromRedisValue>(
+        &self,
+        kind: &str,
+        name: &str,
+    ) -> Result<T, StoreError> {
+        redis::cmd("GET")
+            .arg(self.key(kind, name))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(unavailable)
+    }
+
+    /// The JSON record `name` of `kind`, if there is one; a value that does
+    /// not decode is a corrupt `kind` record, never skipped.
+    pub(crate) async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        kind: &'static str,
+        name: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let value: Option<String> = self.get(kind, name).await?;
+        value
+            .map(|v| serde_json::from_str(&v))
+            .transpose()
+            .map_err(|_| StoreError::Corrupt { what: kind })
+    }
+
     /// A secret every process of the cluster shares (the access-token key,
     /// the VAPID key): the first to start sets it to `fresh`, the others
     /// read it.

@@ -17,6 +17,7 @@
 //! offset had their effects committed by an earlier owner: they are
 //! applied silently.
 
+use samvad_core::names::InboxOwner;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
@@ -375,7 +376,6 @@ fn users_to_route(records: &[DeliverRecord]) -> impl Iterator<Item = &str> {
                 Some(deliver_record::Kind::Message(_)) | Some(deliver_record::Kind::Receipt(_))
             )
         })
-        .map(|d| d.user.as_str())
-        // Conversation histories (`#<chatid>`) have no sessions.
-        .filter(|u| !u.starts_with('#'))
+        // Conversation histories have no sessions.
+        .filter_map(|d| InboxOwner::parse(&d.user).user())
 }

@@ -15,7 +15,7 @@ use samvad_proto::v1::{client_frame, server_frame, ClientFrame, ErrorCode, HeadT
 use crate::names::{chat_id, history_owner, valid_group_id, valid_username, MAX_ID_LEN};
 use crate::session::{Action, Context, FrameFault, Session, SessionConfig};
 use crate::signal::{
-    from_client, kind_name, sdp, Layer, Mute, MuteScope, Signal, SignalKind, MAX_SDP,
+    from_client, kind_name, sdp, MuteScope, Signal, SignalKind, AUTO_LAYER, MAX_SDP,
 };
 use crate::signed_url::{DownloadGrant, UploadGrant, UrlError, UrlSigner};
 use crate::token::TokenKeys;
@@ -429,11 +429,7 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         client_frame::Kind::Signal(Signal {
             room: "team".into(),
             from: String::new(),
-            kind: Some(SignalKind::Mute(Mute {
-                scope: MuteScope::Myself as i32,
-                user: String::new(),
-                muted: true,
-            })),
+            kind: Some(crate::signal::mute(MuteScope::Myself, "", true)),
         }),
     ]);
     let refused = session(vec![
@@ -474,15 +470,8 @@ pub fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         }
         .encode_to_vec()
     };
-    let mute = signal(SignalKind::Mute(Mute {
-        scope: MuteScope::ForMe as i32,
-        user: "bob".into(),
-        muted: true,
-    }));
-    let layer = signal(SignalKind::Layer(Layer {
-        user: "ann".into(),
-        rid: "auto".into(),
-    }));
+    let mute = signal(crate::signal::mute(MuteScope::ForMe, "bob", true));
+    let layer = signal(crate::signal::layer("ann", AUTO_LAYER));
     vec![
         ("session", "chat", chat),
         ("session", "group", group),

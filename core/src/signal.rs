@@ -55,6 +55,24 @@ pub fn sdp(kind: &SignalKind) -> Option<&str> {
     }
 }
 
+/// A mute as a signal's kind.
+pub fn mute(scope: MuteScope, user: &str, muted: bool) -> SignalKind {
+    SignalKind::Mute(Mute {
+        scope: scope as i32,
+        user: user.into(),
+        muted,
+    })
+}
+
+/// A choice of `user`'s simulcast layer `rid` (or [`AUTO_LAYER`]) as a
+/// signal's kind.
+pub fn layer(user: &str, rid: &str) -> SignalKind {
+    SignalKind::Layer(Layer {
+        user: user.into(),
+        rid: rid.into(),
+    })
+}
+
 /// An event as a signal's kind.
 pub fn event(kind: media_event::Kind) -> SignalKind {
     SignalKind::Event(MediaEvent { kind: Some(kind) })

@@ -8,24 +8,7 @@ use std::time::Duration;
 
 use net::Net;
 use samvad_client::media::Publish;
-use samvad_core::signal::{event, media_event, Layer, Leave, Mute, MuteScope, SignalKind};
-
-/// A mute signal.
-fn mute(scope: MuteScope, user: &str, muted: bool) -> SignalKind {
-    SignalKind::Mute(Mute {
-        scope: scope as i32,
-        user: user.into(),
-        muted,
-    })
-}
-
-/// A layer choice.
-fn layer(user: &str, rid: &str) -> SignalKind {
-    SignalKind::Layer(Layer {
-        user: user.into(),
-        rid: rid.into(),
-    })
-}
+use samvad_core::signal::{event, layer, media_event, mute, Leave, Mute, MuteScope, SignalKind};
 
 const SECOND: Duration = Duration::from_secs(1);
 const LAN: Duration = Duration::from_millis(5);

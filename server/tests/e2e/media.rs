@@ -9,7 +9,7 @@ use crate::common::*;
 use samvad_client::media::{Participant, Publish};
 use samvad_client::rest;
 use samvad_client::TransportKind;
-use samvad_core::signal::{Layer, Leave, MediaEvent, Mute, MuteScope, SignalKind};
+use samvad_core::signal::{layer, mute, Leave, MediaEvent, Mute, MuteScope, SignalKind};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
@@ -54,21 +54,6 @@ fn hears(p: &Participant, from: &str, at_least: u64) -> bool {
 fn counts(ps: &[Participant], to: usize, from: &str) -> (u64, u64) {
     let r = &ps[to].received;
     (r.count(from, "audio"), r.count(from, "video"))
-}
-
-fn mute(scope: MuteScope, user: &str, muted: bool) -> SignalKind {
-    SignalKind::Mute(Mute {
-        scope: scope as i32,
-        user: user.into(),
-        muted,
-    })
-}
-
-fn layer(user: &str, rid: &str) -> SignalKind {
-    SignalKind::Layer(Layer {
-        user: user.into(),
-        rid: rid.into(),
-    })
 }
 
 /// Ann, Bob and Cat in a call of their group (Ann created it), joined as

@@ -101,7 +101,7 @@ pub async fn match_contacts(
         .collect();
     hashes.sort();
     hashes.dedup();
-    let phones: Vec<serde_json::Value> = phones
+    let matched: Vec<serde_json::Value> = phones
         .users(&hashes)
         .await
         .map_err(ApiError::internal)?
@@ -118,7 +118,7 @@ pub async fn match_contacts(
         }
     }
     Ok(Json(
-        serde_json::json!({ "users": users, "phones": phones }),
+        serde_json::json!({ "users": users, "phones": matched }),
     ))
 }
 

@@ -25,8 +25,13 @@ p99() { python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(r['de
 chat_run() { load --out "bench/out/hostile-chat-$1.json" chat --pairs 50 --rate 1000 --duration "$DURATION" >/dev/null; }
 
 if [[ alone =~ ${ONLY:-.} ]]; then
+  # The control: nothing hostile, but the same memory sampler beside.
   start_samvad --durability buffer
+  load --out bench/out/hostile-none.json hostile --kind none -n 0 --timeout $((DURATION + 5)) &
+  sampler=$!
+  sleep 5
   chat_run alone
+  wait "$sampler"
   echo "alone: chat p99 $(p99 bench/out/hostile-chat-alone.json) ms"
   stop_all
 fi
@@ -36,6 +41,7 @@ fi
 # side), or a reader that stopped looks idle to the server.
 # ONLY (a regex) picks runs by name.
 for run in "half-open $COUNT ws 0" "silent $COUNT ws 0" "silent $COUNT quic 0" \
+           "keep-up $((COUNT / 20)) ws 6000000" \
            "stop-reading $((COUNT / 20)) ws 6000000" "slow-reader $((COUNT / 20)) ws 6000000" \
            "half-open 10000 ws 0"; do
   read -r kind count transport flood <<<"$run"

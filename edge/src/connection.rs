@@ -33,8 +33,18 @@ use samvad_core::signal::SignalKind;
 
 /// Envelopes of one session being made durable at once.
 pub const MAX_IN_FLIGHT: usize = 64;
-/// A session that has not said hello by then is closed.
+/// A session that has not said hello by then (and up to a fifth more,
+/// [`spread`]) is closed.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `base` plus up to a fifth more, drawn per connection. Clients that
+/// connected together (a reconnect storm, or thousands of half-open
+/// connections from an attacker) then do not all time out in one tick:
+/// closing thousands of sockets at once held up the honest sessions on
+/// the same worker (bench/RESULTS.md, hostile clients).
+pub fn spread(base: Duration) -> Duration {
+    base + base.mul_f64(rand::random::<f64>() / 5.0)
+}
 
 type Pending = FuturesOrdered<BoxFuture<'static, Option<ServerFrame>>>;
 
@@ -68,7 +78,7 @@ pub async fn run<T: Transport>(edge: Arc<Edge>, mut transport: T, transport_name
     let mut pending: Pending = FuturesOrdered::new();
     // On the heap, and only until the session said hello: an idle session
     // keeps no timer.
-    let mut hello_deadline = Some(Box::pin(tokio::time::sleep(HELLO_TIMEOUT)));
+    let mut hello_deadline = Some(Box::pin(tokio::time::sleep(spread(HELLO_TIMEOUT))));
 
     let reason: &str = loop {
         tokio::select! {

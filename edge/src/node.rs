@@ -28,7 +28,7 @@ use crate::inboxes::EdgeInboxes;
 use crate::metrics::Metrics;
 use crate::state::Edge;
 use crate::tls::{self, Identity};
-use crate::{http, quic};
+use crate::{connection, http, quic};
 use samvad_api::{Api, AuthThrottles, FileLimits, PushConfig, Sms};
 use samvad_core::session::SessionConfig;
 use samvad_core::throttle::Throttle;
@@ -247,8 +247,9 @@ fn listen_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// How long a connection may take to send its TLS handshake or a
-/// request's headers: a half-open request holds a file and a task, so it
-/// may not wait for ever.
+/// request's headers (and up to a fifth more, `connection::spread`): a
+/// half-open request holds a file and a task, so it may not wait for
+/// ever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The next TCP connection, with Nagle off (frames are small and latency
@@ -281,7 +282,7 @@ where
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(connection::spread(HEADER_READ_TIMEOUT));
     let _ = builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
         .await;
@@ -300,7 +301,7 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
         let acceptor = acceptor.read().clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(tcp)).await
+            let Ok(Ok(tls)) = tokio::time::timeout(connection::spread(HEADER_READ_TIMEOUT), acceptor.accept(tcp)).await
             else {
                 return;
             };

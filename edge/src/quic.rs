@@ -162,7 +162,8 @@ async fn handle(
             // writes on: quinn shows a stream at its first byte) would hold
             // its place for as long as it sends keep-alives.
             let Ok(stream) =
-                tokio::time::timeout(connection::HELLO_TIMEOUT, conn.accept_bi()).await
+                tokio::time::timeout(connection::spread(connection::HELLO_TIMEOUT), conn.accept_bi())
+                    .await
             else {
                 conn.close(NO_SESSION_STREAM, b"no session stream in time");
                 return Ok(());
@@ -178,7 +179,10 @@ async fn handle(
         Some(ALPN_H3) => {
             let conn = connecting.await?;
             let session =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, webtransport::accept(&conn, WT_PATH))
+                tokio::time::timeout(
+                    connection::spread(HANDSHAKE_TIMEOUT),
+                    webtransport::accept(&conn, WT_PATH),
+                )
                     .await
                     .context("WebTransport handshake timed out")??;
             let _session = session_place(&edge, &conn, handshake)?;

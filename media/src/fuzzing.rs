@@ -5,13 +5,16 @@
 //! (`media/tests/fuzz_corpus.rs`).
 
 use std::net::SocketAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use samvad_core::signal::SignalKind;
 
-use crate::{Out, SessionAddr, Sfu, SignalIn};
+use str0m::crypto::dtls::DtlsCert;
+
+use crate::{generate_dtls_cert, Out, SessionAddr, Sfu, SignalIn};
 
 /// The first byte picks what the rest is sent as: a join's offer (even),
 /// or, after a join with the SDP of `SEED_OFFER`, an answer or an offer.
@@ -21,7 +24,11 @@ pub fn sdp(data: &[u8]) {
     };
     let sdp = String::from_utf8_lossy(sdp).into_owned();
     let addr: SocketAddr = "127.0.0.1:4000".parse().expect("an address");
-    let mut sfu = Sfu::new(addr, StdRng::seed_from_u64(1));
+    // One certificate for every input: making a key pair per input was
+    // nearly all of the target's time (25 inputs a second).
+    static CERT: OnceLock<DtlsCert> = OnceLock::new();
+    let cert = CERT.get_or_init(generate_dtls_cert).clone();
+    let mut sfu = Sfu::with_dtls_cert(addr, StdRng::seed_from_u64(1), cert);
     let session = SessionAddr {
         edge: "edge".into(),
         session: "s".into(),

@@ -34,4 +34,4 @@ mod sfu;
 pub use counters::MediaCounters;
 pub use pins::RoomPins;
 pub use role::{open_signals, MediaRole, MediaRouting, RoutingRefusal};
-pub use sfu::{MediaError, Out, SessionAddr, Sfu, SignalIn};
+pub use sfu::{generate_dtls_cert, MediaError, Out, SessionAddr, Sfu, SignalIn};

@@ -10,7 +10,12 @@
 //!   QUIC, a connection whose stream is never written;
 //! - `stop-reading`: a WebSocket session that says hello, syncs, and then
 //!   reads nothing while messages pile up for it;
-//! - `slow-reader`: the same, reading one byte a second.
+//! - `slow-reader`: the same, reading one byte a second;
+//! - `keep-up` (a control, not hostile): the same flood to readers that
+//!   read as fast as it comes, so a run can tell the flood's cost from
+//!   the stalled readers';
+//! - `none` (a control): no clients, only the memory sampler (which
+//!   scrapes `/metrics` four times a second) for `--timeout`.
 //!
 //! Readers are driven over raw TCP (the upgrade and the masked hello frame
 //! written here) so that this module, not a WebSocket library, decides how
@@ -39,6 +44,8 @@ pub enum HostileKind {
     Silent,
     StopReading,
     SlowReader,
+    KeepUp,
+    None,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +143,13 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
             }))
             .await
         }
-        HostileKind::StopReading | HostileKind::SlowReader => readers(&server, plan).await?,
+        HostileKind::StopReading | HostileKind::SlowReader | HostileKind::KeepUp => {
+            readers(&server, plan).await?
+        }
+        HostileKind::None => {
+            tokio::time::sleep(deadline).await;
+            Vec::new()
+        }
     };
     sampler.abort();
     let mut cut = crate::report::new_histogram();
@@ -146,9 +159,11 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
     Ok(HostileReport {
         kind: plan.kind,
         transport: match plan.kind {
-            HostileKind::HalfOpen | HostileKind::StopReading | HostileKind::SlowReader => {
-                "tcp".into()
-            }
+            HostileKind::HalfOpen
+            | HostileKind::StopReading
+            | HostileKind::SlowReader
+            | HostileKind::KeepUp => "tcp".into(),
+            HostileKind::None => "none".into(),
             HostileKind::Silent => plan.setup.transport_name(),
         },
         count: plan.count,
@@ -200,6 +215,13 @@ async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<
     for token in &tokens[1..] {
         held.push(raw_session(addr, token).await?);
     }
+    let keeping_up: Vec<_> = if plan.kind == HostileKind::KeepUp {
+        held.drain(..)
+            .map(|tcp| tokio::spawn(read_all(tcp)))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Flood them, pipelined; the sender reads its acceptances as it goes.
     let mut sender = Client::connect(TransportKind::Ws, server, &tokens[0])
         .await?
@@ -235,12 +257,23 @@ async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<
     // sent ahead of it (megabytes, at one byte a second): the server's
     // count of sessions it ended for a stalled write tells when each was
     // cut off. Slow readers read on meanwhile.
-    let slow: Vec<_> = if plan.kind == HostileKind::SlowReader {
-        held.drain(..)
+    let slow: Vec<_> = match plan.kind {
+        HostileKind::SlowReader => held
+            .drain(..)
             .map(|tcp| tokio::spawn(read_slowly(tcp)))
-            .collect()
-    } else {
-        Vec::new()
+            .collect(),
+        HostileKind::KeepUp => {
+            // They read all along (spawned before the flood), and are
+            // never cut off: wait as long as a stalled reader would take.
+            drop(held);
+            tokio::time::sleep(Duration::from_secs(15)).await;
+            for reader in keeping_up {
+                reader.abort();
+            }
+            sender.close().await;
+            return Ok(vec![None; plan.count]);
+        }
+        _ => Vec::new(),
     };
     let before = write_stalls(&server.http).await?;
     let mut times = Vec::with_capacity(plan.count);
@@ -342,5 +375,15 @@ async fn read_slowly(mut tcp: TcpStream) {
     let mut byte = [0u8; 1];
     while let Ok(1) = tcp.read(&mut byte).await {
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// As fast as it comes, until the socket closes.
+async fn read_all(mut tcp: TcpStream) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = tcp.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
     }
 }

@@ -43,6 +43,7 @@ use std::time::{Duration, Instant};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{Direction, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
+use str0m::crypto::dtls::DtlsCert;
 use str0m::{Event, IceConnectionState, Input, Output};
 
 use crate::demux::Demux;
@@ -117,6 +118,12 @@ pub struct Sfu {
     /// Where ICE credentials come from: the driver's entropy, a seed in
     /// tests.
     rng: StdRng,
+    /// The DTLS certificate every participant's handshake presents (its
+    /// fingerprint is in every answer). One per SFU, as mediasoup keeps
+    /// one per worker: generating a key pair per join cost more CPU than
+    /// the rest of the join, and the certificate only authenticates the
+    /// handshake; each handshake's SRTP keys are its own (ECDHE).
+    dtls_cert: DtlsCert,
     /// Packets forwarded (media frames written to subscribers).
     pub forwarded: u64,
 }
@@ -125,6 +132,12 @@ impl Sfu {
     /// An SFU whose one host candidate is `addr`, drawing ICE
     /// credentials from `rng`.
     pub fn new(addr: SocketAddr, rng: StdRng) -> Self {
+        Self::with_dtls_cert(addr, rng, generate_dtls_cert())
+    }
+
+    /// [`Sfu::new`] with a certificate made before: the fuzz target makes
+    /// one for all its inputs.
+    pub fn with_dtls_cert(addr: SocketAddr, rng: StdRng, dtls_cert: DtlsCert) -> Self {
         Sfu {
             addr,
             participants: HashMap::new(),
@@ -134,6 +147,7 @@ impl Sfu {
             dirty: HashSet::new(),
             next_id: 1,
             rng,
+            dtls_cert,
             forwarded: 0,
         }
     }
@@ -418,4 +432,12 @@ impl Sfu {
             }
         }
     }
+}
+
+/// A fresh DTLS certificate from the crypto provider str0m is built with.
+pub fn generate_dtls_cert() -> DtlsCert {
+    str0m::crypto::from_feature_flags()
+        .dtls_provider
+        .generate_certificate()
+        .expect("the aws-lc-rs provider generates DTLS certificates")
 }

@@ -32,6 +32,7 @@ impl Sfu {
         let mut rtc = Rtc::builder()
             .enable_bwe(Some(INITIAL_ESTIMATE))
             .set_ice_lite(true)
+            .set_dtls_cert(self.dtls_cert.clone())
             .set_local_ice_credentials(IceCreds {
                 ufrag: ufrag.clone(),
                 pass: random_token(&mut self.rng, 24),

@@ -41,6 +41,12 @@ pub struct Received {
     pub events: Vec<Value>,
     /// `error` signals.
     pub errors: Vec<Value>,
+    /// NACKs this peer sent for media it receives (what it asked to be
+    /// sent again), the latest count per stream (str0m's stats, once a
+    /// second).
+    pub nacks_sent: HashMap<String, u64>,
+    /// NACKs this peer got for media it sends.
+    pub nacks_received: HashMap<String, u64>,
 }
 
 impl Received {
@@ -56,6 +62,14 @@ impl Received {
         (
             self.count(from, "video"),
             self.video_bytes.get(from).copied().unwrap_or(0),
+        )
+    }
+
+    /// NACKs (sent, received) over every stream, as of the last stats.
+    pub fn nacks(&self) -> (u64, u64) {
+        (
+            self.nacks_sent.values().sum(),
+            self.nacks_received.values().sum(),
         )
     }
 

@@ -128,7 +128,9 @@ impl PeerState {
     /// A peer whose one host candidate is `local`.
     pub fn new(now: Instant, local: SocketAddr) -> anyhow::Result<PeerState> {
         str0m::crypto::from_feature_flags().install_process_default();
-        let mut rtc = Rtc::builder().build(now);
+        let mut rtc = Rtc::builder()
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
         rtc.add_local_candidate(Candidate::host(local, "udp")?);
         Ok(PeerState {
             rtc,
@@ -307,6 +309,14 @@ impl PeerState {
                         .or_default() += 1;
                 }
                 Output::Event(Event::KeyframeRequest(_)) => self.keyframe_asked = true,
+                Output::Event(Event::MediaIngressStats(s)) => {
+                    let stream = format!("{}{:?}", s.mid, s.rid);
+                    received.nacks_sent.insert(stream, s.nacks);
+                }
+                Output::Event(Event::MediaEgressStats(s)) => {
+                    let stream = format!("{}{:?}", s.mid, s.rid);
+                    received.nacks_received.insert(stream, s.nacks);
+                }
                 Output::Event(_) => {}
             }
         }

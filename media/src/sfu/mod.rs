@@ -41,9 +41,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use str0m::bwe::{Bitrate, BweKind};
+use str0m::crypto::dtls::DtlsCert;
 use str0m::media::{Direction, MediaData, MediaKind, Mid, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::crypto::dtls::DtlsCert;
 use str0m::{Event, IceConnectionState, Input, Output};
 
 use crate::demux::Demux;

@@ -210,6 +210,47 @@ fn media_goes_on_over_a_lossy_network() {
     );
 }
 
+/// A benchmark, not a check (`--run-ignored only media_under_loss
+/// --no-capture`): one publisher and one subscriber for 20 s of virtual
+/// time at each loss rate (each way, on both hops), 40 ms one way; what
+/// the subscriber gets and how much NACK/RTX did for it. Written up in
+/// bench/RESULTS.md.
+#[test]
+#[ignore]
+fn media_under_loss() {
+    println!("| loss each way | datagrams dropped / sent | video frames | audio frames | NACKs by the subscriber | NACKs to the publisher |");
+    println!("|---|---|---|---|---|---|");
+    let mut clean = None;
+    for loss in [0.0, 0.01, 0.05, 0.10, 0.20] {
+        let mut net = Net::lossy(Duration::from_millis(40), loss);
+        let ann = net.join("ann", "g1", Publish::AudioVideo);
+        let bob = net.join("bob", "g1", Publish::Nothing);
+        until_flowing(&mut net, &[bob], "ann", "video");
+        let (video, audio) = (
+            net.received(bob).count("ann", "video"),
+            net.received(bob).count("ann", "audio"),
+        );
+        let (nacks_sent, _) = net.received(bob).nacks();
+        let (_, nacks_to_ann) = net.received(ann).nacks();
+        let (dropped, sent) = (net.dropped, net.sent);
+        net.run_for(20 * SECOND);
+        let video = net.received(bob).count("ann", "video") - video;
+        let audio = net.received(bob).count("ann", "audio") - audio;
+        let (clean_video, clean_audio) = *clean.get_or_insert((video, audio));
+        let percent = |n: u64, of: u64| 100.0 * n as f64 / of.max(1) as f64;
+        println!(
+            "| {:.0} % | {} / {} | {video} ({:.1} %) | {audio} ({:.1} %) | {} | {} |",
+            loss * 100.0,
+            net.dropped - dropped,
+            net.sent - sent,
+            percent(video, clean_video),
+            percent(audio, clean_audio),
+            net.received(bob).nacks().0 - nacks_sent,
+            net.received(ann).nacks().1 - nacks_to_ann,
+        );
+    }
+}
+
 #[test]
 fn signals_out_of_place_are_refused_with_a_code() {
     let mut net = Net::new(LAN);

@@ -56,6 +56,8 @@ pub struct Net {
     rng: StdRng,
     /// Datagrams the network dropped.
     pub dropped: u64,
+    /// Datagrams sent onto the network, dropped or not.
+    pub sent: u64,
 }
 
 impl Net {
@@ -75,6 +77,7 @@ impl Net {
             loss,
             rng: StdRng::seed_from_u64(11),
             dropped: 0,
+            sent: 0,
         }
     }
 
@@ -222,6 +225,7 @@ impl Net {
     }
 
     fn send(&mut self, from: SocketAddr, to: SocketAddr, data: Vec<u8>) {
+        self.sent += 1;
         if self.loss > 0.0 && self.rng.random_bool(self.loss) {
             self.dropped += 1;
             return;

@@ -301,7 +301,11 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
         let acceptor = acceptor.read().clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(connection::spread(HEADER_READ_TIMEOUT), acceptor.accept(tcp)).await
+            let Ok(Ok(tls)) = tokio::time::timeout(
+                connection::spread(HEADER_READ_TIMEOUT),
+                acceptor.accept(tcp),
+            )
+            .await
             else {
                 return;
             };

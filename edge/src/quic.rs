@@ -161,9 +161,11 @@ async fn handle(
             // A client that connects and opens no stream (or one it never
             // writes on: quinn shows a stream at its first byte) would hold
             // its place for as long as it sends keep-alives.
-            let Ok(stream) =
-                tokio::time::timeout(connection::spread(connection::HELLO_TIMEOUT), conn.accept_bi())
-                    .await
+            let Ok(stream) = tokio::time::timeout(
+                connection::spread(connection::HELLO_TIMEOUT),
+                conn.accept_bi(),
+            )
+            .await
             else {
                 conn.close(NO_SESSION_STREAM, b"no session stream in time");
                 return Ok(());
@@ -178,13 +180,12 @@ async fn handle(
         }
         Some(ALPN_H3) => {
             let conn = connecting.await?;
-            let session =
-                tokio::time::timeout(
-                    connection::spread(HANDSHAKE_TIMEOUT),
-                    webtransport::accept(&conn, WT_PATH),
-                )
-                    .await
-                    .context("WebTransport handshake timed out")??;
+            let session = tokio::time::timeout(
+                connection::spread(HANDSHAKE_TIMEOUT),
+                webtransport::accept(&conn, WT_PATH),
+            )
+            .await
+            .context("WebTransport handshake timed out")??;
             let _session = session_place(&edge, &conn, handshake)?;
             let transport = StreamTransport::new(session.recv, session.send, max_frame)
                 .with_read_ahead(session.read_ahead)

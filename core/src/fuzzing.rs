@@ -51,6 +51,8 @@ impl<'a> Choices<'a> {
 
 const MAX_FRAME: usize = 4096;
 const RATE: u32 = 5;
+/// Envelope bytes a second: a burst of 16 KiB, several frames of `MAX_FRAME`.
+const BYTES_PER_SEC: u32 = 8192;
 /// A virtual wall clock start (2027): tokens are issued against it.
 const EPOCH_MS: i64 = 1_800_000_000_000;
 
@@ -73,6 +75,7 @@ pub fn session_user(data: &[u8]) -> Option<String> {
         node: "edge-1".into(),
         max_frame: MAX_FRAME,
         rate_per_sec: RATE,
+        bytes_per_sec: Some(BYTES_PER_SEC),
     });
     let start = Instant::now();
     let mut now = start;
@@ -80,6 +83,7 @@ pub fn session_user(data: &[u8]) -> Option<String> {
     let mut session = Session::new("s1".into(), config, start);
     let mut user: Option<String> = None;
     let mut sends = 0u64;
+    let mut accepted_bytes = 0u64;
     let mut decoder = FrameDecoder::new(MAX_FRAME);
     let mut input = BytesMut::from(data);
     let mut out = Vec::new();
@@ -127,7 +131,11 @@ pub fn session_user(data: &[u8]) -> Option<String> {
                         user = Some(w.user.clone());
                     }
                 }
-                Action::Accept(_) | Action::Subscription { .. } => sends += 1,
+                Action::Accept(env) => {
+                    sends += 1;
+                    accepted_bytes += env.encoded_len() as u64;
+                }
+                Action::Subscription { .. } => sends += 1,
                 Action::Close => closed = true,
                 _ => {}
             }
@@ -137,6 +145,14 @@ pub fn session_user(data: &[u8]) -> Option<String> {
         assert!(
             sends as f64 <= f64::from(RATE) * (2.0 + elapsed) + 1.0,
             "{sends} sends in {elapsed} s"
+        );
+        // And the byte allowance, measured as sent (the accepted envelope
+        // is the sent one with `chatid`, `seq` and `server_ts` set: a
+        // frame's worth of slack covers those).
+        assert!(
+            accepted_bytes as f64
+                <= f64::from(BYTES_PER_SEC) * (2.0 + elapsed) + 64.0 * sends as f64,
+            "{accepted_bytes} bytes in {elapsed} s"
         );
         assert_eq!(session.user().map(|u| u.to_string()), user);
         if closed {

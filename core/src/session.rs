@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use prost::Message as _;
 use samvad_proto::bus::{deliver_record, AckRecord, DeliverRecord, HistoryRecord, SyncRecord};
 use samvad_proto::v1::{
     client_frame, server_frame, Action as EnvAction, ClientFrame, Envelope, ErrorCode, HeadType,
@@ -77,6 +78,11 @@ pub struct SessionConfig {
     pub max_frame: usize,
     /// Sends per second; bursts up to twice that.
     pub rate_per_sec: u32,
+    /// Bytes of envelopes a session may send per second (bursts up to
+    /// twice that, and always one envelope of `max_frame`); `None`: no
+    /// limit. Without it one session within its message rate could still
+    /// push tens of MB a second of large messages into the stores.
+    pub bytes_per_sec: Option<u32>,
 }
 
 #[derive(Debug)]
@@ -94,6 +100,8 @@ pub struct Session {
     media: bool,
     /// Frames a second, with a burst of two seconds' worth.
     limiter: TokenBucket,
+    /// Envelope bytes a second, likewise (see [`SessionConfig::bytes_per_sec`]).
+    byte_limiter: Option<TokenBucket>,
 }
 
 /// What the state machine needs to know about the world.
@@ -166,6 +174,10 @@ impl Session {
     pub fn new(id: Arc<str>, config: Arc<SessionConfig>, now: Instant) -> Self {
         let rate = f64::from(config.rate_per_sec.max(1));
         let limiter = TokenBucket::new(rate, rate * 2.0, now);
+        let byte_limiter = config.bytes_per_sec.map(|bytes| {
+            let bytes = f64::from(bytes.max(1));
+            TokenBucket::new(bytes, (bytes * 2.0).max(config.max_frame as f64), now)
+        });
         Session {
             id,
             config,
@@ -173,6 +185,7 @@ impl Session {
             live: false,
             media: false,
             limiter,
+            byte_limiter,
         }
     }
 
@@ -486,6 +499,8 @@ impl Session {
     }
 
     fn send(&mut self, user: &str, mut env: Envelope, cx: &Context, out: &mut Vec<Action>) {
+        // What the byte allowance is charged: the envelope as sent.
+        let bytes = env.encoded_len() as f64;
         let id = env.id.clone();
         if id.is_empty() || id.len() > MAX_ID_LEN {
             return out.push(error(
@@ -585,13 +600,25 @@ impl Session {
                 id,
             ));
         }
-        if self.limiter.take(cx.now).is_err() {
+        // Both allowances are checked before either is taken, so a send
+        // refused for its bytes costs no message token, and the other way.
+        if self.limiter.check(cx.now).is_err() {
             return out.push(error(
                 ErrorCode::RateLimited,
                 "too many messages; retry later with the same id",
                 id,
             ));
         }
+        if let Some(byte_limiter) = &mut self.byte_limiter {
+            if byte_limiter.take_n(bytes, cx.now).is_err() {
+                return out.push(error(
+                    ErrorCode::RateLimited,
+                    "too many bytes of messages a second; retry later with the same id",
+                    id,
+                ));
+            }
+        }
+        let _ = self.limiter.take(cx.now);
         if let Some(subscribe) = subscription {
             return out.push(Action::Subscription {
                 channel: head.to.clone(),
@@ -615,6 +642,7 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
     use samvad_proto::v1::{Ack, Head, Hello, Send, Sync};
 
     fn setup() -> (Session, TokenKeys) {
@@ -622,6 +650,7 @@ mod tests {
             node: "n1".into(),
             max_frame: 1024,
             rate_per_sec: 2,
+            bytes_per_sec: None,
         });
         (
             Session::new("s1".into(), config, Instant::now()),
@@ -778,6 +807,58 @@ mod tests {
             4,
             "burst is twice the rate: {results:?}"
         );
+    }
+
+    #[test]
+    fn byte_rate_limit_refuses_large_sends_without_costing_small_ones() {
+        let config = Arc::new(SessionConfig {
+            node: "n1".into(),
+            max_frame: 4096,
+            rate_per_sec: 1000,
+            bytes_per_sec: Some(2000),
+        });
+        let keys = TokenKeys::new(b"k", 60);
+        let t0 = Instant::now();
+        let mut s = Session::new("s1".into(), config, t0);
+        hello(&mut s, &keys);
+        let big = |id: &str| {
+            client_frame::Kind::Send(Send {
+                envelope: Some(Envelope {
+                    id: id.into(),
+                    head: Some(Head {
+                        to: "bob".into(),
+                        ..Default::default()
+                    }),
+                    body: Some(samvad_proto::v1::Body {
+                        text: "x".repeat(1500),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            })
+        };
+        let at = |s: &mut Session, kind, secs: f64| {
+            let cx = Context {
+                keys: &keys,
+                now: t0 + Duration::from_secs_f64(secs),
+                now_ms: 42,
+            };
+            let mut out = Vec::new();
+            s.on_frame(Ok(ClientFrame::of(kind)), &cx, &mut out);
+            out
+        };
+        // A burst of 4 000 bytes: two envelopes of ~1 500, not three.
+        assert!(matches!(at(&mut s, big("a"), 0.0)[0], Action::Accept(_)));
+        assert!(matches!(at(&mut s, big("b"), 0.0)[0], Action::Accept(_)));
+        let refused = at(&mut s, big("c"), 0.0);
+        assert_eq!(code(&refused), ErrorCode::RateLimited);
+        // A small one still fits what is left, and the refusal took nothing.
+        assert!(matches!(
+            at(&mut s, send("bob", "alice"), 0.0)[0],
+            Action::Accept(_)
+        ));
+        // A second later the allowance has grown by 2 000 bytes.
+        assert!(matches!(at(&mut s, big("c"), 1.0)[0], Action::Accept(_)));
     }
 
     #[test]

@@ -33,19 +33,34 @@ impl TokenBucket {
 
     /// Takes a token if there is one; else how long until there is.
     pub fn take(&mut self, now: Instant) -> Result<(), Duration> {
-        self.check(now)?;
-        self.tokens -= 1.0;
+        self.take_n(1.0, now)
+    }
+
+    /// Takes `n` tokens if there are that many; else how long until there
+    /// are. More than the burst is never there: `n` is capped at it, so
+    /// one large request costs a full bucket rather than never passing.
+    pub fn take_n(&mut self, n: f64, now: Instant) -> Result<(), Duration> {
+        let n = n.min(self.burst);
+        self.check_n(n, now)?;
+        self.tokens -= n;
         Ok(())
     }
 
     /// Whether a token is there now (nothing is taken); else how long
     /// until there is.
     pub fn check(&mut self, now: Instant) -> Result<(), Duration> {
+        self.check_n(1.0, now)
+    }
+
+    /// Whether `n` tokens (at most the burst) are there now; nothing is
+    /// taken.
+    pub fn check_n(&mut self, n: f64, now: Instant) -> Result<(), Duration> {
+        let n = n.min(self.burst);
         self.refill(now);
-        if self.tokens >= 1.0 {
+        if self.tokens >= n {
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.tokens) / self.rate))
+            Err(Duration::from_secs_f64((n - self.tokens) / self.rate))
         }
     }
 
@@ -74,5 +89,20 @@ mod tests {
         assert!(b.take(t0 + Duration::from_millis(1000)).is_ok());
         assert!(!b.is_full(t0 + Duration::from_millis(1000)));
         assert!(b.is_full(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn many_tokens_at_once_and_never_more_than_the_burst() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(100.0, 300.0, t0);
+        assert!(b.take_n(250.0, t0).is_ok());
+        assert_eq!(b.check_n(100.0, t0), Err(Duration::from_millis(500)));
+        // Refused requests take nothing.
+        assert!(b.take_n(100.0, t0).is_err());
+        assert!(b.take_n(50.0, t0).is_ok());
+        // Larger than the burst: a full bucket is enough, and is all taken.
+        let t1 = t0 + Duration::from_secs(3);
+        assert!(b.take_n(1000.0, t1).is_ok());
+        assert!(b.check(t1).is_err());
     }
 }

@@ -45,6 +45,11 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 1000)]
     pub rate_limit: u32,
 
+    /// Bytes of messages a session may send per second (burst: twice
+    /// that, and at least one frame of --max-frame). 0: no limit.
+    #[arg(long, default_value_t = 1 << 20)]
+    pub rate_limit_bytes: u32,
+
     /// Frames queued for one session before it is cut off as too slow.
     #[arg(long, default_value_t = 1024)]
     pub session_queue: usize,

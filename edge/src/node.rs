@@ -92,6 +92,7 @@ pub async fn start(
             node: args.node.as_str().into(),
             max_frame: args.max_frame,
             rate_per_sec: args.rate_limit,
+            bytes_per_sec: (args.rate_limit_bytes > 0).then_some(args.rate_limit_bytes),
         }),
         session_queue: args.session_queue,
         write_stall: std::time::Duration::from_secs(args.write_stall_secs.max(1)),

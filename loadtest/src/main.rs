@@ -232,6 +232,11 @@ enum Scenario {
         /// Bytes of messages sent to each reader.
         #[arg(long, default_value_t = 2_000_000)]
         flood: usize,
+        /// Bytes a second the one flooding session sends: within the
+        /// server's default allowance (`--rate-limit-bytes`, 1 MiB/s), so
+        /// the flood is what one session may do, not what it is refused.
+        #[arg(long, default_value_t = 1_000_000)]
+        flood_rate: usize,
     },
 }
 
@@ -484,6 +489,7 @@ async fn main() -> anyhow::Result<()> {
             count,
             timeout,
             flood,
+            flood_rate,
         } => {
             let plan = hostile::HostilePlan {
                 setup,
@@ -491,6 +497,7 @@ async fn main() -> anyhow::Result<()> {
                 count,
                 timeout: Duration::from_secs(timeout),
                 flood,
+                flood_rate,
             };
             let report = hostile::run(samvad_only("hostile")?, &plan).await?;
             (report.summary(), serde_json::to_value(&report)?)

@@ -57,6 +57,8 @@ pub struct HostilePlan {
     pub timeout: Duration,
     /// Bytes of messages sent to each reader that does not read.
     pub flood: usize,
+    /// Bytes a second the flooding session sends.
+    pub flood_rate: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +68,9 @@ pub struct HostileReport {
     pub count: usize,
     /// Clients the server closed within the timeout.
     pub cut_off: u64,
+    /// Flood messages the server refused (`rate_limited`): a flood paced
+    /// within the session's allowance has none.
+    pub flood_refused: u64,
     /// From the client's last byte to the server's close.
     pub time_to_cut_off: Latency,
     pub server_rss_before: u64,
@@ -77,13 +82,14 @@ pub struct HostileReport {
 impl HostileReport {
     pub fn summary(&self) -> String {
         format!(
-            "hostile {:?} ({}): {} of {} cut off; time to cut-off {}\n\
+            "hostile {:?} ({}): {} of {} cut off; time to cut-off {}; {} flood messages refused\n\
              server RSS: {:.1} MiB before, {:.1} MiB at most, {:.1} MiB after",
             self.kind,
             self.transport,
             self.cut_off,
             self.count,
             self.time_to_cut_off.line(),
+            self.flood_refused,
             self.server_rss_before as f64 / 1048576.0,
             self.server_rss_peak as f64 / 1048576.0,
             self.server_rss_after as f64 / 1048576.0,
@@ -110,6 +116,7 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
         })
     };
     let deadline = plan.timeout;
+    let mut flood_refused = 0;
     let times: Vec<Option<Duration>> = match plan.kind {
         HostileKind::HalfOpen => {
             let addr = http_addr(&http).await?;
@@ -144,7 +151,9 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
             .await
         }
         HostileKind::StopReading | HostileKind::SlowReader | HostileKind::KeepUp => {
-            readers(&server, plan).await?
+            let (times, refused) = readers(&server, plan).await?;
+            flood_refused = refused;
+            times
         }
         HostileKind::None => {
             tokio::time::sleep(deadline).await;
@@ -168,6 +177,7 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
         },
         count: plan.count,
         cut_off: times.iter().flatten().count() as u64,
+        flood_refused,
         time_to_cut_off: Latency::of(&cut),
         server_rss_before: rss_before,
         server_rss_peak: peak.load(Ordering::Relaxed),
@@ -202,10 +212,14 @@ async fn until_closed(mut tcp: TcpStream, since: Instant, limit: Duration) -> Op
 }
 
 /// Readers that do not keep up: each a user of its own, flooded by one
-/// sender; a reader is cut off when the server closes its socket (seen by
-/// reading, one byte a second or all at once after the flood for one that
-/// stopped).
-async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<Option<Duration>>> {
+/// sender at `flood_rate`; a reader is cut off when the server closes its
+/// socket (seen by reading, one byte a second or all at once after the
+/// flood for one that stopped). Also answers how many flood messages the
+/// server refused.
+async fn readers(
+    server: &ServerAddr,
+    plan: &HostilePlan,
+) -> anyhow::Result<(Vec<Option<Duration>>, u64)> {
     let names: Vec<String> = (0..=plan.count)
         .map(|i| format!("{}h{i}", plan.setup.prefix))
         .collect();
@@ -222,35 +236,47 @@ async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<
     } else {
         Vec::new()
     };
-    // Flood them, pipelined; the sender reads its acceptances as it goes.
+    // Flood them, pipelined and paced to `flood_rate` bytes a second; the
+    // sender reads its acceptances (and any refusals) as it goes.
     let mut sender = Client::connect(TransportKind::Ws, server, &tokens[0])
         .await?
         .0;
     let text = "x".repeat(FLOOD_MESSAGE);
     let per_reader = plan.flood.div_ceil(FLOOD_MESSAGE).max(1);
-    let mut sent = 0usize;
+    let rate = plan.flood_rate.max(1) as f64;
+    let started = Instant::now();
+    let mut sent_bytes = 0usize;
+    let mut refused = 0u64;
+    let mut note = |frame: Option<samvad_proto::v1::ServerFrame>| {
+        if let Some(samvad_proto::v1::server_frame::Kind::Error(e)) = frame.and_then(|f| f.kind) {
+            if e.code() == samvad_proto::v1::ErrorCode::RateLimited {
+                refused += 1;
+            }
+        }
+    };
     for n in 0..per_reader {
         for to in &names[1..] {
             let env = chat(&format!("h{n}.{to}"), &names[0], to, &text);
+            sent_bytes += env.encoded_len();
             sender
                 .send(client_frame::Kind::Send(SendFrame {
                     envelope: Some(env),
                 }))
                 .await?;
-            sent += 1;
-            if sent.is_multiple_of(100) {
-                // 800 a second, within the session's rate limit (1 000),
-                // reading the acceptances as they come.
-                let pause = tokio::time::sleep(Duration::from_millis(125));
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        _ = &mut pause => break,
-                        f = sender.recv() => { f?; }
-                    }
+            let due = started + Duration::from_secs_f64(sent_bytes as f64 / rate);
+            let pause = tokio::time::sleep_until(due.into());
+            tokio::pin!(pause);
+            loop {
+                tokio::select! {
+                    _ = &mut pause => break,
+                    f = sender.recv() => note(f?),
                 }
             }
         }
+    }
+    // The answers to the last sends.
+    while let Ok(f) = tokio::time::timeout(Duration::from_secs(1), sender.recv()).await {
+        note(f?);
     }
     let flooded = Instant::now();
     // A reader cannot see the server's close before it has read what was
@@ -271,7 +297,7 @@ async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<
                 reader.abort();
             }
             sender.close().await;
-            return Ok(vec![None; plan.count]);
+            return Ok((vec![None; plan.count], refused));
         }
         _ => Vec::new(),
     };
@@ -290,7 +316,7 @@ async fn readers(server: &ServerAddr, plan: &HostilePlan) -> anyhow::Result<Vec<
         reader.abort();
     }
     sender.close().await;
-    Ok(times)
+    Ok((times, refused))
 }
 
 /// Sessions the server ended because a write to them stalled.

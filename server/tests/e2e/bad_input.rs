@@ -226,6 +226,45 @@ async fn rate_limit_answers_rate_limited() {
     );
 }
 
+/// A session that sends large messages faster than its byte allowance is
+/// told `rate_limited` for the excess; what was accepted reaches the
+/// recipient, what was refused does not (the client retries it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_rate_limit_answers_rate_limited() {
+    let server = TestServer::start_with(&["--rate-limit-bytes", "100000"]);
+    let a = server.user("alice").await;
+    let b = server.user("bob").await;
+    let mut c = server.connect(TransportKind::Ws, &a).await;
+    // 20 × 30 KB at once against a burst of 200 KB.
+    let text = "y".repeat(30_000);
+    for i in 0..20 {
+        send_chat(&mut c, &format!("big{i:02}"), "alice", "bob", &text).await;
+    }
+    let mut accepted = Vec::new();
+    let mut limited = 0;
+    while limited + accepted.len() < 20 {
+        let f = c.recv_timeout(T).await.unwrap();
+        match &f.kind {
+            Some(server_frame::Kind::Accepted(a)) => accepted.push(a.id.clone()),
+            Some(server_frame::Kind::Error(_)) => {
+                assert_eq!(error_code(&f), "rate_limited");
+                limited += 1
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        limited > 0 && accepted.len() >= 6,
+        "accepted {accepted:?}, limited {limited}"
+    );
+    accepted.sort();
+    let mut bob = server.connect(TransportKind::Ws, &b).await;
+    let (messages, _) = sync_all(&mut bob, 0).await;
+    let mut got: Vec<String> = messages.into_iter().map(|m| m.1).collect();
+    got.sort();
+    assert_eq!(got, accepted);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_text_mode_speaks_the_seed_envelope() {
     let server = TestServer::start();
@@ -640,7 +679,8 @@ async fn write_stalls(server: &TestServer) -> u64 {
 /// resyncs on its next session).
 async fn a_client_that_stops_reading_is_cut_off(kind: TransportKind) {
     const N: usize = 600;
-    let server = TestServer::start_with(&["--write-stall-secs", "2"]);
+    // No byte allowance: this one sender must outrun the socket buffers.
+    let server = TestServer::start_with(&["--write-stall-secs", "2", "--rate-limit-bytes", "0"]);
     let (alice, bob, carol) = server.alice_bob_carol().await;
     let mut stalled = server.connect(kind, &bob).await;
     sync_all(&mut stalled, 0).await;

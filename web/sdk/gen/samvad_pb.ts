@@ -1482,6 +1482,10 @@ export enum ErrorCode {
   INVALID_ENVELOPE = 8,
 
   /**
+   * More sends, or more bytes of envelopes, a second than the session's
+   * allowance (the server's --rate-limit and --rate-limit-bytes); nothing
+   * was taken: retry later with the same id.
+   *
    * @generated from enum value: ERROR_CODE_RATE_LIMITED = 9;
    */
   RATE_LIMITED = 9,

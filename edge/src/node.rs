@@ -248,7 +248,7 @@ fn listen_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 }
 
 /// How long a connection may take to send its TLS handshake or a
-/// request's headers (and up to a fifth more, `connection::spread`): a
+/// request's headers (and up to half as long again, `connection::spread`): a
 /// half-open request holds a file and a task, so it may not wait for
 /// ever.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);

@@ -768,7 +768,7 @@ async fn sessions_that_never_say_hello_are_closed() {
 /// Half-open requests: connections that send part of a WebSocket upgrade's
 /// headers (plain HTTP) or no TLS handshake at all (HTTPS), and then
 /// nothing. Sessions go on beside them, and the server closes every one
-/// within the header timeout (10 s, spread to 12) instead of holding its
+/// within the header timeout (10 s, spread to 15) instead of holding its
 /// file for ever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_open_requests_are_closed_and_sessions_go_on() {

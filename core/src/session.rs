@@ -642,8 +642,8 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
     use samvad_proto::v1::{Ack, Head, Hello, Send, Sync};
+    use std::time::Duration;
 
     fn setup() -> (Session, TokenKeys) {
         let config = Arc::new(SessionConfig {

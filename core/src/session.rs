@@ -618,6 +618,7 @@ impl Session {
                 ));
             }
         }
+        // Checked above at the same instant, so there is a token to take.
         let _ = self.limiter.take(cx.now);
         if let Some(subscribe) = subscription {
             return out.push(Action::Subscription {

@@ -146,9 +146,9 @@ pub fn session_user(data: &[u8]) -> Option<String> {
             sends as f64 <= f64::from(RATE) * (2.0 + elapsed) + 1.0,
             "{sends} sends in {elapsed} s"
         );
-        // And the byte allowance, measured as sent (the accepted envelope
-        // is the sent one with `chatid`, `seq` and `server_ts` set: a
-        // frame's worth of slack covers those).
+        // And the byte allowance, charged as sent: the accepted envelope
+        // is the sent one with `chatid`, `seq` and `server_ts` set, which
+        // 64 bytes a send of slack covers.
         assert!(
             accepted_bytes as f64
                 <= f64::from(BYTES_PER_SEC) * (2.0 + elapsed) + 64.0 * sends as f64,

@@ -35,7 +35,9 @@ use crate::report::Latency;
 use crate::scenario::Setup;
 use crate::target;
 use samvad_client::{chat, Client, ServerAddr, TransportKind};
-use samvad_proto::v1::{client_frame, ClientFrame, Hello, Send as SendFrame, Sync};
+use samvad_proto::v1::{
+    client_frame, server_frame, ClientFrame, ErrorCode, Hello, Send as SendFrame, ServerFrame, Sync,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -116,8 +118,8 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
         })
     };
     let deadline = plan.timeout;
-    let mut flood_refused = 0;
-    let times: Vec<Option<Duration>> = match plan.kind {
+    // Each client's time to cut-off, and the flood messages refused.
+    let (times, flood_refused): (Vec<Option<Duration>>, u64) = match plan.kind {
         HostileKind::HalfOpen => {
             let addr = http_addr(&http).await?;
             let mut held = Vec::with_capacity(plan.count);
@@ -127,11 +129,12 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
                     .await?;
                 held.push((tcp, Instant::now()));
             }
-            join(
+            let times = join(
                 held.into_iter()
                     .map(|(tcp, since)| until_closed(tcp, since, deadline)),
             )
-            .await
+            .await;
+            (times, 0)
         }
         HostileKind::Silent => {
             let mut held = Vec::with_capacity(plan.count);
@@ -141,23 +144,22 @@ pub async fn run(server: ServerAddr, plan: &HostilePlan) -> anyhow::Result<Hosti
                     Instant::now(),
                 ));
             }
-            join(held.into_iter().map(|(mut c, since)| async move {
+            let times = join(held.into_iter().map(|(mut c, since)| async move {
                 let closed = tokio::time::timeout(deadline, async {
                     while let Ok(Some(_)) = c.recv().await {}
                 })
                 .await;
                 closed.ok().map(|_| since.elapsed())
             }))
-            .await
+            .await;
+            (times, 0)
         }
         HostileKind::StopReading | HostileKind::SlowReader | HostileKind::KeepUp => {
-            let (times, refused) = readers(&server, plan).await?;
-            flood_refused = refused;
-            times
+            readers(&server, plan).await?
         }
         HostileKind::None => {
             tokio::time::sleep(deadline).await;
-            Vec::new()
+            (Vec::new(), 0)
         }
     };
     sampler.abort();
@@ -247,9 +249,9 @@ async fn readers(
     let started = Instant::now();
     let mut sent_bytes = 0usize;
     let mut refused = 0u64;
-    let mut note = |frame: Option<samvad_proto::v1::ServerFrame>| {
-        if let Some(samvad_proto::v1::server_frame::Kind::Error(e)) = frame.and_then(|f| f.kind) {
-            if e.code() == samvad_proto::v1::ErrorCode::RateLimited {
+    let mut note = |frame: Option<ServerFrame>| {
+        if let Some(server_frame::Kind::Error(e)) = frame.and_then(|f| f.kind) {
+            if e.code() == ErrorCode::RateLimited {
                 refused += 1;
             }
         }

@@ -89,7 +89,7 @@ struct Live {
 /// in boxed futures that exist only while they run: with them inline it
 /// was 2.1 KB for a QUIC session and 2.5 KB for a WebSocket one, most of
 /// it frames of 300 bytes each kept in slots of their own
-/// (bench/RESULTS.md, "Sessions at scale").
+/// (bench/RESULTS.md, "Idle sessions, smaller again").
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub fn run<T: Transport>(
     edge: Arc<Edge>,

@@ -121,8 +121,8 @@ pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
             }
         };
         // Accepted here, not in the task: an async fn keeps its arguments
-        // for its whole life, and an `Incoming` (the client's first
-        // packet) is 2.9 KB where a `Connecting` is a handle.
+        // for its whole life, and an `Incoming` (it carries the client's
+        // first packet) is about 350 bytes more than a `Connecting`.
         let connecting = match incoming.accept() {
             Ok(connecting) => connecting,
             Err(e) => {
@@ -155,13 +155,14 @@ fn session_place(edge: &Edge, conn: &quinn::Connection, handshake: Place) -> any
 ///
 /// The handshake (TLS, then for WebTransport the HTTP/3 set-up) runs in
 /// a box of its own that is freed when it is done. Why: a task's future
-/// is allocated at its largest state for the task's whole life, and the
-/// handshake's states are as large as the session's, so awaited inline
-/// every idle session kept both (4.7 KB, where the session alone is 2.1
-/// KB). Not a task of its own either: the handshake leaves wakers in the
-/// streams it read (the HTTP/3 control and QPACK streams, kept open and
-/// never read again), and a finished task stays allocated while a waker
-/// of it is held.
+/// is allocated at its largest state for the task's whole life, and
+/// awaited inline the handshake's futures took room beside the session's
+/// in every idle session's task (bench/RESULTS.md, "Idle sessions,
+/// smaller again": with `connection::run`'s own change, the task went
+/// from 3.4 to 1.7 KB). Not a task of its own either: the handshake
+/// leaves wakers in the streams it read (the HTTP/3 control and QPACK
+/// streams, kept open and never read again), and a finished task stays
+/// allocated while a waker of it is held.
 async fn handle(
     connecting: quinn::Connecting,
     edge: Arc<Edge>,

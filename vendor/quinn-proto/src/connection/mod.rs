@@ -3584,10 +3584,9 @@ impl Connection {
 
     fn update_keys(&mut self, end_packet: Option<(u64, Instant)>, remote: bool) {
         trace!("executing key update");
-        // Make the next key phase's keys current (derived now if they were not yet), and move the
-        // current keys into `prev_crypto`.
-        // Samvad's patch: the keys after the new ones are derived when
-        // first needed (`ensure_next_crypto`), not here.
+        // Make the next key phase's keys current and move the current keys into `prev_crypto`.
+        // Samvad's patch: the next keys are derived here if no packet needed them yet, and the
+        // keys after them are derived when first needed (`ensure_next_crypto`), not here.
         let new = match self.next_crypto.take() {
             Some(next) => next,
             None => self

@@ -37,6 +37,15 @@ impl Assembler {
         self.data.clear();
     }
 
+    /// Samvad's patch: lets the buffer heap's allocation go when nothing is
+    /// buffered. A connection's CRYPTO streams are read through once, at the
+    /// handshake, and otherwise kept their emptied heaps for its lifetime.
+    pub(super) fn release_if_empty(&mut self) {
+        if self.data.is_empty() {
+            self.data = BinaryHeap::new();
+        }
+    }
+
     pub(super) fn ensure_ordering(&mut self, ordered: bool) -> Result<(), IllegalOrderedRead> {
         if ordered && !self.state.is_ordered() {
             return Err(IllegalOrderedRead);

@@ -2139,6 +2139,7 @@ impl Connection {
                 self.events.push_back(Event::HandshakeDataReady);
             }
         }
+        space.crypto_stream.release_if_empty();
 
         Ok(())
     }

@@ -2,7 +2,7 @@ use std::{
     cmp,
     collections::{BTreeMap, VecDeque},
     mem,
-    ops::{Bound, Index, IndexMut, Range},
+    ops::{Index, IndexMut, Range},
 };
 
 use rand::{Rng, RngExt};
@@ -33,10 +33,6 @@ pub(super) struct PacketSpace {
     /// The largest packet number the remote peer acknowledged in an ACK frame.
     pub(super) largest_acked_packet: Option<u64>,
     pub(super) largest_acked_packet_sent: Instant,
-    /// The highest-numbered ACK-eliciting packet we've sent
-    pub(super) largest_ack_eliciting_sent: u64,
-    /// Number of packets in `sent_packets` with numbers above `largest_ack_eliciting_sent`
-    pub(super) unacked_non_ack_eliciting_tail: u64,
     /// Transmitted but not acked
     // We use a BTreeMap here so we can efficiently query by range on ACK and for loss detection
     pub(super) sent_packets: BTreeMap<u64, SentPacket>,
@@ -82,8 +78,6 @@ impl PacketSpace {
             next_packet_number: 0,
             largest_acked_packet: None,
             largest_acked_packet_sent: now,
-            largest_ack_eliciting_sent: 0,
-            unacked_non_ack_eliciting_tail: 0,
             sent_packets: BTreeMap::new(),
             ecn_counters: frame::EcnCounts::ZERO,
             ecn_feedback: frame::EcnCounts::ZERO,
@@ -207,53 +201,30 @@ impl PacketSpace {
     /// Stop tracking sent packet `number`, and return what we knew about it
     pub(super) fn take(&mut self, number: u64) -> Option<SentPacket> {
         let packet = self.sent_packets.remove(&number)?;
-        if !packet.ack_eliciting && number > self.largest_ack_eliciting_sent {
-            self.unacked_non_ack_eliciting_tail =
-                self.unacked_non_ack_eliciting_tail.checked_sub(1).unwrap();
+        if self.sent_packets.is_empty() {
+            // Samvad's patch: an emptied B-tree keeps its root leaf (1.1 KB
+            // of room for eleven packets); an idle connection lets it go.
+            self.sent_packets = BTreeMap::new();
         }
         Some(packet)
     }
 
     /// May return a packet that should be forgotten
+    ///
+    /// Samvad's patch: packets that elicit no ACK (ACK-only, or padding and
+    /// CONNECTION_CLOSE) are not tracked at all. Nothing is retransmitted
+    /// from them and they are in flight only when padded, so all a record
+    /// of one gives is that an ACK of it lets this side stop repeating the
+    /// ACK ranges it carried (RFC 9000 §13.2.4, which such ranges are also
+    /// pruned without). Upstream kept up to 1 000 of them after the last
+    /// ACK-eliciting packet, and an idle connection answering its peer's
+    /// keep-alive PINGs always held one, and with it a B-tree leaf.
     pub(super) fn sent(&mut self, number: u64, packet: SentPacket) -> Option<SentPacket> {
-        // Retain state for at most this many non-ACK-eliciting packets sent after the most recently
-        // sent ACK-eliciting packet. We're never guaranteed to receive an ACK for those, and we
-        // can't judge them as lost without an ACK, so to limit memory in applications which receive
-        // packets but don't send ACK-eliciting data for long periods use we must eventually start
-        // forgetting about them, although it might also be reasonable to just kill the connection
-        // due to weird peer behavior.
-        const MAX_UNACKED_NON_ACK_ELICTING_TAIL: u64 = 1_000;
-
-        let mut forgotten = None;
-        if packet.ack_eliciting {
-            self.unacked_non_ack_eliciting_tail = 0;
-            self.largest_ack_eliciting_sent = number;
-        } else if self.unacked_non_ack_eliciting_tail > MAX_UNACKED_NON_ACK_ELICTING_TAIL {
-            let oldest_after_ack_eliciting = *self
-                .sent_packets
-                .range((
-                    Bound::Excluded(self.largest_ack_eliciting_sent),
-                    Bound::Unbounded,
-                ))
-                .next()
-                .unwrap()
-                .0;
-            // Per https://www.rfc-editor.org/rfc/rfc9000.html#name-frames-and-frame-types,
-            // non-ACK-eliciting packets must only contain PADDING, ACK, and CONNECTION_CLOSE
-            // frames, which require no special handling on ACK or loss beyond removal from
-            // in-flight counters if padded.
-            let packet = self
-                .sent_packets
-                .remove(&oldest_after_ack_eliciting)
-                .unwrap();
-            debug_assert!(!packet.ack_eliciting);
-            forgotten = Some(packet);
-        } else {
-            self.unacked_non_ack_eliciting_tail += 1;
+        if !packet.ack_eliciting {
+            return Some(packet);
         }
-
         self.sent_packets.insert(number, packet);
-        forgotten
+        None
     }
 
     /// Whether any congestion-controlled packets in this space are not yet acknowledged or lost

@@ -39,16 +39,65 @@ pub struct TlsSession {
     version: Version,
     got_handshake_data: bool,
     next_secrets: Option<Secrets>,
-    inner: Connection,
+    inner: Tls,
     suite: Suite,
+}
+
+/// Samvad's patch: a server lets its rustls connection go once the
+/// handshake is over and everything it had to send is written.
+///
+/// After that, QUIC needs nothing from TLS but the next key phase's
+/// secrets (`next_secrets`, kept): key updates are QUIC's own, and a client
+/// sends no TLS message after its Finished (RFC 9001 §4.1.3 and §6 forbid
+/// TLS KeyUpdate; post-handshake authentication is not used). The rustls
+/// connection, with its handshake state, transcript and the record-layer
+/// keys QUIC never uses, is about 3 KB per idle connection. What quinn's
+/// API can still ask for (ALPN, SNI, the client's certificates) is kept;
+/// keying-material export is refused after the handshake.
+enum Tls {
+    Live(Connection),
+    Finished(Finished),
+}
+
+/// What a finished server handshake leaves behind.
+struct Finished {
+    protocol: Option<Vec<u8>>,
+    server_name: Option<String>,
+    peer_certificates: Option<Vec<CertificateDer<'static>>>,
+    #[cfg(feature = "__rustls-post-quantum-test")]
+    negotiated_key_exchange_group: NamedGroup,
 }
 
 impl TlsSession {
     fn side(&self) -> Side {
         match self.inner {
-            Connection::Client(_) => Side::Client,
-            Connection::Server(_) => Side::Server,
+            Tls::Live(Connection::Client(_)) => Side::Client,
+            Tls::Live(Connection::Server(_)) | Tls::Finished(_) => Side::Server,
         }
+    }
+
+    /// Lets a server's rustls connection go when its handshake is complete;
+    /// called when `write_hs` has just found nothing left to write (the
+    /// session tickets rustls queues with the handshake's end included).
+    fn retire_if_finished(&mut self) {
+        let Tls::Live(Connection::Server(ref session)) = self.inner else {
+            return;
+        };
+        if session.is_handshaking() {
+            return;
+        }
+        self.inner = Tls::Finished(Finished {
+            protocol: session.alpn_protocol().map(|x| x.into()),
+            server_name: session.server_name().map(|x| x.into()),
+            peer_certificates: session
+                .peer_certificates()
+                .map(|v| v.iter().map(|c| c.clone().into_owned()).collect()),
+            #[cfg(feature = "__rustls-post-quantum-test")]
+            negotiated_key_exchange_group: session
+                .negotiated_key_exchange_group()
+                .expect("key exchange group is negotiated")
+                .name(),
+        });
     }
 }
 
@@ -61,15 +110,25 @@ impl crypto::Session for TlsSession {
         if !self.got_handshake_data {
             return None;
         }
+        let inner = match self.inner {
+            Tls::Live(ref inner) => inner,
+            Tls::Finished(ref done) => {
+                return Some(Box::new(HandshakeData {
+                    protocol: done.protocol.clone(),
+                    server_name: done.server_name.clone(),
+                    #[cfg(feature = "__rustls-post-quantum-test")]
+                    negotiated_key_exchange_group: done.negotiated_key_exchange_group,
+                }));
+            }
+        };
         Some(Box::new(HandshakeData {
-            protocol: self.inner.alpn_protocol().map(|x| x.into()),
-            server_name: match self.inner {
+            protocol: inner.alpn_protocol().map(|x| x.into()),
+            server_name: match inner {
                 Connection::Client(_) => None,
-                Connection::Server(ref session) => session.server_name().map(|x| x.into()),
+                Connection::Server(session) => session.server_name().map(|x| x.into()),
             },
             #[cfg(feature = "__rustls-post-quantum-test")]
-            negotiated_key_exchange_group: self
-                .inner
+            negotiated_key_exchange_group: inner
                 .negotiated_key_exchange_group()
                 .expect("key exchange group is negotiated")
                 .name(),
@@ -78,7 +137,16 @@ impl crypto::Session for TlsSession {
 
     /// For the rustls `TlsSession`, the `Any` type is `Vec<rustls::pki_types::CertificateDer>`
     fn peer_identity(&self) -> Option<Box<dyn Any>> {
-        self.inner.peer_certificates().map(|v| -> Box<dyn Any> {
+        let inner = match self.inner {
+            Tls::Live(ref inner) => inner,
+            Tls::Finished(ref done) => {
+                return done
+                    .peer_certificates
+                    .clone()
+                    .map(|v| -> Box<dyn Any> { Box::new(v) });
+            }
+        };
+        inner.peer_certificates().map(|v| -> Box<dyn Any> {
             Box::new(
                 v.iter()
                     .map(|v| v.clone().into_owned())
@@ -88,24 +156,44 @@ impl crypto::Session for TlsSession {
     }
 
     fn early_crypto(&self) -> Option<(Box<dyn HeaderKey>, Box<dyn crypto::PacketKey>)> {
-        let keys = self.inner.zero_rtt_keys()?;
+        let Tls::Live(ref inner) = self.inner else {
+            return None;
+        };
+        let keys = inner.zero_rtt_keys()?;
         Some((Box::new(keys.header), Box::new(keys.packet)))
     }
 
     fn early_data_accepted(&self) -> Option<bool> {
         match self.inner {
-            Connection::Client(ref session) => Some(session.is_early_data_accepted()),
+            Tls::Live(Connection::Client(ref session)) => Some(session.is_early_data_accepted()),
             _ => None,
         }
     }
 
     fn is_handshaking(&self) -> bool {
-        self.inner.is_handshaking()
+        match self.inner {
+            Tls::Live(ref inner) => inner.is_handshaking(),
+            Tls::Finished(_) => false,
+        }
     }
 
     fn read_handshake(&mut self, buf: &[u8]) -> Result<bool, TransportError> {
-        self.inner.read_hs(buf).map_err(|e| {
-            if let Some(alert) = self.inner.alert() {
+        let inner = match self.inner {
+            Tls::Live(ref mut inner) => inner,
+            // A client sends no TLS message after its Finished in QUIC:
+            // rustls would refuse one as unexpected too.
+            Tls::Finished(_) => {
+                return Err(TransportError {
+                    code: TransportErrorCode::crypto(
+                        rustls::AlertDescription::UnexpectedMessage.into(),
+                    ),
+                    frame: None,
+                    reason: "TLS message after the handshake".into(),
+                });
+            }
+        };
+        inner.read_hs(buf).map_err(|e| {
+            if let Some(alert) = inner.alert() {
                 TransportError {
                     code: TransportErrorCode::crypto(alert.into()),
                     frame: None,
@@ -119,11 +207,11 @@ impl crypto::Session for TlsSession {
             // Hack around the lack of an explicit signal from rustls to reflect ClientHello being
             // ready on incoming connections, or ALPN negotiation completing on outgoing
             // connections.
-            let have_server_name = match self.inner {
+            let have_server_name = match inner {
                 Connection::Client(_) => false,
-                Connection::Server(ref session) => session.server_name().is_some(),
+                Connection::Server(session) => session.server_name().is_some(),
             };
-            if self.inner.alpn_protocol().is_some() || have_server_name || !self.is_handshaking() {
+            if inner.alpn_protocol().is_some() || have_server_name || !inner.is_handshaking() {
                 self.got_handshake_data = true;
                 return Ok(true);
             }
@@ -132,7 +220,11 @@ impl crypto::Session for TlsSession {
     }
 
     fn transport_parameters(&self) -> Result<Option<TransportParameters>, TransportError> {
-        match self.inner.quic_transport_parameters() {
+        // quinn reads the peer's parameters during the handshake only.
+        let Tls::Live(ref inner) = self.inner else {
+            return Ok(None);
+        };
+        match inner.quic_transport_parameters() {
             None => Ok(None),
             Some(buf) => match TransportParameters::read(self.side(), &mut io::Cursor::new(buf)) {
                 Ok(params) => Ok(Some(params)),
@@ -142,7 +234,17 @@ impl crypto::Session for TlsSession {
     }
 
     fn write_handshake(&mut self, buf: &mut Vec<u8>) -> Option<Keys> {
-        let keys = match self.inner.write_hs(buf)? {
+        let Tls::Live(ref mut inner) = self.inner else {
+            return None;
+        };
+        let written = buf.len();
+        let Some(change) = inner.write_hs(buf) else {
+            if buf.len() == written {
+                self.retire_if_finished();
+            }
+            return None;
+        };
+        let keys = match change {
             KeyChange::Handshake { keys } => keys,
             KeyChange::OneRtt { keys, next } => {
                 self.next_secrets = Some(next);
@@ -204,7 +306,10 @@ impl crypto::Session for TlsSession {
         label: &[u8],
         context: &[u8],
     ) -> Result<(), ExportKeyingMaterialError> {
-        self.inner
+        let Tls::Live(ref inner) = self.inner else {
+            return Err(ExportKeyingMaterialError);
+        };
+        inner
             .export_keying_material(output, label, Some(context))
             .map_err(|_| ExportKeyingMaterialError)?;
         Ok(())
@@ -365,7 +470,7 @@ impl crypto::ClientConfig for QuicClientConfig {
             version,
             got_handshake_data: false,
             next_secrets: None,
-            inner: rustls::quic::Connection::Client(
+            inner: Tls::Live(rustls::quic::Connection::Client(
                 rustls::quic::ClientConnection::new(
                     self.inner.clone(),
                     version,
@@ -375,7 +480,7 @@ impl crypto::ClientConfig for QuicClientConfig {
                     to_vec(params),
                 )
                 .unwrap(),
-            ),
+            )),
             suite: self.initial,
         }))
     }
@@ -521,10 +626,10 @@ impl crypto::ServerConfig for QuicServerConfig {
             version,
             got_handshake_data: false,
             next_secrets: None,
-            inner: rustls::quic::Connection::Server(
+            inner: Tls::Live(rustls::quic::Connection::Server(
                 rustls::quic::ServerConnection::new(self.inner.clone(), version, to_vec(params))
                     .unwrap(),
-            ),
+            )),
             suite: self.initial,
         })
     }

@@ -149,7 +149,9 @@ pub struct Connection {
     path_counter: u64,
     /// Whether MTU detection is supported in this environment
     allow_mtud: bool,
-    prev_path: Option<(ConnectionId, PathData)>,
+    /// Samvad's patch: boxed, as it is there only while a migration is
+    /// validated (432 bytes an idle connection does not hold).
+    prev_path: Option<Box<(ConnectionId, PathData)>>,
     state: State,
     side: ConnectionSide,
     /// Whether or not 0-RTT was enabled during the handshake. Does not imply acceptance.
@@ -1018,7 +1020,7 @@ impl Connection {
 
     /// Send PATH_CHALLENGE for a previous path if necessary
     fn send_path_challenge(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
-        let (prev_cid, prev_path) = self.prev_path.as_mut()?;
+        let (prev_cid, prev_path) = &mut **self.prev_path.as_mut()?;
         if !prev_path.challenge_pending {
             return None;
         }
@@ -1222,8 +1224,8 @@ impl Connection {
                 }
                 Timer::PathValidation => {
                     debug!("path validation failed");
-                    if let Some((_, prev)) = self.prev_path.take() {
-                        self.path = prev;
+                    if let Some(prev) = self.prev_path.take() {
+                        self.path = prev.1;
                     }
                     self.path.challenge = None;
                     self.path.challenge_pending = false;
@@ -2831,7 +2833,8 @@ impl Connection {
                         self.timers.stop(Timer::PathValidation);
                         self.path.challenge = None;
                         self.path.validated = true;
-                        if let Some((_, ref mut prev_path)) = self.prev_path {
+                        if let Some(ref mut prev) = self.prev_path {
+                            let prev_path = &mut prev.1;
                             prev_path.challenge = None;
                             prev_path.challenge_pending = false;
                         }
@@ -3089,7 +3092,7 @@ impl Connection {
             prev.challenge_pending = true;
             // We haven't updated the remote CID yet, this captures the remote CID we were using on
             // the previous path.
-            self.prev_path = Some((self.rem_cids.active(), prev));
+            self.prev_path = Some(Box::new((self.rem_cids.active(), prev)));
         }
 
         self.timers.set(
@@ -3296,6 +3299,12 @@ impl Connection {
                 frame.offset += len as u64;
                 space.pending.crypto.push_front(frame);
             }
+        }
+        if space.pending.crypto.is_empty() && space.pending.crypto.capacity() != 0 {
+            // Samvad's patch: CRYPTO data is written at the handshake (and
+            // with session tickets); its emptied queue is let go rather than
+            // kept for the connection's life.
+            space.pending.crypto = Default::default();
         }
 
         if space_id == SpaceId::Data {
@@ -3739,7 +3748,7 @@ impl Connection {
             || self
                 .prev_path
                 .as_ref()
-                .is_some_and(|(_, x)| x.challenge_pending)
+                .is_some_and(|prev| prev.1.challenge_pending)
             || !self.path_responses.is_empty()
             || self.datagrams.outgoing.can_send_1rtt(max_size)
     }
@@ -3749,7 +3758,7 @@ impl Connection {
         // Visit known paths from newest to oldest to find the one `packet` was sent on
         for path in [&mut self.path]
             .into_iter()
-            .chain(self.prev_path.as_mut().map(|(_, data)| data))
+            .chain(self.prev_path.as_mut().map(|prev| &mut prev.1))
         {
             if path.remove_in_flight(packet) {
                 return;

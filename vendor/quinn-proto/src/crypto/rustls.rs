@@ -55,7 +55,8 @@ pub struct TlsSession {
 /// API can still ask for (ALPN, SNI, the client's certificates) is kept;
 /// keying-material export is refused after the handshake.
 enum Tls {
-    Live(Connection),
+    /// Boxed, so that a finished session is not as large as a live one.
+    Live(Box<Connection>),
     Finished(Finished),
 }
 
@@ -71,8 +72,8 @@ struct Finished {
 impl TlsSession {
     fn side(&self) -> Side {
         match self.inner {
-            Tls::Live(Connection::Client(_)) => Side::Client,
-            Tls::Live(Connection::Server(_)) | Tls::Finished(_) => Side::Server,
+            Tls::Live(ref inner) if matches!(**inner, Connection::Client(_)) => Side::Client,
+            Tls::Live(_) | Tls::Finished(_) => Side::Server,
         }
     }
 
@@ -80,7 +81,10 @@ impl TlsSession {
     /// called when `write_hs` has just found nothing left to write (the
     /// session tickets rustls queues with the handshake's end included).
     fn retire_if_finished(&mut self) {
-        let Tls::Live(Connection::Server(ref session)) = self.inner else {
+        let Tls::Live(ref inner) = self.inner else {
+            return;
+        };
+        let Connection::Server(ref session) = **inner else {
             return;
         };
         if session.is_handshaking() {
@@ -111,7 +115,7 @@ impl crypto::Session for TlsSession {
             return None;
         }
         let inner = match self.inner {
-            Tls::Live(ref inner) => inner,
+            Tls::Live(ref inner) => &**inner,
             Tls::Finished(ref done) => {
                 return Some(Box::new(HandshakeData {
                     protocol: done.protocol.clone(),
@@ -165,8 +169,11 @@ impl crypto::Session for TlsSession {
 
     fn early_data_accepted(&self) -> Option<bool> {
         match self.inner {
-            Tls::Live(Connection::Client(ref session)) => Some(session.is_early_data_accepted()),
-            _ => None,
+            Tls::Live(ref inner) => match **inner {
+                Connection::Client(ref session) => Some(session.is_early_data_accepted()),
+                Connection::Server(_) => None,
+            },
+            Tls::Finished(_) => None,
         }
     }
 
@@ -179,7 +186,7 @@ impl crypto::Session for TlsSession {
 
     fn read_handshake(&mut self, buf: &[u8]) -> Result<bool, TransportError> {
         let inner = match self.inner {
-            Tls::Live(ref mut inner) => inner,
+            Tls::Live(ref mut inner) => &mut **inner,
             // A client sends no TLS message after its Finished in QUIC:
             // rustls would refuse one as unexpected too.
             Tls::Finished(_) => {
@@ -470,7 +477,7 @@ impl crypto::ClientConfig for QuicClientConfig {
             version,
             got_handshake_data: false,
             next_secrets: None,
-            inner: Tls::Live(rustls::quic::Connection::Client(
+            inner: Tls::Live(Box::new(rustls::quic::Connection::Client(
                 rustls::quic::ClientConnection::new(
                     self.inner.clone(),
                     version,
@@ -480,7 +487,7 @@ impl crypto::ClientConfig for QuicClientConfig {
                     to_vec(params),
                 )
                 .unwrap(),
-            )),
+            ))),
             suite: self.initial,
         }))
     }
@@ -626,10 +633,10 @@ impl crypto::ServerConfig for QuicServerConfig {
             version,
             got_handshake_data: false,
             next_secrets: None,
-            inner: Tls::Live(rustls::quic::Connection::Server(
+            inner: Tls::Live(Box::new(rustls::quic::Connection::Server(
                 rustls::quic::ServerConnection::new(self.inner.clone(), version, to_vec(params))
                     .unwrap(),
-            )),
+            ))),
             suite: self.initial,
         })
     }

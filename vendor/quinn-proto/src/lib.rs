@@ -324,7 +324,10 @@ pub struct Transmit {
 //
 
 /// The maximum number of CIDs we bother to issue per connection
-const LOC_CID_COUNT: u64 = 8;
+/// Samvad's patch: 4 where upstream has 8. A connection needs a spare
+/// connection ID or two to migrate; each one issued is an entry in the
+/// endpoint's map and in the connection's own, held for its life.
+const LOC_CID_COUNT: u64 = 4;
 const RESET_TOKEN_SIZE: usize = 16;
 const MAX_CID_SIZE: usize = 20;
 const MIN_INITIAL_SIZE: u16 = 1200;

@@ -921,7 +921,7 @@ impl ConnectionRef {
                 blocked_readers: FxHashMap::default(),
                 stopped: FxHashMap::default(),
                 error: None,
-                io_poller: socket.clone().create_io_poller(),
+                io_poller: None,
                 socket,
                 runtime,
                 send_buffer: Vec::new(),
@@ -1005,7 +1005,9 @@ pub(crate) struct State {
     /// Always set to Some before the connection becomes drained
     pub(crate) error: Option<ConnectionError>,
     socket: Arc<dyn AsyncUdpSocket>,
-    io_poller: Pin<Box<dyn UdpPoller>>,
+    /// Made when there is something to send and let go when nothing is
+    /// left (Samvad's patch, as for `send_buffer`).
+    io_poller: Option<Pin<Box<dyn UdpPoller>>>,
     runtime: Arc<dyn Runtime>,
     send_buffer: Vec<u8>,
     /// We buffer a transmit when the underlying I/O would block
@@ -1045,7 +1047,10 @@ impl State {
                 }
             };
 
-            if self.io_poller.as_mut().poll_writable(cx)?.is_pending() {
+            let io_poller = self
+                .io_poller
+                .get_or_insert_with(|| self.socket.clone().create_io_poller());
+            if io_poller.as_mut().poll_writable(cx)?.is_pending() {
                 // Retry after a future wakeup
                 self.buffered_transmit = Some(t);
                 return Ok(false);
@@ -1078,10 +1083,12 @@ impl State {
             }
         }
 
-        // Nothing left to send: an idle connection keeps no send buffer
-        // (Samvad's patch; upstream keeps one as large as its largest
-        // transmit for the connection's life).
+        // Nothing left to send: an idle connection keeps no send buffer and
+        // no socket poller (Samvad's patch; upstream keeps a buffer as large
+        // as its largest transmit, and the poller, for the connection's
+        // life).
         self.send_buffer = Vec::new();
+        self.io_poller = None;
         Ok(false)
     }
 
@@ -1102,7 +1109,7 @@ impl State {
             match self.conn_events.poll_recv(cx) {
                 Poll::Ready(Some(ConnectionEvent::Rebind(socket))) => {
                     self.socket = socket;
-                    self.io_poller = self.socket.clone().create_io_poller();
+                    self.io_poller = None;
                     self.inner.local_address_changed();
                 }
                 Poll::Ready(Some(ConnectionEvent::Proto(event))) => {

@@ -72,7 +72,9 @@ mod spaces;
 pub use spaces::Retransmits;
 #[cfg(not(fuzzing))]
 use spaces::Retransmits;
-use spaces::{PacketNumberFilter, PacketSpace, SendableFrames, SentPacket, ThinRetransmits};
+use spaces::{
+    PacketNumberFilter, PacketSpace, SendableFrames, SentPacket, Spaces, ThinRetransmits,
+};
 
 mod stats;
 pub use stats::{ConnectionStats, FrameStats, PathStats, UdpStats};
@@ -133,7 +135,6 @@ use timer::{Timer, TimerTable};
 pub struct Connection {
     endpoint_config: Arc<EndpointConfig>,
     config: Arc<TransportConfig>,
-    rng: StdRng,
     crypto: Box<dyn crypto::Session>,
     /// The CID we initially chose, for use during the handshake
     handshake_cid: ConnectionId,
@@ -177,7 +178,7 @@ pub struct Connection {
     /// Outgoing spin bit state
     spin: bool,
     /// Packet number spaces: initial, handshake, 1-RTT
-    spaces: [PacketSpace; 3],
+    spaces: Spaces,
     /// Highest usable packet number space
     highest_space: SpaceId,
     /// 1-RTT keys used prior to a key update
@@ -279,6 +280,10 @@ impl Connection {
             expected_token: Bytes::new(),
             client_hello: None,
         });
+        // Samvad's patch: the seeded generator only sets the connection up;
+        // later draws (path challenges, skipped packet numbers, address
+        // validation tokens) come from the thread's CSPRNG, so that a
+        // connection does not carry a 320-byte ChaCha state for its life.
         let mut rng = StdRng::from_seed(rng_seed);
         let mut this = Self {
             endpoint_config,
@@ -316,7 +321,7 @@ impl Connection {
             endpoint_events: VecDeque::new(),
             spin_enabled: config.allow_spin && rng.random_ratio(7, 8),
             spin: false,
-            spaces: [initial_space, PacketSpace::new(now), PacketSpace::new(now)],
+            spaces: Spaces::new(initial_space, now),
             highest_space: SpaceId::Initial,
             prev_crypto: None,
             next_crypto: None,
@@ -362,7 +367,6 @@ impl Connection {
             datagrams: DatagramState::default(),
             config,
             rem_cids: CidQueue::new(rem_cid),
-            rng,
             stats: ConnectionStats::default(),
             version,
         };
@@ -399,6 +403,10 @@ impl Connection {
         if let Some(x) = self.events.pop_front() {
             return Some(x);
         }
+        // Samvad's patch: event queues are drained to empty by every poll
+        // loop; their room is let go then rather than kept for the
+        // connection's life (here and in `poll_endpoint_events`).
+        release_if_empty(&mut self.events);
 
         if let Some(event) = self.streams.poll() {
             return Some(Event::Stream(event));
@@ -414,7 +422,11 @@ impl Connection {
     /// Return endpoint-facing events
     #[must_use]
     pub fn poll_endpoint_events(&mut self) -> Option<EndpointEvent> {
-        self.endpoint_events.pop_front().map(EndpointEvent)
+        let event = self.endpoint_events.pop_front();
+        if event.is_none() {
+            release_if_empty(&mut self.endpoint_events);
+        }
+        event.map(EndpointEvent)
     }
 
     /// Provide control over streams
@@ -487,7 +499,9 @@ impl Connection {
         for space in SpaceId::iter() {
             let request_immediate_ack =
                 space == SpaceId::Data && self.peer_supports_ack_frequency();
-            self.spaces[space].maybe_queue_probe(request_immediate_ack, &self.streams);
+            if let Some(space) = self.spaces.get_mut(space) {
+                space.maybe_queue_probe(request_immediate_ack, &self.streams);
+            }
         }
 
         // Check whether we need to send a close message
@@ -2222,6 +2236,7 @@ impl Connection {
         for packet in sent_packets.into_values() {
             self.remove_in_flight(&packet);
         }
+        self.spaces.release(space_id);
         self.set_loss_detection_timer(now)
     }
 
@@ -2507,13 +2522,17 @@ impl Connection {
                     self.on_packet_acked(now, info);
                 };
 
+                let next_packet_number = self.spaces[SpaceId::Initial].next_packet_number;
                 self.discard_space(now, SpaceId::Initial); // Make sure we clean up after any retransmitted Initials
-                self.spaces[SpaceId::Initial] = PacketSpace {
-                    crypto: Some(self.crypto.initial_keys(&rem_cid, self.side.side())),
-                    next_packet_number: self.spaces[SpaceId::Initial].next_packet_number,
-                    crypto_offset: client_hello.len() as u64,
-                    ..PacketSpace::new(now)
-                };
+                self.spaces.restart(
+                    SpaceId::Initial,
+                    PacketSpace {
+                        crypto: Some(self.crypto.initial_keys(&rem_cid, self.side.side())),
+                        next_packet_number,
+                        crypto_offset: client_hello.len() as u64,
+                        ..PacketSpace::new(now)
+                    },
+                );
                 self.spaces[SpaceId::Initial]
                     .pending
                     .crypto
@@ -3080,7 +3099,7 @@ impl Connection {
                 &self.config,
             )
         };
-        new_path.challenge = Some(self.rng.random());
+        new_path.challenge = Some(rand::rng().random());
         new_path.challenge_pending = true;
         let prev_pto = self.pto(SpaceId::Data);
 
@@ -3088,7 +3107,7 @@ impl Connection {
         self.datagrams().drop_oversized();
         // Don't clobber the original path if the previous one hasn't been validated yet
         if prev.challenge.is_none() {
-            prev.challenge = Some(self.rng.random());
+            prev.challenge = Some(rand::rng().random());
             prev.challenge_pending = true;
             // We haven't updated the remote CID yet, this captures the remote CID we were using on
             // the previous path.
@@ -3389,7 +3408,7 @@ impl Connection {
                     ip: remote_addr.ip(),
                     issued: server_config.time_source.now(),
                 },
-                &mut self.rng,
+                &mut rand::rng(),
             );
             let new_token = NewToken {
                 token: token.encode(&*server_config.token_key).into(),
@@ -3819,7 +3838,7 @@ impl Connection {
         let ConnectionSide::Server { server_config } = &self.side else {
             return;
         };
-        let new_tokens = &mut self.spaces[SpaceId::Data as usize].pending.new_tokens;
+        let new_tokens = &mut self.spaces[SpaceId::Data].pending.new_tokens;
         new_tokens.clear();
         for _ in 0..server_config.validation_token.sent {
             new_tokens.push(self.path.remote);
@@ -4134,6 +4153,13 @@ fn negotiate_max_idle_timeout(x: Option<VarInt>, y: Option<VarInt>) -> Option<Du
         (Some(VarInt(0)) | None, Some(y)) => Some(Duration::from_millis(y.0)),
         (Some(x), Some(VarInt(0)) | None) => Some(Duration::from_millis(x.0)),
         (Some(x), Some(y)) => Some(Duration::from_millis(cmp::min(x, y).0)),
+    }
+}
+
+/// Samvad's patch: lets an emptied queue's allocation go.
+fn release_if_empty<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() != 0 {
+        *queue = VecDeque::new();
     }
 }
 

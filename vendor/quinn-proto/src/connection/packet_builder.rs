@@ -80,7 +80,7 @@ impl PacketBuilder {
 
         let space = &mut conn.spaces[space_id];
         let exact_number = match space_id {
-            SpaceId::Data => conn.packet_number_filter.allocate(&mut conn.rng, space),
+            SpaceId::Data => conn.packet_number_filter.allocate(&mut rand::rng(), space),
             _ => space.get_tx_number(),
         };
 
@@ -94,7 +94,7 @@ impl PacketBuilder {
                 spin: if conn.spin_enabled {
                     conn.spin
                 } else {
-                    conn.rng.random()
+                    rand::rng().random()
                 },
                 key_phase: conn.key_phase,
             },
@@ -124,7 +124,7 @@ impl PacketBuilder {
             }),
         };
         let partial_encode = header.encode(buffer);
-        if conn.peer_params.grease_quic_bit && conn.rng.random() {
+        if conn.peer_params.grease_quic_bit && rand::rng().random() {
             buffer[partial_encode.start] ^= FIXED_BIT;
         }
 

@@ -236,16 +236,89 @@ impl PacketSpace {
     }
 }
 
-impl Index<SpaceId> for [PacketSpace; 3] {
-    type Output = PacketSpace;
-    fn index(&self, space: SpaceId) -> &PacketSpace {
-        &self.as_ref()[space as usize]
+/// The three packet number spaces: Initial, Handshake and Data (1-RTT).
+///
+/// Samvad's patch: the Initial and Handshake spaces are boxed and let go
+/// when their keys are discarded, where upstream kept all three inline for
+/// the connection's life (two 768-byte spaces an established connection
+/// never uses again). A discarded space reads as an empty one with no keys,
+/// which is what quinn-proto checks before using a space; one written after
+/// it was discarded is made again (a debug build says so with a panic, so
+/// that the tests find any path that does it).
+pub(super) struct Spaces {
+    initial: Option<Box<PacketSpace>>,
+    handshake: Option<Box<PacketSpace>>,
+    data: PacketSpace,
+}
+
+impl Spaces {
+    pub(super) fn new(initial: PacketSpace, now: Instant) -> Self {
+        Self {
+            initial: Some(Box::new(initial)),
+            handshake: Some(Box::new(PacketSpace::new(now))),
+            data: PacketSpace::new(now),
+        }
+    }
+
+    /// Lets a discarded early space go.
+    pub(super) fn release(&mut self, space: SpaceId) {
+        match space {
+            SpaceId::Initial => self.initial = None,
+            SpaceId::Handshake => self.handshake = None,
+            SpaceId::Data => unreachable!("the Data space is never discarded"),
+        }
+    }
+
+    /// Starts an early space over (a client after a Retry).
+    pub(super) fn restart(&mut self, id: SpaceId, space: PacketSpace) {
+        match id {
+            SpaceId::Initial => self.initial = Some(Box::new(space)),
+            SpaceId::Handshake => self.handshake = Some(Box::new(space)),
+            SpaceId::Data => self.data = space,
+        }
+    }
+
+    /// A space still in use, `None` once it was discarded.
+    pub(super) fn get_mut(&mut self, id: SpaceId) -> Option<&mut PacketSpace> {
+        match id {
+            SpaceId::Initial => self.initial.as_deref_mut(),
+            SpaceId::Handshake => self.handshake.as_deref_mut(),
+            SpaceId::Data => Some(&mut self.data),
+        }
+    }
+
+    fn discarded() -> &'static PacketSpace {
+        static DISCARDED: std::sync::OnceLock<PacketSpace> = std::sync::OnceLock::new();
+        DISCARDED.get_or_init(|| PacketSpace::new(Instant::now()))
     }
 }
 
-impl IndexMut<SpaceId> for [PacketSpace; 3] {
+impl Index<SpaceId> for Spaces {
+    type Output = PacketSpace;
+    fn index(&self, space: SpaceId) -> &PacketSpace {
+        let early = match space {
+            SpaceId::Initial => &self.initial,
+            SpaceId::Handshake => &self.handshake,
+            SpaceId::Data => return &self.data,
+        };
+        match early {
+            Some(space) => space,
+            None => Self::discarded(),
+        }
+    }
+}
+
+impl IndexMut<SpaceId> for Spaces {
     fn index_mut(&mut self, space: SpaceId) -> &mut PacketSpace {
-        &mut self.as_mut()[space as usize]
+        let early = match space {
+            SpaceId::Initial => &mut self.initial,
+            SpaceId::Handshake => &mut self.handshake,
+            SpaceId::Data => return &mut self.data,
+        };
+        early.get_or_insert_with(|| {
+            debug_assert!(false, "{space:?} space written after it was discarded");
+            Box::new(PacketSpace::new(Self::discarded().largest_acked_packet_sent))
+        })
     }
 }
 

@@ -206,6 +206,12 @@ impl RangeSet {
     pub fn pop_min(&mut self) -> Option<Range<u64>> {
         let result = self.peek_min()?;
         self.0.remove(&result.start);
+        if self.0.is_empty() {
+            // Samvad's patch: an emptied B-tree keeps its root leaf; a send
+            // stream's set of acknowledged ranges is emptied this way every
+            // time all its data is acknowledged, and then let go.
+            self.0 = BTreeMap::new();
+        }
         Some(result)
     }
 }

@@ -870,7 +870,13 @@ impl StreamsState {
             }
         }
 
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() && self.events.capacity() != 0 {
+            // Samvad's patch: drained to empty by every poll loop; its room
+            // is let go rather than kept for the connection's life.
+            self.events = VecDeque::new();
+        }
+        event
     }
 
     /// Queues MAX_STREAM_ID frames in `pending` if needed

@@ -168,17 +168,27 @@ async fn handle(
     edge: Arc<Edge>,
     handshake: Place,
 ) -> anyhow::Result<()> {
-    let Some(established) = Box::pin(establish(connecting, &edge, handshake)).await? else {
-        return Ok(());
-    };
-    let Established {
-        conn,
-        transport,
-        transport_name,
-        keep_open,
-        place,
-    } = established;
-    connection::run(edge, transport, transport_name).await;
+    // The session is awaited as the value of a block in which everything
+    // else was bound: a binding still in scope at the `.await` (even one
+    // moved out of) keeps its bytes in this future for the session's life,
+    // and this future is most of an idle session's task.
+    let held;
+    {
+        let Some(Established {
+            conn,
+            transport,
+            transport_name,
+            keep_open,
+            place,
+        }) = Box::pin(establish(connecting, &edge, handshake)).await?
+        else {
+            return Ok(());
+        };
+        held = (conn, keep_open, place);
+        connection::run(edge, transport, transport_name)
+    }
+    .await;
+    let (conn, keep_open, place) = held;
     // The transport waited for the client to acknowledge the last frames,
     // so closing now loses nothing.
     drop(keep_open);
@@ -192,8 +202,9 @@ struct Established {
     conn: quinn::Connection,
     transport: StreamTransport,
     transport_name: &'static str,
-    /// WebTransport's streams that must stay open as long as the session.
-    keep_open: Option<webtransport::KeepOpen>,
+    /// WebTransport's streams that must stay open as long as the session
+    /// (boxed: a native QUIC session has none, and its task is smaller).
+    keep_open: Option<Box<webtransport::KeepOpen>>,
     /// The session's admission place, given back when it ends.
     place: Place,
 }
@@ -255,7 +266,7 @@ async fn establish(
                 conn,
                 transport,
                 transport_name: "webtransport",
-                keep_open: Some(session.keep_open),
+                keep_open: Some(Box::new(session.keep_open)),
                 place,
             }))
         }

@@ -3357,6 +3357,11 @@ impl Connection {
             sent.retransmits.get_or_create().new_cids.push(issued);
             self.stats.frame_tx.new_connection_id += 1;
         }
+        if space.pending.new_cids.is_empty() && space.pending.new_cids.capacity() != 0 {
+            // Samvad's patch: connection IDs are issued once after the
+            // handshake (and seldom later); the emptied queue is let go.
+            space.pending.new_cids = Vec::new();
+        }
 
         // RETIRE_CONNECTION_ID
         while buf.len() + frame::RETIRE_CONNECTION_ID_SIZE_BOUND < max_size {

@@ -301,6 +301,9 @@ impl<'a> Chunks<'a> {
             self.read += chunk.bytes.len() as u64;
             return Ok(Some(chunk));
         }
+        // Samvad's patch: read to empty, a long-lived stream (a session's)
+        // holds no buffer heap until more data comes.
+        rs.assembler.release_if_empty();
 
         match rs.state {
             RecvState::ResetRecvd { error_code, .. } => {

@@ -70,26 +70,69 @@ fn transport_config() -> quinn::TransportConfig {
 
 /// Socket buffers of the endpoint's UDP socket. Every session shares it: a
 /// reconnect storm is thousands of 1200-byte Initial packets at once, and
-/// the default (about 200 KB) drops most of them, so handshakes wait for
-/// retransmission timers. The kernel caps it at `net.core.rmem_max` (and
-/// doubles it for bookkeeping).
-const UDP_BUFFER: usize = 8 << 20;
+/// what overflows the buffer is dropped, so those handshakes wait for
+/// retransmission timers that back off to seconds (10 000 sessions coming
+/// back at once dropped 27 000 datagrams with 8 MB, and a third of the
+/// sessions timed out waiting for their welcome). Queued is better than
+/// dropped: a packet waiting in the buffer costs its bytes for as long as
+/// the endpoint takes to reach it.
+const UDP_BUFFER: usize = 64 << 20;
+
+/// Sizes one of the socket's buffers: past `net.core.rmem_max` /
+/// `wmem_max` when the process may (`SO_RCVBUFFORCE`, CAP_NET_ADMIN),
+/// else as far as those caps allow. Says what it got when that is less.
+fn size_buffer(socket: &socket2::Socket, receive: bool) {
+    use std::os::fd::AsRawFd;
+    let (what, forced) = if receive {
+        ("receive", libc::SO_RCVBUFFORCE)
+    } else {
+        ("send", libc::SO_SNDBUFFORCE)
+    };
+    let size = libc::c_int::try_from(UDP_BUFFER).expect("the buffer size fits a C int");
+    // SAFETY: a valid socket, and a pointer to a c_int with its length,
+    // as setsockopt takes for these options.
+    let forced_ok = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            forced,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced_ok {
+        let set = if receive {
+            socket.set_recv_buffer_size(UDP_BUFFER)
+        } else {
+            socket.set_send_buffer_size(UDP_BUFFER)
+        };
+        if let Err(e) = set {
+            tracing::warn!(error = %e, "could not size the UDP {what} buffer");
+        }
+    }
+    let got = if receive {
+        socket.recv_buffer_size()
+    } else {
+        socket.send_buffer_size()
+    };
+    // The kernel doubles what it is given, for its bookkeeping.
+    match got {
+        Ok(got) if got < UDP_BUFFER => tracing::info!(
+            bytes = got,
+            wanted = UDP_BUFFER,
+            "UDP {what} buffer capped by net.core.{}mem_max (raise it, or grant CAP_NET_ADMIN)",
+            if receive { "r" } else { "w" },
+        ),
+        _ => {}
+    }
+}
 
 pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endpoint> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
         .context("UDP socket")?;
-    for (what, set) in [
-        (
-            "receive",
-            Socket::set_recv_buffer_size as fn(&Socket, usize) -> std::io::Result<()>,
-        ),
-        ("send", Socket::set_send_buffer_size),
-    ] {
-        if let Err(e) = set(&socket, UDP_BUFFER) {
-            tracing::warn!(error = %e, "could not size the UDP {what} buffer");
-        }
-    }
+    size_buffer(&socket, true);
+    size_buffer(&socket, false);
     socket
         .bind(&addr.into())
         .with_context(|| format!("binding UDP {addr}"))?;

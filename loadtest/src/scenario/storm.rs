@@ -2,8 +2,9 @@
 //! network blip, a load balancer restart). Reports how long until every
 //! session is back and synced, and how many could not come back.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -35,6 +36,9 @@ pub struct StormReport {
     /// Connects tried a second time (wtransport occasionally refuses an
     /// HTTP/3 handshake under load; reported, not hidden).
     pub retried: u64,
+    /// Why first attempts failed: the error (its first line, numbers
+    /// left in) and how many times, most frequent first.
+    pub retry_causes: Vec<(String, u64)>,
     pub first_error: Option<String>,
     /// Per session: storm → back and synced.
     pub reconnect: Latency,
@@ -55,24 +59,62 @@ impl StormReport {
             self.first_error
                 .as_deref()
                 .map(|e| format!(", first: {e}"))
-                .unwrap_or_default(),
+                .unwrap_or_default()
+                + &self
+                    .retry_causes
+                    .iter()
+                    .map(|(cause, n)| format!("; retried {n}× after: {cause}"))
+                    .collect::<String>(),
             self.all_back_seconds,
             self.reconnect.line(),
         )
     }
 }
 
-/// Connects (a refused handshake is tried once more, and counted in
-/// `retried`), authenticates and syncs to the end of the inbox.
+/// Why first attempts failed, counted by cause.
+#[derive(Default)]
+struct Retries {
+    count: AtomicU64,
+    causes: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Retries {
+    fn record(&self, error: &anyhow::Error) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let cause = format!("{error:#}");
+        let cause = cause.lines().next().unwrap_or_default().to_owned();
+        *self
+            .causes
+            .lock()
+            .expect("no panic holds the lock")
+            .entry(cause)
+            .or_default() += 1;
+    }
+
+    fn causes(&self) -> Vec<(String, u64)> {
+        let mut causes: Vec<_> = self
+            .causes
+            .lock()
+            .expect("no panic holds the lock")
+            .iter()
+            .map(|(cause, n)| (cause.clone(), *n))
+            .collect();
+        causes.sort_by(|a, b| b.1.cmp(&a.1));
+        causes
+    }
+}
+
+/// Connects (a failed attempt is tried once more, and counted with its
+/// cause in `retries`), authenticates and syncs to the end of the inbox.
 async fn come_back(
     connector: &Connector,
     token: &str,
-    retried: &AtomicU64,
+    retries: &Retries,
 ) -> anyhow::Result<Client> {
     let (mut client, _) = match connector.connect(token).await {
         Ok(up) => up,
-        Err(_) => {
-            retried.fetch_add(1, Ordering::Relaxed);
+        Err(e) => {
+            retries.record(&e);
             connector.connect(token).await?
         }
     };
@@ -86,7 +128,7 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
         .collect();
     let tokens = Arc::new(target::provision(&server.http, &users, 8).await?);
     let connector = Arc::new(plan.setup.connector(server)?);
-    let retried = Arc::new(AtomicU64::new(0));
+    let retries = Arc::new(Retries::default());
 
     // Up, at a steady pace.
     let bar = progress::bar(plan.sessions as u64, "sessions");
@@ -95,9 +137,9 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
     for i in 0..plan.sessions {
         ticker.tick().await;
         let (connector, tokens, bar) = (connector.clone(), tokens.clone(), bar.clone());
-        let retried = retried.clone();
+        let retries = retries.clone();
         opening.push(tokio::spawn(async move {
-            let up = come_back(&connector, &tokens[i % tokens.len()], &retried).await;
+            let up = come_back(&connector, &tokens[i % tokens.len()], &retries).await;
             bar.inc(1);
             up
         }));
@@ -116,9 +158,9 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
     futures_util::future::join_all(clients.into_iter().map(Client::close)).await;
     let mut returning = Vec::with_capacity(before as usize);
     for i in 0..before as usize {
-        let (connector, tokens, retried) = (connector.clone(), tokens.clone(), retried.clone());
+        let (connector, tokens, retries) = (connector.clone(), tokens.clone(), retries.clone());
         returning.push(tokio::spawn(async move {
-            let client = come_back(&connector, &tokens[i % tokens.len()], &retried).await?;
+            let client = come_back(&connector, &tokens[i % tokens.len()], &retries).await?;
             let took = storm.elapsed();
             anyhow::Ok((client, took))
         }));
@@ -148,7 +190,8 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
         before,
         back,
         failed,
-        retried: retried.load(Ordering::Relaxed),
+        retried: retries.count.load(Ordering::Relaxed),
+        retry_causes: retries.causes(),
         first_error,
         reconnect: Latency::of(&histogram),
         all_back_seconds: last.as_secs_f64(),

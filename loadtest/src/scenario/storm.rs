@@ -99,7 +99,7 @@ impl Retries {
             .iter()
             .map(|(cause, n)| (cause.clone(), *n))
             .collect();
-        causes.sort_by(|a, b| b.1.cmp(&a.1));
+        causes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
         causes
     }
 }

@@ -4,8 +4,10 @@
 //!
 //! Three limits, each optional:
 //! - concurrent sessions (every transport together);
-//! - QUIC handshakes in progress (a handshake costs a TLS key exchange and
-//!   a connection's state before anyone is authenticated);
+//! - QUIC connections admitted and not yet sessions: handshakes at work
+//!   and those waiting in line for a turn (a handshake costs a TLS key
+//!   exchange and a connection's state before anyone is authenticated;
+//!   how many run at once is the QUIC endpoint's pacing, `quic::serve`);
 //! - new connections per source address and minute (a token bucket per
 //!   address: the whole allowance at once, then refilled evenly over the
 //!   minute; forgotten once it has refilled).
@@ -30,6 +32,9 @@ pub struct Limits {
     /// backlog unanswered. See [`websockets_for_files`].
     pub max_websockets: Option<usize>,
     pub max_handshakes: Option<usize>,
+    /// QUIC handshakes worked on at once (at least one); the others wait
+    /// in line.
+    pub handshakes_at_once: usize,
     /// New connections a minute per source address (all of them may come
     /// at once).
     pub connects_per_minute: Option<u32>,
@@ -99,6 +104,10 @@ impl Admission {
                 .connects_per_minute
                 .and_then(|n| Throttle::new(n, Duration::from_secs(60))),
         }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Sessions held now.

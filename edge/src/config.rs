@@ -65,10 +65,19 @@ pub struct EdgeArgs {
     #[arg(long, default_value_t = 250_000)]
     pub max_sessions: usize,
 
-    /// QUIC handshakes in progress at most (TLS and, for WebTransport, the
-    /// HTTP/3 set-up); more are refused. 0: no limit.
-    #[arg(long, default_value_t = 16_384)]
+    /// QUIC connections admitted and not yet sessions at most: those whose
+    /// handshake (TLS and, for WebTransport, the HTTP/3 set-up) is under
+    /// way and those waiting in line for a turn; more are refused.
+    /// 0: no limit.
+    #[arg(long, default_value_t = 65_536)]
     pub max_handshakes: usize,
+
+    /// QUIC handshakes worked on at once; the other admitted connections
+    /// wait in line, first come first served. Few enough that each one
+    /// finishes well within the client's first retransmission timer
+    /// (about a second) when thousands come at once.
+    #[arg(long, default_value_t = 256)]
+    pub handshakes_at_once: usize,
 
     /// New connections a minute from one source address (all may come at
     /// once; the allowance refills evenly); more are refused (QUIC

@@ -83,6 +83,8 @@ pub struct Metrics {
     pub datagrams_ignored: Counter,
     /// Connections refused by admission control, by reason.
     refused: Family<CodeLabel, Counter>,
+    /// QUIC connections waiting in line for a handshake turn.
+    pub handshakes_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -129,8 +131,15 @@ impl Default for Metrics {
             "Connections refused by admission control, by reason",
             refused.clone(),
         );
+        let handshakes_waiting = Gauge::default();
+        registry.register(
+            "quic_handshakes_waiting",
+            "QUIC connections admitted and waiting in line for a handshake turn",
+            handshakes_waiting.clone(),
+        );
         Metrics {
             refused,
+            handshakes_waiting,
             node,
             sessions,
             accepted,

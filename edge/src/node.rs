@@ -100,6 +100,7 @@ pub async fn start(
             max_sessions: (args.max_sessions > 0).then_some(args.max_sessions),
             max_websockets: max_websockets(),
             max_handshakes: (args.max_handshakes > 0).then_some(args.max_handshakes),
+            handshakes_at_once: args.handshakes_at_once.max(1),
             connects_per_minute: (args.connects_per_minute > 0).then_some(args.connects_per_minute),
         }),
         hub: deps.hub,

@@ -146,45 +146,110 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endp
     .with_context(|| format!("serving QUIC on {addr}"))
 }
 
+/// How long an admitted connection may wait in line for its handshake
+/// turn. A client gives up on a handshake after its idle timeout (30 s
+/// for quinn's and the browsers' defaults): past this, a turn would likely
+/// be spent on a client that has left.
+const LONGEST_WAIT: Duration = Duration::from_secs(20);
+
+/// An admitted connection waiting for its handshake turn.
+struct Waiting {
+    incoming: quinn::Incoming,
+    place: Place,
+    since: Instant,
+}
+
+/// A handshake at work: its admission place and its turn, both given back
+/// when the connection becomes a session or fails.
+pub(crate) struct Handshake {
+    _place: Place,
+    _turn: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Accepts connections until the endpoint closes. Admission comes first:
 /// a refused connection costs one `CONNECTION_REFUSED` packet, no
 /// handshake.
+///
+/// Admitted connections wait in line and at most
+/// `Limits::handshakes_at_once` handshakes are worked on at once, first
+/// come first served. Why: when thousands of clients come back at once (a
+/// reconnect storm), working on all of them together makes every one of
+/// them slow. Each handshake is a few round trips, and each round trip
+/// would wait behind the packets of all the others; past a second the
+/// clients' retransmission timers fire, the retransmitted flights add
+/// work, and the timers back off to many seconds. In line, a handshake
+/// takes milliseconds once its turn comes, and waiting costs nothing but
+/// the client's first packet (quinn keeps the `Incoming`, and buffers
+/// its retransmitted Initials).
 pub async fn serve(endpoint: quinn::Endpoint, edge: Arc<Edge>) {
-    while let Some(incoming) = endpoint.accept().await {
-        let admitted = edge
-            .admission
-            .connection(incoming.remote_address().ip(), Instant::now())
-            .and_then(|()| edge.admission.handshake());
-        let handshake = match admitted {
-            Ok(place) => place,
-            Err(refusal) => {
-                edge.metrics.refused(refusal);
-                incoming.refuse();
-                continue;
+    let turns = Arc::new(tokio::sync::Semaphore::new(
+        edge.admission.limits().handshakes_at_once.max(1),
+    ));
+    let mut line: std::collections::VecDeque<Waiting> = std::collections::VecDeque::new();
+    loop {
+        tokio::select! {
+            biased;
+            turn = turns.clone().acquire_owned(), if !line.is_empty() => {
+                let turn = turn.expect("the semaphore is never closed");
+                let Waiting { incoming, place, since } =
+                    line.pop_front().expect("the line is not empty");
+                edge.metrics.handshakes_waiting.set(line.len() as i64);
+                if since.elapsed() > LONGEST_WAIT {
+                    tracing::debug!("QUIC connection waited too long for a handshake turn");
+                    incoming.ignore();
+                    continue;
+                }
+                start(incoming, &edge, Handshake { _place: place, _turn: turn });
             }
-        };
-        // Accepted here, not in the task: an async fn keeps its arguments
-        // for its whole life, and an `Incoming` (it carries the client's
-        // first packet) is about 350 bytes more than a `Connecting`.
-        let connecting = match incoming.accept() {
-            Ok(connecting) => connecting,
-            Err(e) => {
-                tracing::debug!(error = %e, "QUIC connection refused by its handshake");
-                continue;
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                let admitted = edge
+                    .admission
+                    .connection(incoming.remote_address().ip(), Instant::now())
+                    .and_then(|()| edge.admission.handshake());
+                match admitted {
+                    Ok(place) => {
+                        line.push_back(Waiting { incoming, place, since: Instant::now() });
+                        edge.metrics.handshakes_waiting.set(line.len() as i64);
+                    }
+                    Err(refusal) => {
+                        edge.metrics.refused(refusal);
+                        incoming.refuse();
+                    }
+                }
             }
-        };
-        let edge = edge.clone();
-        tokio::spawn(async move {
-            if let Err(e) = handle(connecting, edge, handshake).await {
-                tracing::debug!(error = %e, "QUIC connection ended with an error");
-            }
-        });
+        }
     }
+}
+
+/// Starts the handshake of an admitted connection, in the task that will
+/// run its session.
+fn start(incoming: quinn::Incoming, edge: &Arc<Edge>, handshake: Handshake) {
+    // Accepted here, not in the task: an async fn keeps its arguments
+    // for its whole life, and an `Incoming` (it carries the client's
+    // first packet) is about 350 bytes more than a `Connecting`.
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
+        Err(e) => {
+            tracing::debug!(error = %e, "QUIC connection refused by its handshake");
+            return;
+        }
+    };
+    let edge = edge.clone();
+    tokio::spawn(async move {
+        if let Err(e) = handle(connecting, edge, handshake).await {
+            tracing::debug!(error = %e, "QUIC connection ended with an error");
+        }
+    });
 }
 
 /// The place of a session whose handshake is done (taken before the
 /// handshake's place is let go); a refusal closes the connection.
-fn session_place(edge: &Edge, conn: &quinn::Connection, handshake: Place) -> anyhow::Result<Place> {
+fn session_place(
+    edge: &Edge,
+    conn: &quinn::Connection,
+    handshake: Handshake,
+) -> anyhow::Result<Place> {
     let place = edge.admission.session();
     drop(handshake);
     place.map_err(|refusal| {
@@ -209,7 +274,7 @@ fn session_place(edge: &Edge, conn: &quinn::Connection, handshake: Place) -> any
 async fn handle(
     connecting: quinn::Connecting,
     edge: Arc<Edge>,
-    handshake: Place,
+    handshake: Handshake,
 ) -> anyhow::Result<()> {
     // The session is awaited as the value of a block in which everything
     // else was bound: a binding still in scope at the `.await` (even one
@@ -257,7 +322,7 @@ struct Established {
 async fn establish(
     mut connecting: quinn::Connecting,
     edge: &Edge,
-    handshake: Place,
+    handshake: Handshake,
 ) -> anyhow::Result<Option<Established>> {
     let alpn = connecting
         .handshake_data()

@@ -537,6 +537,67 @@ async fn half_open_handshakes_are_bounded() {
     forwarded.abort();
 }
 
+/// `--handshakes-at-once`: past that many QUIC handshakes at work, an
+/// admitted connection waits in line, is not refused, and gets its turn
+/// when a handshake at work finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_past_the_turns_wait_in_line() {
+    let server = TestServer::start_with(&["--handshakes-at-once", "1"]);
+    let (alice, bob, _) = server.alice_bob_carol().await;
+    // Alice's handshake holds the only turn: it is under way on the server
+    // and held on its path.
+    let mut path = crate::common::lossy::HeldUdpPath::start(server.addr.quic).await;
+    let mut through_path = server.addr.clone();
+    through_path.quic = path.addr;
+    let alice_token = alice.access_token.clone();
+    let alice_up = tokio::spawn(async move {
+        Client::connect(TransportKind::Quic, &through_path, &alice_token).await
+    });
+    path.answered().await;
+    let addr = server.addr.clone();
+    let bob_token = bob.access_token.clone();
+    let bob_up =
+        tokio::spawn(async move { Client::connect(TransportKind::Quic, &addr, &bob_token).await });
+    // Bob is in line...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while handshakes_waiting(&server).await != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second handshake never waited in line"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!bob_up.is_finished(), "a handshake in line went ahead");
+    // ... and comes through once Alice's handshake is done.
+    path.open();
+    let (mut a, _) = alice_up
+        .await
+        .unwrap()
+        .expect("the held handshake finishes");
+    let (mut b, _) = bob_up
+        .await
+        .unwrap()
+        .expect("the waiting handshake gets its turn");
+    assert_eq!(handshakes_waiting(&server).await, 0);
+    sync_all(&mut a, 0).await;
+    sync_all(&mut b, 0).await;
+    still_chatting(&mut a, &mut b).await;
+}
+
+/// QUIC connections waiting for a handshake turn (`/metrics`).
+async fn handshakes_waiting(server: &TestServer) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", server.addr.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("samvad_quic_handshakes_waiting "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the metric is served")
+}
+
 /// `POST path` with a username and password, as a client sends it.
 async fn credentials(
     server: &TestServer,

@@ -165,3 +165,84 @@ async fn delayed_copy(
     };
     tokio::join!(reader, writer);
 }
+
+/// A UDP path that stops once the server has answered the client's first
+/// datagram: from then on it holds what comes either way, until
+/// [`HeldUdpPath::open`] delivers it all and the path carries on as a
+/// plain relay. A QUIC handshake through it is under way on the server and
+/// cannot finish while it is held.
+pub struct HeldUdpPath {
+    pub addr: SocketAddr,
+    answered: Option<tokio::sync::oneshot::Receiver<()>>,
+    open: Option<tokio::sync::oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl HeldUdpPath {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let client_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let server_side = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        server_side.connect(upstream).await.unwrap();
+        let addr = client_side.local_addr().unwrap();
+        let (answered_tx, answered) = tokio::sync::oneshot::channel();
+        let (open, open_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let (mut up, mut down) = (vec![0; 65_536], vec![0; 65_536]);
+            let (n, client) = client_side.recv_from(&mut up).await.unwrap();
+            server_side.send(&up[..n]).await.unwrap();
+            let n = server_side.recv(&mut down).await.unwrap();
+            let (mut to_client, mut to_server) = (vec![down[..n].to_vec()], Vec::new());
+            let _ = answered_tx.send(());
+            let mut open_rx = open_rx;
+            loop {
+                tokio::select! {
+                    _ = &mut open_rx => break,
+                    r = server_side.recv(&mut down) => to_client.push(down[..r.unwrap()].to_vec()),
+                    r = client_side.recv_from(&mut up) => to_server.push(up[..r.unwrap().0].to_vec()),
+                }
+            }
+            for datagram in to_server {
+                let _ = server_side.send(&datagram).await;
+            }
+            for datagram in to_client {
+                let _ = client_side.send_to(&datagram, client).await;
+            }
+            loop {
+                tokio::select! {
+                    r = server_side.recv(&mut down) => {
+                        let _ = client_side.send_to(&down[..r.unwrap()], client).await;
+                    }
+                    r = client_side.recv_from(&mut up) => {
+                        let _ = server_side.send(&up[..r.unwrap().0]).await;
+                    }
+                }
+            }
+        });
+        HeldUdpPath {
+            addr,
+            answered: Some(answered),
+            open: Some(open),
+            task,
+        }
+    }
+
+    /// Waits until the server has answered the client's first datagram.
+    pub async fn answered(&mut self) {
+        if let Some(answered) = self.answered.take() {
+            answered.await.expect("the path runs until dropped");
+        }
+    }
+
+    /// Delivers what was held, and carries everything from now on.
+    pub fn open(&mut self) {
+        if let Some(open) = self.open.take() {
+            let _ = open.send(());
+        }
+    }
+}
+
+impl Drop for HeldUdpPath {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -726,14 +726,25 @@ impl Writer {
         let output = self
             .rules
             .apply(&self.state, inputs, &*self.presence, now)?;
-        // Nothing to write and nothing to make stable (a sweep step that
-        // found nothing old): no commit.
+        // Nothing to write and nothing to make stable (syncs of inboxes
+        // that wrote nothing, a sweep step that found nothing old): no
+        // commit, and nothing in the commit log, whose replay would only
+        // push frames to sessions long gone. What a push carries was
+        // committed by an earlier batch.
         if output.pending.is_empty()
-            && output.effects.is_empty()
             && applied_outbox.is_empty()
             && matches!(persist, PersistMode::Buffer)
+            && output
+                .effects
+                .iter()
+                .all(|effect| matches!(effect, Effect::Push { .. }))
         {
             self.rules.committed(output.touched);
+            for effect in output.effects {
+                if let Effect::Push { route, frame } = effect {
+                    self.outlet.push(&route, frame);
+                }
+            }
             return Ok(());
         }
         let mut batch = self.state.batch(&output.pending);

@@ -44,13 +44,20 @@ pub struct StormReport {
     pub reconnect: Latency,
     /// Storm → the last session back.
     pub all_back_seconds: f64,
+    /// CPU time the server spent from the storm to the last session back
+    /// (its `samvad_process_cpu_seconds`), per session back, in µs.
+    pub server_cpu_us_per_reconnect: Option<f64>,
+    /// The same for this harness (both sides of every handshake share the
+    /// machine's cores).
+    pub harness_cpu_us_per_reconnect: Option<f64>,
 }
 
 impl StormReport {
     pub fn summary(&self) -> String {
         format!(
             "storm over {}: {} sessions dropped at once, {} back ({} failed, {} retried{}); all back in {:.2} s\n\
-             per session, drop → back and synced: {}",
+             per session, drop → back and synced: {}\n\
+             CPU per reconnect: server {}, harness {}",
             self.transport,
             self.before,
             self.back,
@@ -67,8 +74,24 @@ impl StormReport {
                     .collect::<String>(),
             self.all_back_seconds,
             self.reconnect.line(),
+            micros(self.server_cpu_us_per_reconnect),
+            micros(self.harness_cpu_us_per_reconnect),
         )
     }
+}
+
+fn micros(us: Option<f64>) -> String {
+    us.map(|us| format!("{us:.0} µs"))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// CPU seconds of the server (from its metrics) and of this process.
+async fn cpu_seconds(http: &str) -> (Option<f64>, Option<f64>) {
+    let server = target::server_metric(http, "samvad_process_cpu_seconds")
+        .await
+        .ok();
+    let harness = crate::system::process_cpu_seconds(std::process::id()).ok();
+    (server, harness)
 }
 
 /// Why first attempts failed, counted by cause.
@@ -154,6 +177,11 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
     let before = clients.len() as u64;
 
     // The storm: everyone drops, then everyone comes back at once.
+    let cpu_before = cpu_seconds(&server.http).await;
+    tracing::info!(
+        sessions = before,
+        "storm: every session drops and comes back"
+    );
     let storm = Instant::now();
     futures_util::future::join_all(clients.into_iter().map(Client::close)).await;
     let mut returning = Vec::with_capacity(before as usize);
@@ -183,8 +211,15 @@ pub async fn run(server: &ServerAddr, plan: &StormPlan) -> anyhow::Result<StormR
             }
         }
     }
+    let cpu_after = cpu_seconds(&server.http).await;
+    tracing::info!(back, failed, "storm: over");
+    let per_reconnect = |before: Option<f64>, after: Option<f64>| {
+        Some((after? - before?) * 1e6 / back.max(1) as f64)
+    };
     futures_util::future::join_all(survivors.into_iter().map(Client::close)).await;
     Ok(StormReport {
+        server_cpu_us_per_reconnect: per_reconnect(cpu_before.0, cpu_after.0),
+        harness_cpu_us_per_reconnect: per_reconnect(cpu_before.1, cpu_after.1),
         transport: plan.setup.transport_name(),
         sessions: plan.sessions,
         before,

@@ -104,6 +104,90 @@ pub struct Client {
     pub kind: TransportKind,
 }
 
+/// TLS 1.3 session tickets for the many sessions a [`Connector`] opens to
+/// its one server, shared: any ticket resumes any session (a ticket is
+/// the TLS session's, not the user's), and each is used once. rustls's
+/// own store keeps 8 tickets per server name, which a harness of
+/// thousands of sessions, each standing for a device with its own ticket,
+/// would use up at once. A resumed handshake skips the certificate, its
+/// signature and its check (the key exchange is still fresh: psk_dhe_ke).
+struct TicketPool {
+    tickets: std::sync::Mutex<std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>>,
+    kx_hint: std::sync::Mutex<Option<rustls::NamedGroup>>,
+    most: usize,
+}
+
+impl TicketPool {
+    fn new(most: usize) -> Self {
+        TicketPool {
+            tickets: Default::default(),
+            kx_hint: Default::default(),
+            most,
+        }
+    }
+}
+
+impl std::fmt::Debug for TicketPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TicketPool")
+            .field("most", &self.most)
+            .finish_non_exhaustive()
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketPool {
+    fn set_kx_hint(&self, _: rustls::pki_types::ServerName<'static>, group: rustls::NamedGroup) {
+        *self.kx_hint.lock().expect("no panic holds the lock") = Some(group);
+    }
+
+    fn kx_hint(&self, _: &rustls::pki_types::ServerName<'_>) -> Option<rustls::NamedGroup> {
+        *self.kx_hint.lock().expect("no panic holds the lock")
+    }
+
+    // TLS 1.2 is not offered (see `pinned_rustls`).
+    fn set_tls12_session(
+        &self,
+        _: rustls::pki_types::ServerName<'static>,
+        _: rustls::client::Tls12ClientSessionValue,
+    ) {
+    }
+
+    fn tls12_session(
+        &self,
+        _: &rustls::pki_types::ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        None
+    }
+
+    fn remove_tls12_session(&self, _: &rustls::pki_types::ServerName<'static>) {}
+
+    fn insert_tls13_ticket(
+        &self,
+        _: rustls::pki_types::ServerName<'static>,
+        value: rustls::client::Tls13ClientSessionValue,
+    ) {
+        let mut tickets = self.tickets.lock().expect("no panic holds the lock");
+        if tickets.len() == self.most {
+            tickets.pop_front();
+        }
+        tickets.push_back(value);
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        _: &rustls::pki_types::ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.tickets
+            .lock()
+            .expect("no panic holds the lock")
+            .pop_back()
+    }
+}
+
+/// Tickets a connector keeps at most: one per session, for as many
+/// sessions as a harness opens.
+const TICKETS_KEPT: usize = 1 << 18;
+
 fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
     let verifier = ServerHashVerification::new([Sha256Digest::new(cert_sha256)]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -203,7 +287,9 @@ impl Connector {
         let transport = Arc::new(transport);
         match kind {
             TransportKind::Quic => {
-                let tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
+                let mut tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
+                tls.resumption =
+                    rustls::client::Resumption::store(Arc::new(TicketPool::new(TICKETS_KEPT)));
                 let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
                 let mut config = quinn::ClientConfig::new(Arc::new(crypto));
                 config.transport_config(transport);

@@ -92,6 +92,11 @@ impl Identity {
             .with_no_client_auth()
             .with_single_cert(self.chain.clone(), self.key.clone_key())?;
         config.ignore_client_order = true;
+        // Resumption without state on the server: a ticket is the session
+        // sealed with a key of this config's (rotated every 6 hours). A
+        // client coming back skips the certificate and its signature.
+        config.ticketer = rustls::crypto::ring::Ticketer::new()?;
+        config.send_tls13_tickets = 1;
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
     }

@@ -50,6 +50,11 @@ enum Command {
     Media(ClusterMediaArgs),
 }
 
+/// mimalloc, not glibc's malloc: a reconnect storm spent a seventh of the
+/// server's CPU in glibc's `malloc` and `free` (bench/RESULTS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     tune_malloc();
     let cli = Cli::parse();

@@ -29,7 +29,7 @@ udp_errors() { awk '/^Udp:/ { if (h) { print $4 } else h = 1 }' /proc/net/snmp; 
 for t in $TRANSPORTS; do
   serve_fresh "$work/serve" $SAMVAD_ARGS
   before=$(udp_errors)
-  ./target/release/samvad-load --server "$SERVER" --transport "$t" --endpoints 8 \
+  ./target/release/samvad-load --server "$SERVER" --transport "$t" --endpoints 8 --ws-sources 8 \
     --out "bench/out/storm-$t.json" storm -n "$N" --rate "$RATE" --users 500 >"$work/load.log" 2>&1 \
     || { cat "$work/load.log" >&2; exit 1; }
   grep -A3 "^storm over" "$work/load.log" || cat "$work/load.log"

@@ -188,6 +188,8 @@ impl rustls::client::ClientSessionStore for TicketPool {
 /// sessions as a harness opens.
 const TICKETS_KEPT: usize = 1 << 18;
 
+/// TLS 1.3 to the server whose certificate has this SHA-256, with a
+/// ticket pool of its own for resumption.
 fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
     let verifier = ServerHashVerification::new([Sha256Digest::new(cert_sha256)]);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -198,6 +200,7 @@ fn pinned_rustls(cert_sha256: [u8; 32], alpn: &[u8]) -> rustls::ClientConfig {
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
+    config.resumption = rustls::client::Resumption::store(Arc::new(TicketPool::new(TICKETS_KEPT)));
     config
 }
 
@@ -287,9 +290,7 @@ impl Connector {
         let transport = Arc::new(transport);
         match kind {
             TransportKind::Quic => {
-                let mut tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
-                tls.resumption =
-                    rustls::client::Resumption::store(Arc::new(TicketPool::new(TICKETS_KEPT)));
+                let tls = pinned_rustls(server.cert_sha256, samvad_proto::ALPN_NATIVE);
                 let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
                 let mut config = quinn::ClientConfig::new(Arc::new(crypto));
                 config.transport_config(transport);
@@ -305,10 +306,11 @@ impl Connector {
                 }
             }
             TransportKind::Wt => {
+                let tls = pinned_rustls(server.cert_sha256, b"h3");
                 for _ in 0..endpoints {
                     let config = wtransport::ClientConfig::builder()
                         .with_bind_socket(udp_socket(server.quic)?)
-                        .with_server_certificate_hashes([Sha256Digest::new(server.cert_sha256)])
+                        .with_custom_tls(tls.clone())
                         .keep_alive_interval(Some(KEEP_ALIVE))
                         .build();
                     wt.push(Arc::new(wtransport::Endpoint::client(config)?));

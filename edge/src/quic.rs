@@ -147,10 +147,12 @@ pub fn bind(addr: SocketAddr, identity: &Identity) -> anyhow::Result<quinn::Endp
 }
 
 /// How long an admitted connection may wait in line for its handshake
-/// turn. A client gives up on a handshake after its idle timeout (30 s
-/// for quinn's and the browsers' defaults): past this, a turn would likely
-/// be spent on a client that has left.
-const LONGEST_WAIT: Duration = Duration::from_secs(20);
+/// turn. A quinn client gives up on a handshake after its idle timeout
+/// (30 s by default, as the native client): past this, little of the
+/// handshake's time would be left and the turn would likely be spent on a
+/// client that has gone. (Chrome gives up on a QUIC handshake after 10 s;
+/// a browser that left is one handshake of work wasted, not a failure.)
+const LONGEST_WAIT: Duration = Duration::from_secs(25);
 
 /// An admitted connection waiting for its handshake turn.
 struct Waiting {

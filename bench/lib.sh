@@ -7,6 +7,17 @@ SAMVAD_ARGS=${SAMVAD_ARGS:-}
 # The key bench/peers/centrifugo.json signs connection tokens with.
 export CENTRIFUGO_KEY=samvad-load-centrifugo-key
 
+# What a bench script of Samvad alone starts with: the release binaries
+# built, a scratch directory `work` and the `pids` to stop, both cleaned
+# up on exit, and bench/out for the reports.
+start_bench() {
+  cargo build --release -q -p samvad -p samvad-load
+  work=$(mktemp -d)
+  pids=()
+  trap 'stop_all; rm -rf "$work"' EXIT
+  mkdir -p bench/out
+}
+
 # Stops every server started so far.
 stop_all() {
   for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null || true; done

@@ -15,12 +15,8 @@ cd "$(dirname "$0")/.."
 N=${N:-15000}
 RATE=${RATE:-1000}
 TRANSPORTS=${TRANSPORTS:-"ws quic wt"}
-cargo build --release -q -p samvad -p samvad-load
-work=$(mktemp -d)
-pids=()
-trap 'stop_all; rm -rf "$work"' EXIT
 source bench/lib.sh
-mkdir -p bench/out
+start_bench
 
 for t in $TRANSPORTS; do
   serve_fresh "$work/serve"

@@ -17,12 +17,8 @@ cd "$(dirname "$0")/.."
 N=${N:-10000}
 RATE=${RATE:-1000}
 TRANSPORTS=${TRANSPORTS:-"quic wt ws"}
-cargo build --release -q -p samvad -p samvad-load
-work=$(mktemp -d)
-pids=()
-trap 'stop_all; rm -rf "$work"' EXIT
 source bench/lib.sh
-mkdir -p bench/out
+start_bench
 
 udp_errors() { awk '/^Udp:/ { if (h) { print $4 } else h = 1 }' /proc/net/snmp; }
 

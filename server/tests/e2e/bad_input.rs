@@ -560,7 +560,7 @@ async fn handshakes_past_the_turns_wait_in_line() {
         tokio::spawn(async move { Client::connect(TransportKind::Quic, &addr, &bob_token).await });
     // Bob is in line...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while handshakes_waiting(&server).await != 1 {
+    while metric(&server, "samvad_quic_handshakes_waiting").await != 1 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the second handshake never waited in line"
@@ -578,24 +578,10 @@ async fn handshakes_past_the_turns_wait_in_line() {
         .await
         .unwrap()
         .expect("the waiting handshake gets its turn");
-    assert_eq!(handshakes_waiting(&server).await, 0);
+    assert_eq!(metric(&server, "samvad_quic_handshakes_waiting").await, 0);
     sync_all(&mut a, 0).await;
     sync_all(&mut b, 0).await;
     still_chatting(&mut a, &mut b).await;
-}
-
-/// QUIC connections waiting for a handshake turn (`/metrics`).
-async fn handshakes_waiting(server: &TestServer) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.addr.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("samvad_quic_handshakes_waiting "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the metric is served")
 }
 
 /// `POST path` with a username and password, as a client sends it.
@@ -722,13 +708,9 @@ async fn webtransport_at_another_path_is_not_found() {
 
 /// How many sessions ended because their writes stalled (`/metrics`).
 async fn write_stalls(server: &TestServer) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.addr.http))
+    metrics(server)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.contains("error_frames") && l.contains("code=\"write_stalled\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64

@@ -21,18 +21,6 @@ fn presence(frame: ServerFrame) -> Presence {
     }
 }
 
-async fn metric(server: &TestServer, name: &str) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", server.addr.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .map_or(0, |v| v.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_rides_datagrams_where_the_transport_has_them() {
     let server = TestServer::start();

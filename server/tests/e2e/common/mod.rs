@@ -139,3 +139,22 @@ pub async fn call(
     let status = resp.status().as_u16();
     (status, resp.json().await.unwrap_or_default())
 }
+
+/// The server's `/metrics` page.
+pub async fn metrics(server: &TestServer) -> String {
+    reqwest::get(format!("{}/metrics", server.addr.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of a metric without labels; 0 until the server serves it.
+pub async fn metric(server: &TestServer, name: &str) -> u64 {
+    metrics(server)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}

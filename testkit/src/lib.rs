@@ -201,10 +201,41 @@ impl Kafka {
         for i in 0..kafka.nodes.len() {
             kafka.spawn(i);
         }
-        for node in &kafka.nodes {
-            wait_listening(node.port, "kafka");
+        for i in 0..kafka.nodes.len() {
+            kafka.wait_broker(i);
         }
         kafka
+    }
+
+    /// Waits until broker `index` listens. A JVM starting beside the rest
+    /// of the suite on two busy cores can take well over the 30 s other
+    /// servers get; a broker that exited (its port taken between
+    /// `free_port` and its bind, a bad config) fails at once, with what it
+    /// logged.
+    fn wait_broker(&mut self, index: usize) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let node = &mut self.nodes[index];
+        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
+            let exited = node
+                .child
+                .as_mut()
+                .and_then(|guard| guard.0.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                let log = std::fs::read_to_string(node.dir.join("kafka.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "kafka broker {index} exited ({status}) before listening on {}; its log ends:\n{}",
+                    node.port,
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "kafka broker {index} did not listen on {} in 120 s",
+                node.port
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
     }
 
     fn spawn(&mut self, index: usize) {
@@ -232,7 +263,7 @@ impl Kafka {
     pub fn restart(&mut self, index: usize) {
         self.kill9(index);
         self.spawn(index);
-        wait_listening(self.nodes[index].port, "kafka");
+        self.wait_broker(index);
     }
 }
 

@@ -23,8 +23,23 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_listening(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_listening_within(port, what, Duration::from_secs(30), || None);
+}
+
+/// Waits up to `patience` until `port` takes connections; `exited` says
+/// why the server never will (it exited, with what it logged), and is
+/// asked while waiting so that such a server fails at once.
+fn wait_listening_within(
+    port: u16,
+    what: &str,
+    patience: Duration,
+    mut exited: impl FnMut() -> Option<String>,
+) {
+    let deadline = Instant::now() + patience;
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(why) = exited() {
+            panic!("{what} exited before listening on {port}: {why}");
+        }
         assert!(Instant::now() < deadline, "{what} did not listen on {port}");
         std::thread::sleep(Duration::from_millis(25));
     }
@@ -213,29 +228,17 @@ impl Kafka {
     /// `free_port` and its bind, a bad config) fails at once, with what it
     /// logged.
     fn wait_broker(&mut self, index: usize) {
-        let deadline = Instant::now() + Duration::from_secs(120);
         let node = &mut self.nodes[index];
-        while std::net::TcpStream::connect(("127.0.0.1", node.port)).is_err() {
-            let exited = node
-                .child
-                .as_mut()
-                .and_then(|guard| guard.0.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                let log = std::fs::read_to_string(node.dir.join("kafka.log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                panic!(
-                    "kafka broker {index} exited ({status}) before listening on {}; its log ends:\n{}",
-                    node.port,
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kafka broker {index} did not listen on {} in 120 s",
-                node.port
-            );
-            std::thread::sleep(Duration::from_millis(25));
-        }
+        let (port, log) = (node.port, node.dir.join("kafka.log"));
+        wait_listening_within(port, "kafka", Duration::from_secs(120), || {
+            let status = node.child.as_mut()?.0.try_wait().ok().flatten()?;
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            Some(format!(
+                "{status}; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ))
+        });
     }
 
     fn spawn(&mut self, index: usize) {

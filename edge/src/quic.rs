@@ -163,7 +163,7 @@ struct Waiting {
 
 /// A handshake at work: its admission place and its turn, both given back
 /// when the connection becomes a session or fails.
-pub(crate) struct Handshake {
+struct Handshake {
     _place: Place,
     _turn: tokio::sync::OwnedSemaphorePermit,
 }

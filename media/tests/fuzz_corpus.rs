@@ -1,19 +1,24 @@
-//! Replays the committed corpus of the `sdp` fuzz target
-//! (`fuzz/corpus/sdp/`) through its property on stable, and checks that
-//! the seeds are committed: a real offer of the native client
-//! (`src/seed_offer.sdp`, written by `SAMVAD_UPDATE_VECTORS=1` when it
-//! is empty) sent as
-//! a join, an answer and an offer.
+//! Replays the committed corpora of the `sdp` and `sdp_text` fuzz
+//! targets (`fuzz/corpus/sdp/`, `fuzz/corpus/sdp_text/`) through their
+//! properties on stable, and checks that the seeds are committed: a real
+//! offer of the native client (`src/seed_offer.sdp`, written by
+//! `SAMVAD_UPDATE_VECTORS=1` when it is empty) sent as a join, an answer
+//! and an offer, and as text to the decoder.
 
 use std::path::Path;
 use std::time::Instant;
 
 use samvad_client::media::{PeerState, Publish};
-use samvad_media::fuzzing::{sdp, SEED_OFFER};
+use samvad_media::fuzzing::{sdp, sdp_text, SEED_OFFER};
 
 #[test]
 fn the_sdp_corpus_holds() {
     samvad_proto::fuzzing::replay_corpus(env!("CARGO_MANIFEST_DIR"), "sdp", sdp);
+}
+
+#[test]
+fn the_sdp_text_corpus_holds() {
+    samvad_proto::fuzzing::replay_corpus(env!("CARGO_MANIFEST_DIR"), "sdp_text", sdp_text);
 }
 
 #[test]
@@ -42,4 +47,16 @@ fn the_seeds_are_committed() {
         );
         sdp(&seed);
     }
+    let path = root.join("../fuzz/corpus/sdp_text/seed-offer");
+    if update {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, SEED_OFFER).unwrap();
+    }
+    assert_eq!(
+        std::fs::read(&path).ok().as_deref(),
+        Some(SEED_OFFER.as_bytes()),
+        "{} is stale: SAMVAD_UPDATE_VECTORS=1 cargo test -p samvad-media --test fuzz_corpus",
+        path.display()
+    );
+    sdp_text(SEED_OFFER.as_bytes());
 }

@@ -19,7 +19,9 @@
 //! - [`node`]: an edge's listeners and start-up, shared by both modes;
 //!   [`config`]: its command line.
 //! - [`admission`]: limits on sessions, handshakes and connection rates,
-//!   checked before any work on a connection.
+//!   checked before any work on a connection; [`unanswered`]: a TCP
+//!   connection dropped before the server wrote to it is reset, not
+//!   closed.
 //! - [`tls`], [`metrics`].
 //!
 //! The crate offers what the binary wires (below); the modules are its
@@ -39,6 +41,7 @@ mod quic;
 mod state;
 mod tls;
 mod transport;
+mod unanswered;
 mod webtransport;
 
 pub use config::EdgeArgs;

@@ -28,6 +28,7 @@ use crate::inboxes::EdgeInboxes;
 use crate::metrics::Metrics;
 use crate::state::Edge;
 use crate::tls::{self, Identity};
+use crate::unanswered::ResetIfUnanswered;
 use crate::{connection, http, quic};
 use samvad_api::{Api, AuthThrottles, FileLimits, PushConfig, Sms};
 use samvad_core::session::SessionConfig;
@@ -251,7 +252,7 @@ fn listen_tcp(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// How long a connection may take to send its TLS handshake or a
 /// request's headers (and up to half as long again, `connection::spread`): a
 /// half-open request holds a file and a task, so it may not wait for
-/// ever.
+/// ever. One that expires unanswered is reset ([`ResetIfUnanswered`]).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The next TCP connection, with Nagle off (frames are small and latency
@@ -293,6 +294,7 @@ where
 async fn serve_http(listener: TcpListener, app: axum::Router) {
     loop {
         let (tcp, peer) = accept_tcp(&listener).await;
+        let tcp = ResetIfUnanswered::new(tcp);
         tokio::spawn(serve_http_connection(tcp, peer, app.clone()));
     }
 }
@@ -305,7 +307,7 @@ async fn serve_https(listener: TcpListener, acceptor: Arc<RwLock<TlsAcceptor>>, 
         tokio::spawn(async move {
             let Ok(Ok(tls)) = tokio::time::timeout(
                 connection::spread(HEADER_READ_TIMEOUT),
-                acceptor.accept(tcp),
+                acceptor.accept(ResetIfUnanswered::new(tcp)),
             )
             .await
             else {

@@ -1,9 +1,11 @@
 # Helpers the bench scripts share (sourced, not run). They expect `pids`
 # (an array the caller's cleanup kills) and `work` (a scratch directory)
 # to exist. PIN_SERVER (e.g. `taskset -c 0`) prefixes every server's
-# command; SAMVAD_ARGS is added to every `samvad serve`.
+# command; SAMVAD_ARGS is added to every `samvad serve`; SAMVAD_BIN is
+# the server binary (the release build by default).
 PIN_SERVER=${PIN_SERVER:-}
 SAMVAD_ARGS=${SAMVAD_ARGS:-}
+SAMVAD_BIN=${SAMVAD_BIN:-./target/release/samvad}
 # The key bench/peers/centrifugo.json signs connection tokens with.
 export CENTRIFUGO_KEY=samvad-load-centrifugo-key
 
@@ -16,6 +18,15 @@ start_bench() {
   pids=()
   trap 'stop_all; rm -rf "$work"' EXIT
   mkdir -p bench/out
+}
+
+# Builds the server with glibc's malloc (the `system-allocator` feature:
+# heaptrack hooks malloc, and the release binary allocates with mimalloc)
+# as $work/samvad-system-allocator, then the release binary as it was.
+build_system_allocator() {
+  cargo build --release -q -p samvad --features system-allocator
+  cp target/release/samvad "$work/samvad-system-allocator"
+  cargo build --release -q -p samvad
 }
 
 # Stops every server started so far.
@@ -41,7 +52,7 @@ serve_fresh() {
   local dir=$1; shift
   rm -rf "$dir"; mkdir -p "$dir"
   local http; http=$(free_port)
-  $PIN_SERVER ./target/release/samvad serve --data-dir "$dir/db" --listen "127.0.0.1:$(free_port)" \
+  $PIN_SERVER "$SAMVAD_BIN" serve --data-dir "$dir/db" --listen "127.0.0.1:$(free_port)" \
     --http-listen "127.0.0.1:$http" "$@" >"$dir/log" 2>&1 &
   pids+=($!); PID=$!; SERVER="http://127.0.0.1:$http"
   wait_http "$SERVER/healthz"

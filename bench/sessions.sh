@@ -34,10 +34,11 @@ done
 [ "${HEAP:-0}" = 1 ] || exit 0
 command -v heaptrack >/dev/null || { echo "HEAP=1 needs heaptrack (apt-get install heaptrack)" >&2; exit 1; }
 held=3000
+build_system_allocator
 for t in $TRANSPORTS; do
   dir="$work/heap-$t"; mkdir -p "$dir"
   http=$(free_port)
-  heaptrack -o "$dir/heap" ./target/release/samvad serve --data-dir "$dir/db" \
+  heaptrack -o "$dir/heap" "$work/samvad-system-allocator" serve --data-dir "$dir/db" \
     --listen "127.0.0.1:$(free_port)" --http-listen "127.0.0.1:$http" >"$dir/log" 2>&1 &
   wait_http "http://127.0.0.1:$http/healthz"
   ./target/release/samvad-load --server "http://127.0.0.1:$http" --transport "$t" \
@@ -45,7 +46,7 @@ for t in $TRANSPORTS; do
   load=$!
   # All are up after about 6 s at 500/s; kill the server while they are held.
   sleep 15
-  pkill -9 -f "^./target/release/samvad serve --data-dir $dir/db" || true
+  pkill -9 -f "^$work/samvad-system-allocator serve --data-dir $dir/db" || true
   sleep 3; wait "$load" 2>/dev/null || true
   heaptrack_print "$dir/heap.zst" --flamegraph-cost-type leaked -F "$dir/folded" >/dev/null 2>&1
   echo "== $t: heap still allocated per session (top 20)"

@@ -17,8 +17,15 @@
 # harness reports a loss, or a REST answer that is not the expected one,
 # fails the soak.
 #
+# HEAPTRACK=FILE runs the server under heaptrack, its profile written to
+# FILE.zst or .gz (`heaptrack_print FILE.zst`): a build with the
+# `system-allocator` feature, since heaptrack hooks glibc's malloc and the
+# release binary allocates with mimalloc. Its RSS and CPU are heaptrack's
+# as much as the server's: take the curves from a run without it.
+#
 #   bash bench/soak.sh
 #   SOAK_SECS=300 ROUND=30 bash bench/soak.sh
+#   HEAPTRACK=/tmp/soak-heap SOAK_SECS=600 bash bench/soak.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-1800}
@@ -31,12 +38,21 @@ trap 'stop_all; rm -rf "$work"' EXIT
 source bench/lib.sh
 ulimit -n "$(ulimit -Hn)"
 
+if [ -n "${HEAPTRACK:-}" ]; then
+  build_system_allocator
+  SAMVAD_BIN=$work/samvad-system-allocator
+  PIN_SERVER="heaptrack -o $HEAPTRACK"
+fi
+
 # The harness signs its users up again every round (it reuses the taken
 # names), all from one address: the per-address registration limit is
 # for strangers, not for it.
 start_samvad --inbox-retention-days 0.0035 --history-retention-days 0.007 \
   --registrations-per-address 100000000
 server_pid=$PID
+# Under heaptrack, $PID is its script's and the server is its child; the
+# script waits for the server, so the server is the one to stop.
+[ -n "${HEAPTRACK:-}" ] && server_pid=$(pgrep -P "$PID" -f "samvad-system-allocator serve")
 deadline=$(( $(date +%s) + SOAK_SECS ))
 csv=bench/out/soak.csv
 echo "seconds,rss_kib,open_files,disk_bytes,cpu_seconds" >"$csv"
@@ -88,6 +104,14 @@ done
 wait "$rest" || failed=1
 sleep 10
 kill "$sampler" 2>/dev/null || true
+if [ -n "${HEAPTRACK:-}" ]; then
+  kill "$server_pid"
+  wait "$PID" || true
+  profile=$HEAPTRACK.zst
+  [ -f "$profile" ] || profile=$HEAPTRACK.gz
+  heaptrack_print "$profile" >"$HEAPTRACK.txt" 2>/dev/null || true
+  echo "heap profile: $profile (summary in $HEAPTRACK.txt)"
+fi
 ./target/release/samvad-load soak-plot "$csv" --out bench/out/soak.svg
 echo "samples: $csv; plot: bench/out/soak.svg"
 exit "$failed"

@@ -7,13 +7,13 @@ use samvad::config::{
     ServeArgs,
 };
 
-/// Tunes glibc malloc for a server with many small, long-lived sessions
-/// and a few large short-lived buffers (an argon2 hash takes 19 MiB):
-/// allocations from 1 MiB up are mapped and unmapped on their own, so they
-/// return to the system when freed instead of staying in an arena (glibc's
-/// adaptive threshold would otherwise keep every hash's 19 MiB), and at
-/// most two arenas per core exist. Measured against mimalloc, glibc packs
-/// idle sessions tighter (bench/RESULTS.md).
+/// Tunes glibc malloc, which serves what C code allocates (and everything
+/// in a `system-allocator` build), for a server with many small,
+/// long-lived sessions and a few large short-lived buffers (an argon2 hash
+/// takes 19 MiB): allocations from 1 MiB up are mapped and unmapped on
+/// their own, so they return to the system when freed instead of staying
+/// in an arena (glibc's adaptive threshold would otherwise keep every
+/// hash's 19 MiB), and at most two arenas per core exist.
 fn tune_malloc() {
     // SAFETY: mallopt only sets allocator parameters; called once before
     // any other thread exists.
@@ -51,7 +51,11 @@ enum Command {
 }
 
 /// mimalloc, not glibc's malloc: a reconnect storm spent a seventh of the
-/// server's CPU in glibc's `malloc` and `free` (bench/RESULTS.md).
+/// server's CPU in glibc's `malloc` and `free` (bench/RESULTS.md). The
+/// `system-allocator` feature keeps glibc's, for heap profilers that hook
+/// `malloc` (heaptrack): `cargo build --release -p samvad --features
+/// system-allocator`.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -35,6 +35,14 @@ impl ResetIfUnanswered {
             answered: false,
         }
     }
+
+    /// Passes a write's outcome on, noting whether a byte went out.
+    fn noted(&mut self, written: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered = true;
+        }
+        written
+    }
 }
 
 impl Drop for ResetIfUnanswered {
@@ -63,10 +71,7 @@ impl AsyncWrite for ResetIfUnanswered {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.tcp).poll_write(cx, buf);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.answered = true;
-        }
-        written
+        self.noted(written)
     }
 
     fn poll_write_vectored(
@@ -75,10 +80,7 @@ impl AsyncWrite for ResetIfUnanswered {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs);
-        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.answered = true;
-        }
-        written
+        self.noted(written)
     }
 
     fn is_write_vectored(&self) -> bool {

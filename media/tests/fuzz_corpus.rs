@@ -34,29 +34,32 @@ fn the_seeds_are_committed() {
     assert!(SEED_OFFER.starts_with("v=0"), "the seed is an SDP offer");
     for (choice, name) in [(0u8, "join"), (1, "answer"), (2, "offer")] {
         let seed = [&[choice][..], SEED_OFFER.as_bytes()].concat();
-        let path = root.join("../fuzz/corpus/sdp").join(format!("seed-{name}"));
-        if update {
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(&path, &seed).unwrap();
-        }
-        assert_eq!(
-            std::fs::read(&path).ok().as_deref(),
-            Some(&seed[..]),
-            "{} is stale: SAMVAD_UPDATE_VECTORS=1 cargo test -p samvad-media --test fuzz_corpus",
-            path.display()
+        committed(
+            &root.join("../fuzz/corpus/sdp").join(format!("seed-{name}")),
+            &seed,
+            update,
         );
         sdp(&seed);
     }
-    let path = root.join("../fuzz/corpus/sdp_text/seed-offer");
+    let seed = SEED_OFFER.as_bytes();
+    committed(
+        &root.join("../fuzz/corpus/sdp_text/seed-offer"),
+        seed,
+        update,
+    );
+    sdp_text(seed);
+}
+
+/// Asserts that `path` holds `seed` (writes it first when updating).
+fn committed(path: &Path, seed: &[u8], update: bool) {
     if update {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, SEED_OFFER).unwrap();
+        std::fs::write(path, seed).unwrap();
     }
     assert_eq!(
-        std::fs::read(&path).ok().as_deref(),
-        Some(SEED_OFFER.as_bytes()),
+        std::fs::read(path).ok().as_deref(),
+        Some(seed),
         "{} is stale: SAMVAD_UPDATE_VECTORS=1 cargo test -p samvad-media --test fuzz_corpus",
         path.display()
     );
-    sdp_text(SEED_OFFER.as_bytes());
 }

@@ -26,12 +26,8 @@ PIN_SERVER=${PIN_SERVER-"taskset -c 0"}
 PIN_LOAD=${PIN_LOAD-"taskset -c 1"}
 PIN_HOSTILE=${PIN_HOSTILE-"taskset -c 1 chrt -i 0"}
 DURATION=${DURATION:-20}
-cargo build --release -q -p samvad -p samvad-load
-mkdir -p bench/out
-work=$(mktemp -d)
-pids=()
-trap 'stop_all; rm -rf "$work"' EXIT
 source bench/lib.sh
+start_bench
 
 load() { $PIN_LOAD ./target/release/samvad-load --server "$SERVER" "$@"; }
 hostile() { $PIN_HOSTILE ./target/release/samvad-load --server "$SERVER" "$@"; }

@@ -30,12 +30,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SOAK_SECS=${SOAK_SECS:-1800}
 ROUND=${ROUND:-60}
-cargo build --release -q -p samvad -p samvad-load
-mkdir -p bench/out
-work=$(mktemp -d)
-pids=()
-trap 'stop_all; rm -rf "$work"' EXIT
 source bench/lib.sh
+start_bench
 ulimit -n "$(ulimit -Hn)"
 
 if [ -n "${HEAPTRACK:-}" ]; then

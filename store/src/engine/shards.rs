@@ -31,6 +31,7 @@
 //! reuses a segment, fjall is checkpointed.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -48,6 +49,7 @@ use tokio::sync::oneshot;
 use super::commit_log::{CommitLog, Record};
 use super::fjall_state::FjallState;
 use super::retention::{Retention, Sweep, SWEEP_EVERY};
+use super::syncer::{Promise, Syncer};
 use crate::presence::{MemoryPresence, SessionRoute};
 use crate::StoreError;
 use samvad_core::inbox::{Committed, Space};
@@ -157,28 +159,69 @@ impl Mailbox {
         true
     }
 
-    /// The next command, waiting for one up to `timeout` (for ever with
-    /// `None`).
-    fn recv(&self, timeout: Option<Duration>) -> Option<Command> {
+    /// Queues a command without waking the writer thread: the sender
+    /// applies it itself, or calls [`Mailbox::wake`]. `false` if the
+    /// writer has ended.
+    fn push_quiet(&self, command: Command) -> bool {
+        let mut queue = self.queue.lock();
+        if queue.closed {
+            return false;
+        }
+        queue.commands.push_back(command);
+        true
+    }
+
+    /// Wakes the writer thread if it waits (no system call if it does not).
+    fn wake(&self) {
+        self.ready.notify_one();
+    }
+
+    /// Waits until a command is queued or the mailbox is closed, up to
+    /// `timeout` (for ever with `None`); takes nothing.
+    fn wait_for_work(&self, timeout: Option<Duration>) {
         let mut queue = self.queue.lock();
         match timeout {
             None => {
-                while queue.commands.is_empty() {
+                while queue.commands.is_empty() && !queue.closed {
                     self.ready.wait(&mut queue);
                 }
             }
             Some(timeout) => {
-                if queue.commands.is_empty() {
+                if queue.commands.is_empty() && !queue.closed {
                     self.ready.wait_for(&mut queue, timeout);
                 }
             }
         }
-        queue.commands.pop_front()
     }
 
-    /// The next command, if one is queued.
-    fn try_recv(&self) -> Option<Command> {
-        self.queue.lock().commands.pop_front()
+    /// The commands at the head of the queue, up to [`MAX_BATCH`] inputs,
+    /// as one batch, ended by a `Stop`. What `takes` refuses ends the batch
+    /// and stays queued.
+    fn take_batch(&self, takes: impl Fn(&Command) -> bool) -> Taken {
+        let mut queue = self.queue.lock();
+        let mut taken = Taken::default();
+        while taken.inputs.len() < MAX_BATCH && !taken.stop {
+            if queue.commands.front().is_some_and(|c| !takes(c)) {
+                break;
+            }
+            match queue.commands.pop_front() {
+                Some(Command::Submit { inputs, done }) => {
+                    match done {
+                        Some(done) => taken.dones.push(done),
+                        None => taken.unanswered += inputs.len(),
+                    }
+                    taken.inputs.extend(inputs);
+                }
+                Some(Command::Forwarded { key, inputs }) => {
+                    taken.inputs.extend(inputs);
+                    taken.applied_outbox.push(key);
+                }
+                Some(Command::Stop) => taken.stop = true,
+                None => break,
+            }
+        }
+        taken.more = !queue.commands.is_empty();
+        taken
     }
 
     /// The writer ended: later sends are refused, and what is queued is
@@ -188,6 +231,22 @@ impl Mailbox {
         queue.closed = true;
         queue.commands.clear();
     }
+}
+
+/// One batch of commands, taken from a mailbox.
+#[derive(Default)]
+struct Taken {
+    inputs: Vec<Input>,
+    /// Who waits for the batch to be durable.
+    dones: Vec<oneshot::Sender<Result<(), ShardError>>>,
+    /// Inputs of unanswered submissions among `inputs`.
+    unanswered: usize,
+    /// The outbox entries of other shards it applies.
+    applied_outbox: Vec<Vec<u8>>,
+    /// The writer is to stop after it.
+    stop: bool,
+    /// Commands stay queued after it.
+    more: bool,
 }
 
 /// Closes a mailbox when dropped.
@@ -208,6 +267,9 @@ pub fn shard_of(owner: &str, shards: usize) -> usize {
 #[derive(Clone)]
 pub struct Shards {
     senders: Arc<Vec<Mailbox>>,
+    /// Each shard's writer: its thread's, and whoever applies unanswered
+    /// inputs while that thread waits ([`Shards::send`]).
+    writers: Arc<Vec<Mutex<Writer>>>,
     /// Per writer, inputs queued by [`Shards::send`] it has not taken yet.
     unanswered: Arc<Vec<Backlog>>,
 }
@@ -389,24 +451,29 @@ impl Shards {
             }
         }
         let mut writers: Vec<Writer> = (0..count)
-            .map(|me| Writer {
-                me,
-                count,
-                peers: senders.clone(),
-                state: state.clone(),
-                rules: InboxRules::new(Holding::Shard(Box::new(move |owner| {
-                    shard_of(owner, count) == me
-                }))),
-                persist,
-                log: None,
-                presence: presence.clone(),
-                outlet: outlet.clone(),
-                next_lsn,
-                unanswered: unanswered.clone(),
-                retention,
-                sweep: Sweep::default(),
+            .map(|me| -> Result<Writer, StoreError> {
+                Ok(Writer {
+                    failed: None,
+                    syncer: Syncer::start(format!("inbox-sync-{me}"))
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
+                    me,
+                    count,
+                    peers: senders.clone(),
+                    state: state.clone(),
+                    rules: InboxRules::new(Holding::Shard(Box::new(move |owner| {
+                        shard_of(owner, count) == me
+                    }))),
+                    persist,
+                    log: None,
+                    presence: presence.clone(),
+                    outlet: outlet.clone(),
+                    next_lsn,
+                    unanswered: unanswered.clone(),
+                    retention,
+                    sweep: Sweep::default(),
+                })
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         if let Some(logs) = logs {
             open_logs(logs, &mut writers, &state)?;
         }
@@ -421,14 +488,17 @@ impl Shards {
             tracing::info!(target, inputs = inputs.len(), "replaying an outbox entry");
             senders[target].send(Command::Forwarded { key, inputs });
         }
+        let sweeping = !retention.is_forever();
+        let writers: Arc<Vec<Mutex<Writer>>> =
+            Arc::new(writers.into_iter().map(Mutex::new).collect());
         let mut exits = Vec::with_capacity(count);
-        for writer in writers {
-            let me = writer.me;
+        for me in 0..count {
             let (exit, exited) = oneshot::channel();
+            let (writers, mailboxes) = (writers.clone(), senders.clone());
             std::thread::Builder::new()
                 .name(format!("inbox-writer-{me}"))
                 .spawn(move || {
-                    let _ = exit.send(writer.run());
+                    let _ = exit.send(run(&writers[me], &mailboxes[me], sweeping));
                 })
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             exits.push(exited);
@@ -436,6 +506,7 @@ impl Shards {
         Ok(Writers {
             shards: Shards {
                 senders,
+                writers,
                 unanswered,
             },
             exits,
@@ -450,6 +521,10 @@ impl Shards {
     /// in one batch (forwarding those for other shards through its outbox).
     /// Order is fixed when this is called; the future resolves once the
     /// batch is durable.
+    ///
+    /// If the shard's writer is idle, the caller applies the batch itself
+    /// ([`Shards::hand_over`]); the sync and the answer are the
+    /// [`Syncer`]'s either way.
     pub fn submit(
         &self,
         owner: &str,
@@ -457,10 +532,13 @@ impl Shards {
     ) -> impl std::future::Future<Output = Result<(), ShardError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let shard = shard_of(owner, self.count());
-        let sent = self.senders[shard].send(Command::Submit {
-            inputs,
-            done: Some(tx),
-        });
+        let sent = self.hand_over(
+            shard,
+            Command::Submit {
+                inputs,
+                done: Some(tx),
+            },
+        );
         async move {
             if !sent {
                 return Err(ShardError::Stopped);
@@ -483,14 +561,41 @@ impl Shards {
     /// session itself), so that no session task wakes up per ack. Refused
     /// with [`ShardError::Busy`] while the writer has
     /// [`MAX_UNANSWERED`] such inputs queued.
+    ///
+    /// If the shard's writer is idle, the caller applies them itself
+    /// ([`Shards::hand_over`]): a batch of acks alone needs no sync, so no
+    /// thread wakes up, and the frames it makes (receipts) are pushed from
+    /// this thread.
     pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
         let shard = shard_of(owner, self.count());
-        self.unanswered[shard].admit(inputs.len())?;
-        if self.senders[shard].send(Command::Submit { inputs, done: None }) {
-            Ok(())
-        } else {
-            Err(ShardError::Stopped)
+        let count = inputs.len();
+        self.unanswered[shard].admit(count)?;
+        if !self.hand_over(shard, Command::Submit { inputs, done: None }) {
+            self.unanswered[shard].taken(count);
+            return Err(ShardError::Stopped);
         }
+        Ok(())
+    }
+
+    /// Queues a command to `shard`'s writer; `false` if it has ended.
+    ///
+    /// If nobody holds the writer, the caller takes it and applies what is
+    /// queued, this command with it, as one batch on its own thread (a
+    /// session's task: applying is CPU work, the sync is the [`Syncer`]'s),
+    /// so that the writer thread is not woken for it. Otherwise whoever
+    /// holds the writer takes the command next: the writer thread, which
+    /// is woken in case it is about to wait, or another caller, which wakes
+    /// it for anything it leaves queued.
+    fn hand_over(&self, shard: usize, command: Command) -> bool {
+        let mailbox = &self.senders[shard];
+        if !mailbox.push_quiet(command) {
+            return false;
+        }
+        match self.writers[shard].try_lock() {
+            Some(mut writer) => writer.apply_queued(mailbox),
+            None => mailbox.wake(),
+        }
+        true
     }
 }
 
@@ -541,7 +646,8 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                 lsn = record.lsn,
                 "applying a logged batch again"
             );
-            writer.batch(
+            // Kept at once: the batch was durable in the log already.
+            let (_, promised) = writer.batch(
                 inputs,
                 applied_outbox,
                 PersistMode::Buffer,
@@ -551,6 +657,7 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                     lsn: record.lsn,
                 },
             )?;
+            promised.settle(Ok(()));
             applied = record.lsn;
             replayed = true;
         }
@@ -583,6 +690,11 @@ enum Logging {
 
 struct Writer {
     me: usize,
+    /// A commit failed where [`Shards::send`] applied a batch: the writer
+    /// thread ends with this.
+    failed: Option<StoreError>,
+    /// Syncs the commit log and keeps each batch's promises, in order.
+    syncer: Syncer<Promised>,
     count: usize,
     /// Every writer's queue; this one's is `peers[me]`.
     peers: Arc<Vec<Mailbox>>,
@@ -599,90 +711,131 @@ struct Writer {
     sweep: Sweep,
 }
 
+/// A writer thread: applies what its mailbox holds, a batch at a time,
+/// and the retention sweep between batches; ends when told to stop, or
+/// when a commit failed (here or where [`Shards::send`] applied a batch).
+fn run(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
+    // However the writer ends (a panic too), its mailbox closes.
+    let _closing = Closing(mailbox);
+    let ended = work(writer, mailbox, sweeping);
+    // What was promised before the end is kept (or refused) first.
+    writer.lock().syncer.finish();
+    ended
+}
+
+fn work(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
+    loop {
+        mailbox.wait_for_work((sweeping).then_some(SWEEP_EVERY));
+        // The writer is taken before the queue, so that nothing queued
+        // later is applied first by a sender (`apply_queued`).
+        let mut writer = writer.lock();
+        writer.check()?;
+        if sweeping {
+            writer.sweep_if_due()?;
+        }
+        let taken = mailbox.take_batch(|_| true);
+        let stop = taken.stop;
+        writer.work(taken)?;
+        if stop {
+            return Ok(());
+        }
+    }
+}
+
 impl Writer {
-    fn run(mut self) -> Result<(), StoreError> {
-        let peers = self.peers.clone();
-        // However the writer ends (a panic too), its mailbox closes.
-        let _closing = Closing(&peers[self.me]);
-        self.work(&peers[self.me])
+    /// Applies a batch taken from the mailbox.
+    fn work(&mut self, taken: Taken) -> Result<(), StoreError> {
+        self.unanswered[self.me].taken(taken.unanswered);
+        if taken.inputs.is_empty() && taken.applied_outbox.is_empty() {
+            return Ok(());
+        }
+        // Only a promise needs stable storage: a batch that answers
+        // someone (a send's `Accepted`) is committed with the configured
+        // durability; one of acks and syncs alone is written to the OS (it
+        // survives kill -9) and made stable by the next synced commit,
+        // since every writer shares one journal, in order.
+        let persist = if taken.dones.is_empty() {
+            PersistMode::Buffer
+        } else {
+            self.persist
+        };
+        self.apply(taken.inputs, taken.applied_outbox, persist, taken.dones)
     }
 
-    fn work(&mut self, mailbox: &Mailbox) -> Result<(), StoreError> {
-        let me = self.me;
-        loop {
-            let first = if self.retention.is_forever() {
-                match mailbox.recv(None) {
-                    Some(first) => first,
-                    None => continue,
-                }
-            } else {
-                self.sweep_if_due()?;
-                match mailbox.recv(Some(SWEEP_EVERY)) {
-                    Some(first) => first,
-                    None => continue,
-                }
-            };
-            let mut inputs = Vec::new();
-            let mut dones = Vec::new();
-            let mut applied_outbox = Vec::new();
-            let unanswered = &self.unanswered[me];
-            let mut take = |command: Command, inputs: &mut Vec<Input>| match command {
-                Command::Submit { inputs: i, done } => {
-                    if done.is_none() {
-                        unanswered.taken(i.len());
-                    }
-                    inputs.extend(i);
-                    dones.extend(done);
-                    false
-                }
-                Command::Forwarded { key, inputs: i } => {
-                    inputs.extend(i);
-                    applied_outbox.push(key);
-                    false
-                }
-                // Whether to stop after this batch.
-                Command::Stop => true,
-            };
-            let mut stop = take(first, &mut inputs);
-            while inputs.len() < MAX_BATCH && !stop {
-                match mailbox.try_recv() {
-                    Some(command) => stop = take(command, &mut inputs),
-                    None => break,
-                }
-            }
-            // Only a promise needs stable storage: a batch that answers
-            // someone (a send's `Accepted`) is committed with the
-            // configured durability; one of acks and syncs alone is written
-            // to the OS (it survives kill -9) and made stable by the next
-            // synced commit, since every writer shares one journal, in
-            // order.
-            let persist = if dones.is_empty() {
-                PersistMode::Buffer
-            } else {
-                self.persist
-            };
-            if let Err(e) = self.batch(
-                inputs,
-                applied_outbox,
-                persist,
-                samvad_core::clock::unix_ms(),
-                Logging::Append,
-            ) {
+    /// Whether the writer may go on: not if a commit failed, here or in
+    /// its [`Syncer`].
+    fn check(&mut self) -> Result<(), StoreError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        match self.syncer.failed() {
+            Some(why) => {
                 self.rules.forget();
-                tracing::error!(shard = me, error = %e, "inbox writer stops: commit failed");
+                Err(StoreError::Unavailable(why))
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Applies and commits one batch, and hands what it promised (`dones`
+    /// among it) to the [`Syncer`]. A failed commit refuses `dones` and
+    /// ends the writer: the rules forget what may be ahead of the disk.
+    fn apply(
+        &mut self,
+        inputs: Vec<Input>,
+        applied_outbox: Vec<Vec<u8>>,
+        persist: PersistMode,
+        dones: Vec<oneshot::Sender<Result<(), ShardError>>>,
+    ) -> Result<(), StoreError> {
+        let now = samvad_core::clock::unix_ms();
+        match self.batch(inputs, applied_outbox, persist, now, Logging::Append) {
+            Ok((sync, mut promised)) => {
+                promised.dones = dones;
+                self.syncer.settle_after(sync, promised);
+                Ok(())
+            }
+            Err(e) => {
+                self.rules.forget();
+                tracing::error!(shard = self.me, error = %e, "inbox writer stops: commit failed");
                 for done in dones {
                     let _ = done.send(Err(ShardError::Commit(e.to_string())));
                 }
-                return Err(e);
-            }
-            for done in dones {
-                let _ = done.send(Ok(()));
-            }
-            if stop {
-                break;
+                Err(e)
             }
         }
-        Ok(())
+    }
+
+    /// Applies what is queued (one batch) on the caller's thread, while
+    /// the writer thread waits (it is not woken); wakes the writer thread
+    /// for anything left queued, a `Stop` among it.
+    ///
+    /// Submissions that await an answer are taken only while the
+    /// [`Syncer`] is idle: under load they are left to the writer thread,
+    /// whose batches grow while a sync is in flight (many sends, one
+    /// commit), where a caller's would hold its own few.
+    fn apply_queued(&mut self, mailbox: &Mailbox) {
+        if self.failed.is_some() || self.syncer.failed().is_some() {
+            // The writer thread ends; wake it if it waits.
+            mailbox.wake();
+            return;
+        }
+        let answered = self.syncer.idle();
+        let taken = mailbox.take_batch(|command| match command {
+            Command::Submit { done: None, .. } => true,
+            Command::Submit { done: Some(_), .. } => answered,
+            Command::Forwarded { .. } | Command::Stop => false,
+        });
+        let more = taken.more;
+        if let Err(e) = self.work(taken) {
+            // The writer thread ends with it; nothing more is taken.
+            self.failed = Some(e);
+            mailbox.close();
+            mailbox.wake();
+            return;
+        }
+        if more {
+            mailbox.wake();
+        }
     }
 
     /// A step of the retention sweep, if one is due, for the owners this
@@ -701,13 +854,7 @@ impl Writer {
             return Ok(());
         }
         // A failed commit ends the writer (as in `run`), rules and all.
-        self.batch(
-            inputs,
-            Vec::new(),
-            PersistMode::Buffer,
-            samvad_core::clock::unix_ms(),
-            Logging::Append,
-        )
+        self.apply(inputs, Vec::new(), PersistMode::Buffer, Vec::new())
     }
 
     /// Applies, commits and carries out one batch.
@@ -718,7 +865,15 @@ impl Writer {
         persist: PersistMode,
         now: i64,
         logging: Logging,
-    ) -> Result<(), StoreError> {
+    ) -> Result<(Option<Arc<File>>, Promised), StoreError> {
+        let mut promised = Promised {
+            dones: Vec::new(),
+            pushes: Vec::new(),
+            offline: Vec::new(),
+            handoffs: Vec::new(),
+            peers: self.peers.clone(),
+            outlet: self.outlet.clone(),
+        };
         let logged = match (logging, &self.log) {
             (Logging::Append, Some(_)) => Some(encode_logged(now, &applied_outbox, &inputs)),
             _ => None,
@@ -742,27 +897,25 @@ impl Writer {
             self.rules.committed(output.touched);
             for effect in output.effects {
                 if let Effect::Push { route, frame } = effect {
-                    self.outlet.push(&route, frame);
+                    promised.pushes.push((route, frame));
                 }
             }
-            return Ok(());
+            return Ok((None, promised));
         }
         let mut batch = self.state.batch(&output.pending);
         for key in &applied_outbox {
             self.state.remove(&mut batch, Space::Applied, key);
         }
         let mut forwards: BTreeMap<usize, Vec<Input>> = BTreeMap::new();
-        let mut pushes = Vec::new();
-        let mut offline = Vec::new();
         for effect in output.effects {
             match effect {
                 Effect::Forward(input) => forwards
                     .entry(shard_of(input.owner(), self.count))
                     .or_default()
                     .push(input),
-                Effect::Push { route, frame } => pushes.push((route, frame)),
+                Effect::Push { route, frame } => promised.pushes.push((route, frame)),
                 Effect::Offline { user, seq, frame } => {
-                    offline.push(PushRecord { user, seq, frame })
+                    promised.offline.push(PushRecord { user, seq, frame })
                 }
             }
         }
@@ -774,34 +927,66 @@ impl Writer {
                 .put(&mut batch, Space::Applied, &key, &encode_batch(&inputs));
             handoffs.push((target, key, inputs));
         }
-        self.commit(batch, persist, logged, logging)?;
+        let sync = self.commit(batch, persist, logged, logging)?;
         self.rules.committed(output.touched);
+        // A replayed batch's hand-offs are left to the outbox replay.
         if let Logging::Append = logging {
-            for (target, key, inputs) in handoffs {
-                self.peers[target].send(Command::Forwarded { key, inputs });
+            promised.handoffs = handoffs;
+        }
+        Ok((sync, promised))
+    }
+}
+
+/// What one batch promised: kept by the [`Syncer`] once the batch is
+/// durable, in the order of the batches.
+struct Promised {
+    /// The submitters who wait for the batch (a send's `Accepted`).
+    dones: Vec<oneshot::Sender<Result<(), ShardError>>>,
+    /// New entries for live sessions.
+    pushes: Vec<(SessionRoute, Bytes)>,
+    /// New entries for users with no live session.
+    offline: Vec<PushRecord>,
+    /// Inputs for other shards, with their outbox keys.
+    handoffs: Vec<(usize, Vec<u8>, Vec<Input>)>,
+    peers: Arc<Vec<Mailbox>>,
+    outlet: Arc<dyn Outlet>,
+}
+
+impl Promise for Promised {
+    fn settle(self, outcome: Result<(), String>) {
+        if let Err(why) = outcome {
+            for done in self.dones {
+                let _ = done.send(Err(ShardError::Commit(why.clone())));
             }
+            return;
         }
-        for (route, frame) in &pushes {
-            self.outlet.push(route, frame.clone());
+        for (target, key, inputs) in self.handoffs {
+            self.peers[target].send(Command::Forwarded { key, inputs });
         }
-        if !offline.is_empty() {
-            self.outlet.offline(offline);
+        for (route, frame) in self.pushes {
+            self.outlet.push(&route, frame);
         }
-        Ok(())
+        if !self.offline.is_empty() {
+            self.outlet.offline(self.offline);
+        }
+        for done in self.dones {
+            let _ = done.send(Ok(()));
+        }
     }
 }
 
 impl Writer {
     /// Commits a batch: to fjall alone with the configured durability, or
-    /// (with a commit log) to fjall's buffer and the log, which is synced
-    /// if the batch promises something.
+    /// (with a commit log) to fjall's buffer and the log, whose segment it
+    /// returns if the batch promises something: the [`Syncer`] syncs it
+    /// before the batch's promises are kept.
     fn commit(
         &mut self,
         mut batch: fjall::OwnedWriteBatch,
         persist: PersistMode,
         logged: Option<Vec<u8>>,
         logging: Logging,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Arc<File>>, StoreError> {
         let io = |e: std::io::Error| StoreError::Unavailable(format!("commit log: {e}"));
         if let Logging::Replay { log, lsn } = logging {
             self.state.put(
@@ -810,10 +995,13 @@ impl Writer {
                 &logged_key(log),
                 &lsn.to_be_bytes(),
             );
-            return self.state.commit(batch, Some(PersistMode::Buffer));
+            return self
+                .state
+                .commit(batch, Some(PersistMode::Buffer))
+                .map(|()| None);
         }
         let (Some(log), Some(payload)) = (self.log.as_mut(), logged) else {
-            return self.state.commit(batch, Some(persist));
+            return self.state.commit(batch, Some(persist)).map(|()| None);
         };
         if !log.fits(payload.len()) {
             // The other segment is reused: what it held must be in fjall
@@ -830,10 +1018,7 @@ impl Writer {
         );
         log.append(lsn, &payload).map_err(io)?;
         self.state.commit(batch, Some(PersistMode::Buffer))?;
-        if !matches!(persist, PersistMode::Buffer) {
-            log.sync().map_err(io)?;
-        }
-        Ok(())
+        Ok((!matches!(persist, PersistMode::Buffer)).then(|| log.segment()))
     }
 }
 

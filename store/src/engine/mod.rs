@@ -6,7 +6,7 @@
 //! - [`fjall_state`]: the same keyspaces in fjall, and the one write batch
 //!   a driver commits per group commit.
 //! - [`retention`]: the sweep that asks the rules to expire old entries.
-//! - [`shards`]: the inbox writers of `samvad serve`, one thread per shard,
+//! - [`shards`]: the inbox writers of `samvad serve`, one per shard,
 //!   fed straight by the edge, with an outbox between shards.
 //! - [`syncer`]: each writer's second thread, which syncs its commit log
 //!   and keeps the batches' promises in order while the writer goes on.

@@ -1,13 +1,21 @@
-//! Inbox writers of `samvad serve`: one thread per shard, a group commit
+//! Inbox writers of `samvad serve`: a writer per shard, a group commit
 //! per batch, no bus between the edge and the inboxes.
 //!
 //! An inbox belongs to shard `hash(owner) mod N`. Each shard's writer takes
 //! everything queued for it (up to [`MAX_BATCH`] inputs), applies it with
 //! [`InboxRules`] and commits the changes, the batch's outbox and the
-//! removal of the outbox entries it applied as ONE fjall batch with one
-//! fsync; then it answers the submitters, pushes the new entries straight
-//! into the recipients' session queues ([`Outlet`]) and hands inputs for
-//! other shards' inboxes to their writers.
+//! removal of the outbox entries it applied as ONE fjall batch; then its
+//! [`Syncer`] makes the batch durable and keeps what it promised, in batch
+//! order: it answers the submitters, pushes the new entries straight into
+//! the recipients' session queues ([`Outlet`]) and hands inputs for other
+//! shards' inboxes to their writers. The writer applies the next batch
+//! meanwhile.
+//!
+//! A writer is a lock over its state, not a thread: whoever queues a
+//! command and finds the writer free applies what is queued on its own
+//! thread (a session's task; see [`Shards::hand_over`]); the writer's own
+//! thread applies what is queued while someone else held the writer,
+//! commands from other shards, and the retention sweep.
 //!
 //! Across shards, the outbox keeps every promise: an input for another
 //! shard is written as `o | target | source | lsn` in the batch that made
@@ -23,8 +31,8 @@
 //!
 //! Durability comes from each writer's [`CommitLog`] (with
 //! `--durability sync`): a batch is committed to fjall without an fsync,
-//! then appended to the log, which is synced when the batch promises
-//! something; the batch writes the log's lsn for it (`l | shard`) with its
+//! then appended to the log, which the [`Syncer`] syncs before it keeps
+//! the promises of a batch that promises something; the batch writes the log's lsn for it (`l | shard`) with its
 //! changes. At start, whatever the log holds past that lsn (a power loss
 //! took it from fjall's unsynced journal) is applied again, exactly as it
 //! was (same inputs, same time), before anything else; before the log

@@ -11,11 +11,10 @@
 //! shards' inboxes to their writers. The writer applies the next batch
 //! meanwhile.
 //!
-//! A writer is a lock over its state, not a thread: whoever queues a
-//! command and finds the writer free applies what is queued on its own
-//! thread (a session's task; see [`Shards::hand_over`]); the writer's own
-//! thread applies what is queued while someone else held the writer,
-//! commands from other shards, and the retention sweep.
+//! A writer is a lock over its state with a thread of its own: the thread
+//! applies sends, commands from other shards and the retention sweep; a
+//! session that queues what needs no answer (acks, syncs) and finds the
+//! writer free applies it on its own task ([`Shards::send`]).
 //!
 //! Across shards, the outbox keeps every promise: an input for another
 //! shard is written as `o | target | source | lsn` in the batch that made
@@ -529,10 +528,6 @@ impl Shards {
     /// in one batch (forwarding those for other shards through its outbox).
     /// Order is fixed when this is called; the future resolves once the
     /// batch is durable.
-    ///
-    /// If the shard's writer is idle, the caller applies the batch itself
-    /// ([`Shards::hand_over`]); the sync and the answer are the
-    /// [`Syncer`]'s either way.
     pub fn submit(
         &self,
         owner: &str,
@@ -540,13 +535,10 @@ impl Shards {
     ) -> impl std::future::Future<Output = Result<(), ShardError>> + Send + 'static {
         let (tx, rx) = oneshot::channel();
         let shard = shard_of(owner, self.count());
-        let sent = self.hand_over(
-            shard,
-            Command::Submit {
-                inputs,
-                done: Some(tx),
-            },
-        );
+        let sent = self.senders[shard].send(Command::Submit {
+            inputs,
+            done: Some(tx),
+        });
         async move {
             if !sent {
                 return Err(ShardError::Stopped);
@@ -585,15 +577,16 @@ impl Shards {
         Ok(())
     }
 
-    /// Queues a command to `shard`'s writer; `false` if it has ended.
+    /// Queues an unanswered command to `shard`'s writer; `false` if it
+    /// has ended.
     ///
-    /// If nobody holds the writer, the caller takes it and applies what is
-    /// queued, this command with it, as one batch on its own thread (a
-    /// session's task: applying is CPU work, the sync is the [`Syncer`]'s),
-    /// so that the writer thread is not woken for it. Otherwise whoever
-    /// holds the writer takes the command next: the writer thread, which
-    /// is woken in case it is about to wait, or another caller, which wakes
-    /// it for anything it leaves queued.
+    /// If nobody holds the writer, the caller takes it and applies the
+    /// unanswered commands at the head of the queue, this one among them,
+    /// as one batch on its own thread (a session's task), so that the
+    /// writer thread is not woken for it. Otherwise whoever holds the
+    /// writer takes the command next: the writer thread, which is woken in
+    /// case it is about to wait, or another caller, which wakes it for
+    /// anything it leaves queued.
     fn hand_over(&self, shard: usize, command: Command) -> bool {
         let mailbox = &self.senders[shard];
         if !mailbox.push_quiet(command) {
@@ -813,26 +806,23 @@ impl Writer {
         }
     }
 
-    /// Applies what is queued (one batch) on the caller's thread, while
-    /// the writer thread waits (it is not woken); wakes the writer thread
-    /// for anything left queued, a `Stop` among it.
+    /// Applies the unanswered submissions at the head of the queue (one
+    /// batch: acks and syncs, which need no sync of their own) on the
+    /// caller's thread, while the writer thread waits (it is not woken);
+    /// wakes the writer thread for anything left queued.
     ///
-    /// Submissions that await an answer are taken only while the
-    /// [`Syncer`] is idle: under load they are left to the writer thread,
-    /// whose batches grow while a sync is in flight (many sends, one
-    /// commit), where a caller's would hold its own few.
+    /// Sends are left to the writer thread: applied on a session's task
+    /// they saved context switches but cost more CPU per message, measured
+    /// (bench/RESULTS.md, 2026-12-07, fifth stop), and the writer thread's
+    /// batches grow while a sync is in flight where a session's would not.
     fn apply_queued(&mut self, mailbox: &Mailbox) {
         if self.failed.is_some() || self.syncer.failed().is_some() {
             // The writer thread ends; wake it if it waits.
             mailbox.wake();
             return;
         }
-        let answered = self.syncer.idle();
-        let taken = mailbox.take_batch(|command| match command {
-            Command::Submit { done: None, .. } => true,
-            Command::Submit { done: Some(_), .. } => answered,
-            Command::Forwarded { .. } | Command::Stop => false,
-        });
+        let taken =
+            mailbox.take_batch(|command| matches!(command, Command::Submit { done: None, .. }));
         let more = taken.more;
         if let Err(e) = self.work(taken) {
             // The writer thread ends with it; nothing more is taken.

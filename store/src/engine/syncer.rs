@@ -101,12 +101,6 @@ impl<P: Promise> Syncer<P> {
         }
     }
 
-    /// Nothing is queued or being settled: a sync now would start at once.
-    pub fn idle(&self) -> bool {
-        let state = self.shared.state.lock();
-        state.queue.is_empty() && !state.settling
-    }
-
     /// Why a sync failed, if one did.
     pub fn failed(&self) -> Option<String> {
         self.shared.state.lock().failed.clone()

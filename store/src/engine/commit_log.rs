@@ -36,7 +36,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The size a segment is created with (zero-filled).
 pub const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
@@ -61,7 +60,7 @@ pub struct Record {
 pub struct CommitLog {
     dir: PathBuf,
     /// The segment appended to, and which of the [`SEGMENTS`] it is.
-    file: Arc<File>,
+    file: File,
     index: usize,
     /// Where the next record goes, and the segment's size.
     at: u64,
@@ -101,7 +100,7 @@ impl CommitLog {
         let len = file.metadata()?.len();
         let log = CommitLog {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file,
             index,
             at: end,
             len,
@@ -156,13 +155,6 @@ impl CommitLog {
         self.next_lsn += 1;
         self.dirty = true;
         Ok(())
-    }
-
-    /// The segment records are appended to now: syncing it (from any
-    /// thread) makes every record appended so far durable, since an
-    /// earlier segment is synced when the log rotates.
-    pub fn segment(&self) -> Arc<File> {
-        self.file.clone()
     }
 
     /// Makes every record appended so far durable (one `fdatasync`; none
@@ -223,7 +215,7 @@ impl CommitLog {
         let len = file.metadata()?.len();
         Ok(CommitLog {
             dir: dir.to_path_buf(),
-            file: Arc::new(file),
+            file,
             index,
             at: HEADER_BYTES,
             len,

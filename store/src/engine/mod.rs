@@ -8,8 +8,6 @@
 //! - [`retention`]: the sweep that asks the rules to expire old entries.
 //! - [`shards`]: the inbox writers of `samvad serve`, one per shard,
 //!   fed straight by the edge, with an outbox between shards.
-//! - [`syncer`]: each writer's second thread, which syncs its commit log
-//!   and keeps the batches' promises in order while the writer goes on.
 //!
 //! The cluster's store role ([`crate::role`]) drives the same rules over
 //! its `deliver` partitions ([`crate::inbox::Inboxes`]).
@@ -18,7 +16,6 @@ pub mod commit_log;
 pub mod fjall_state;
 pub mod retention;
 pub mod shards;
-mod syncer;
 
 pub use fjall_state::FjallState;
 pub use retention::{Retention, Sweep};

@@ -4,12 +4,10 @@
 //! An inbox belongs to shard `hash(owner) mod N`. Each shard's writer takes
 //! everything queued for it (up to [`MAX_BATCH`] inputs), applies it with
 //! [`InboxRules`] and commits the changes, the batch's outbox and the
-//! removal of the outbox entries it applied as ONE fjall batch; then its
-//! [`Syncer`] makes the batch durable and keeps what it promised, in batch
-//! order: it answers the submitters, pushes the new entries straight into
-//! the recipients' session queues ([`Outlet`]) and hands inputs for other
-//! shards' inboxes to their writers. The writer applies the next batch
-//! meanwhile.
+//! removal of the outbox entries it applied as ONE fjall batch with one
+//! fsync; then it answers the submitters, pushes the new entries straight
+//! into the recipients' session queues ([`Outlet`]) and hands inputs for
+//! other shards' inboxes to their writers.
 //!
 //! A writer is a lock over its state with a thread of its own: the thread
 //! applies sends, commands from other shards and the retention sweep; a
@@ -30,15 +28,14 @@
 //!
 //! Durability comes from each writer's [`CommitLog`] (with
 //! `--durability sync`): a batch is committed to fjall without an fsync,
-//! then appended to the log, which the [`Syncer`] syncs before it keeps
-//! the promises of a batch that promises something; the batch writes the log's lsn for it (`l | shard`) with its
+//! then appended to the log, which is synced when the batch promises
+//! something; the batch writes the log's lsn for it (`l | shard`) with its
 //! changes. At start, whatever the log holds past that lsn (a power loss
 //! took it from fjall's unsynced journal) is applied again, exactly as it
 //! was (same inputs, same time), before anything else; before the log
 //! reuses a segment, fjall is checkpointed.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -56,7 +53,6 @@ use tokio::sync::oneshot;
 use super::commit_log::{CommitLog, Record};
 use super::fjall_state::FjallState;
 use super::retention::{Retention, Sweep, SWEEP_EVERY};
-use super::syncer::{Promise, Syncer};
 use crate::presence::{MemoryPresence, SessionRoute};
 use crate::StoreError;
 use samvad_core::inbox::{Committed, Space};
@@ -458,29 +454,25 @@ impl Shards {
             }
         }
         let mut writers: Vec<Writer> = (0..count)
-            .map(|me| -> Result<Writer, StoreError> {
-                Ok(Writer {
-                    failed: None,
-                    syncer: Syncer::start(format!("inbox-sync-{me}"))
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?,
-                    me,
-                    count,
-                    peers: senders.clone(),
-                    state: state.clone(),
-                    rules: InboxRules::new(Holding::Shard(Box::new(move |owner| {
-                        shard_of(owner, count) == me
-                    }))),
-                    persist,
-                    log: None,
-                    presence: presence.clone(),
-                    outlet: outlet.clone(),
-                    next_lsn,
-                    unanswered: unanswered.clone(),
-                    retention,
-                    sweep: Sweep::default(),
-                })
+            .map(|me| Writer {
+                failed: None,
+                me,
+                count,
+                peers: senders.clone(),
+                state: state.clone(),
+                rules: InboxRules::new(Holding::Shard(Box::new(move |owner| {
+                    shard_of(owner, count) == me
+                }))),
+                persist,
+                log: None,
+                presence: presence.clone(),
+                outlet: outlet.clone(),
+                next_lsn,
+                unanswered: unanswered.clone(),
+                retention,
+                sweep: Sweep::default(),
             })
-            .collect::<Result<_, _>>()?;
+            .collect();
         if let Some(logs) = logs {
             open_logs(logs, &mut writers, &state)?;
         }
@@ -648,7 +640,7 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                 "applying a logged batch again"
             );
             // Kept at once: the batch was durable in the log already.
-            let (_, promised) = writer.batch(
+            let promised = writer.batch(
                 inputs,
                 applied_outbox,
                 PersistMode::Buffer,
@@ -658,7 +650,7 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                     lsn: record.lsn,
                 },
             )?;
-            promised.settle(Ok(()));
+            promised.keep();
             applied = record.lsn;
             replayed = true;
         }
@@ -694,8 +686,6 @@ struct Writer {
     /// A commit failed where [`Shards::send`] applied a batch: the writer
     /// thread ends with this.
     failed: Option<StoreError>,
-    /// Syncs the commit log and keeps each batch's promises, in order.
-    syncer: Syncer<Promised>,
     count: usize,
     /// Every writer's queue; this one's is `peers[me]`.
     peers: Arc<Vec<Mailbox>>,
@@ -718,10 +708,7 @@ struct Writer {
 fn run(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
     // However the writer ends (a panic too), its mailbox closes.
     let _closing = Closing(mailbox);
-    let ended = work(writer, mailbox, sweeping);
-    // What was promised before the end is kept (or refused) first.
-    writer.lock().syncer.finish();
-    ended
+    work(writer, mailbox, sweeping)
 }
 
 fn work(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
@@ -763,24 +750,18 @@ impl Writer {
         self.apply(taken.inputs, taken.applied_outbox, persist, taken.dones)
     }
 
-    /// Whether the writer may go on: not if a commit failed, here or in
-    /// its [`Syncer`].
+    /// Whether the writer may go on: not if a commit failed where a
+    /// session applied a batch.
     fn check(&mut self) -> Result<(), StoreError> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        match self.syncer.failed() {
-            Some(why) => {
-                self.rules.forget();
-                Err(StoreError::Unavailable(why))
-            }
+        match self.failed.take() {
+            Some(e) => Err(e),
             None => Ok(()),
         }
     }
 
-    /// Applies and commits one batch, and hands what it promised (`dones`
-    /// among it) to the [`Syncer`]. A failed commit refuses `dones` and
-    /// ends the writer: the rules forget what may be ahead of the disk.
+    /// Applies and commits one batch, then keeps what it promised (`dones`
+    /// among it). A failed commit refuses `dones` and ends the writer: the
+    /// rules forget what may be ahead of the disk.
     fn apply(
         &mut self,
         inputs: Vec<Input>,
@@ -790,9 +771,9 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let now = samvad_core::clock::unix_ms();
         match self.batch(inputs, applied_outbox, persist, now, Logging::Append) {
-            Ok((sync, mut promised)) => {
+            Ok(mut promised) => {
                 promised.dones = dones;
-                self.syncer.settle_after(sync, promised);
+                promised.keep();
                 Ok(())
             }
             Err(e) => {
@@ -811,12 +792,11 @@ impl Writer {
     /// caller's thread, while the writer thread waits (it is not woken);
     /// wakes the writer thread for anything left queued.
     ///
-    /// Sends are left to the writer thread: applied on a session's task
-    /// they saved context switches but cost more CPU per message, measured
-    /// (bench/RESULTS.md, 2026-12-07, fifth stop), and the writer thread's
-    /// batches grow while a sync is in flight where a session's would not.
+    /// Sends are left to the writer thread: they wait for a sync, which
+    /// must not block a session's task, and the writer thread's batches
+    /// grow while it syncs.
     fn apply_queued(&mut self, mailbox: &Mailbox) {
-        if self.failed.is_some() || self.syncer.failed().is_some() {
+        if self.failed.is_some() {
             // The writer thread ends; wake it if it waits.
             mailbox.wake();
             return;
@@ -863,7 +843,7 @@ impl Writer {
         persist: PersistMode,
         now: i64,
         logging: Logging,
-    ) -> Result<(Option<Arc<File>>, Promised), StoreError> {
+    ) -> Result<Promised, StoreError> {
         let mut promised = Promised {
             dones: Vec::new(),
             pushes: Vec::new(),
@@ -898,7 +878,7 @@ impl Writer {
                     promised.pushes.push((route, frame));
                 }
             }
-            return Ok((None, promised));
+            return Ok(promised);
         }
         let mut batch = self.state.batch(&output.pending);
         for key in &applied_outbox {
@@ -925,18 +905,17 @@ impl Writer {
                 .put(&mut batch, Space::Applied, &key, &encode_batch(&inputs));
             handoffs.push((target, key, inputs));
         }
-        let sync = self.commit(batch, persist, logged, logging)?;
+        self.commit(batch, persist, logged, logging)?;
         self.rules.committed(output.touched);
         // A replayed batch's hand-offs are left to the outbox replay.
         if let Logging::Append = logging {
             promised.handoffs = handoffs;
         }
-        Ok((sync, promised))
+        Ok(promised)
     }
 }
 
-/// What one batch promised: kept by the [`Syncer`] once the batch is
-/// durable, in the order of the batches.
+/// What one batch promised, kept once it is durable.
 struct Promised {
     /// The submitters who wait for the batch (a send's `Accepted`).
     dones: Vec<oneshot::Sender<Result<(), ShardError>>>,
@@ -950,14 +929,9 @@ struct Promised {
     outlet: Arc<dyn Outlet>,
 }
 
-impl Promise for Promised {
-    fn settle(self, outcome: Result<(), String>) {
-        if let Err(why) = outcome {
-            for done in self.dones {
-                let _ = done.send(Err(ShardError::Commit(why.clone())));
-            }
-            return;
-        }
+impl Promised {
+    /// Carries out what the batch promised.
+    fn keep(self) {
         for (target, key, inputs) in self.handoffs {
             self.peers[target].send(Command::Forwarded { key, inputs });
         }
@@ -975,16 +949,15 @@ impl Promise for Promised {
 
 impl Writer {
     /// Commits a batch: to fjall alone with the configured durability, or
-    /// (with a commit log) to fjall's buffer and the log, whose segment it
-    /// returns if the batch promises something: the [`Syncer`] syncs it
-    /// before the batch's promises are kept.
+    /// (with a commit log) to fjall's buffer and the log, which is synced
+    /// if the batch promises something.
     fn commit(
         &mut self,
         mut batch: fjall::OwnedWriteBatch,
         persist: PersistMode,
         logged: Option<Vec<u8>>,
         logging: Logging,
-    ) -> Result<Option<Arc<File>>, StoreError> {
+    ) -> Result<(), StoreError> {
         let io = |e: std::io::Error| StoreError::Unavailable(format!("commit log: {e}"));
         if let Logging::Replay { log, lsn } = logging {
             self.state.put(
@@ -993,13 +966,10 @@ impl Writer {
                 &logged_key(log),
                 &lsn.to_be_bytes(),
             );
-            return self
-                .state
-                .commit(batch, Some(PersistMode::Buffer))
-                .map(|()| None);
+            return self.state.commit(batch, Some(PersistMode::Buffer));
         }
         let (Some(log), Some(payload)) = (self.log.as_mut(), logged) else {
-            return self.state.commit(batch, Some(persist)).map(|()| None);
+            return self.state.commit(batch, Some(persist));
         };
         if !log.fits(payload.len()) {
             // The other segment is reused: what it held must be in fjall
@@ -1016,7 +986,10 @@ impl Writer {
         );
         log.append(lsn, &payload).map_err(io)?;
         self.state.commit(batch, Some(PersistMode::Buffer))?;
-        Ok((!matches!(persist, PersistMode::Buffer)).then(|| log.segment()))
+        if !matches!(persist, PersistMode::Buffer) {
+            log.sync().map_err(io)?;
+        }
+        Ok(())
     }
 }
 

@@ -1146,6 +1146,63 @@ mod tests {
         assert_eq!(entries(&db, "#alice:bob"), after);
     }
 
+    /// Records which thread carried out each notification for an offline
+    /// user, and for whom.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<(String, std::thread::ThreadId)>>);
+    impl Outlet for Notes {
+        fn push(&self, _: &SessionRoute, _: Bytes) {}
+        fn offline(&self, notifications: Vec<PushRecord>) {
+            let mut notes = self.0.lock();
+            for n in notifications {
+                notes.push((n.user, std::thread::current().id()));
+            }
+        }
+    }
+
+    #[test]
+    fn an_ack_handed_to_a_free_writer_is_applied_by_the_caller_before_send_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::builder(dir.path()).open().unwrap();
+        let notes = Arc::new(Notes::default());
+        let writers = Shards::start(
+            &db,
+            1,
+            PersistMode::SyncData,
+            Some(&dir.path().join("logs")),
+            Arc::new(MemoryPresence::default()),
+            notes.clone(),
+            Retention::default(),
+        )
+        .unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The writer thread applies the send, and tells bob (offline).
+        runtime
+            .block_on(writers.shards.submit("bob", vec![chat("m1")]))
+            .unwrap();
+        let me = std::thread::current().id();
+        assert_eq!(notes.0.lock().len(), 1);
+        assert_ne!(notes.0.lock()[0].1, me);
+
+        // The writer thread answered before it let go of the writer: wait
+        // until it has (it takes the writer again only for new work).
+        while writers.shards.writers[0].try_lock().is_none() {
+            std::thread::yield_now();
+        }
+        // Bob's ack: the writer waits for work, so this thread applies it,
+        // and alice's DELIVERED receipt is out before `send` returns.
+        let ack = Input::Ack {
+            owner: "bob".into(),
+            device: "phone".into(),
+            seq: 1,
+        };
+        writers.shards.send("bob", vec![ack]).unwrap();
+        assert_eq!(notes.0.lock()[1..], [("alice".to_string(), me)]);
+        writers.shards.stop();
+    }
+
     #[test]
     fn an_outbox_entry_decodes_to_the_inputs_it_was_made_of() {
         let Input::Message { message, .. } = chat("m1") else {

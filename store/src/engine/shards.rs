@@ -639,8 +639,7 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                 lsn = record.lsn,
                 "applying a logged batch again"
             );
-            // Kept at once: the batch was durable in the log already.
-            let promised = writer.batch(
+            writer.batch(
                 inputs,
                 applied_outbox,
                 PersistMode::Buffer,
@@ -650,7 +649,6 @@ fn open_logs(logs: &Path, writers: &mut [Writer], state: &FjallState) -> Result<
                     lsn: record.lsn,
                 },
             )?;
-            promised.keep();
             applied = record.lsn;
             replayed = true;
         }
@@ -759,9 +757,9 @@ impl Writer {
         }
     }
 
-    /// Applies and commits one batch, then keeps what it promised (`dones`
-    /// among it). A failed commit refuses `dones` and ends the writer: the
-    /// rules forget what may be ahead of the disk.
+    /// Applies, commits and carries out one batch, then answers `dones`.
+    /// A failed commit refuses `dones` and ends the writer: the rules
+    /// forget what may be ahead of the disk.
     fn apply(
         &mut self,
         inputs: Vec<Input>,
@@ -771,9 +769,10 @@ impl Writer {
     ) -> Result<(), StoreError> {
         let now = samvad_core::clock::unix_ms();
         match self.batch(inputs, applied_outbox, persist, now, Logging::Append) {
-            Ok(mut promised) => {
-                promised.dones = dones;
-                promised.keep();
+            Ok(()) => {
+                for done in dones {
+                    let _ = done.send(Ok(()));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -843,15 +842,7 @@ impl Writer {
         persist: PersistMode,
         now: i64,
         logging: Logging,
-    ) -> Result<Promised, StoreError> {
-        let mut promised = Promised {
-            dones: Vec::new(),
-            pushes: Vec::new(),
-            offline: Vec::new(),
-            handoffs: Vec::new(),
-            peers: self.peers.clone(),
-            outlet: self.outlet.clone(),
-        };
+    ) -> Result<(), StoreError> {
         let logged = match (logging, &self.log) {
             (Logging::Append, Some(_)) => Some(encode_logged(now, &applied_outbox, &inputs)),
             _ => None,
@@ -875,25 +866,27 @@ impl Writer {
             self.rules.committed(output.touched);
             for effect in output.effects {
                 if let Effect::Push { route, frame } = effect {
-                    promised.pushes.push((route, frame));
+                    self.outlet.push(&route, frame);
                 }
             }
-            return Ok(promised);
+            return Ok(());
         }
         let mut batch = self.state.batch(&output.pending);
         for key in &applied_outbox {
             self.state.remove(&mut batch, Space::Applied, key);
         }
         let mut forwards: BTreeMap<usize, Vec<Input>> = BTreeMap::new();
+        let mut pushes = Vec::new();
+        let mut offline = Vec::new();
         for effect in output.effects {
             match effect {
                 Effect::Forward(input) => forwards
                     .entry(shard_of(input.owner(), self.count))
                     .or_default()
                     .push(input),
-                Effect::Push { route, frame } => promised.pushes.push((route, frame)),
+                Effect::Push { route, frame } => pushes.push((route, frame)),
                 Effect::Offline { user, seq, frame } => {
-                    promised.offline.push(PushRecord { user, seq, frame })
+                    offline.push(PushRecord { user, seq, frame })
                 }
             }
         }
@@ -907,43 +900,18 @@ impl Writer {
         }
         self.commit(batch, persist, logged, logging)?;
         self.rules.committed(output.touched);
-        // A replayed batch's hand-offs are left to the outbox replay.
         if let Logging::Append = logging {
-            promised.handoffs = handoffs;
+            for (target, key, inputs) in handoffs {
+                self.peers[target].send(Command::Forwarded { key, inputs });
+            }
         }
-        Ok(promised)
-    }
-}
-
-/// What one batch promised, kept once it is durable.
-struct Promised {
-    /// The submitters who wait for the batch (a send's `Accepted`).
-    dones: Vec<oneshot::Sender<Result<(), ShardError>>>,
-    /// New entries for live sessions.
-    pushes: Vec<(SessionRoute, Bytes)>,
-    /// New entries for users with no live session.
-    offline: Vec<PushRecord>,
-    /// Inputs for other shards, with their outbox keys.
-    handoffs: Vec<(usize, Vec<u8>, Vec<Input>)>,
-    peers: Arc<Vec<Mailbox>>,
-    outlet: Arc<dyn Outlet>,
-}
-
-impl Promised {
-    /// Carries out what the batch promised.
-    fn keep(self) {
-        for (target, key, inputs) in self.handoffs {
-            self.peers[target].send(Command::Forwarded { key, inputs });
-        }
-        for (route, frame) in self.pushes {
+        for (route, frame) in pushes {
             self.outlet.push(&route, frame);
         }
-        if !self.offline.is_empty() {
-            self.outlet.offline(self.offline);
+        if !offline.is_empty() {
+            self.outlet.offline(offline);
         }
-        for done in self.dones {
-            let _ = done.send(Ok(()));
-        }
+        Ok(())
     }
 }
 

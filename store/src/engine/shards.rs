@@ -554,41 +554,28 @@ impl Shards {
     /// with [`ShardError::Busy`] while the writer has
     /// [`MAX_UNANSWERED`] such inputs queued.
     ///
-    /// If the shard's writer is idle, the caller applies them itself
-    /// ([`Shards::hand_over`]): a batch of acks alone needs no sync, so no
-    /// thread wakes up, and the frames it makes (receipts) are pushed from
-    /// this thread.
+    /// If nobody holds the shard's writer, the caller takes it and applies
+    /// the unanswered inputs at the head of its queue, these among them, as
+    /// one batch on its own thread (a session's task): a batch of acks
+    /// needs no sync, so no thread wakes up, and the frames it makes
+    /// (receipts) are pushed from this thread. Otherwise whoever holds the
+    /// writer takes them next: the writer thread, which is woken in case it
+    /// is about to wait, or another caller, which wakes it for anything it
+    /// leaves queued.
     pub fn send(&self, owner: &str, inputs: Vec<Input>) -> Result<(), ShardError> {
         let shard = shard_of(owner, self.count());
         let count = inputs.len();
         self.unanswered[shard].admit(count)?;
-        if !self.hand_over(shard, Command::Submit { inputs, done: None }) {
+        let mailbox = &self.senders[shard];
+        if !mailbox.push_quiet(Command::Submit { inputs, done: None }) {
             self.unanswered[shard].taken(count);
             return Err(ShardError::Stopped);
-        }
-        Ok(())
-    }
-
-    /// Queues an unanswered command to `shard`'s writer; `false` if it
-    /// has ended.
-    ///
-    /// If nobody holds the writer, the caller takes it and applies the
-    /// unanswered commands at the head of the queue, this one among them,
-    /// as one batch on its own thread (a session's task), so that the
-    /// writer thread is not woken for it. Otherwise whoever holds the
-    /// writer takes the command next: the writer thread, which is woken in
-    /// case it is about to wait, or another caller, which wakes it for
-    /// anything it leaves queued.
-    fn hand_over(&self, shard: usize, command: Command) -> bool {
-        let mailbox = &self.senders[shard];
-        if !mailbox.push_quiet(command) {
-            return false;
         }
         match self.writers[shard].try_lock() {
             Some(mut writer) => writer.apply_queued(mailbox),
             None => mailbox.wake(),
         }
-        true
+        Ok(())
     }
 }
 
@@ -706,16 +693,14 @@ struct Writer {
 fn run(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
     // However the writer ends (a panic too), its mailbox closes.
     let _closing = Closing(mailbox);
-    work(writer, mailbox, sweeping)
-}
-
-fn work(writer: &Mutex<Writer>, mailbox: &Mailbox, sweeping: bool) -> Result<(), StoreError> {
     loop {
-        mailbox.wait_for_work((sweeping).then_some(SWEEP_EVERY));
+        mailbox.wait_for_work(sweeping.then_some(SWEEP_EVERY));
         // The writer is taken before the queue, so that nothing queued
         // later is applied first by a sender (`apply_queued`).
         let mut writer = writer.lock();
-        writer.check()?;
+        if let Some(e) = writer.failed.take() {
+            return Err(e);
+        }
         if sweeping {
             writer.sweep_if_due()?;
         }
@@ -748,18 +733,10 @@ impl Writer {
         self.apply(taken.inputs, taken.applied_outbox, persist, taken.dones)
     }
 
-    /// Whether the writer may go on: not if a commit failed where a
-    /// session applied a batch.
-    fn check(&mut self) -> Result<(), StoreError> {
-        match self.failed.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
-    }
-
     /// Applies, commits and carries out one batch, then answers `dones`.
     /// A failed commit refuses `dones` and ends the writer: the rules
-    /// forget what may be ahead of the disk.
+    /// forget what may be ahead of the disk, and its mailbox closes before
+    /// the writer is let go, so that no session applies anything after it.
     fn apply(
         &mut self,
         inputs: Vec<Input>,
@@ -777,6 +754,7 @@ impl Writer {
             }
             Err(e) => {
                 self.rules.forget();
+                self.peers[self.me].close();
                 tracing::error!(shard = self.me, error = %e, "inbox writer stops: commit failed");
                 for done in dones {
                     let _ = done.send(Err(ShardError::Commit(e.to_string())));
@@ -795,18 +773,12 @@ impl Writer {
     /// must not block a session's task, and the writer thread's batches
     /// grow while it syncs.
     fn apply_queued(&mut self, mailbox: &Mailbox) {
-        if self.failed.is_some() {
-            // The writer thread ends; wake it if it waits.
-            mailbox.wake();
-            return;
-        }
         let taken =
             mailbox.take_batch(|command| matches!(command, Command::Submit { done: None, .. }));
         let more = taken.more;
         if let Err(e) = self.work(taken) {
-            // The writer thread ends with it; nothing more is taken.
+            // The writer thread ends with it (the mailbox is closed).
             self.failed = Some(e);
-            mailbox.close();
             mailbox.wake();
             return;
         }

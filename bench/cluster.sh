@@ -38,6 +38,15 @@ pids+=($!)
 wait_file "$dir/store.json"; wait_file "$dir/router.json"; wait_file "$dir/edge.json"
 sleep 3   # the groups have assigned their partitions
 
+# A fresh broker JVM compiles its hot paths for its first minute or so and
+# answers slowly meanwhile (its requests' round trips fall several-fold):
+# a warm-up run, not reported, comes first. WARMUP= skips it.
+for run in ${WARMUP-50:1000:40}; do
+  IFS=: read -r pairs rate duration <<<"$run"
+  ./target/release/samvad-load --server http://127.0.0.1:8080 --transport "${TRANSPORT:-quic}" \
+    --out "$dir/warmup.json" chat --pairs "$pairs" --rate "$rate" --duration "$duration" >/dev/null
+done
+
 # pairs:rate:seconds per run
 for run in ${RUNS:-50:2000:15 200:20000:20}; do
   IFS=: read -r pairs rate duration <<<"$run"

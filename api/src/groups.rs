@@ -224,6 +224,7 @@ async fn announce_to(
         .iter()
         .map(|user| DeliverRecord {
             user: user.to_string(),
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::Message(env.clone())),
         })
         .collect();

@@ -69,6 +69,12 @@ impl KafkaConfig {
         c.set("bootstrap.servers", &self.brokers)
             .set("client.id", &self.client_id)
             .set("log_level", "4");
+        // librdkafka's own protocol log (e.g. `eos,protocol`: every
+        // transactional call and request with its round trip), through
+        // `tracing` as target `librdkafka`.
+        if let Ok(debug) = std::env::var("SAMVAD_RDKAFKA_DEBUG") {
+            c.set("debug", debug).set("log_level", "7");
+        }
         c
     }
 }

@@ -371,6 +371,7 @@ fn try_transact(
     outputs: &[Outgoing],
     offsets: &TopicPartitionList,
 ) -> Result<(), KafkaError> {
+    let began = std::time::Instant::now();
     producer.begin_transaction()?;
     {
         let partitions = partitions.read();
@@ -393,15 +394,22 @@ fn try_transact(
             }
         }
     }
+    let queued = began.elapsed();
     if offsets.count() > 0 {
         resumed(|| producer.send_offsets_to_transaction(offsets, metadata, TXN_TIMEOUT))?;
     }
+    let offsets_added = began.elapsed();
     // rdkafka's flush (which the commit starts with) polls in 100 ms
     // sleeps that the last delivery report does not cut short: every
     // transaction took 100 ms more than its work. Waited for here in 1 ms
     // steps instead, so the commit's own flush finds nothing to wait for.
     serve_reports(producer);
-    resumed(|| producer.commit_transaction(TXN_TIMEOUT))
+    let produced = began.elapsed();
+    let committed = resumed(|| producer.commit_transaction(TXN_TIMEOUT));
+    // Where a transaction's time goes (each step counted from its start):
+    // what bench/RESULTS.md's transaction anatomy is read from.
+    tracing::debug!(?queued, ?offsets_added, ?produced, ended = ?began.elapsed(), "transaction steps");
+    committed
 }
 
 /// How many times a transactional call that timed out is called again.

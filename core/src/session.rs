@@ -265,6 +265,7 @@ impl Session {
             },
             client_frame::Kind::Ack(ack) => out.push(Action::Deliver(DeliverRecord {
                 user: user.to_string(),
+                then: Vec::new(),
                 kind: Some(deliver_record::Kind::Ack(AckRecord {
                     seq: ack.seq,
                     device: device.to_string(),
@@ -277,6 +278,7 @@ impl Session {
                 }
                 out.push(Action::Deliver(DeliverRecord {
                     user: user.to_string(),
+                    then: Vec::new(),
                     kind: Some(deliver_record::Kind::Sync(SyncRecord {
                         session: self.id.to_string(),
                         edge: self.config.node.to_string(),
@@ -344,6 +346,7 @@ impl Session {
     fn history(&self, user: &str, history: samvad_proto::v1::History, out: &mut Vec<Action>) {
         let record = DeliverRecord {
             user: history_owner(&history.chatid),
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::History(HistoryRecord {
                 session: self.id.to_string(),
                 edge: self.config.node.to_string(),
@@ -376,6 +379,7 @@ impl Session {
         }
         let record = |owner: String| DeliverRecord {
             user: owner,
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::Hide(samvad_proto::bus::HideRecord {
                 user: user.to_string(),
                 author: hide.author.clone(),
@@ -412,6 +416,7 @@ impl Session {
                 .iter()
                 .map(|id| DeliverRecord {
                     user: author.to_string(),
+                    then: Vec::new(),
                     kind: Some(deliver_record::Kind::Receipt(samvad_proto::v1::Receipt {
                         seq: 0,
                         message_id: id.clone(),

@@ -1,8 +1,10 @@
 //! Where an edge hands what a session sends: the bus (the cluster), or the
 //! inbox writers of this process (`samvad serve`).
 //!
-//! In the cluster an accepted envelope goes to `inbound` and the router
-//! and the stores take it from there. In `samvad serve` there is no bus
+//! In the cluster an accepted chat message goes straight to the `deliver`
+//! partition of its recipient's inbox (the store that applies it forwards
+//! it to the history), and a group message to `inbound`, where a router
+//! routes it to the members. In `samvad serve` there is no bus
 //! between the roles: the edge routes the envelope itself (the same pure
 //! [`samvad_router::owners`]) and hands it, encoded once, to the writer of
 //! the shard that orders it (the recipient's inbox for a 1:1 chat, the
@@ -26,7 +28,7 @@ use crate::hub::Hub;
 /// The way into the inboxes.
 #[derive(Clone)]
 pub enum Delivery {
-    /// Through `inbound` and `deliver` on the bus.
+    /// Through the bus: `deliver` (chats) or `inbound` (groups).
     Bus,
     /// Straight to this process's inbox writers.
     Shards(Shards),
@@ -58,12 +60,10 @@ impl Delivery {
     ) -> Durable {
         match self {
             Delivery::Bus => {
-                let key = env
-                    .head
-                    .as_ref()
-                    .map(|h| h.chatid.clone())
-                    .unwrap_or_default();
-                let record = Outgoing::new(topics.inbound(), key, Bytes::from(env.encode_to_vec()));
+                let record = match to_bus(topics, env) {
+                    Ok(record) => record,
+                    Err(e) => return Box::pin(async move { Err(DeliveryError::Refused(e)) }),
+                };
                 let produced = bus.produce(vec![record]);
                 Box::pin(async move {
                     produced
@@ -175,6 +175,38 @@ impl Outlet for LocalOutlet {
     }
 }
 
+/// The record an accepted envelope travels the bus as. A chat goes
+/// straight to the recipient's `deliver` partition, its history to follow
+/// from there (`then`), as in `samvad serve`: its route is a pure function
+/// of the envelope, and a router's transaction on its path would only add
+/// its commit to every message's latency. A group or channel message goes
+/// to `inbound` (key = the chat), where a router routes it to the members
+/// the directory has when it is read.
+fn to_bus(topics: &Topics, env: Envelope) -> Result<Outgoing, Refusal> {
+    let head = env.head.as_ref();
+    let grouped = head.is_some_and(|h| matches!(h.r#type(), HeadType::Group | HeadType::Channel));
+    if grouped {
+        let key = head.map(|h| h.chatid.clone()).unwrap_or_default();
+        return Ok(Outgoing::new(
+            topics.inbound(),
+            key,
+            Bytes::from(env.encode_to_vec()),
+        ));
+    }
+    let mut owners = samvad_router::owners(&env, None)?.into_iter();
+    let recipient = owners.next().ok_or(Refusal::NoRecipient)?;
+    let record = DeliverRecord {
+        user: recipient.clone(),
+        kind: Some(samvad_proto::bus::deliver_record::Kind::Message(env)),
+        then: owners.collect(),
+    };
+    Ok(Outgoing::new(
+        topics.deliver(),
+        recipient,
+        Bytes::from(record.encode_to_vec()),
+    ))
+}
+
 /// `deliver` records as the bus takes them: keyed by their inbox's owner,
 /// so that each inbox is one partition's, in order.
 pub fn to_deliver(topic: Arc<str>, records: Vec<DeliverRecord>) -> Vec<Outgoing> {
@@ -185,4 +217,62 @@ pub fn to_deliver(topic: Arc<str>, records: Vec<DeliverRecord>) -> Vec<Outgoing>
             Outgoing::new(topic.clone(), key, Bytes::from(record.encode_to_vec()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use samvad_core::names::chat_id;
+    use samvad_proto::bus::deliver_record;
+    use samvad_proto::v1::Head;
+
+    fn envelope(kind: HeadType, to: &str, chatid: &str) -> Envelope {
+        Envelope {
+            id: "m1".into(),
+            head: Some(Head {
+                r#type: kind as i32,
+                from: "alice".into(),
+                to: to.into(),
+                chatid: chatid.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_chat_goes_to_its_recipients_deliver_partition_with_its_history_next() {
+        let topics = Topics::new("t.");
+        let env = envelope(HeadType::Chat, "bob", &chat_id("alice", "bob"));
+        let out = to_bus(&topics, env.clone()).unwrap();
+        assert_eq!(&*out.topic, "t.deliver");
+        assert_eq!(out.key.as_ref(), b"bob", "the recipient's partition");
+        let record = DeliverRecord::decode(out.payload).unwrap();
+        assert_eq!(record.user, "bob");
+        assert_eq!(record.then, [history_owner("alice:bob")]);
+        assert_eq!(record.kind, Some(deliver_record::Kind::Message(env)));
+    }
+
+    #[test]
+    fn a_group_message_goes_to_the_router() {
+        let topics = Topics::new("t.");
+        let env = envelope(HeadType::Group, "g1", "g1");
+        let out = to_bus(&topics, env.clone()).unwrap();
+        assert_eq!(&*out.topic, "t.inbound");
+        assert_eq!(out.key.as_ref(), b"g1", "keyed by the conversation");
+        assert_eq!(Envelope::decode(out.payload).unwrap(), env);
+    }
+
+    #[test]
+    fn an_unroutable_chat_is_refused_at_the_edge() {
+        let topics = Topics::new("t.");
+        assert_eq!(
+            to_bus(&topics, envelope(HeadType::Chat, "", "x")).err(),
+            Some(Refusal::NoRecipient)
+        );
+        assert_eq!(
+            to_bus(&topics, Envelope::default()).err(),
+            Some(Refusal::NoHead)
+        );
+    }
 }

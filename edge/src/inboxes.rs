@@ -102,6 +102,7 @@ impl Inboxes for EdgeInboxes {
             };
             let record = DeliverRecord {
                 user: history_owner(&request.chatid),
+                then: Vec::new(),
                 kind: Some(deliver_record::Kind::History(HistoryRecord {
                     session: id.to_string(),
                     edge: edge.session_config.node.to_string(),

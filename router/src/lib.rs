@@ -31,6 +31,7 @@ pub fn route(env: &Envelope, group: Option<&Group>) -> Result<Vec<DeliverRecord>
         .into_iter()
         .map(|user| DeliverRecord {
             user,
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::Message(env.clone())),
         })
         .collect())

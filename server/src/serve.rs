@@ -35,7 +35,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(db.clone(), durability)?);
     let topics = Topics::new(args.topics.topic_prefix.clone());
-    // A send is acknowledged once on `inbound`: that produce is synced.
+    // The embedded bus carries what is off a message's path: dead letters,
+    // push notifications, media signals.
     bus.ensure_topic(&topics.dead_letter(), TopicSpec::durable(1))
         .await?;
     bus.ensure_topic(&topics.push(), TopicSpec::durable(args.topics.partitions))

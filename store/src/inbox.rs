@@ -259,6 +259,7 @@ mod tests {
     fn chat(id: &str, from: &str, to: &str) -> DeliverRecord {
         DeliverRecord {
             user: to.into(),
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::Message(v1::Envelope {
                 id: id.into(),
                 head: Some(v1::Head {
@@ -278,6 +279,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let ack = DeliverRecord {
             user: "bob".into(),
+            then: Vec::new(),
             kind: Some(deliver_record::Kind::Ack(AckRecord {
                 seq: 2,
                 device: "phone".into(),

@@ -134,7 +134,7 @@ impl Input {
             deliver_record::Kind::Message(envelope) => Input::Message {
                 owner,
                 message: Message::new(envelope),
-                then: Vec::new(),
+                then: record.then,
                 fresh: false,
             },
             deliver_record::Kind::Receipt(receipt) => Input::Receipt { owner, receipt },
@@ -155,6 +155,10 @@ impl Input {
 
     /// The bus record of this input.
     pub fn to_record(&self) -> DeliverRecord {
+        let then = match self {
+            Input::Message { then, .. } => then.clone(),
+            _ => Vec::new(),
+        };
         let kind = match self {
             Input::Message { message, .. } => {
                 deliver_record::Kind::Message(message.envelope.clone())
@@ -178,6 +182,7 @@ impl Input {
         DeliverRecord {
             user: self.owner().to_string(),
             kind: Some(kind),
+            then,
         }
     }
 }
@@ -1514,6 +1519,51 @@ mod tests {
         // Resent later: bob's inbox has it, so nothing follows.
         assert!(forwarded(&store.run(vec![led("m1")], &none)).is_empty());
         assert_eq!(store.seqs("bob"), [1]);
+    }
+
+    #[test]
+    fn a_message_record_carries_the_inboxes_that_follow_it() {
+        // The cluster's edge sends a chat to the recipient's partition with
+        // its history to follow; the store that applies it reads `then`
+        // back, and forwards the history's copy without one.
+        let Input::Message { owner, message, .. } = chat("m1", "alice", "bob") else {
+            unreachable!()
+        };
+        let led = Input::Message {
+            owner,
+            message,
+            then: vec![history_owner("alice:bob")],
+            fresh: false,
+        };
+        let record = led.to_record();
+        assert_eq!(record.then, [history_owner("alice:bob")]);
+        assert_eq!(Input::from_record(record), Some(led));
+        let mut store = Store::new(Holding::Given);
+        let effects = store.run(
+            vec![Input::from_record(chat("m2", "alice", "bob").to_record()).unwrap()],
+            &PresenceMap::new(),
+        );
+        assert!(
+            !effects.iter().any(|e| matches!(e, Effect::Forward(_))),
+            "a record without `then` is applied where it is: {effects:?}"
+        );
+        let mut store = Store::new(Holding::Given);
+        let mut led = chat("m3", "alice", "bob").to_record();
+        led.then = vec![history_owner("alice:bob")];
+        let effects = store.run(vec![Input::from_record(led).unwrap()], &PresenceMap::new());
+        let forwarded: Vec<DeliverRecord> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Forward(input) => Some(input.to_record()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(forwarded.len(), 1, "{effects:?}");
+        assert_eq!(forwarded[0].user, history_owner("alice:bob"));
+        assert!(
+            forwarded[0].then.is_empty(),
+            "the history is the last inbox"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ fn message(id: &str, to: &str) -> DeliverRecord {
     }
     DeliverRecord {
         user: to.into(),
+        then: Vec::new(),
         kind: Some(deliver_record::Kind::Message(env)),
     }
 }

@@ -28,11 +28,11 @@ pids+=($!)
 sleep 1
 # shellcheck disable=SC2206
 common=(--kafka "$KAFKA" --redis "redis://127.0.0.1:$rport/" ${CLUSTER_ARGS:-})
-./target/release/samvad store "${common[@]}" --data-dir "$dir/store" --ready-file "$dir/store.json" >"$dir/store.log" 2>&1 &
+"$SAMVAD_BIN" store "${common[@]}" --data-dir "$dir/store" --ready-file "$dir/store.json" >"$dir/store.log" 2>&1 &
 pids+=($!)
-./target/release/samvad router "${common[@]}" --ready-file "$dir/router.json" >"$dir/router.log" 2>&1 &
+"$SAMVAD_BIN" router "${common[@]}" --ready-file "$dir/router.json" >"$dir/router.log" 2>&1 &
 pids+=($!)
-./target/release/samvad edge "${common[@]}" --node e0 --listen 127.0.0.1:4433 --http-listen 127.0.0.1:8080 \
+"$SAMVAD_BIN" edge "${common[@]}" --node e0 --listen 127.0.0.1:4433 --http-listen 127.0.0.1:8080 \
   --ready-file "$dir/edge.json" >"$dir/edge.log" 2>&1 &
 pids+=($!)
 wait_file "$dir/store.json"; wait_file "$dir/router.json"; wait_file "$dir/edge.json"

@@ -83,6 +83,20 @@ impl KafkaConfig {
 const EPHEMERAL_RETENTION_MS: &str = "60000";
 /// Metadata and admin calls give up after this.
 pub(crate) const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a topic's creation is asked for again while it times out.
+const CREATE_PATIENCE: Duration = Duration::from_secs(150);
+
+/// Whether `e` is a timeout, which a later attempt may not meet.
+fn timed_out(e: &KafkaError) -> bool {
+    let code = match e {
+        KafkaError::AdminOp(code) => Some(*code),
+        other => other.rdkafka_error_code(),
+    };
+    matches!(
+        code,
+        Some(RDKafkaErrorCode::OperationTimedOut | RDKafkaErrorCode::RequestTimedOut)
+    )
+}
 
 pub struct KafkaBus {
     config: KafkaConfig,
@@ -192,17 +206,24 @@ impl Bus for KafkaBus {
                 topic = topic.set("cleanup.policy", "compact");
             }
             let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
-            let results = self
-                .admin
-                .create_topics([&topic], &options)
-                .await
-                .map_err(backend)?;
-            for result in results {
-                match result {
-                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                    Err((topic, code)) => {
-                        return Err(BusError::Backend(format!("creating {topic}: {code}")))
+            // A broker still starting, or sharing its cores with much else,
+            // may not settle a creation in time: asked again (a topic made
+            // meanwhile answers TopicAlreadyExists) until CREATE_PATIENCE.
+            let patience = std::time::Instant::now() + CREATE_PATIENCE;
+            loop {
+                let outcome = match self.admin.create_topics([&topic], &options).await {
+                    Ok(results) => results.into_iter().try_for_each(|r| match r {
+                        Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => Ok(()),
+                        Err((_, code)) => Err(KafkaError::AdminOp(code)),
+                    }),
+                    Err(e) => Err(e),
+                };
+                match outcome {
+                    Ok(()) => break,
+                    Err(e) if timed_out(&e) && std::time::Instant::now() < patience => {
+                        tracing::warn!(topic = name, error = %e, "creating a topic timed out; again");
                     }
+                    Err(e) => return Err(BusError::Backend(format!("creating {name}: {e}"))),
                 }
             }
             let count = self.fetch_partitions(name).await?;
@@ -496,5 +517,26 @@ pub(crate) async fn next_message<C: rdkafka::consumer::ConsumerContext + 'static
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_timeouts_make_a_topic_creation_ask_again() {
+        assert!(timed_out(&KafkaError::AdminOp(
+            RDKafkaErrorCode::OperationTimedOut
+        )));
+        assert!(timed_out(&KafkaError::AdminOp(
+            RDKafkaErrorCode::RequestTimedOut
+        )));
+        assert!(!timed_out(&KafkaError::AdminOp(
+            RDKafkaErrorCode::TopicAuthorizationFailed
+        )));
+        assert!(!timed_out(&KafkaError::AdminOp(
+            RDKafkaErrorCode::InvalidPartitions
+        )));
     }
 }

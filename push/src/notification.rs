@@ -10,8 +10,9 @@ use samvad_proto::bus::PushRecord;
 use samvad_proto::v1::{server_frame, Action, ServerFrame};
 use serde::{Deserialize, Serialize};
 
-/// Characters of a text message shown in a notification.
-pub const PREVIEW_CHARS: usize = 120;
+/// Characters of a text message shown in a notification: as many as the
+/// inbox puts in a notification's frame.
+pub const PREVIEW_CHARS: usize = samvad_core::inbox::NOTIFIED_TEXT_CHARS;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Notification {

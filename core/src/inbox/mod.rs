@@ -16,6 +16,7 @@ mod view;
 
 pub use presence::{LivePresence, PresenceMap, SessionRoute};
 pub use rules::{
-    entry_seqs, Effect, Holding, InboxRules, Input, Message, Output, HISTORY_PAGE_MAX, SYNC_PAGE,
+    entry_seqs, Effect, Holding, InboxRules, Input, Message, Output, HISTORY_PAGE_MAX,
+    NOTIFIED_TEXT_CHARS, SYNC_PAGE,
 };
 pub use view::{Committed, MemoryState, Pending, Space, StateError, View};

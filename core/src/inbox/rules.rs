@@ -196,11 +196,45 @@ pub enum Effect {
     /// the batch, to be committed with it (an outbox) and handed on.
     Forward(Input),
     /// `user` has no live session for entry `seq`: a push notification.
+    /// `frame` is the entry's, or for a large one the same entry with its
+    /// text cut short ([`notified_frame`]).
     Offline {
         user: String,
         seq: u64,
         frame: Bytes,
     },
+}
+
+/// Characters of a message's text that a push notification carries: what
+/// it shows as a preview and no more.
+pub const NOTIFIED_TEXT_CHARS: usize = 120;
+
+/// Entries up to this size are notified as they are stored.
+const NOTIFIED_FRAME_MAX: usize = 1024;
+
+/// What a push notification carries of an entry: its frame as stored, or,
+/// for a frame over [`NOTIFIED_FRAME_MAX`], the same frame with the body's
+/// text cut to its first [`NOTIFIED_TEXT_CHARS`] characters. A
+/// notification shows one line; carrying a 30 KB message whole into the
+/// push queue wrote every large message to an offline user a second time.
+/// Decoded and encoded again only when it is that large.
+fn notified_frame(frame: Bytes) -> Bytes {
+    if frame.len() <= NOTIFIED_FRAME_MAX {
+        return frame;
+    }
+    let Ok(mut decoded) = ServerFrame::decode(frame.clone()) else {
+        return frame;
+    };
+    let Some(server_frame::Kind::Deliver(deliver)) = &mut decoded.kind else {
+        return frame;
+    };
+    let Some(body) = deliver.envelope.as_mut().and_then(|e| e.body.as_mut()) else {
+        return frame;
+    };
+    if let Some((cut, _)) = body.text.char_indices().nth(NOTIFIED_TEXT_CHARS) {
+        body.text.truncate(cut);
+    }
+    Bytes::from(decoded.encode_to_vec())
 }
 
 /// A 1:1 entry whose sender gets a DELIVERED receipt once it is acked.
@@ -619,7 +653,7 @@ impl Pass<'_, '_> {
             self.effects.push(Effect::Offline {
                 user: owner.to_string(),
                 seq,
-                frame,
+                frame: notified_frame(frame),
             });
         }
         Ok(Some(seq))
@@ -1277,6 +1311,62 @@ mod tests {
         // The same id from another sender is another message.
         store.run(vec![chat("a", "carol", "bob")], &none);
         assert_eq!(store.seqs("bob"), [1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_large_message_is_notified_with_its_text_cut_short_and_stored_whole() {
+        let mut store = Store::new(Holding::Given);
+        let text = |chars: usize| "é".repeat(chars);
+        let with_text = |id: &str, text: String| {
+            let Input::Message { owner, message, .. } = chat(id, "alice", "bob") else {
+                unreachable!()
+            };
+            let mut envelope = message.envelope.clone();
+            envelope.body = Some(v1::Body { text, ts: 7 });
+            Input::Message {
+                owner,
+                message: Message::new(envelope),
+                then: Vec::new(),
+                fresh: false,
+            }
+        };
+        let effects = store.run(
+            vec![
+                with_text("big", text(20_000)),
+                with_text("small", text(100)),
+            ],
+            &PresenceMap::new(),
+        );
+        let notified: Vec<(u64, Bytes)> = effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Offline { seq, frame, .. } => Some((*seq, frame.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(notified.len(), 2, "{effects:?}");
+        let stored = |seq: u64| {
+            store
+                .state
+                .get(Space::Inbox, &inbox_key("bob", seq))
+                .unwrap()
+                .unwrap()
+        };
+        let envelope = |frame: &Bytes| match ServerFrame::decode(frame.clone()).unwrap().kind {
+            Some(server_frame::Kind::Deliver(d)) => d.envelope.unwrap(),
+            other => panic!("not an entry: {other:?}"),
+        };
+        // The large one: the same entry, its text cut to the preview.
+        let (seq, frame) = &notified[0];
+        assert!(frame.len() < 1024, "{} bytes", frame.len());
+        let whole = envelope(&stored(*seq));
+        assert_eq!(whole.body.as_ref().unwrap().text, text(20_000));
+        let mut cut = whole.clone();
+        cut.body.as_mut().unwrap().text = text(NOTIFIED_TEXT_CHARS);
+        assert_eq!(envelope(frame), cut, "id, head, seq and ts kept");
+        // The small one is notified as it is stored.
+        let (seq, frame) = &notified[1];
+        assert_eq!(*frame, stored(*seq));
     }
 
     #[test]

@@ -485,8 +485,23 @@ async fn nemesis_run() {
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let last_fault = Instant::now();
-    // Traffic goes on a while with every process up.
+    // Traffic goes on with every process up, at least 4 s and until every
+    // receiver has had a live delivery since the last fault (or 30 s): a
+    // store killed last may take its successor's transaction timeout
+    // (10 s) to come back, and the check below is that sessions receive
+    // again, not how soon.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    let recovered = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < recovered
+        && !logs.iter().all(|log: &Arc<Mutex<ReceiverLog>>| {
+            log.lock()
+                .unwrap()
+                .last_live
+                .is_some_and(|t| t > last_fault)
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     stop_senders.store(true, Ordering::Relaxed);
     let mut reports = Vec::new();
     for t in sender_tasks {

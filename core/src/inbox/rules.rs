@@ -155,10 +155,6 @@ impl Input {
 
     /// The bus record of this input.
     pub fn to_record(&self) -> DeliverRecord {
-        let then = match self {
-            Input::Message { then, .. } => then.clone(),
-            _ => Vec::new(),
-        };
         let kind = match self {
             Input::Message { message, .. } => {
                 deliver_record::Kind::Message(message.envelope.clone())
@@ -182,7 +178,11 @@ impl Input {
         DeliverRecord {
             user: self.owner().to_string(),
             kind: Some(kind),
-            then,
+            // Only a message has inboxes that follow it.
+            then: match self {
+                Input::Message { then, .. } => then.clone(),
+                _ => Vec::new(),
+            },
         }
     }
 }
